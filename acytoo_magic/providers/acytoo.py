@@ -1,0 +1,87 @@
+"""The Acytoo protocol: POST ``{url}/api/completions`` with a JSON body, reply streamed as raw UTF-8 text.
+
+Faithful to gpt4free's original ``Acytoo`` provider (same path, headers and body keys), with its bugs
+fixed: the URL and model are configurable, a character split across chunks decodes correctly, the
+session can be shared, and failures are typed one-line errors instead of ``raise_for_status``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from .base import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_RETRIES,
+    AsyncGeneratorProvider,
+    HTTPStream,
+    Messages,
+    Utf8Stream,
+)
+
+DEFAULT_URL = "https://chat.acytoo.com"
+DEFAULT_MODEL = "gpt-3.5-turbo"
+
+
+def create_header() -> dict[str, str]:
+    return {"accept": "*/*", "content-type": "application/json"}
+
+
+def create_payload(messages: Messages, model: str, temperature: float = 0.5) -> dict[str, Any]:
+    """The exact body the Acytoo server expects; ``key`` and ``password`` stay empty as in the original."""
+    return {
+        "key": "",
+        "model": model or DEFAULT_MODEL,
+        "messages": [dict(m) for m in messages],
+        "temperature": float(temperature),
+        "password": "",
+    }
+
+
+class Acytoo(AsyncGeneratorProvider):
+    url = DEFAULT_URL
+    working = True
+    supports_message_history = True
+    supports_gpt_35_turbo = True
+
+    @classmethod
+    def base_url(cls, url: str | None = None) -> str:
+        return (url or os.environ.get("ACYTOO_URL") or cls.url).rstrip("/")
+
+    @classmethod
+    async def create_async_generator(  # type: ignore[override]
+        cls,
+        model: str,
+        messages: Messages,
+        proxy: str | None = None,
+        *,
+        url: str | None = None,
+        temperature: float | None = 0.5,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+        retries: int = DEFAULT_RETRIES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        on_retry: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
+        stream = HTTPStream(
+            "Acytoo",
+            f"{cls.base_url(url)}/api/completions",
+            json=create_payload(messages, model, 0.5 if temperature is None else temperature),
+            headers=create_header(),
+            proxy=proxy,
+            session=session,
+            timeout=timeout,
+            retries=retries,
+            max_response_bytes=max_response_bytes,
+            on_retry=on_retry,
+        )
+        text = Utf8Stream()
+        async for chunk in stream.chunks():
+            if piece := text.decode(chunk):
+                yield piece
+        if tail := text.flush():
+            yield tail

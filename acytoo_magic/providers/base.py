@@ -1,0 +1,347 @@
+"""The g4f provider contract, the typed error family, and the HTTP plumbing both built-ins share.
+
+A provider is anything with ``create_async_generator(model, messages, proxy=None, **kwargs)``
+returning an async iterator of ``str``. ``AsyncGeneratorProvider`` adds the convenience methods g4f
+users expect; the helpers below give built-in providers one way to open a stream, retry, time out,
+cap the size and turn every failure into a one-line ``ProviderError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import queue
+import re
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+Messages = Sequence[Mapping[str, str]]
+
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_MAX_RETRY_WAIT = 30.0
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove URL credentials, bearer tokens and any known secret value from ``text``."""
+    text = _USERINFO.sub("***@", text)
+    text = _BEARER.sub(r"\1***", text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Collapse whitespace so a server's body fits in a one-line message."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ProviderError(Exception):
+    """Base of every failure a provider reports; ``str()`` is one line naming provider and URL."""
+
+    def __init__(
+        self, message: str, *, provider: str = "provider", url: str = "", secrets: Iterable[str] = ()
+    ) -> None:
+        self.provider = provider
+        self.url = redact(url)
+        self.message = redact(one_line(message, 400), secrets)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f" at {self.url}" if self.url else ""
+        return f"{self.provider}{where}: {self.message}"
+
+
+class ProviderHTTPError(ProviderError):
+    """The server answered with an error status; ``status`` and the start of the ``body`` are kept."""
+
+    def __init__(self, status: int, body: str = "", **kwargs: Any) -> None:
+        self.status = status
+        self.body = redact(body[:200], kwargs.get("secrets", ()))
+        reason = _STATUS_HINTS.get(status, "")
+        detail = f": {one_line(self.body)}" if self.body.strip() else ""
+        super().__init__(f"HTTP {status}{reason}{detail}", **kwargs)
+
+
+_STATUS_HINTS = {
+    400: " (bad request)",
+    401: " (unauthorized: check the API key)",
+    403: " (forbidden)",
+    404: " (not found: check the URL)",
+    429: " (rate limited)",
+    500: " (server error)",
+    502: " (bad gateway)",
+    503: " (service unavailable)",
+}
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection could not be opened, or it dropped while the reply was streaming."""
+
+
+class ProviderTimeout(ProviderError):
+    """No byte arrived within the timeout, before the reply or in the middle of it."""
+
+
+class ProviderProtocolError(ProviderError):
+    """The server's reply did not follow the protocol (bad SSE line, bad JSON)."""
+
+
+class ResponseTooLarge(ProviderError):
+    """The reply grew past ``max_response_bytes``; what arrived before the cap was yielded."""
+
+
+def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
+    """Turn a number into a per-read timeout, so a slow but steady stream never times out."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    seconds = 60.0 if timeout is None else float(timeout)
+    return aiohttp.ClientTimeout(total=None, connect=min(seconds, 30.0), sock_read=seconds)
+
+
+def retry_delay(response_headers: Mapping[str, str], attempt: int) -> float:
+    """Seconds to wait before the next attempt: ``Retry-After`` when given, else 0.5, 1, 2, ... s."""
+    value = response_headers.get("Retry-After", "")
+    with contextlib.suppress(ValueError):
+        return min(max(float(value), 0.0), _MAX_RETRY_WAIT)
+    return min(0.5 * 2**attempt, _MAX_RETRY_WAIT)
+
+
+class HTTPStream:
+    """One streamed POST with retries, typed errors and a size cap; shared by the built-in providers.
+
+    Iterating yields raw byte chunks (``iter_any``) or lines (``lines=True``). Retries for 429/503
+    happen only while opening, so nothing already yielded is ever repeated.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        url: str,
+        *,
+        json: Any,
+        headers: Mapping[str, str],
+        proxy: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+        retries: int = DEFAULT_RETRIES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        secrets: Iterable[str] = (),
+        on_retry: Any = None,
+    ) -> None:
+        self.provider = provider
+        self.url = url
+        self.json = json
+        self.headers = dict(headers)
+        self.proxy = proxy or None
+        self.session = session
+        self.timeout = make_timeout(timeout)
+        self.retries = max(0, int(retries))
+        self.max_response_bytes = max_response_bytes
+        self.secrets = tuple(s for s in secrets if s)
+        self.on_retry = on_retry
+        self.received = 0
+
+    def error(self, cls: type[ProviderError], message: str, **kwargs: Any) -> ProviderError:
+        return cls(message, provider=self.provider, url=self.url, secrets=self.secrets, **kwargs)
+
+    def _http_error(self, status: int, body: str) -> ProviderHTTPError:
+        return ProviderHTTPError(status, body, provider=self.provider, url=self.url, secrets=self.secrets)
+
+    def _translate(self, exc: BaseException, *, streaming: bool) -> ProviderError:
+        """Map an aiohttp/asyncio failure to our family, without the library's text (it may name a proxy)."""
+        if isinstance(exc, ProviderError):
+            return exc
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            when = "in the middle of the reply" if streaming else "before the reply started"
+            seconds = self.timeout.sock_read or self.timeout.total
+            return self.error(ProviderTimeout, f"no data for {seconds:g} s {when}")
+        if isinstance(exc, aiohttp.ClientProxyConnectionError):
+            return self.error(ProviderConnectionError, "cannot connect to the proxy")
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return self.error(ProviderConnectionError, "cannot resolve the host name")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return self.error(ProviderConnectionError, "cannot connect (connection refused)")
+            reason = (exc.os_error.strerror if exc.os_error else "") or "failed"
+            return self.error(ProviderConnectionError, f"cannot connect ({reason.lower()})")
+        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+            return self.error(
+                ProviderConnectionError,
+                f"connection dropped after {self.received} bytes of the reply",
+            )
+        if isinstance(exc, aiohttp.InvalidURL):
+            return self.error(ProviderConnectionError, "invalid URL")
+        if isinstance(exc, aiohttp.ClientError):
+            return self.error(ProviderConnectionError, f"{type(exc).__name__}")
+        if isinstance(exc, ValueError):  # aiohttp's "Chunk too big" for an over-long line
+            return self.error(ProviderProtocolError, "a line of the reply is too long")
+        return self.error(ProviderError, type(exc).__name__)
+
+    async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        attempt = 0
+        while True:
+            response = await session.post(
+                self.url, json=self.json, headers=self.headers, proxy=self.proxy, timeout=self.timeout
+            )
+            if response.status < 400:
+                return response
+            body = await _read_some(response)
+            response.release()
+            if response.status in (429, 503) and attempt < self.retries:
+                delay = retry_delay(response.headers, attempt)
+                if self.on_retry is not None:
+                    self.on_retry(response.status, delay, attempt + 1)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            raise self._http_error(response.status, body)
+
+    async def chunks(self, *, lines: bool = False) -> AsyncIterator[bytes]:
+        """Yield byte chunks (or whole lines) of the reply, closing everything on exit or cancel."""
+        async with contextlib.AsyncExitStack() as stack:
+            session = self.session
+            if session is None or session.closed:
+                session = await stack.enter_async_context(aiohttp.ClientSession())
+            streaming = False
+            try:
+                response = await self._open(session)
+                stack.push_async_callback(_close_response, response)
+                streaming = True
+                source = response.content if lines else response.content.iter_any()
+                async for chunk in source:
+                    self.received += len(chunk)
+                    if self.received > self.max_response_bytes:
+                        allowed = len(chunk) - (self.received - self.max_response_bytes)
+                        if not lines and allowed > 0:
+                            yield chunk[:allowed]  # everything up to the cap reaches the user
+                        raise self.error(
+                            ResponseTooLarge,
+                            f"reply larger than the {self.max_response_bytes} byte cap",
+                        )
+                    yield chunk
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                raise self._translate(exc, streaming=streaming) from None
+
+
+async def _read_some(response: aiohttp.ClientResponse, limit: int = 4096) -> str:
+    with contextlib.suppress(Exception):
+        return (await response.content.read(limit)).decode("utf-8", "replace")
+    return ""
+
+
+async def _close_response(response: aiohttp.ClientResponse) -> None:
+    """Close (not release) so a cancelled or failed stream never returns a half-read socket to the pool."""
+    if not response.content.at_eof():
+        response.close()
+    else:
+        response.release()
+
+
+class Utf8Stream:
+    """Incremental UTF-8 decoding: a character split across network chunks is kept, never garbled."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def decode(self, chunk: bytes) -> str:
+        return self._decoder.decode(chunk)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class AsyncGeneratorProvider:
+    """Base class with the g4f contract; subclasses implement ``create_async_generator``."""
+
+    url: str = ""
+    working: bool = True
+    supports_stream: bool = True
+    supports_message_history: bool = True
+    supports_gpt_35_turbo: bool = False
+
+    @classmethod
+    def create_async_generator(
+        cls, model: str, messages: Messages, proxy: str | None = None, **kwargs: Any
+    ) -> AsyncIterator[str]:
+        raise NotImplementedError
+
+    @classmethod
+    async def create_async(
+        cls, model: str, messages: Messages, proxy: str | None = None, **kwargs: Any
+    ) -> str:
+        """Join the whole stream, for callers that do not care about streaming."""
+        return "".join([c async for c in cls.create_async_generator(model, messages, proxy, **kwargs)])
+
+    @classmethod
+    def create_completion(
+        cls, model: str, messages: Messages, stream: bool = True, proxy: str | None = None, **kwargs: Any
+    ) -> Iterator[str]:
+        """Synchronous generator of chunks, usable with or without a running event loop.
+
+        Without a running loop it drives a private loop; inside one (a notebook cell) it streams
+        from a worker thread, because blocking the running loop would deadlock it.
+        """
+        agen_factory = lambda: cls.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            chunks = _iterate_on_private_loop(agen_factory)
+        else:
+            chunks = _iterate_in_thread(agen_factory)
+        if stream:
+            yield from chunks
+        else:
+            yield "".join(chunks)
+
+
+def _iterate_on_private_loop(agen_factory: Any) -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+    agen = agen_factory()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(agen.aclose())
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _iterate_in_thread(agen_factory: Any) -> Iterator[str]:
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for chunk in _iterate_on_private_loop(agen_factory):
+                items.put(("chunk", chunk))
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer thread
+            items.put(("error", exc))
+        items.put(("done", None))
+
+    thread = threading.Thread(target=work, name="acytoo-completion", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "chunk":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()

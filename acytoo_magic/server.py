@@ -1,0 +1,343 @@
+"""A local server speaking both protocols, with a scripted backend and fault modes.
+
+Tests, benchmarks and the offline demo use it as a real HTTP server on 127.0.0.1. The scripted
+backend answers from the conversation it receives (it quotes the last user message and counts
+the messages), so what the client sent is visible in the answer. Directives written as
+``[[key=value ...]]`` in the last user message change one reply; see ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aiohttp import web
+
+DIRECTIVES_HELP = """\
+directives, written in the last user message as [[key=value key=value ...]]:
+  echo               reply with the rest of the message verbatim (after the directive)
+  size=N             reply with exactly N bytes of filler text
+  chunk=N            bytes per chunk (default: --chunk-size)
+  delay=S            seconds between chunks (default: --delay)
+  stall=S            wait S seconds before the response starts (stall before the first byte)
+  stall_mid=S        wait S seconds after the first half of the reply (stall mid-stream)
+  fault=MODE         400|401|403|404|429|500|503  answer with that HTTP status
+                     drop       send half the reply, then drop the connection
+                     bad_utf8   put invalid UTF-8 bytes in the middle of the reply
+                     bad_sse    (OpenAI endpoint) send a malformed SSE line mid-stream
+                     huge       reply with 64 MiB of filler
+  times=N            with fault=STATUS: fail N times for this message, then answer (default: always)
+  retry_after=S      with fault=429/503: send Retry-After: S
+
+endpoints:
+  POST /api/completions          Acytoo protocol, raw UTF-8 text stream
+  POST /v1/chat/completions      OpenAI-compatible, Server-Sent Events when "stream": true
+  GET  /_requests                JSON list of the requests received (DELETE clears it)
+"""
+
+_DIRECTIVE = re.compile(r"\[\[([^\[\]]*)\]\]")
+_FILLER = b"All work and no play makes a notebook a dull book. "
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """How one reply is sent: text, chunking, pacing, and the fault to inject."""
+
+    body: bytes = b""
+    chunk: int = 16
+    delay: float = 0.0
+    stall: float = 0.0
+    stall_mid: float = 0.0
+    fault: str = ""
+    times: int = -1
+    retry_after: str = ""
+
+
+@dataclass
+class ServerConfig:
+    chunk_size: int = 16
+    delay: float = 0.0
+    fault: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def parse_directives(text: str) -> tuple[dict[str, str], str]:
+    """Split ``[[k=v ...]]`` directives from the text; returns (directives, text without them)."""
+    found: dict[str, str] = {}
+    for group in _DIRECTIVE.findall(text):
+        for item in group.split():
+            key, _, value = item.partition("=")
+            found[key.strip().lower()] = value.strip()
+    return found, _DIRECTIVE.sub("", text).strip()
+
+
+def filler(size: int) -> bytes:
+    reps = size // len(_FILLER) + 1
+    return (_FILLER * reps)[:size]
+
+
+def scripted_reply(messages: Sequence[Mapping[str, Any]]) -> str:
+    """A deterministic answer that shows what the client sent: last message quoted, messages counted."""
+    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    systems = [str(m.get("content", "")) for m in messages if m.get("role") == "system"]
+    last = parse_directives(users[-1])[1] if users else ""
+    lines = [f'You said: "{last}"', ""]
+    lines.append(f"This conversation has {len(messages)} messages ({len(users)} from you).")
+    if len(users) > 1:
+        lines.append(f'Before that you said: "{parse_directives(users[-2])[1]}"')
+    if systems:
+        lines.append(f'System prompt: "{systems[0][:80]}"')
+    if re.search(r"\b(code|plot|function|snippet)\b", last, re.IGNORECASE):
+        lines += ["", "```python", "# scripted example from the local server", f"print({last[:40]!r})", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def plan_reply(messages: Sequence[Mapping[str, Any]], config: ServerConfig) -> ReplyPlan:
+    users = [str(m.get("content", "")) for m in messages if m.get("role") == "user"]
+    directives, rest = parse_directives(users[-1] if users else "")
+    plan = ReplyPlan(chunk=config.chunk_size, delay=config.delay, fault=config.fault)
+    if "size" in directives:
+        body = filler(int(directives["size"]))
+    elif "echo" in directives:
+        body = rest.encode()
+    else:
+        body = scripted_reply(messages).encode()
+    fault = directives.get("fault", plan.fault)
+    if fault == "huge":
+        body = filler(64 * 1024 * 1024)
+    return replace(
+        plan,
+        body=body,
+        chunk=max(1, int(directives.get("chunk", plan.chunk))),
+        delay=float(directives.get("delay", plan.delay)),
+        stall=float(directives.get("stall", 0)),
+        stall_mid=float(directives.get("stall_mid", 0)),
+        fault=fault,
+        times=int(directives.get("times", -1)),
+        retry_after=directives.get("retry_after", ""),
+    )
+
+
+def split(body: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def sse_event(content: str, model: str) -> bytes:
+    event = {
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": {"content": content}}],
+    }
+    return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+
+
+class Backend:
+    """The request handlers; the scripted backend is the only one for now."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+
+    async def _read(self, request: web.Request) -> dict[str, Any]:
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(
+                text='{"error": "body is not JSON"}', content_type="application/json"
+            ) from None
+        self.config.requests.append(
+            {
+                "path": request.path,
+                "method": request.method,
+                "headers": dict(request.headers),
+                "json": payload,
+                "peer": list(request.transport.get_extra_info("peername") or ()) if request.transport else [],
+            }
+        )
+        if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+            raise web.HTTPBadRequest(text='{"error": "messages missing"}', content_type="application/json")
+        return payload
+
+    def _status_fault(self, plan: ReplyPlan, messages: list[Any]) -> web.Response | None:
+        if not plan.fault.isdigit():
+            return None
+        key = json.dumps(messages[-1:], sort_keys=True)
+        failed = self.config.failures.get(key, 0)
+        if 0 <= plan.times <= failed:
+            return None
+        self.config.failures[key] = failed + 1
+        headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
+        body = json.dumps({"error": {"message": f"scripted fault {plan.fault}", "code": int(plan.fault)}})
+        return web.Response(
+            status=int(plan.fault), text=body, content_type="application/json", headers=headers
+        )
+
+    async def _stream(
+        self, request: web.Request, plan: ReplyPlan, pieces: list[bytes], content_type: str
+    ) -> web.StreamResponse:
+        try:
+            return await self._send(request, plan, pieces, content_type)
+        except ConnectionResetError:  # the client went away (timeout, cancel): nothing to report
+            raise asyncio.CancelledError from None
+
+    async def _send(
+        self, request: web.Request, plan: ReplyPlan, pieces: list[bytes], content_type: str
+    ) -> web.StreamResponse:
+        if plan.stall:
+            await asyncio.sleep(plan.stall)
+        response = web.StreamResponse(headers={"content-type": content_type, "cache-control": "no-cache"})
+        await response.prepare(request)
+        half = len(pieces) // 2
+        for index, piece in enumerate(pieces):
+            if index == half and plan.fault == "drop":
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            if index == half and plan.stall_mid:
+                await asyncio.sleep(plan.stall_mid)
+            await response.write(piece)
+            if plan.delay:
+                await asyncio.sleep(plan.delay)
+        await response.write_eof()
+        return response
+
+    async def acytoo(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._read(request)
+        plan = plan_reply(payload["messages"], self.config)
+        if (response := self._status_fault(plan, payload["messages"])) is not None:
+            return response
+        pieces = list(split(plan.body, plan.chunk))
+        if plan.fault == "bad_utf8":
+            pieces.insert(len(pieces) // 2, b"\xff\xfe")
+        return await self._stream(request, plan, pieces, "text/plain; charset=utf-8")
+
+    async def openai(self, request: web.Request) -> web.StreamResponse:
+        payload = await self._read(request)
+        plan = plan_reply(payload["messages"], self.config)
+        if (response := self._status_fault(plan, payload["messages"])) is not None:
+            return response
+        text = plan.body.decode("utf-8", "replace")
+        model = str(payload.get("model", ""))
+        if not payload.get("stream"):
+            message = {"role": "assistant", "content": text}
+            return web.json_response(
+                {"object": "chat.completion", "model": model, "choices": [{"index": 0, "message": message}]}
+            )
+        step = max(1, plan.chunk)
+        pieces = [sse_event(text[i : i + step], model) for i in range(0, len(text), step)]
+        if plan.fault == "bad_sse":
+            pieces.insert(len(pieces) // 2, b"data: {not json\n\n")
+        if plan.fault == "bad_utf8":
+            pieces.insert(len(pieces) // 2, b"data: \xff\xfe\n\n")
+        pieces.append(b"data: [DONE]\n\n")
+        return await self._stream(request, plan, pieces, "text/event-stream")
+
+    async def list_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self.config.requests)
+
+    async def clear_requests(self, request: web.Request) -> web.Response:
+        self.config.requests.clear()
+        self.config.failures.clear()
+        return web.json_response([])
+
+
+def create_app(config: ServerConfig | None = None) -> web.Application:
+    backend = Backend(config or ServerConfig())
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.add_routes(
+        [
+            web.post("/api/completions", backend.acytoo),
+            web.post("/v1/chat/completions", backend.openai),
+            web.get("/_requests", backend.list_requests),
+            web.delete("/_requests", backend.clear_requests),
+        ]
+    )
+    return app
+
+
+class LocalServer:
+    """Run the server in a background thread on 127.0.0.1 and a free port (``with LocalServer() as s``)."""
+
+    def __init__(self, config: ServerConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.config = config or ServerConfig()
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="acytoo-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.config.requests
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(create_app(self.config), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def start(self) -> LocalServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m acytoo_magic.server",
+        description="Local Acytoo/OpenAI-protocol server with a scripted backend and fault modes.",
+        epilog=DIRECTIVES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one; default 8765)")
+    parser.add_argument("--chunk-size", type=int, default=16, help="bytes per streamed chunk (default 16)")
+    parser.add_argument("--delay", type=float, default=0.02, help="seconds between chunks (default 0.02)")
+    parser.add_argument("--fault", default="", help="fault applied to every request (see directives)")
+    args = parser.parse_args(argv)
+    config = ServerConfig(chunk_size=args.chunk_size, delay=args.delay, fault=args.fault)
+
+    async def serve() -> None:
+        runner = web.AppRunner(create_app(config), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"acytoo_magic.server listening on http://{args.host}:{port}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The providers over real loopback HTTP against the local protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+
+import aiohttp
+import pytest
+
+from acytoo_magic.providers import (
+    Acytoo,
+    AsyncGeneratorProvider,
+    OpenAICompatible,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderNotFound,
+    ProviderProtocolError,
+    ProviderTimeout,
+    ResponseTooLarge,
+    resolve,
+)
+from acytoo_magic.providers.base import redact
+
+MULTILINGUAL = "Привет, мир! 你好，世界。こんにちは 🎉👩‍💻 naïve café — ok"
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+async def collect(provider, messages, **kwargs) -> list[str]:
+    return [
+        chunk async for chunk in provider.create_async_generator(kwargs.pop("model", "m"), messages, **kwargs)
+    ]
+
+
+async def test_acytoo_request_is_exactly_the_original_protocol(server):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    await collect(Acytoo, messages, url=server.url, model="gpt-4o-mini", temperature=0.2)
+    (request,) = server.requests
+    assert request["path"] == "/api/completions"
+    assert request["method"] == "POST"
+    assert request["headers"]["Accept"] == "*/*"
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["json"] == {
+        "key": "",
+        "model": "gpt-4o-mini",
+        "messages": messages,
+        "temperature": 0.2,
+        "password": "",
+    }
+
+
+async def test_acytoo_defaults_temperature_and_reads_url_from_env(server, monkeypatch):
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    text = "".join(await collect(Acytoo, user("hi"), model=""))
+    assert 'You said: "hi"' in text
+    assert server.requests[0]["json"]["temperature"] == 0.5
+    assert server.requests[0]["json"]["model"] == "gpt-3.5-turbo"
+
+
+async def test_utf8_split_at_every_byte_is_decoded_identically(server):
+    chunks = await collect(Acytoo, user(f"[[echo chunk=1 delay=0.002]]{MULTILINGUAL}"), url=server.url)
+    assert "".join(chunks) == MULTILINGUAL
+    assert len(chunks) > 20  # really streamed, and no chunk carries a replacement character
+    assert all("\ufffd" not in c for c in chunks)
+
+
+@pytest.mark.parametrize("chunk", [2, 3, 5, 7])
+async def test_utf8_other_chunk_sizes(server, chunk):
+    chunks = await collect(Acytoo, user(f"[[echo chunk={chunk}]]{MULTILINGUAL}"), url=server.url)
+    assert "".join(chunks) == MULTILINGUAL
+
+
+async def test_invalid_utf8_is_replaced_not_fatal(server):
+    text = "".join(await collect(Acytoo, user("[[fault=bad_utf8]] hello"), url=server.url))
+    assert "\ufffd" in text and 'You said: "hello"' in text
+
+
+async def test_openai_sse_stream_and_bearer_key(server):
+    chunks = await collect(
+        OpenAICompatible,
+        user(f"[[echo chunk=3]]{MULTILINGUAL}"),
+        url=f"{server.url}/v1",
+        api_key="sk-test-123",
+    )
+    assert "".join(chunks) == MULTILINGUAL
+    request = server.requests[0]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["json"]["stream"] is True
+    assert request["headers"]["Authorization"] == "Bearer sk-test-123"
+
+
+async def test_openai_key_from_env(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-456")
+    await collect(OpenAICompatible, user("x"), url=f"{server.url}/v1")
+    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-env-456"
+
+
+async def test_openai_malformed_sse_is_a_protocol_error(server):
+    with pytest.raises(ProviderProtocolError) as info:
+        await collect(OpenAICompatible, user("[[fault=bad_sse]] x"), url=f"{server.url}/v1")
+    assert "bad JSON in SSE line" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 500])
+@pytest.mark.parametrize("provider,path", [(Acytoo, ""), (OpenAICompatible, "/v1")])
+async def test_http_status_is_a_typed_one_line_error(server, status, provider, path):
+    with pytest.raises(ProviderHTTPError) as info:
+        await collect(
+            provider, user(f"[[fault={status}]] x"), url=server.url + path, api_key="sk-never-shown"
+        )
+    error = info.value
+    assert error.status == status
+    assert "scripted fault" in error.body
+    message = str(error)
+    assert "\n" not in message
+    assert f"HTTP {status}" in message and server.url in message
+    assert "sk-never-shown" not in message
+
+
+async def test_retry_after_is_honoured_then_succeeds(server):
+    retries = []
+    chunks = await collect(
+        Acytoo,
+        user("[[fault=429 times=2 retry_after=0]] again"),
+        url=server.url,
+        on_retry=lambda status, delay, attempt: retries.append((status, delay, attempt)),
+    )
+    assert 'You said: "again"' in "".join(chunks)
+    assert retries == [(429, 0.0, 1), (429, 0.0, 2)]
+    assert len(server.requests) == 3
+
+
+async def test_retries_are_bounded(server):
+    with pytest.raises(ProviderHTTPError) as info:
+        await collect(Acytoo, user("[[fault=503 retry_after=0]] x"), url=server.url, retries=1)
+    assert info.value.status == 503
+    assert len(server.requests) == 2
+
+
+async def test_dropped_stream_yields_partial_text_then_raises(server):
+    received = []
+    with pytest.raises(ProviderConnectionError) as info:
+        async for chunk in Acytoo.create_async_generator(
+            "m", user("[[fault=drop]] a longer message"), url=server.url
+        ):
+            received.append(chunk)
+    assert received and "".join(received).startswith('You said: "a longer')
+    assert "connection dropped" in str(info.value)
+
+
+async def test_stall_before_first_byte_times_out(server):
+    with pytest.raises(ProviderTimeout) as info:
+        await collect(Acytoo, user("[[stall=5]] x"), url=server.url, timeout=0.3)
+    assert "before the reply started" in str(info.value)
+
+
+async def test_stall_mid_stream_times_out_after_partial_text(server):
+    received = []
+    with pytest.raises(ProviderTimeout) as info:
+        async for chunk in Acytoo.create_async_generator(
+            "m", user("[[stall_mid=5]] x"), url=server.url, timeout=0.3
+        ):
+            received.append(chunk)
+    assert received
+    assert "in the middle of the reply" in str(info.value)
+
+
+async def test_reply_over_the_cap_is_response_too_large(server):
+    received = []
+    with pytest.raises(ResponseTooLarge):
+        async for chunk in Acytoo.create_async_generator(
+            "m", user("[[size=100000 chunk=4096]]"), url=server.url, max_response_bytes=50_000
+        ):
+            received.append(chunk)
+    assert 40_000 < len("".join(received)) <= 50_000
+
+
+async def test_connection_refused_and_dns_failure():
+    with pytest.raises(ProviderConnectionError, match="connection refused"):
+        await collect(Acytoo, user("x"), url="http://127.0.0.1:9")
+    with pytest.raises(ProviderConnectionError, match="cannot resolve"):
+        await collect(Acytoo, user("x"), url="http://no-such-host.invalid")
+
+
+async def test_proxy_credentials_never_reach_the_message():
+    with pytest.raises(ProviderConnectionError) as info:
+        await collect(Acytoo, user("x"), url="http://127.0.0.1:9", proxy="http://alice:s3cret@127.0.0.1:9")
+    assert "s3cret" not in str(info.value) and "alice" not in str(info.value)
+
+
+async def test_proxy_is_honoured(server):
+    """An unresolvable host is reached through the proxy: the local server plays the proxy."""
+    text = "".join(await collect(Acytoo, user("via proxy"), url="http://example.invalid", proxy=server.url))
+    assert 'You said: "via proxy"' in text
+    assert server.requests[0]["headers"]["Host"] == "example.invalid"
+
+
+async def test_shared_session_reuses_one_connection(server):
+    async with aiohttp.ClientSession() as session:
+        await collect(Acytoo, user("one"), url=server.url, session=session)
+        await collect(Acytoo, user("two"), url=server.url, session=session)
+        assert not session.closed  # a shared session belongs to the caller
+    await collect(Acytoo, user("three"), url=server.url)
+    peers = [tuple(r["peer"]) for r in server.requests]
+    assert peers[0] == peers[1]
+    assert peers[2] != peers[0]
+
+
+async def test_cancelling_a_stream_closes_its_connection(server):
+    async with aiohttp.ClientSession() as session:
+        agen = Acytoo.create_async_generator(
+            "m", user("[[size=100000 chunk=10 delay=0.01]]"), url=server.url, session=session
+        )
+        await agen.__anext__()
+        await agen.aclose()
+        assert session.connector is not None
+        # the half-read connection is closed, not returned to the pool
+        assert sum(len(v) for v in session.connector._conns.values()) == 0
+
+
+class ForeignProvider:
+    """Only the g4f contract, no base class, no session or timeout keywords."""
+
+    url = "https://example.invalid"
+    working = True
+
+    @staticmethod
+    async def create_async_generator(model, messages, proxy=None, **kwargs):
+        for word in ("foreign ", "answer"):
+            yield word
+
+
+def test_resolve_accepts_builtins_paths_and_foreign_objects(monkeypatch):
+    assert resolve("acytoo") is Acytoo
+    assert resolve("OpenAI") is OpenAICompatible
+    assert resolve(ForeignProvider) is ForeignProvider
+    module = types.ModuleType("third_party_g4f")
+    module.Provider = ForeignProvider
+    monkeypatch.setitem(sys.modules, "third_party_g4f", module)
+    assert resolve("third_party_g4f:Provider") is ForeignProvider
+    with pytest.raises(ProviderNotFound, match="unknown provider 'nope'"):
+        resolve("nope")
+    with pytest.raises(ProviderNotFound, match="cannot load provider"):
+        resolve("no_such_module_xyz:Thing")
+    with pytest.raises(ProviderNotFound, match="has no create_async_generator"):
+        resolve("sys:path")
+
+
+async def test_create_async_joins_the_stream(server):
+    text = await Acytoo.create_async("m", user("[[echo]]joined"), url=server.url)
+    assert text == "joined"
+
+
+def test_create_completion_without_a_running_loop(server):
+    chunks = list(Acytoo.create_completion("m", user("[[echo chunk=2 delay=0.01]]sync ✓"), url=server.url))
+    assert "".join(chunks) == "sync ✓" and len(chunks) > 1
+    assert list(Acytoo.create_completion("m", user("[[echo]]whole"), stream=False, url=server.url)) == [
+        "whole"
+    ]
+
+
+async def test_create_completion_inside_a_running_loop(server):
+    asyncio.get_running_loop()  # as in a notebook cell
+    chunks = list(Acytoo.create_completion("m", user("[[echo chunk=2]]in loop"), url=server.url))
+    assert "".join(chunks) == "in loop"
+
+
+def test_base_contract_attributes():
+    for cls in (Acytoo, OpenAICompatible):
+        assert issubclass(cls, AsyncGeneratorProvider)
+        for name in (
+            "url",
+            "working",
+            "supports_stream",
+            "supports_message_history",
+            "supports_gpt_35_turbo",
+        ):
+            assert hasattr(cls, name)
+
+
+def test_redaction():
+    assert redact("http://bob:pw@proxy:3128") == "http://***@proxy:3128"
+    assert redact("Authorization: Bearer sk-abc") == "Authorization: Bearer ***"
+    assert redact("key sk-abcdef leaked", secrets=["sk-abcdef"]) == "key *** leaked"
+    error = ProviderError("boom\nsecond line", provider="P", url="http://u:p@h/x")
+    assert str(error) == "P at http://***@h/x: boom second line"
