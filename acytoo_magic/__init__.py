@@ -1,0 +1,50 @@
+"""acytoo-magic: ask an LLM from a Jupyter cell; the answer streams in place as Markdown.
+
+``%load_ext acytoo_magic`` registers ``%%acytoo`` and ``%acytoo``. The core (providers, conversation,
+runner, render) does not import IPython; the magics are a thin front end over it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conversation import Conversation, HistoryStore, Message
+from .providers import AsyncGeneratorProvider, ProviderError, resolve
+from .runner import Reply, Request, Runner, answer
+
+__version__ = "0.1.0"
+__all__ = [
+    "AsyncGeneratorProvider",
+    "Conversation",
+    "HistoryStore",
+    "Message",
+    "ProviderError",
+    "Reply",
+    "Request",
+    "Runner",
+    "answer",
+    "load_ipython_extension",
+    "resolve",
+    "unload_ipython_extension",
+]
+
+_magics: Any = None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext acytoo_magic``); loading twice keeps one instance."""
+    global _magics
+    from .magics import AcytooMagics
+
+    if _magics is not None and _magics.shell is ipython:
+        return
+    _magics = AcytooMagics(shell=ipython)
+    ipython.register_magics(_magics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Close the shared HTTP session and the history database."""
+    global _magics
+    if _magics is not None:
+        _magics.close()
+        _magics = None

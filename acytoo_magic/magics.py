@@ -1,0 +1,353 @@
+"""``%%acytoo`` and ``%acytoo``: a thin front end that parses options and draws; the core does the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
+from traitlets import Float, Int, Unicode, default, observe
+
+from . import providers
+from .codeblocks import extract_code
+from .conversation import (
+    DEFAULT_THREAD,
+    Conversation,
+    HistoryError,
+    HistoryStore,
+    MemoryStore,
+    default_history_path,
+)
+from .providers.base import redact
+from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
+from .runner import Reply, Request, Runner, answer
+
+FORMATS = ("markdown", "text", "code")
+
+
+class AcytooError(Exception):
+    """A failed answer: IPython shows this one line instead of a traceback, and the cell counts as failed."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mAcytooError\x1b[0m: {self}"]
+
+
+def notebook_id(shell: Any) -> str:
+    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd."""
+    session = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    if session:
+        return str(session)
+    if getattr(shell, "kernel", None) is not None:
+        try:
+            from ipykernel import get_connection_file
+
+            return "kernel:" + Path(get_connection_file()).stem.removeprefix("kernel-")
+        except Exception:  # not a normal ipykernel launch
+            pass
+    return f"terminal:{os.getcwd()}"
+
+
+def _env_default(name: str, fallback: str) -> str:
+    return os.environ.get(name) or fallback
+
+
+class SubcommandParser(MagicArgumentParser):
+    """argparse for ``%acytoo SUBCOMMAND``: errors become a one-line UsageError with the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        usage = " ".join(self.format_usage().split())
+        raise UsageError(f"{message}; {usage}")
+
+
+def _subparser(name: str, help_text: str) -> SubcommandParser:
+    return SubcommandParser(prog=f"%acytoo {name}", description=help_text, add_help=False)
+
+
+@magics_class
+class AcytooMagics(Magics):
+    """Ask an LLM from a cell; the answer streams in place as Markdown. Settings: ``%config AcytooMagics``."""
+
+    provider = Unicode(
+        help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
+    ).tag(config=True)
+    model = Unicode("gpt-3.5-turbo", help="Model name sent to the provider.").tag(config=True)
+    url = Unicode(
+        help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
+        "https://api.openai.com/v1). Env ACYTOO_URL."
+    ).tag(config=True)
+    temperature = Float(0.5, help="Sampling temperature.").tag(config=True)
+    proxy = Unicode("", help="HTTP proxy URL for provider requests (credentials are never shown).").tag(
+        config=True
+    )
+    api_key = Unicode(
+        "",
+        help="API key for OpenAI-compatible servers; empty reads ACYTOO_API_KEY or "
+        "OPENAI_API_KEY. Never shown or stored.",
+    ).tag(config=True)
+    history_path = Unicode(help="SQLite file of the conversation history. Env ACYTOO_HISTORY_DB.").tag(
+        config=True
+    )
+    max_history_chars = Int(
+        12_000, help="Characters of history sent with a prompt (oldest dropped first, system prompt kept)."
+    ).tag(config=True)
+    system_prompt = Unicode(
+        "You are a concise assistant for data analysis in a Jupyter notebook. Answer in Markdown.",
+        help="System prompt sent first in every request.",
+    ).tag(config=True)
+    render_interval = Float(0.08, help="Seconds between coalesced display updates while streaming.").tag(
+        config=True
+    )
+    timeout = Float(60.0, help="Seconds without data (before or during a reply) before giving up.").tag(
+        config=True
+    )
+    retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
+        config=True
+    )
+
+    @default("provider")
+    def _default_provider(self) -> str:
+        return _env_default("ACYTOO_PROVIDER", "acytoo")
+
+    @default("url")
+    def _default_url(self) -> str:
+        return _env_default("ACYTOO_URL", "")
+
+    @default("history_path")
+    def _default_history_path(self) -> str:
+        return _env_default("ACYTOO_HISTORY_DB", str(default_history_path()))
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.runner = Runner()
+        self._store: HistoryStore | None = None
+        self.last_reply: Reply | None = None
+        self.last_renderer: ThrottledRenderer | None = None
+
+    @observe("history_path")
+    def _history_path_changed(self, change: dict[str, Any]) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- history ---------------------------------------------------------------------------
+    @property
+    def store(self) -> HistoryStore:
+        """The history store; an unusable file gives one warning and in-memory history instead."""
+        if self._store is None:
+            store = HistoryStore(self.history_path)
+            try:
+                store.threads("")  # opens and checks the file now, not in the middle of an answer
+            except HistoryError as exc:
+                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
+                store = MemoryStore()
+            self._store = store
+        return self._store
+
+    def conversation(self, thread: str | None = None) -> Conversation:
+        return Conversation(self.store, notebook_id(self.shell), thread or DEFAULT_THREAD)
+
+    def close(self) -> None:
+        self.runner.close()
+        if self._store is not None:
+            self._store.close()
+
+    # -- the magic -------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-p", "--provider", help="provider name or package.module:Class")
+    @argument("-m", "--model", help="model name")
+    @argument("-t", "--temperature", type=float, help="sampling temperature")
+    @argument("--url", help="provider base URL")
+    @argument("--proxy", help="HTTP proxy URL")
+    @argument("-c", "--thread", default=None, help="named history thread of this notebook (default: default)")
+    @argument("--no-history", action="store_true", help="send only this prompt and record nothing")
+    @argument("-s", "--system", help="system prompt for this cell")
+    @argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default="markdown",
+        help="markdown (default), text, or code (extracted code goes to a new cell)",
+    )
+    @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
+    @line_cell_magic
+    def acytoo(self, line: str, cell: str | None = None) -> None:
+        """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
+
+        Cell magic: ``%%acytoo [options]`` then the prompt. Line magic: ``%acytoo help`` lists
+        the subcommands (history, reset, threads, providers, config, export).
+        """
+        if cell is None:
+            return self._subcommand(line)
+        args = parse_argstring(self.acytoo, line)
+        prompt = cell.strip()
+        if not prompt:
+            raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
+        try:
+            provider = providers.resolve(args.provider or self.provider)
+        except providers.ProviderNotFound as exc:
+            raise UsageError(str(exc)) from None
+        request = self._request(args, prompt, provider)
+        renderer: ThrottledRenderer
+        if getattr(self.shell, "kernel", None) is not None:
+            renderer = DisplayRenderer(args.format, self.render_interval)
+        else:
+            renderer = TerminalRenderer()
+        self.last_renderer = renderer
+        reply = self.runner.run(self._answer(request, renderer))
+        self.last_reply = reply
+        if reply.history_warning:
+            print(f"acytoo: {reply.history_warning}", file=sys.stderr)
+        if reply.error is not None:
+            raise AcytooError(str(reply.error))
+        if args.output:
+            self.shell.user_ns[args.output] = reply.text
+        if args.format == "code":
+            code = extract_code(reply.text)
+            if code is None:
+                print("acytoo: the answer has no fenced code block; no cell was created", file=sys.stderr)
+            else:
+                self.shell.set_next_input(code, replace=False)
+
+    async def _answer(self, request: Request, renderer: ThrottledRenderer) -> Reply:
+        return await answer(request, renderer, await self.runner.session())
+
+    def _request(self, args: Any, prompt: str, provider: Any) -> Request:
+        name = providers.provider_name(provider)
+        url = args.url or self.url or None
+        where = urlsplit(url).netloc if url else getattr(provider, "url", "")
+        options = {
+            "url": url,
+            "temperature": self.temperature if args.temperature is None else args.temperature,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "api_key": self.api_key or None,
+        }
+        return Request(
+            prompt=prompt,
+            provider=provider,
+            model=args.model or self.model,
+            conversation=None if args.no_history else self.conversation(args.thread),
+            system=self.system_prompt if args.system is None else args.system,
+            budget=self.max_history_chars,
+            proxy=(args.proxy or self.proxy) or None,
+            options=options,
+            label=f"contacting {name} ({where})" if where else f"contacting {name}",
+        )
+
+    # -- line subcommands ------------------------------------------------------------------
+    def _subcommand(self, line: str) -> None:
+        words = line.split(None, 1)
+        name = words[0] if words else "help"
+        rest = words[1] if len(words) > 1 else ""
+        handler = self.subcommands().get(name)
+        if handler is None:
+            raise UsageError(f"%acytoo: unknown subcommand {name!r}; one of: {', '.join(self.subcommands())}")
+        handler(rest)
+
+    def subcommands(self) -> dict[str, Any]:
+        """The table of ``%acytoo`` subcommands; help is built from it, so it cannot drift."""
+        return {
+            "help": self._help,
+            "history": self._history,
+            "reset": self._reset,
+            "threads": self._threads,
+            "providers": self._providers,
+            "config": self._config,
+            "export": self._export,
+        }
+
+    def _parse(self, parser: SubcommandParser, rest: str) -> Any:
+        from IPython.core.magic_arguments import arg_split
+
+        return parser.parse_args(arg_split(rest))
+
+    def _help(self, rest: str) -> None:
+        """Show this overview."""
+        lines = ["%%acytoo [options]  then the prompt in the cell body; %%acytoo? lists the options", ""]
+        for name, handler in self.subcommands().items():
+            lines.append(f"%acytoo {name:<10} {(handler.__doc__ or '').strip().splitlines()[0]}")
+        print("\n".join(lines))
+
+    def _history(self, rest: str) -> None:
+        """Print a thread's messages: %acytoo history [-c THREAD]."""
+        parser = _subparser("history", "print a thread")
+        parser.add_argument("-c", "--thread", default=None)
+        args = self._parse(parser, rest)
+        messages = self.conversation(args.thread).messages()
+        if not messages:
+            print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
+        for message in messages:
+            mark = f" [{message.status}]" if message.status != "complete" else ""
+            print(f"--- {message.role}{mark}\n{message.content}")
+
+    def _reset(self, rest: str) -> None:
+        """Forget a thread, or all threads of this notebook: %acytoo reset [-c THREAD | --all]."""
+        parser = _subparser("reset", "forget history")
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("-c", "--thread", default=None)
+        group.add_argument("--all", action="store_true")
+        args = self._parse(parser, rest)
+        notebook = notebook_id(self.shell)
+        thread = None if args.all else (args.thread or DEFAULT_THREAD)
+        removed = self.store.reset(notebook, thread)
+        print(f"removed {removed} messages from {'all threads' if thread is None else repr(thread)}")
+
+    def _threads(self, rest: str) -> None:
+        """List this notebook's threads: %acytoo threads."""
+        self._parse(_subparser("threads", "list threads"), rest)
+        rows = self.store.threads(notebook_id(self.shell))
+        if not rows:
+            print("(no threads yet)")
+        for thread, count, _last in rows:
+            print(f"{thread}: {count} messages")
+
+    def _providers(self, rest: str) -> None:
+        """List the providers -p accepts: %acytoo providers."""
+        self._parse(_subparser("providers", "list providers"), rest)
+        for name, where in providers.available().items():
+            print(f"{name:<10} {where}")
+        print("any other: -p package.module:Class (a g4f-style provider)")
+
+    def effective_config(self) -> dict[str, Any]:
+        """The settings in force, secrets masked."""
+        config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
+        config["api_key"] = "*** (set)" if self.api_key else "(not set: ACYTOO_API_KEY / OPENAI_API_KEY)"
+        config["proxy"] = redact(self.proxy)
+        config["notebook"] = notebook_id(self.shell)
+        config["history_file"] = str(self.store.path)
+        return config
+
+    def _config(self, rest: str) -> None:
+        """Show the effective settings, secrets masked: %acytoo config."""
+        self._parse(_subparser("config", "show settings"), rest)
+        for name, value in self.effective_config().items():
+            print(f"{name:<18} {value!r}")
+
+    def _export(self, rest: str) -> None:
+        """Write a thread to a file, Markdown or JSON by extension: %acytoo export [-c THREAD] PATH."""
+        parser = _subparser("export", "export a thread")
+        parser.add_argument("-c", "--thread", default=None)
+        parser.add_argument("path")
+        args = self._parse(parser, rest)
+        path = Path(args.path).expanduser()
+        messages = self.conversation(args.thread).messages()
+        if path.suffix.lower() == ".json":
+            text = json.dumps([m.to_json() for m in messages], indent=2, ensure_ascii=False)
+        elif path.suffix.lower() in (".md", ".markdown"):
+            text = "\n\n".join(
+                f"## {m.role}" + (f" ({m.status})" if m.status != "complete" else "") + f"\n\n{m.content}"
+                for m in messages
+            )
+        else:
+            raise UsageError(f"%acytoo export: {path.name!r} must end in .md or .json")
+        try:
+            path.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"%acytoo export: cannot write {path}: {exc.strerror}") from None
+        print(f"wrote {len(messages)} messages to {path}")

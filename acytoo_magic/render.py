@@ -1,0 +1,169 @@
+"""Throttled, in-place rendering of a streaming answer.
+
+``ThrottledRenderer`` holds the timing logic once (like ``tqdm``'s ``mininterval``): the first chunk
+is drawn at once, later ones are coalesced to one draw per ``interval``, a timer flushes text that
+arrived after the last draw, and ``close`` always draws the complete text. Front ends only supply a
+``draw(frame)`` callable: a display handle in a notebook, stdout in a terminal, a widget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What to show now: the answer so far, and a short note (waiting, interrupted, partial...)."""
+
+    text: str
+    note: str = ""
+    final: bool = False
+    waiting: bool = False
+
+
+class Renderer(Protocol):
+    def start(self, label: str) -> None: ...
+    def notify(self, note: str) -> None: ...
+    def feed(self, text: str) -> None: ...
+    def close(self, text: str, note: str = "") -> None: ...
+
+
+class ThrottledRenderer:
+    """Coalesce updates in time so a reply's rendering cost grows with its length, not its chunk count."""
+
+    def __init__(
+        self,
+        draw: Callable[[Frame], None],
+        interval: float = 0.08,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._draw = draw
+        self.interval = max(0.0, float(interval))
+        self._clock = clock
+        self._last: float | None = None
+        self._pending: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._label = ""
+        self._note = ""
+        self._started = clock()
+        self.draws = 0
+        self.closed = False
+
+    def _emit(self, frame: Frame) -> None:
+        self.draws += 1
+        self._last = self._clock()
+        self._draw(frame)
+
+    def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: the next feed or close draws it
+
+        def fire() -> None:
+            self._timer = None
+            callback()
+
+        self._timer = loop.call_later(max(0.0, delay), fire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def start(self, label: str) -> None:
+        """Show that the provider is being contacted, with elapsed seconds, until the first chunk."""
+        self._label = label
+        self._started = self._clock()
+        self._tick()
+
+    def _tick(self) -> None:
+        if self._pending is not None or self.closed:
+            return
+        elapsed = self._clock() - self._started
+        note = f"{self._label} {elapsed:.1f} s" + (f" · {self._note}" if self._note else "")
+        self._emit(Frame("", note=note, waiting=True))
+        self._schedule(max(self.interval, 0.1), self._tick)
+
+    def notify(self, note: str) -> None:
+        """A status change before the first chunk (a retry, say); shown with the waiting line."""
+        self._note = note
+        if self._pending is None and not self.closed:
+            self._cancel_timer()
+            self._tick()
+
+    def feed(self, text: str) -> None:
+        if self._pending is None:
+            self._cancel_timer()  # the waiting ticker ends with the first chunk
+            self._pending = text
+            self._emit(Frame(text))
+            return
+        self._pending = text
+        elapsed = self._clock() - (self._last or 0.0)
+        if elapsed >= self.interval:
+            self._cancel_timer()
+            self._emit(Frame(text))
+        else:
+            self._schedule(self.interval - elapsed, self._flush)
+
+    def _flush(self) -> None:
+        if self._pending is not None and not self.closed:
+            self._emit(Frame(self._pending))
+
+    def close(self, text: str, note: str = "") -> None:
+        """Draw the complete text (with an interrupted/partial note where it applies); always draws."""
+        self._cancel_timer()
+        self.closed = True
+        self._pending = text
+        self._emit(Frame(text, note=note, final=True))
+
+
+def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
+    """A MIME bundle for a display update: Markdown rendered by the frontend, plain text as fallback."""
+    if frame.waiting:
+        return {"text/plain": f"⏳ {frame.note}", "text/markdown": f"*⏳ {frame.note}*"}
+    cursor = "" if frame.final else " ▌"
+    plain = frame.text + (f"\n[{frame.note}]" if frame.note else "")
+    if fmt == "text":
+        return {"text/plain": plain}
+    note = f"\n\n*— {frame.note}*" if frame.note else ""
+    return {"text/plain": plain, "text/markdown": frame.text + cursor + note}
+
+
+class DisplayRenderer(ThrottledRenderer):
+    """Renders into one notebook output area, created with ``display_id`` and updated in place."""
+
+    def __init__(self, fmt: str = "markdown", interval: float = 0.08) -> None:
+        from IPython.display import display
+
+        self.fmt = fmt
+        self.handle = display({"text/plain": ""}, raw=True, display_id=True)
+        super().__init__(self._update, interval)
+
+    def _update(self, frame: Frame) -> None:
+        self.handle.update(markdown_bundle(frame, self.fmt), raw=True)
+
+
+class TerminalRenderer(ThrottledRenderer):
+    """Terminal IPython: print each new piece of text as it arrives (a terminal cannot redraw in place)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        self._shown = 0
+        super().__init__(self._write, interval=0.0)
+
+    def _write(self, frame: Frame) -> None:
+        if frame.waiting:
+            return
+        self.stream.write(frame.text[self._shown :])
+        self._shown = len(frame.text)
+        if frame.final:
+            self.stream.write(f"\n[{frame.note}]\n" if frame.note else "\n")
+        self.stream.flush()

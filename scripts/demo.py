@@ -1,0 +1,68 @@
+"""`make demo`: start the local protocol server, execute the quick-start notebook, show where it went."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+OUT = NOTEBOOKS / "executed"
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--delay", "0.01"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        raise SystemExit(f"demo: the local server did not start: {line!r}")
+    return process, line.split()[-1]
+
+
+def run(name: str, url: str) -> Path:
+    OUT.mkdir(exist_ok=True)
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    os.environ.update(
+        ACYTOO_URL=url,
+        ACYTOO_HISTORY_DB=str(OUT / "demo-history.sqlite3"),
+        JPY_SESSION_NAME=f"demo/{name}",
+    )
+    started = time.monotonic()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}
+    ).execute()
+    target = OUT / name
+    nbformat.write(notebook, target)
+    print(f"executed {name} in {time.monotonic() - started:.1f} s -> {target.relative_to(ROOT)}")
+    return target
+
+
+def main() -> None:
+    (OUT / "demo-history.sqlite3").unlink(missing_ok=True)  # each demo starts a fresh conversation
+    process, url = start_server()
+    print(f"local protocol server: {url}")
+    try:
+        target = run("quickstart.ipynb", url)
+        notebook = nbformat.read(target, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code" and cell.source.startswith("%%acytoo"):
+                shown = [o.get("data", {}).get("text/plain", "") for o in cell.outputs if o.get("data")]
+                print(f"\n>>> {cell.source.splitlines()[1]}\n{shown[-1] if shown else '(no output)'}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

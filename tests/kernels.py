@@ -1,0 +1,89 @@
+"""Driving a real ipykernel from tests: execute code, collect every iopub message of that request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+
+@dataclass
+class Execution:
+    status: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    payload: list[dict[str, Any]] = field(default_factory=list)
+
+    def of_type(self, *types: str) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.messages if m["msg_type"] in types]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(c["text"] for c in self.of_type("stream") if c["name"] == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(c["text"] for c in self.of_type("stream") if c["name"] == "stderr")
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        errors = self.of_type("error")
+        return errors[0] if errors else None
+
+    @property
+    def display_updates(self) -> list[dict[str, Any]]:
+        return self.of_type("update_display_data")
+
+    @property
+    def final_display(self) -> dict[str, Any]:
+        """The data the output area shows at the end (the last display or update)."""
+        return self.of_type("display_data", "update_display_data")[-1]["data"]
+
+
+class Kernel:
+    def __init__(self, km: KernelManager, kc: Any) -> None:
+        self.km = km
+        self.kc = kc
+
+    def execute(self, code: str, timeout: float = 60, on_message: Any = None) -> Execution:
+        msg_id = self.kc.execute(code)
+        result = Execution(status="unknown")
+        while True:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    break
+                continue
+            result.messages.append(msg)
+            if on_message is not None:
+                on_message(msg)
+        while True:
+            reply = self.kc.get_shell_msg(timeout=timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        result.status = reply["content"]["status"]
+        result.payload = reply["content"].get("payload", [])
+        return result
+
+    def restart(self) -> None:
+        self.kc.stop_channels()
+        self.km.restart_kernel(now=True)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+
+@contextmanager
+def kernel(**env: str) -> Iterator[Kernel]:
+    """A real kernel with ``env`` added to its environment, stopped on exit."""
+    km, kc = start_new_kernel(env={**os.environ, **env})
+    try:
+        yield Kernel(km, kc)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -1,0 +1,62 @@
+"""Throttling: the first chunk at once, then at most one draw per interval, the final text always."""
+
+from __future__ import annotations
+
+import asyncio
+
+from acytoo_magic.render import Frame, ThrottledRenderer, markdown_bundle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_draws_are_bounded_by_time_not_chunks():
+    clock, frames = FakeClock(), []
+    renderer = ThrottledRenderer(frames.append, interval=0.1, clock=clock)
+    text = ""
+    for i in range(20_000):  # 20,000 chunks over 2 simulated seconds
+        clock.now = i * 0.0001
+        text += "x"
+        renderer.feed(text)
+    renderer.close(text)
+    assert frames[0].text == "x"  # the first chunk is drawn at once
+    assert frames[-1] == Frame(text, final=True)
+    assert len(frames) <= 2.0 / 0.1 + 2
+
+
+def test_waiting_frame_then_first_chunk_and_note():
+    clock, frames = FakeClock(), []
+    renderer = ThrottledRenderer(frames.append, interval=0.1, clock=clock)
+    renderer.start("contacting Acytoo")
+    clock.now = 1.5
+    renderer.notify("rate limited, retrying in 2 s")
+    renderer.feed("a")
+    renderer.close("ab", "interrupted")
+    assert frames[0].waiting and frames[0].note == "contacting Acytoo 0.0 s"
+    assert frames[1].note == "contacting Acytoo 1.5 s · rate limited, retrying in 2 s"
+    assert frames[2] == Frame("a")
+    assert frames[-1] == Frame("ab", note="interrupted", final=True)
+
+
+async def test_timer_flushes_text_that_arrived_after_the_last_draw():
+    frames = []
+    renderer = ThrottledRenderer(frames.append, interval=0.05)
+    renderer.feed("a")
+    renderer.feed("ab")  # too soon: coalesced, drawn by the timer
+    assert [f.text for f in frames] == ["a"]
+    flushed = asyncio.get_running_loop().create_future()
+    renderer._draw = lambda frame: (frames.append(frame), flushed.done() or flushed.set_result(None))
+    await asyncio.wait_for(flushed, 5)
+    assert frames[-1].text == "ab"
+
+
+def test_markdown_bundle_has_plain_fallback_and_marks():
+    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True))
+    assert bundle["text/markdown"].startswith("# T") and "interrupted" in bundle["text/markdown"]
+    assert bundle["text/plain"] == "# T\n[interrupted]"
+    assert markdown_bundle(Frame("x", final=True), "text") == {"text/plain": "x"}
