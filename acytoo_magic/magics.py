@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 from traitlets import Float, Int, Unicode, default, observe
 
 from . import providers
@@ -63,6 +64,14 @@ class SubcommandParser(MagicArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         usage = " ".join(self.format_usage().split())
         raise UsageError(f"{message}; {usage}")
+
+
+def split_args(line: str) -> list[str]:
+    """Shell-like splitting, so ``-s "be terse"`` means the words, not the quotes."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"%acytoo: {exc} in {line!r}") from None
 
 
 def _subparser(name: str, help_text: str) -> SubcommandParser:
@@ -184,7 +193,7 @@ class AcytooMagics(Magics):
         """
         if cell is None:
             return self._subcommand(line)
-        args = parse_argstring(self.acytoo, line)
+        args = self.acytoo.parser.parse_args(split_args(line))
         prompt = cell.strip()
         if not prompt:
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
@@ -263,9 +272,7 @@ class AcytooMagics(Magics):
         }
 
     def _parse(self, parser: SubcommandParser, rest: str) -> Any:
-        from IPython.core.magic_arguments import arg_split
-
-        return parser.parse_args(arg_split(rest))
+        return parser.parse_args(split_args(rest))
 
     def _help(self, rest: str) -> None:
         """Show this overview."""

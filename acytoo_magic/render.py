@@ -144,11 +144,16 @@ class DisplayRenderer(ThrottledRenderer):
         from IPython.display import display
 
         self.fmt = fmt
-        self.handle = display({"text/plain": ""}, raw=True, display_id=True)
+        self._display = display
+        self.handle: Any = None
         super().__init__(self._update, interval)
 
     def _update(self, frame: Frame) -> None:
-        self.handle.update(markdown_bundle(frame, self.fmt), raw=True)
+        bundle = markdown_bundle(frame, self.fmt)
+        if self.handle is None:  # the first frame creates the output area; later ones replace it
+            self.handle = self._display(bundle, raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)
 
 
 class TerminalRenderer(ThrottledRenderer):

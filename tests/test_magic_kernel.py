@@ -1,0 +1,209 @@
+"""%%acytoo in real ipykernels against the local protocol server, as a notebook user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kernels import Kernel, kernel
+
+pytestmark = pytest.mark.notebook
+
+FILLER_40K = 40_000
+
+
+@pytest.fixture
+def env(server, history_db):
+    return {
+        "ACYTOO_URL": server.url,
+        "ACYTOO_HISTORY_DB": str(history_db),
+        "JPY_SESSION_NAME": "analysis.ipynb",
+    }
+
+
+@pytest.fixture
+def k(env):
+    with kernel(**env) as running:
+        assert running.execute("%load_ext acytoo_magic").status == "ok"
+        yield running
+
+
+def text_of(execution) -> str:
+    return execution.final_display["text/plain"]
+
+
+def history(k: Kernel, thread: str = "default") -> list[dict]:
+    out = k.execute(
+        "import acytoo_magic, json\n"
+        f"print(json.dumps([m.to_json() for m in acytoo_magic._magics.conversation({thread!r}).messages()]))"
+    )
+    return json.loads(out.stdout)
+
+
+def test_second_cell_proves_the_first_exchange_was_sent(k, server):
+    first = k.execute("%%acytoo\nWhat is a DataFrame?")
+    assert first.status == "ok"
+    assert 'You said: "What is a DataFrame?"' in text_of(first)
+    assert "text/markdown" in first.final_display
+    second = k.execute("%%acytoo\nAnd a Series?")
+    assert 'Before that you said: "What is a DataFrame?"' in text_of(second)
+    sent = server.requests[-1]["json"]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+    assert sent[2]["content"] == text_of(first)
+
+
+def test_thread_survives_a_kernel_restart(k):
+    k.execute("%%acytoo\nremember the number 42")
+    k.restart()
+    assert k.execute("%load_ext acytoo_magic").status == "ok"
+    after = k.execute("%%acytoo\nwhat number?")
+    assert 'Before that you said: "remember the number 42"' in text_of(after)
+
+
+def test_two_notebooks_have_separate_histories(server, history_db):
+    base = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
+    with kernel(**base, JPY_SESSION_NAME="a.ipynb") as a, kernel(**base, JPY_SESSION_NAME="b.ipynb") as b:
+        for running in (a, b):
+            running.execute("%load_ext acytoo_magic")
+        a.execute("%%acytoo\nsecret of notebook a")
+        reply_b = b.execute("%%acytoo\nhello from b")
+        assert "1 from you" in text_of(reply_b)
+        assert all(
+            "secret of notebook a" not in m["content"] for m in server.requests[-1]["json"]["messages"]
+        )
+        assert history(b)[0]["content"] == "hello from b"
+
+
+def test_no_history_sends_only_the_prompt_and_records_nothing(k, server):
+    k.execute("%%acytoo\nfirst")
+    out = k.execute("%%acytoo --no-history -s 'be terse'\nalone")
+    assert "1 from you" in text_of(out)
+    assert server.requests[-1]["json"]["messages"] == [
+        {"role": "system", "content": "be terse"},
+        {"role": "user", "content": "alone"},
+    ]
+    assert [m["content"] for m in history(k) if m["role"] == "user"] == ["first"]
+
+
+def test_output_variable_and_options_reach_the_request(k, server):
+    out = k.execute("%%acytoo -o answer -m my-model -t 0.1 -c side\n[[echo]]kept text")
+    assert out.status == "ok"
+    assert k.execute("print(repr(answer))").stdout.strip() == "'kept text'"
+    body = server.requests[-1]["json"]
+    assert (body["model"], body["temperature"]) == ("my-model", 0.1)
+    assert [m["content"] for m in history(k, "side")] == ["[[echo]]kept text", "kept text"]
+
+
+def test_format_code_creates_the_next_cell(k):
+    out = k.execute(
+        "%%acytoo -f code\n[[echo]]Here:\n```python\nimport pandas as pd\nprint(pd.__name__)\n```\nDone."
+    )
+    (payload,) = [p for p in out.payload if p["source"] == "set_next_input"]
+    assert payload["text"] == "import pandas as pd\nprint(pd.__name__)"
+    none = k.execute("%%acytoo -f code\n[[echo]]no code here")
+    assert none.status == "ok" and "no fenced code block" in none.stderr
+    assert not [p for p in none.payload if p["source"] == "set_next_input"]
+
+
+def test_http_500_is_one_line_and_records_nothing(k):
+    out = k.execute("%%acytoo\n[[fault=500]] fails")
+    assert out.status == "error"
+    assert out.error["ename"] == "AcytooError"
+    (line,) = out.error["traceback"]
+    assert "HTTP 500" in line and "Traceback" not in line
+    assert history(k) == []
+    assert k.execute("%%acytoo\nworks again").status == "ok"
+
+
+def test_dropped_stream_keeps_the_partial_text_marked(k):
+    out = k.execute("%%acytoo\n[[fault=drop]] a message long enough to be cut in half")
+    assert out.status == "error"
+    shown = out.final_display
+    assert shown["text/plain"].startswith('You said: "a message long')
+    assert "partial: connection dropped" in shown["text/markdown"]
+    (_user, assistant) = history(k)
+    assert assistant["status"] == "partial" and shown["text/plain"].startswith(assistant["content"])
+
+
+def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
+    k.execute(
+        "import logging, warnings\n"
+        "caught = []\n"
+        "class Catch(logging.Handler):\n"
+        "    def emit(self, record): caught.append(record.getMessage())\n"
+        "logging.getLogger('asyncio').addHandler(Catch())\n"
+        "warnings.simplefilter('always', ResourceWarning)\n"
+        "warnings.showwarning = lambda message, *a, **k: caught.append(str(message))\n"
+    )
+    interrupted = []
+
+    def interrupt_on_first_text(msg):
+        text = msg["content"].get("data", {}).get("text/plain", "")
+        streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
+        if streaming and not interrupted:
+            interrupted.append(text)
+            k.km.interrupt_kernel()
+
+    out = k.execute("%%acytoo\n[[size=400000 chunk=64 delay=0.005]]", on_message=interrupt_on_first_text)
+    assert interrupted, "the stream never showed text"
+    assert out.status == "error" and out.error["ename"] == "KeyboardInterrupt"
+    final = out.final_display
+    assert "interrupted" in final["text/markdown"]
+    assert 0 < len(final["text/plain"]) < 400_000
+    (_user, assistant) = history(k)
+    assert assistant["status"] == "interrupted" and len(assistant["content"]) < 400_000
+    after = k.execute("%%acytoo\nstill alive?")
+    assert after.status == "ok" and 'You said: "still alive?"' in text_of(after)
+    leftovers = k.execute("import gc; gc.collect(); print(caught)")
+    assert leftovers.stdout.strip() == "[]"
+    tasks = k.execute(
+        "import asyncio\n"
+        "print(sum('acytoo_magic' in t.get_coro().cr_code.co_filename for t in asyncio.all_tasks()))"
+    )
+    assert tasks.stdout.strip() == "0"
+
+
+def test_display_updates_are_bounded_by_time_not_chunks(k):
+    out = k.execute("%%acytoo --no-history\n[[size=40000 chunk=2]]")  # the server writes 20,000 chunks
+    assert out.status == "ok"
+    assert len(text_of(out)) == FILLER_40K
+    stats = k.execute(
+        "import acytoo_magic\nm = acytoo_magic._magics\n"
+        "print(m.last_reply.chunks, m.last_reply.elapsed, m.render_interval, m.last_renderer.draws)"
+    )
+    chunks, elapsed, interval, draws = stats.stdout.split()
+    assert int(chunks) > 1_000  # TCP coalesces some writes; still far more chunks than updates
+    updates = len(out.display_updates)
+    assert updates == int(draws) - 1  # one display, then updates in place
+    assert updates <= float(elapsed) / float(interval) + 2
+
+
+def test_bad_options_and_subcommands_are_one_line(k):
+    for code in ("%%acytoo --bogus\nx", "%acytoo frobnicate", "%acytoo reset --nope", "%%acytoo -p nope\nx"):
+        out = k.execute(code)
+        assert out.status == "error"
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("UsageError"), out.stderr
+
+
+def test_line_subcommands(k, tmp_path):
+    k.execute("%%acytoo\nq1")
+    k.execute("%%acytoo -c other\n[[fault=drop]] q2 is a long one to cut")
+    assert "default: 2 messages" in k.execute("%acytoo threads").stdout
+    assert "[partial]" in k.execute("%acytoo history -c other").stdout
+    assert "acytoo" in k.execute("%acytoo providers").stdout
+    md, js = tmp_path / "t.md", tmp_path / "t.json"
+    assert "wrote 2 messages" in k.execute(f"%acytoo export {md}").stdout
+    k.execute(f"%acytoo export -c other {js}")
+    assert "## user\n\nq1" in md.read_text()
+    assert json.loads(js.read_text())[1]["status"] == "partial"
+    assert "removed 2 messages" in k.execute("%acytoo reset -c other").stdout
+    assert "removed 2 messages from all threads" in k.execute("%acytoo reset --all").stdout
+
+
+def test_config_masks_secrets(k):
+    k.execute("%config AcytooMagics.api_key = 'sk-live-abcdef'\n")
+    k.execute("%config AcytooMagics.proxy = 'http://bob:hunter22@proxy.local:3128'")
+    shown = k.execute("%acytoo config").stdout
+    assert "sk-live-abcdef" not in shown and "hunter22" not in shown
+    assert "*** (set)" in shown and "http://***@proxy.local:3128" in shown
+    assert "render_interval" in shown and "analysis.ipynb" in shown
