@@ -6,6 +6,7 @@ runner, render) does not import IPython; the magics are a thin front end over it
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .conversation import Conversation, HistoryStore, Message
@@ -40,11 +41,14 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     _magics = AcytooMagics(shell=ipython)
     ipython.register_magics(_magics)
+    ipython.events.register("post_run_cell", _magics.errors.post_run_cell)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Close the shared HTTP session and the history database."""
     global _magics
     if _magics is not None:
+        with contextlib.suppress(ValueError):
+            ipython.events.unregister("post_run_cell", _magics.errors.post_run_cell)
         _magics.close()
         _magics = None

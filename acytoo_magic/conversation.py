@@ -190,9 +190,7 @@ class Conversation:
     def messages(self, limit: int | None = None) -> list[Message]:
         return self.store.load(self.notebook, self.thread, limit)
 
-    def to_send(
-        self, prompt: str, system: str = "", budget: int = 12_000
-    ) -> list[dict[str, str]]:
+    def to_send(self, prompt: str, system: str = "", budget: int = 12_000) -> list[dict[str, str]]:
         """The provider's ``messages``: system prompt, as much recent history as fits, the prompt."""
         # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
         past = self.messages(limit=max(64, budget // 16))

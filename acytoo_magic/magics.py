@@ -17,6 +17,7 @@ from traitlets import Float, Int, Unicode, default, observe
 
 from . import providers
 from .codeblocks import extract_code
+from .context import ContextError, ErrorLog, NotebookContext
 from .conversation import (
     DEFAULT_THREAD,
     Conversation,
@@ -118,6 +119,9 @@ class AcytooMagics(Magics):
     retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
         config=True
     )
+    max_context_chars = Int(
+        2_000, help="Characters each {variable}, {Out[n]} or {Err} may take in a prompt."
+    ).tag(config=True)
 
     @default("provider")
     def _default_provider(self) -> str:
@@ -134,6 +138,8 @@ class AcytooMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.runner = Runner()
+        # The magic's own failures are not what a user means by "the last error".
+        self.errors = ErrorLog(ignored=(AcytooError, UsageError, KeyboardInterrupt))
         self._store: HistoryStore | None = None
         self.last_reply: Reply | None = None
         self.last_renderer: ThrottledRenderer | None = None
@@ -161,6 +167,9 @@ class AcytooMagics(Magics):
     def conversation(self, thread: str | None = None) -> Conversation:
         return Conversation(self.store, notebook_id(self.shell), thread or DEFAULT_THREAD)
 
+    def context(self) -> NotebookContext:
+        return NotebookContext(self.shell.user_ns, self.errors, self.max_context_chars)
+
     def close(self) -> None:
         self.runner.close()
         if self._store is not None:
@@ -184,6 +193,7 @@ class AcytooMagics(Magics):
         help="markdown (default), text, or code (extracted code goes to a new cell)",
     )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
+    @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
     @line_cell_magic
     def acytoo(self, line: str, cell: str | None = None) -> None:
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
@@ -197,6 +207,17 @@ class AcytooMagics(Magics):
         prompt = cell.strip()
         if not prompt:
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
+        try:
+            context = self.context()
+            prompt = context.expand(prompt)
+            if args.context:
+                prompt += context.attach([n.strip() for n in args.context.split(",") if n.strip()])
+        except ContextError as exc:
+            raise UsageError(f"%%acytoo: {exc}") from None
+        self._ask(args, prompt)
+
+    def _ask(self, args: Any, prompt: str) -> None:
+        """Stream one answer into this cell's output; shared by the cell magic and ``explain``."""
         try:
             provider = providers.resolve(args.provider or self.provider)
         except providers.ProviderNotFound as exc:
@@ -269,6 +290,7 @@ class AcytooMagics(Magics):
             "providers": self._providers,
             "config": self._config,
             "export": self._export,
+            "explain": self._explain,
         }
 
     def _parse(self, parser: SubcommandParser, rest: str) -> Any:
@@ -335,6 +357,18 @@ class AcytooMagics(Magics):
         self._parse(_subparser("config", "show settings"), rest)
         for name, value in self.effective_config().items():
             print(f"{name:<18} {value!r}")
+
+    def _explain(self, rest: str) -> None:
+        """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
+        parser = _subparser("explain", "explain an error")
+        parser.add_argument("cell", nargs="?", type=int, default=None)
+        parser.add_argument("-c", "--thread", default=None)
+        args = self._parse(parser, rest)
+        try:
+            prompt = self.context().explain_prompt(args.cell)
+        except ContextError as exc:
+            raise UsageError(f"%acytoo explain: {exc}") from None
+        self._ask(self.acytoo.parser.parse_args(["-c", args.thread] if args.thread else []), prompt)
 
     def _export(self, rest: str) -> None:
         """Write a thread to a file, Markdown or JSON by extension: %acytoo export [-c THREAD] PATH."""

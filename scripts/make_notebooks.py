@@ -36,12 +36,54 @@ QUICKSTART = [
     new_code_cell("%acytoo export -c default quickstart_thread.md"),
 ]
 
+DATA_ANALYSIS = [
+    new_markdown_cell(
+        "# Data analysis with acytoo-magic\n\n"
+        "Prompts can refer to the notebook: `{name}` expands a variable (a DataFrame becomes its shape, "
+        "dtypes, null counts, head and describe(), never a dump), `{In[n]}`/`{Out[n]}` a cell's input or "
+        "output, `{Err}` the last error. `{{` writes a literal brace."
+    ),
+    new_code_cell("%load_ext acytoo_magic"),
+    new_markdown_cell("A small sales data set, built here (no download):"),
+    new_code_cell(
+        "import numpy as np\n"
+        "import pandas as pd\n\n"
+        "rng = np.random.default_rng(7)\n"
+        "sales = pd.DataFrame({\n"
+        "    'month': pd.period_range('2025-01', periods=24, freq='M').repeat(3).astype(str),\n"
+        "    'region': ['north', 'south', 'west'] * 24,\n"
+        "    'revenue': rng.gamma(4.0, 2500.0, 72).round(2),\n"
+        "    'units': rng.integers(20, 200, 72),\n"
+        "})\n"
+        "sales.loc[[5, 17, 40], 'revenue'] = np.nan\n"
+        "sales.head()"
+    ),
+    new_markdown_cell("Ask about it: the prompt carries a compact summary of `sales`."),
+    new_code_cell("%%acytoo\nSummarise this data set and say what to check first: {sales}"),
+    new_markdown_cell("Ask for a plot; `-f code` puts the code of the answer into a new cell."),
+    new_code_cell("%%acytoo -f code --context sales\nWrite code to plot monthly revenue per region."),
+    new_markdown_cell("A typo raises an error..."),
+    new_code_cell(
+        "sales.groupby('region')['revenu'].sum()",
+        metadata={"tags": ["raises-exception"]},
+    ),
+    new_markdown_cell(
+        "...and `%acytoo explain` sends that cell's code and traceback, asking for the cause and a fix."
+    ),
+    new_code_cell("%acytoo explain"),
+]
+
+
+def write(name: str, cells: list) -> None:
+    notebook = new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, HERE / name)
+
 
 def main() -> None:
     HERE.mkdir(exist_ok=True)
-    notebook = new_notebook(cells=QUICKSTART)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, HERE / "quickstart.ipynb")
+    write("quickstart.ipynb", QUICKSTART)
+    write("data_analysis.ipynb", DATA_ANALYSIS)
 
 
 if __name__ == "__main__":

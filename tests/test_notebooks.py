@@ -45,3 +45,14 @@ def test_quickstart_runs_and_streams_answers(server, history_db, monkeypatch, tm
     )
     assert "plotting: 2 messages" in outputs_text(cells["%acytoo threads"])
     assert (tmp_path / "quickstart_thread.md").read_text().count("## user") == 3
+
+
+def test_data_analysis_notebook_summarises_plots_and_explains(server, history_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    monkeypatch.setenv("ACYTOO_HISTORY_DB", str(history_db))
+    monkeypatch.setenv("JPY_SESSION_NAME", "data_analysis.ipynb")
+    execute("data_analysis.ipynb", tmp_path)
+    prompts = [r["json"]["messages"][-1]["content"] for r in server.requests]
+    assert "pandas.DataFrame: 72 rows × 4 columns" in prompts[0] and "revenue: float64, 3 null" in prompts[0]
+    assert "### sales\npandas.DataFrame" in prompts[1]
+    assert "sales.groupby('region')['revenu'].sum()" in prompts[2] and "KeyError: 'Column not found: revenu'" in prompts[2]

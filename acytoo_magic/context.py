@@ -1,0 +1,240 @@
+"""Notebook context in prompts: ``{name}``, ``{In[n]}``, ``{Out[n]}``, ``{Err}``/``{Err[n]}``, as summaries.
+
+A DataFrame becomes its shape, dtypes, null counts, head and describe(), not ten million rows;
+anything else becomes a repr cut to a budget. pandas and numpy are used only when already imported
+by the user (a variable of their type cannot exist otherwise), so neither is a dependency.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BUDGET = 2_000
+SAMPLE_ROWS = 100_000
+_REFERENCE = re.compile(
+    r"\{\{|\}\}|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[(?P<index>-?\d+)\])?\}"
+)
+
+
+class ContextError(ValueError):
+    """A reference in the prompt cannot be expanded; nothing was sent."""
+
+
+@dataclass
+class ErrorLog:
+    """Exceptions by execution count, filled by a ``post_run_cell`` hook (``{Err[n]}``, ``explain``)."""
+
+    ignored: tuple[type[BaseException], ...] = ()
+    errors: dict[int, BaseException] = field(default_factory=dict)
+
+    def post_run_cell(self, result: Any) -> None:
+        error = getattr(result, "error_in_exec", None)
+        count = getattr(result, "execution_count", None)
+        if error is not None and count is not None and not isinstance(error, self.ignored):
+            self.errors[count] = error
+
+    def last(self) -> tuple[int | None, BaseException | None]:
+        if self.errors:
+            count = max(self.errors)
+            return count, self.errors[count]
+        return None, getattr(sys, "last_value", None)
+
+
+def clip(text: str, budget: int) -> str:
+    """Cut ``text`` to ``budget`` characters, saying how much was left out."""
+    if len(text) <= budget:
+        return text
+    keep = max(0, budget - 40)
+    return f"{text[:keep]}\n… [{len(text) - keep:,} more characters not shown]"
+
+
+def _is_ipython_frame(filename: str) -> bool:
+    return f"{os.sep}IPython{os.sep}" in filename
+
+
+def format_error(error: BaseException, budget: int = DEFAULT_BUDGET) -> str:
+    """The traceback as plain text; when too long, its end (where the cause is) is what is kept."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None and _is_ipython_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next  # the user's code starts below IPython's run_code frames
+    text = "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+    if len(text) <= budget:
+        return text
+    keep = max(0, budget - 40)
+    return f"… [{len(text) - keep:,} characters of traceback not shown]\n{text[-keep:]}"
+
+
+def _module_of(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+def summarize(obj: Any, budget: int = DEFAULT_BUDGET) -> str:
+    """A compact, budgeted description of a value for a prompt."""
+    module = _module_of(obj)
+    if module == "pandas":
+        pd = sys.modules["pandas"]
+        if isinstance(obj, pd.DataFrame):
+            return clip(_summarize_frame(obj, budget), budget)
+        if isinstance(obj, pd.Series):
+            return clip(_summarize_series(obj), budget)
+    if module == "numpy" and hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return clip(_summarize_array(obj), budget)
+    if isinstance(obj, str):
+        return clip(obj, budget)
+    if isinstance(obj, (dict, list, tuple, set, frozenset)):
+        import reprlib
+
+        short = reprlib.Repr()
+        short.maxlist = short.maxdict = short.maxset = short.maxtuple = 10
+        short.maxstring = short.maxother = 80
+        return clip(f"{type(obj).__name__} of length {len(obj)}: {short.repr(obj)}", budget)
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a broken __repr__ must not break the prompt
+        text = f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
+    return clip(text, budget)
+
+
+def _sample(data: Any) -> tuple[Any, str]:
+    """Every k-th row of a long frame or series: deterministic, and O(sample) unlike ``.sample()``."""
+    rows = len(data)
+    if rows <= SAMPLE_ROWS:
+        return data, ""
+    step = -(-rows // SAMPLE_ROWS)
+    return data.iloc[::step], f" (on {len(range(0, rows, step)):,} evenly spaced rows)"
+
+
+def _summarize_frame(df: Any, budget: int) -> str:
+    rows, cols = df.shape
+    lines = [f"pandas.DataFrame: {rows:,} rows × {cols} columns"]
+    nulls = df.isna().sum()
+    shown = list(df.columns[:40])
+    lines.append("columns (dtype, nulls):")
+    lines += [f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null" for name in shown]
+    if cols > len(shown):
+        lines.append(f"  … and {cols - len(shown)} more columns")
+    lines += ["head:", df.head(5).to_string(max_cols=12, max_colwidth=30)]
+    numeric = df.select_dtypes("number")
+    if numeric.shape[1]:
+        sample, note = _sample(numeric)
+        lines += [f"describe(){note}:", sample.describe().round(4).to_string(max_cols=12)]
+    return "\n".join(lines)
+
+
+def _summarize_series(series: Any) -> str:
+    rows = len(series)
+    nulls = int(series.isna().sum())
+    lines = [
+        f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null",
+        "head:",
+        series.head(5).to_string(),
+    ]
+    if series.dtype.kind in "iufb" and rows:
+        sample, note = _sample(series)
+        lines += [f"describe(){note}:", sample.describe().round(4).to_string()]
+    return "\n".join(lines)
+
+
+def _summarize_array(array: Any) -> str:
+    np = sys.modules["numpy"]
+    lines = [f"numpy.ndarray: shape {array.shape}, dtype {array.dtype}, {array.size:,} elements"]
+    if array.size and array.dtype.kind in "iuf":
+        with np.errstate(all="ignore"):
+            values = array.astype("float64", copy=False)
+            nans = int(np.isnan(values).sum()) if array.dtype.kind == "f" else 0
+            lines.append(
+                f"min {np.nanmin(values):.6g}, max {np.nanmax(values):.6g}, mean {np.nanmean(values):.6g}, "
+                f"std {np.nanstd(values):.6g}, NaN {nans:,}"
+            )
+    with np.printoptions(threshold=20, edgeitems=3, precision=4):
+        lines.append(repr(array))
+    return "\n".join(lines)
+
+
+@dataclass
+class NotebookContext:
+    """What a prompt may refer to: the user namespace (with ``In``/``Out``) and the error log."""
+
+    namespace: Mapping[str, Any]
+    errors: ErrorLog = field(default_factory=ErrorLog)
+    budget: int = DEFAULT_BUDGET
+
+    def lookup(self, name: str, index: str | None) -> str:
+        if name == "Err":
+            return self.error_text(None if index is None else int(index))
+        if name in ("In", "Out") and index is not None:
+            return self._history(name, int(index))
+        head, *attributes = name.split(".")
+        if head not in self.namespace:
+            raise ContextError(
+                f"{{{name}}}: no variable {head!r} in the notebook (write {{{{ for a literal brace)"
+            )
+        value = self.namespace[head]
+        for attribute in attributes:
+            try:
+                value = getattr(value, attribute)
+            except AttributeError:
+                raise ContextError(f"{{{name}}}: {head!r} has no attribute {attribute!r}") from None
+        if index is not None:
+            try:
+                value = value[int(index)]
+            except Exception as exc:
+                raise ContextError(f"{{{name}[{index}]}}: {type(exc).__name__}") from None
+        return summarize(value, self.budget)
+
+    def _history(self, name: str, index: int) -> str:
+        store = self.namespace.get(name)
+        try:
+            value = store[index]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            what = "input" if name == "In" else "output"
+            raise ContextError(f"{{{name}[{index}]}}: cell {index} has no {what}") from None
+        return clip(value, self.budget) if name == "In" else summarize(value, self.budget)
+
+    def error(self, count: int | None = None) -> tuple[int | None, BaseException]:
+        if count is None:
+            found_count, error = self.errors.last()
+        else:
+            found_count, error = count, self.errors.errors.get(count)
+        if error is None:
+            where = "so far" if count is None else f"in cell {count}"
+            raise ContextError(f"no error {where} to refer to")
+        return found_count, error
+
+    def error_text(self, count: int | None = None) -> str:
+        return format_error(self.error(count)[1], self.budget)
+
+    def expand(self, text: str) -> str:
+        """Replace every reference; ``{{``/``}}`` are literal braces, other braces are left alone."""
+
+        def replace(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            return self.lookup(match["name"], match["index"])
+
+        return _REFERENCE.sub(replace, text)
+
+    def attach(self, names: list[str]) -> str:
+        """Summaries of the named variables, as a section appended to the prompt (``--context``)."""
+        sections = [f"### {name}\n{self.lookup(name, None)}" for name in names]
+        return "\n\nContext from the notebook:\n\n" + "\n\n".join(sections) if sections else ""
+
+    def explain_prompt(self, count: int | None = None) -> str:
+        """A prompt asking for the cause and a fix of an error, with the code of its cell."""
+        found_count, error = self.error(count)
+        inputs = self.namespace.get("In")
+        code = ""
+        if found_count is not None and isinstance(inputs, list) and 0 < found_count < len(inputs):
+            code = inputs[found_count]
+        parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
+        if code:
+            parts.append(f"Code (cell {found_count}):\n```python\n{clip(code, self.budget)}\n```")
+        parts.append(f"Error:\n```\n{format_error(error, self.budget)}\n```")
+        return "\n\n".join(parts)

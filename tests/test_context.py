@@ -1,0 +1,138 @@
+"""Prompt expansion and summaries (unit level), and what reaches the server from a real kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from kernels import kernel
+
+from acytoo_magic.codeblocks import extract_code, fenced_blocks
+from acytoo_magic.context import ContextError, ErrorLog, NotebookContext, summarize
+
+
+def raise_in_function():
+    return {}["missing_key"]
+
+
+def test_dataframe_summary_is_compact_and_complete():
+    df = pd.DataFrame({"city": ["a", "b", None] * 400, "sales": np.arange(1200, dtype=float)})
+    df.loc[3, "sales"] = np.nan
+    text = summarize(df, budget=5_000)
+    assert "pandas.DataFrame: 1,200 rows × 2 columns" in text
+    assert "city: object, 400 null" in text or "city: str, 400 null" in text
+    assert "sales: float64, 1 null" in text
+    assert "head:" in text and "describe():" in text and "mean" in text
+    assert len(text) < 2_000
+
+
+def test_large_frame_describe_uses_a_sample_and_says_so():
+    df = pd.DataFrame({"x": np.arange(300_000)})
+    assert "describe() (on 100,000 evenly spaced rows)" in summarize(df, 5_000)
+
+
+def test_series_array_collections_and_budget():
+    series = pd.Series([1.0, None, 3.0], name="v")
+    assert "pandas.Series 'v': 3 values, dtype float64, 1 null" in summarize(series)
+    array = np.array([[1.0, np.nan], [3.0, 4.0]])
+    text = summarize(array)
+    assert "shape (2, 2), dtype float64" in text and "NaN 1" in text and "max 4" in text
+    assert summarize(list(range(1000))).startswith("list of length 1000: [0, 1, 2")
+    long = summarize("x" * 10_000, budget=100)
+    assert len(long) <= 100 + 60 and "more characters not shown" in long
+
+    class BadRepr:
+        def __repr__(self):
+            raise RuntimeError("nope")
+
+    assert "repr failed: RuntimeError" in summarize(BadRepr())
+
+
+def test_expand_names_history_escapes_and_literal_braces():
+    context = NotebookContext({"n": 42, "In": ["", "x = 1", "y = x"], "Out": {2: [1, 2]}})
+    text = "n={n} code={In[1]} out={Out[2]} {{n}} dict {'a': 1} set {1, 2}"
+    assert context.expand(text) == "n=42 code=x = 1 out=list of length 2: [1, 2] {n} dict {'a': 1} set {1, 2}"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{missing}", "no variable 'missing'"),
+        ("{In[9]}", "cell 9 has no input"),
+        ("{Out[1]}", "cell 1 has no output"),
+        ("{Err}", "no error so far"),
+        ("{Err[3]}", "no error in cell 3"),
+        ("{n.nope}", "'n' has no attribute 'nope'"),
+    ],
+)
+def test_expand_errors_are_one_line(text, message):
+    context = NotebookContext({"n": 1, "In": ["", "a"], "Out": {}})
+    with pytest.raises(ContextError, match=message) as info:
+        context.expand(text)
+    assert "\n" not in str(info.value)
+
+
+def test_errors_by_cell_and_explain_prompt():
+    log = ErrorLog()
+    try:
+        raise_in_function()
+    except KeyError as exc:
+        log.post_run_cell(type("R", (), {"error_in_exec": exc, "execution_count": 5})())
+    context = NotebookContext({"In": ["", "", "", "", "", "d = {}\nd['missing_key']"]}, log)
+    assert "KeyError: 'missing_key'" in context.expand("{Err}")
+    assert context.expand("{Err[5]}") == context.expand("{Err}")
+    prompt = context.explain_prompt()
+    assert "Code (cell 5):\n```python\nd = {}" in prompt and "raise_in_function" in prompt
+
+
+def test_fenced_code_extraction_edge_cases():
+    assert extract_code("text\n```python\na = 1\n```\nmore\n```\nb = 2\n```") == "a = 1"
+    assert extract_code("```\nno tag\n```") == "no tag"
+    assert extract_code("~~~py\ntilde\n~~~") == "tilde"
+    assert extract_code("````md\n```\ninner\n```\n````") == "```\ninner\n```"
+    assert extract_code("  ```\n  indented\n    more\n  ```") == "indented\n  more"
+    assert extract_code("```python\nunclosed = True") == "unclosed = True"
+    assert extract_code("inline ``` not a fence ``` here") is None
+    assert extract_code("no code at all") is None
+    assert [lang for lang, _ in fenced_blocks("```r\nx\n```\n```sql\ny\n```")] == ["r", "sql"]
+
+
+@pytest.mark.notebook
+def test_expansions_reach_the_server_from_a_kernel(server, history_db):
+    with kernel(ACYTOO_URL=server.url, ACYTOO_HISTORY_DB=str(history_db), JPY_SESSION_NAME="ctx.ipynb") as k:
+        k.execute("%load_ext acytoo_magic")
+        k.execute("import pandas as pd\ndf = pd.DataFrame({'g': ['a', 'b', None], 'v': [1.0, 2.0, None]})")
+        k.execute("3 * 7")
+        failing = k.execute("{}['nokey']")
+        assert failing.status == "error"
+        count = k.execute("print(len(In) - 2)").stdout.strip()
+
+        def sent() -> str:
+            return server.requests[-1]["json"]["messages"][-1]["content"]
+
+        assert k.execute("%%acytoo --no-history\nWhy NaN in {df}? {{literal}}").status == "ok"
+        assert "pandas.DataFrame: 3 rows × 2 columns" in sent() and "{literal}" in sent()
+        k.execute("%%acytoo --no-history\nout {Out[3]} in {In[3]}")
+        assert sent() == "out 21 in 3 * 7"
+        k.execute("%%acytoo --no-history\nerr {Err}")
+        assert "KeyError: 'nokey'" in sent()
+        k.execute(f"%%acytoo --no-history\nerr {{Err[{count}]}}")
+        assert "KeyError: 'nokey'" in sent()
+        before = len(server.requests)
+        assert k.execute("%%acytoo --no-history --context df,v2\nexplain these").status == "error"
+        assert len(server.requests) == before  # v2 does not exist yet: nothing sent
+        missing = k.execute("%%acytoo\ntell me about {nothing_here}")
+        assert missing.status == "error" and len(server.requests) == before
+        assert missing.stderr.strip() == (
+            "UsageError: %%acytoo: {nothing_here}: no variable 'nothing_here' in the notebook "
+            "(write {{ for a literal brace)"
+        )
+        k.execute("v2 = [1, 2, 3]")
+        k.execute("%%acytoo --no-history --context df,v2\nexplain these")
+        assert "### df\npandas.DataFrame" in sent() and "### v2\nlist of length 3" in sent()
+        explained = k.execute("%acytoo explain")
+        assert explained.status == "ok"
+        body = sent()
+        assert body.startswith("This code in my notebook raised an error")
+        assert "{}['nokey']" in body and "KeyError: 'nokey'" in body
+        assert "raised an error. Explain the cause" in k.execute("%acytoo history").stdout  # same thread
