@@ -16,6 +16,7 @@ from .runner import Reply, Request, Runner, answer
 __version__ = "0.1.0"
 __all__ = [
     "AsyncGeneratorProvider",
+    "ChatWidget",
     "Conversation",
     "HistoryStore",
     "Message",
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 _magics: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ChatWidget":  # imported on first use: ipywidgets is not needed by the magic itself
+        from .widget import ChatWidget
+
+        return ChatWidget
+    raise AttributeError(name)
 
 
 def load_ipython_extension(ipython: Any) -> None:

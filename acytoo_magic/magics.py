@@ -203,7 +203,7 @@ class AcytooMagics(Magics):
         """
         if cell is None:
             return self._subcommand(line)
-        args = self.acytoo.parser.parse_args(split_args(line))
+        args = self.options(split_args(line))
         prompt = cell.strip()
         if not prompt:
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
@@ -219,10 +219,9 @@ class AcytooMagics(Magics):
     def _ask(self, args: Any, prompt: str) -> None:
         """Stream one answer into this cell's output; shared by the cell magic and ``explain``."""
         try:
-            provider = providers.resolve(args.provider or self.provider)
+            request = self.request(prompt, args)
         except providers.ProviderNotFound as exc:
             raise UsageError(str(exc)) from None
-        request = self._request(args, prompt, provider)
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
             renderer = DisplayRenderer(args.format, self.render_interval)
@@ -247,7 +246,14 @@ class AcytooMagics(Magics):
     async def _answer(self, request: Request, renderer: ThrottledRenderer) -> Reply:
         return await answer(request, renderer, await self.runner.session())
 
-    def _request(self, args: Any, prompt: str, provider: Any) -> Request:
+    def options(self, argv: list[str] | None = None) -> Any:
+        """The cell magic's options parsed from ``argv`` (defaults when empty), for other front ends."""
+        return self.acytoo.parser.parse_args(argv or [])
+
+    def request(self, prompt: str, args: Any = None) -> Request:
+        """Everything one answer needs, from the settings and the cell's options (``ProviderNotFound``)."""
+        args = self.options() if args is None else args
+        provider = providers.resolve(args.provider or self.provider)
         name = providers.provider_name(provider)
         url = args.url or self.url or None
         where = urlsplit(url).netloc if url else getattr(provider, "url", "")
@@ -291,6 +297,7 @@ class AcytooMagics(Magics):
             "config": self._config,
             "export": self._export,
             "explain": self._explain,
+            "chat": self._chat,
         }
 
     def _parse(self, parser: SubcommandParser, rest: str) -> Any:
@@ -368,7 +375,18 @@ class AcytooMagics(Magics):
             prompt = self.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
-        self._ask(self.acytoo.parser.parse_args(["-c", args.thread] if args.thread else []), prompt)
+        self._ask(self.options(["-c", args.thread] if args.thread else []), prompt)
+
+    def _chat(self, rest: str) -> None:
+        """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""
+        from IPython.display import display
+
+        from .widget import ChatWidget
+
+        parser = _subparser("chat", "open a chat widget")
+        parser.add_argument("-c", "--thread", default=None)
+        args = self._parse(parser, rest)
+        display(ChatWidget(args.thread or DEFAULT_THREAD, magics=self))
 
     def _export(self, rest: str) -> None:
         """Write a thread to a file, Markdown or JSON by extension: %acytoo export [-c THREAD] PATH."""

@@ -131,13 +131,19 @@ def _name(provider: Any) -> str:
     return getattr(provider, "__name__", type(provider).__name__)
 
 
-async def answer(request: Request, renderer: Renderer, session: aiohttp.ClientSession | None = None) -> Reply:
+async def answer(
+    request: Request,
+    renderer: Renderer,
+    session: aiohttp.ClientSession | None = None,
+    reply: Reply | None = None,
+) -> Reply:
     """Send one prompt, stream it into ``renderer``, and record the exchange in its conversation.
 
-    A failure records nothing; a partial or interrupted answer is recorded and marked so.
+    A failure records nothing; a partial or interrupted answer is recorded and marked so. Pass
+    ``reply`` to keep the partial text when the task is cancelled (the cancel is re-raised).
     """
     messages = request.messages()
-    reply = Reply()
+    reply = reply if reply is not None else Reply()
 
     def on_retry(status: int, delay: float, attempt: int) -> None:
         reason = "rate limited" if status == 429 else "service unavailable"

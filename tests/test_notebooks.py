@@ -55,4 +55,7 @@ def test_data_analysis_notebook_summarises_plots_and_explains(server, history_db
     prompts = [r["json"]["messages"][-1]["content"] for r in server.requests]
     assert "pandas.DataFrame: 72 rows × 4 columns" in prompts[0] and "revenue: float64, 3 null" in prompts[0]
     assert "### sales\npandas.DataFrame" in prompts[1]
-    assert "sales.groupby('region')['revenu'].sum()" in prompts[2] and "KeyError: 'Column not found: revenu'" in prompts[2]
+    assert (
+        "sales.groupby('region')['revenu'].sum()" in prompts[2]
+        and "KeyError: 'Column not found: revenu'" in prompts[2]
+    )

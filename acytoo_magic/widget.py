@@ -1,0 +1,260 @@
+"""ChatWidget: the same streaming answers as ``%%acytoo``, in an ipywidgets chat with a Stop button.
+
+A thin front end: sending schedules ``runner.answer`` as a task on the kernel's running loop and
+returns at once, so other cells run while the answer streams; the throttling is the core's
+``ThrottledRenderer``, the history the magic's own store and thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+from typing import Any
+
+import anywidget
+import ipywidgets as widgets
+import traitlets
+from markdown_it import MarkdownIt
+
+from . import providers
+from .context import ContextError
+from .conversation import INTERRUPTED, PARTIAL, Message
+from .render import Frame, ThrottledRenderer
+from .runner import Reply, answer
+
+# Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+_STYLE = """<style>
+.acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
+.acytoo-chat .acytoo-msg { padding: 0.35rem 0.7rem; margin: 0.3rem 0; border-radius: 6px; }
+.acytoo-chat .acytoo-user { background: var(--jp-layout-color2, #eef1f5); }
+.acytoo-chat .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
+.acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
+.acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
+.acytoo-chat pre { background: var(--jp-layout-color2, #f5f5f5); padding: 0.5rem; overflow-x: auto; }
+.acytoo-chat textarea.acytoo-input { width: 100%; min-height: 4.5em; box-sizing: border-box;
+  font: inherit; padding: 0.4rem; resize: vertical; }
+</style>"""
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML with raw HTML escaped (``<script>`` shows as text and never runs)."""
+    return _MARKDOWN.render(text)
+
+
+def message_html(role: str, text: str, note: str = "") -> str:
+    body = render_markdown(text) if text else ""
+    note_html = f'<div class="acytoo-note">{html.escape(note)}</div>' if note else ""
+    return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
+
+
+def _status_note(status: str) -> str:
+    return {INTERRUPTED: "interrupted", PARTIAL: "partial"}.get(status, "")
+
+
+class ChatInput(anywidget.AnyWidget):
+    """A multi-line input: Enter sends, Shift+Enter starts a new line (as in chat apps)."""
+
+    _esm = """
+    function render({ model, el }) {
+      const area = document.createElement("textarea");
+      area.className = "acytoo-input";
+      area.placeholder = model.get("placeholder");
+      area.value = model.get("value");
+      const sync = () => { model.set("value", area.value); model.save_changes(); };
+      area.addEventListener("input", sync);
+      area.addEventListener("keydown", (event) => {
+        event.stopPropagation();  // typing here must not trigger notebook shortcuts
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          sync();
+          model.send({ event: "submit", value: area.value });
+        }
+      });
+      model.on("change:value", () => {
+        if (area.value !== model.get("value")) area.value = model.get("value");
+      });
+      el.appendChild(area);
+    }
+    export default { render };
+    """
+    value = traitlets.Unicode("").tag(sync=True)
+    placeholder = traitlets.Unicode("Ask… (Enter sends, Shift+Enter for a new line)").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._submit_handlers: list[Any] = []
+        self.on_msg(self._handle_message)
+
+    def on_submit(self, callback: Any) -> None:
+        self._submit_handlers.append(callback)
+
+    def _handle_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("event") == "submit":
+            for callback in self._submit_handlers:
+                callback(str(content.get("value", "")))
+
+
+class ChatWidget(widgets.VBox):
+    """A chat bound to one thread of this notebook's history, streaming like ``%%acytoo``."""
+
+    def __init__(self, thread: str = "default", magics: Any = None, **kwargs: Any) -> None:
+        self.magics = magics or _loaded_magics()
+        self.thread = thread
+        self._task: asyncio.Task[Reply] | None = None
+        self.last_reply: Reply | None = None
+        self.renderer: ThrottledRenderer | None = None
+
+        self.transcript = widgets.HTML(layout=widgets.Layout(max_height="32rem", overflow_y="auto"))
+        self.live = widgets.HTML()
+        self.status = widgets.HTML()
+        self.input = ChatInput()
+        self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.thread_picker = widgets.Combobox(
+            value=thread,
+            options=self._thread_names(),
+            description="thread",
+            ensure_option=False,
+            continuous_update=False,
+            layout=widgets.Layout(width="16rem"),
+        )
+        self.indicator = widgets.HTML()
+        self._update_indicator()
+
+        self.send_button.on_click(lambda _button: self.send(self.input.value))
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.input.on_submit(self.send)
+        self.thread_picker.observe(self._thread_changed, names="value")
+
+        header = widgets.HBox([self.thread_picker, self.indicator])
+        buttons = widgets.VBox([self.send_button, self.stop_button], layout=widgets.Layout(width="8rem"))
+        entry = widgets.HBox([widgets.Box([self.input], layout=widgets.Layout(flex="1")), buttons])
+        super().__init__(
+            [widgets.HTML(_STYLE), header, self.transcript, self.live, self.status, entry], **kwargs
+        )
+        self.add_class("acytoo-chat")
+        self.load_transcript()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def streaming(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _thread_names(self) -> list[str]:
+        names = [name for name, _count, _last in self.magics.store.threads(self._notebook())]
+        return names if self.thread in names else [self.thread, *names]
+
+    def _notebook(self) -> str:
+        return self.magics.conversation(self.thread).notebook
+
+    def _update_indicator(self) -> None:
+        settings = self.magics.options()
+        name = providers.provider_name(providers.resolve(settings.provider or self.magics.provider))
+        self.indicator.value = (
+            f'<span class="acytoo-note">{html.escape(name)} · {html.escape(self.magics.model)}</span>'
+        )
+
+    def _thread_changed(self, change: dict[str, Any]) -> None:
+        new = (change["new"] or "").strip()
+        if not new or new == self.thread:
+            return
+        if self.streaming:
+            self.thread_picker.value = self.thread
+            self._show_status("finish or stop the current answer before switching threads")
+            return
+        self.thread = new
+        self.load_transcript()
+
+    def load_transcript(self) -> None:
+        """Show the thread as stored: what the magic and other widgets said is here too."""
+        messages = self.magics.conversation(self.thread).messages()
+        self.transcript.value = "".join(
+            message_html(m.role, m.content, _status_note(m.status)) for m in messages
+        )
+        self.live.value = ""
+
+    def _append(self, messages: list[Message]) -> None:
+        self.transcript.value += "".join(
+            message_html(m.role, m.content, _status_note(m.status)) for m in messages
+        )
+
+    def _show_status(self, text: str, error: bool = False) -> None:
+        css = "acytoo-error" if error else "acytoo-note"
+        self.status.value = f'<div class="{css}">{html.escape(text)}</div>' if text else ""
+
+    def _set_busy(self, busy: bool) -> None:
+        self.send_button.disabled = busy
+        self.stop_button.disabled = not busy
+
+    # -- actions ---------------------------------------------------------------------------
+    def send(self, text: str) -> asyncio.Task[Reply] | None:
+        """Start streaming an answer to ``text`` and return at once (the task, for ``await``)."""
+        text = (text or "").strip()
+        if not text:
+            return None
+        if self.streaming:
+            self._show_status("an answer is still streaming: wait, or press Stop")
+            return None
+        try:
+            prompt = self.magics.context().expand(text)
+            request = self.magics.request(prompt, self.magics.options(["-c", self.thread]))
+        except (ContextError, providers.ProviderNotFound) as exc:
+            self._show_status(str(exc), error=True)
+            return None
+        self._show_status("")
+        self.input.value = ""
+        self._append([Message("user", prompt)])
+        self.renderer = ThrottledRenderer(self._draw, self.magics.render_interval)
+        self._set_busy(True)
+        self._task = asyncio.get_running_loop().create_task(self._stream(request, self.renderer))
+        return self._task
+
+    async def _stream(self, request: Any, renderer: ThrottledRenderer) -> Reply:
+        reply = Reply()
+        with contextlib.suppress(asyncio.CancelledError):  # Stop: reply is marked interrupted, recorded
+            await answer(request, renderer, await self.magics.runner.session(), reply)
+        self.last_reply = reply
+        self.live.value = ""
+        if reply.text:
+            self._append([Message("assistant", reply.text, reply.status)])
+        if reply.error is not None:
+            self._show_status(str(reply.error), error=True)
+        elif reply.history_warning:
+            self._show_status(reply.history_warning, error=True)
+        self._set_busy(False)
+        return reply
+
+    def _draw(self, frame: Frame) -> None:
+        if frame.waiting:
+            self.live.value = f'<div class="acytoo-note">⏳ {html.escape(frame.note)}</div>'
+            return
+        self.live.value = message_html("assistant", frame.text + ("" if frame.final else " ▌"), frame.note)
+
+    def stop(self) -> None:
+        """Cancel the streaming answer; the partial text stays, marked interrupted."""
+        if self.streaming:
+            assert self._task is not None
+            self._task.cancel()
+
+    async def wait(self) -> Reply | None:
+        """Wait for the current answer (``await chat.wait()`` in a cell)."""
+        if self._task is None:
+            return None
+        return await asyncio.shield(self._task)
+
+
+def _loaded_magics() -> Any:
+    """The magics of this kernel, loading the extension first if needed (settings are shared)."""
+    from IPython import get_ipython
+
+    import acytoo_magic
+
+    shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("ChatWidget needs IPython (a notebook kernel)")
+    if acytoo_magic._magics is None:
+        acytoo_magic.load_ipython_extension(shell)
+    return acytoo_magic._magics
