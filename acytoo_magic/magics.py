@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -37,7 +39,30 @@ class AcytooError(Exception):
     """A failed answer: IPython shows this one line instead of a traceback, and the cell counts as failed."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31mAcytooError\x1b[0m: {self}"]
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class AcytooInterrupted(AcytooError):
+    """The kernel was interrupted while an answer streamed; the cell fails so "Run All" stops."""
+
+
+_CALL = re.compile(r"^get_ipython\(\)\.run_(?P<kind>cell|line)_magic\('acytoo', ")
+_ASYNC_CALL = "await get_ipython().magics_manager.registry['AcytooMagics'].run_{kind}_async("
+
+
+def await_acytoo_calls(lines: list[str]) -> list[str]:
+    """Input transformer: make top-level ``%%acytoo``/``%acytoo`` calls awaited on the kernel's loop.
+
+    IPython then runs the cell as a coroutine on the running loop: the stream never nests the
+    loop, other shell messages keep their order, and an interrupt arrives as a cancel.
+    """
+    out = []
+    for line in lines:
+        match = _CALL.match(line)
+        if match:
+            line = _ASYNC_CALL.format(kind=match["kind"]) + line[match.end() :]
+        out.append(line)
+    return out
 
 
 def notebook_id(shell: Any) -> str:
@@ -203,6 +228,21 @@ class AcytooMagics(Magics):
         """
         if cell is None:
             return self._subcommand(line)
+        self._ask(*self._prepare_cell(line, cell))
+
+    async def run_cell_async(self, line: str, cell: str) -> None:
+        """``%%acytoo`` awaited on the kernel's own loop (the cell is rewritten to call this)."""
+        await self._ask_async(*self._prepare_cell(line, cell))
+
+    async def run_line_async(self, line: str) -> None:
+        """``%acytoo ...`` awaited on the kernel's loop: ``explain`` streams, the rest are instant."""
+        words = line.split(None, 1)
+        if words and words[0] == "explain":
+            await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
+        else:
+            self._subcommand(line)
+
+    def _prepare_cell(self, line: str, cell: str) -> tuple[Any, str]:
         args = self.options(split_args(line))
         prompt = cell.strip()
         if not prompt:
@@ -214,10 +254,9 @@ class AcytooMagics(Magics):
                 prompt += context.attach([n.strip() for n in args.context.split(",") if n.strip()])
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
-        self._ask(args, prompt)
+        return args, prompt
 
-    def _ask(self, args: Any, prompt: str) -> None:
-        """Stream one answer into this cell's output; shared by the cell magic and ``explain``."""
+    def _start(self, args: Any, prompt: str) -> tuple[Request, ThrottledRenderer]:
         try:
             request = self.request(prompt, args)
         except providers.ProviderNotFound as exc:
@@ -228,7 +267,27 @@ class AcytooMagics(Magics):
         else:
             renderer = TerminalRenderer()
         self.last_renderer = renderer
-        reply = self.runner.run(self._answer(request, renderer))
+        return request, renderer
+
+    def _ask(self, args: Any, prompt: str) -> None:
+        """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
+        request, renderer = self._start(args, prompt)
+        try:
+            reply = self.runner.run(self._answer(request, renderer))
+        except KeyboardInterrupt:
+            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
+        self._finish(args, reply)
+
+    async def _ask_async(self, args: Any, prompt: str) -> None:
+        request, renderer = self._start(args, prompt)
+        try:
+            reply = await self._answer(request, renderer)
+        except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
+            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
+        self._finish(args, reply)
+
+    def _finish(self, args: Any, reply: Reply) -> None:
+        """After the stream: report, store ``-o``, create the code cell."""
         self.last_reply = reply
         if reply.history_warning:
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
@@ -367,6 +426,9 @@ class AcytooMagics(Magics):
 
     def _explain(self, rest: str) -> None:
         """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
+        self._ask(*self._prepare_explain(rest))
+
+    def _prepare_explain(self, rest: str) -> tuple[Any, str]:
         parser = _subparser("explain", "explain an error")
         parser.add_argument("cell", nargs="?", type=int, default=None)
         parser.add_argument("-c", "--thread", default=None)
@@ -375,7 +437,7 @@ class AcytooMagics(Magics):
             prompt = self.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
-        self._ask(self.options(["-c", args.thread] if args.thread else []), prompt)
+        return self.options(["-c", args.thread] if args.thread else []), prompt
 
     def _chat(self, rest: str) -> None:
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""

@@ -1,15 +1,16 @@
-"""Running a provider's stream on the notebook's own event loop, and turning it into a recorded answer.
+"""Running a provider's stream and turning it into a recorded answer; which loop runs it.
 
-In ipykernel the loop is already running, so a cell cannot ``run_until_complete`` on it until
-``nest_asyncio`` is applied (once, to that loop). In a terminal IPython no loop runs, and the runner
-keeps one of its own, so the shared ``aiohttp.ClientSession`` survives from one cell to the next.
-A kernel interrupt cancels the stream's task and waits for it to close its connection.
+In a kernel, ``%%acytoo`` cells are awaited on the kernel's own running loop (an input
+transformer makes the call top-level ``await``), and the widget schedules a task there. ``Runner``
+covers synchronous callers and owns one shared ``aiohttp.ClientSession`` per loop, so consecutive
+cells reuse connections. A kernel interrupt cancels the stream's task; it closes its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
@@ -172,29 +173,22 @@ def _record(request: Request, reply: Reply) -> None:
 
 
 class Runner:
-    """Owns the extension's event-loop use: which loop, one shared HTTP session per loop, cancellation."""
+    """Owns the extension's event-loop use: which loop, one shared HTTP session per loop, cancellation.
+
+    In a kernel the magic awaits on the kernel's own loop (see ``magics.await_acytoo_calls``) and
+    never comes here. ``run`` is for synchronous callers: a terminal shell (no loop runs: the
+    runner's own loop, kept between cells), or a magic called from code inside a running loop (a
+    worker thread with its own loop; the caller blocks as any cell does). Nesting the running loop
+    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see the README).
+    """
 
     def __init__(self) -> None:
         self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._worker_loop: asyncio.AbstractEventLoop | None = None
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary()
         )
-        self._patched: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop (patched once by nest_asyncio so a cell can wait on it), else our own."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            if self._own_loop is None or self._own_loop.is_closed():
-                self._own_loop = asyncio.new_event_loop()
-            return self._own_loop
-        if loop not in self._patched:
-            import nest_asyncio
-
-            nest_asyncio.apply(loop)
-            self._patched.add(loop)
-        return loop
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session of the running loop, so consecutive cells reuse connections."""
@@ -206,8 +200,17 @@ class Runner:
         return session
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the notebook loop; on interrupt, cancel it and wait for its cleanup."""
-        loop = self.loop()
+        """Run ``coro`` to the end from synchronous code; on interrupt, cancel it, wait for its cleanup."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._run_on_own_loop(coro)
+        return self._run_in_worker(coro)
+
+    def _run_on_own_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._own_loop is None or self._own_loop.is_closed():
+            self._own_loop = asyncio.new_event_loop()
+        loop = self._own_loop
         task = loop.create_task(coro)
         try:
             return loop.run_until_complete(task)
@@ -217,17 +220,50 @@ class Runner:
                 loop.run_until_complete(task)
             raise
 
-    def close(self) -> None:
-        """Close every session this runner opened (on unload), and its own loop."""
+    def _worker(self) -> asyncio.AbstractEventLoop:
+        if self._worker_loop is None or self._worker_loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="acytoo-runner", daemon=True).start()
+            self._worker_loop = loop
+        return self._worker_loop
+
+    def _run_in_worker(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._worker()
+        done = threading.Event()
+        holder: list[asyncio.Task[T]] = []
+
+        def start() -> None:  # runs in a copy of the caller's context: output goes to the caller's cell
+            task = loop.create_task(coro)
+            task.add_done_callback(lambda _task: done.set())
+            holder.append(task)
+
+        loop.call_soon_threadsafe(start)
         try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+            done.wait()
+        except KeyboardInterrupt:
+            loop.call_soon_threadsafe(lambda: holder and holder[0].cancel())
+            done.wait(timeout=30)
+            raise
+        return holder[0].result()
+
+    def close(self) -> None:
+        """Close every session this runner opened (on unload), and the loops it owns."""
         for loop, session in list(self._sessions.items()):
-            if not session.closed and not loop.is_closed() and loop in (running, self._own_loop):
+            if session.closed or loop.is_closed():
+                continue
+            if loop is self._worker_loop:
                 with contextlib.suppress(Exception):
-                    self.run(session.close())
+                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+            elif loop is self._own_loop and not loop.is_running():
+                loop.run_until_complete(session.close())
+            elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
+                task = loop.create_task(session.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         self._sessions.clear()
+        if self._worker_loop is not None:
+            self._worker_loop.call_soon_threadsafe(self._worker_loop.stop)
+            self._worker_loop = None
         if self._own_loop is not None and not self._own_loop.is_running():
             self._own_loop.close()
             self._own_loop = None

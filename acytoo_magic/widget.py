@@ -30,6 +30,7 @@ _STYLE = """<style>
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
 .acytoo-chat .acytoo-msg { padding: 0.35rem 0.7rem; margin: 0.3rem 0; border-radius: 6px; }
 .acytoo-chat .acytoo-user { background: var(--jp-layout-color2, #eef1f5); }
+.acytoo-chat .acytoo-typed { white-space: pre-wrap; }
 .acytoo-chat .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
 .acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
@@ -45,7 +46,11 @@ def render_markdown(text: str) -> str:
 
 
 def message_html(role: str, text: str, note: str = "") -> str:
-    body = render_markdown(text) if text else ""
+    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown."""
+    if role == "user":
+        body = f'<div class="acytoo-typed">{html.escape(text)}</div>'
+    else:
+        body = render_markdown(text) if text else ""
     note_html = f'<div class="acytoo-note">{html.escape(note)}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
 
@@ -76,6 +81,7 @@ class ChatInput(anywidget.AnyWidget):
       model.on("change:value", () => {
         if (area.value !== model.get("value")) area.value = model.get("value");
       });
+      el.style.width = "100%";
       el.appendChild(area);
     }
     export default { render };
@@ -110,7 +116,7 @@ class ChatWidget(widgets.VBox):
         self.transcript = widgets.HTML(layout=widgets.Layout(max_height="32rem", overflow_y="auto"))
         self.live = widgets.HTML()
         self.status = widgets.HTML()
-        self.input = ChatInput()
+        self.input = ChatInput(layout=widgets.Layout(width="100%"))
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.thread_picker = widgets.Combobox(
@@ -136,6 +142,8 @@ class ChatWidget(widgets.VBox):
             [widgets.HTML(_STYLE), header, self.transcript, self.live, self.status, entry], **kwargs
         )
         self.add_class("acytoo-chat")
+        for part, css in ((self.transcript, "transcript"), (self.live, "live"), (self.status, "status")):
+            part.add_class(f"acytoo-{css}")
         self.load_transcript()
 
     # -- state -----------------------------------------------------------------------------

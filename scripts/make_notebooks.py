@@ -73,6 +73,21 @@ DATA_ANALYSIS = [
     new_code_cell("%acytoo explain"),
 ]
 
+CHAT_WIDGET = [
+    new_markdown_cell(
+        "# Chat widget\n\n"
+        "The same streaming answers as `%%acytoo`, in a chat. Enter sends, Shift+Enter adds a line, "
+        "Stop keeps the partial answer. The widget's thread is this notebook's `demo` thread: "
+        "`%%acytoo -c demo` sees what was said here, and the other way round."
+    ),
+    new_code_cell("%load_ext acytoo_magic"),
+    new_code_cell("from acytoo_magic import ChatWidget\n\nchat = ChatWidget('demo')\nchat"),
+    new_markdown_cell("The kernel stays free while an answer streams: this cell runs at once."),
+    new_code_cell("6 * 7"),
+    new_markdown_cell("The magic on the same thread:"),
+    new_code_cell("%%acytoo -c demo\nWhat did we talk about in the chat?"),
+]
+
 
 def write(name: str, cells: list) -> None:
     notebook = new_notebook(cells=cells)
@@ -84,6 +99,7 @@ def main() -> None:
     HERE.mkdir(exist_ok=True)
     write("quickstart.ipynb", QUICKSTART)
     write("data_analysis.ipynb", DATA_ANALYSIS)
+    write("chat_widget.ipynb", CHAT_WIDGET)
 
 
 if __name__ == "__main__":

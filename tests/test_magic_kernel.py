@@ -146,7 +146,7 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
 
     out = k.execute("%%acytoo\n[[size=400000 chunk=64 delay=0.005]]", on_message=interrupt_on_first_text)
     assert interrupted, "the stream never showed text"
-    assert out.status == "error" and out.error["ename"] == "KeyboardInterrupt"
+    assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
     final = out.final_display
     assert "interrupted" in final["text/markdown"]
     assert 0 < len(final["text/plain"]) < 400_000
@@ -207,3 +207,25 @@ def test_config_masks_secrets(k):
     assert "sk-live-abcdef" not in shown and "hunter22" not in shown
     assert "*** (set)" in shown and "http://***@proxy.local:3128" in shown
     assert "render_interval" in shown and "analysis.ipynb" in shown
+
+
+def test_requests_queued_during_a_stream_are_all_answered(k):
+    """Run All sends every cell at once; none may be lost while an answer streams.
+
+    (Nesting the kernel's loop with nest_asyncio lost the second request under ipykernel 7.)
+    """
+    first = k.kc.execute("%%acytoo --no-history\n[[size=2000 chunk=20 delay=0.01]]")
+    second = k.kc.execute("print('second ran')")
+    replies = {}
+    while len(replies) < 2:
+        reply = k.kc.get_shell_msg(timeout=30)
+        replies[reply["parent_header"]["msg_id"]] = reply["content"]["status"]
+    assert replies == {first: "ok", second: "ok"}
+
+
+def test_magic_called_from_code_streams_into_its_cell(k):
+    """Not a top-level call, so it cannot be awaited: it runs on the runner's worker loop."""
+    out = k.execute("def ask():\n    get_ipython().run_cell_magic('acytoo', '-o got', 'from a function')\nask()")
+    assert out.status == "ok"
+    assert 'You said: "from a function"' in out.final_display["text/plain"]
+    assert 'You said: "from a function"' in k.execute("print(got)").stdout
