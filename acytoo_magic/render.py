@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+COST_FACTOR = 5.0
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -53,11 +55,17 @@ class ThrottledRenderer:
         self._started = clock()
         self.draws = 0
         self.closed = False
+        self._gap = self.interval
 
     def _emit(self, frame: Frame) -> None:
         self.draws += 1
-        self._last = self._clock()
+        started = self._clock()
         self._draw(frame)
+        self._last = self._clock()
+        # Drawing re-sends the whole text, so its cost grows with the text. Waiting at least
+        # COST_FACTOR times the last draw's cost keeps drawing under ~1/COST_FACTOR of the time
+        # and the total cost of a reply linear in its length, however fast chunks arrive.
+        self._gap = max(self.interval, COST_FACTOR * (self._last - started))
 
     def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:
@@ -107,11 +115,11 @@ class ThrottledRenderer:
             return
         self._pending = text
         elapsed = self._clock() - (self._last or 0.0)
-        if elapsed >= self.interval:
+        if elapsed >= self._gap:
             self._cancel_timer()
             self._emit(Frame(text))
         else:
-            self._schedule(self.interval - elapsed, self._flush)
+            self._schedule(self._gap - elapsed, self._flush)
 
     def _flush(self) -> None:
         if self._pending is not None and not self.closed:

@@ -46,7 +46,9 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
     config.mkdir(exist_ok=True)
     settings = root / ".lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True, exist_ok=True)  # no "news" toast over the page: nothing to fetch here
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    (settings / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     process = subprocess.Popen(
         [
             sys.executable,

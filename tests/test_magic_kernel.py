@@ -225,7 +225,9 @@ def test_requests_queued_during_a_stream_are_all_answered(k):
 
 def test_magic_called_from_code_streams_into_its_cell(k):
     """Not a top-level call, so it cannot be awaited: it runs on the runner's worker loop."""
-    out = k.execute("def ask():\n    get_ipython().run_cell_magic('acytoo', '-o got', 'from a function')\nask()")
+    out = k.execute(
+        "def ask():\n    get_ipython().run_cell_magic('acytoo', '-o got', 'from a function')\nask()"
+    )
     assert out.status == "ok"
     assert 'You said: "from a function"' in out.final_display["text/plain"]
     assert 'You said: "from a function"' in k.execute("print(got)").stdout

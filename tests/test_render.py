@@ -60,3 +60,29 @@ def test_markdown_bundle_has_plain_fallback_and_marks():
     assert bundle["text/markdown"].startswith("# T") and "interrupted" in bundle["text/markdown"]
     assert bundle["text/plain"] == "# T\n[interrupted]"
     assert markdown_bundle(Frame("x", final=True), "text") == {"text/plain": "x"}
+
+
+def test_gap_grows_with_the_cost_of_drawing_so_total_cost_stays_linear():
+    clock = FakeClock()
+
+    def draw(frame):  # drawing costs 1 µs per character, as re-sending the whole text does
+        clock.now += len(frame.text) * 1e-6
+
+    costs = {}
+    for size in (100_000, 1_000_000):
+        clock.now = 0.0
+        renderer = ThrottledRenderer(draw, interval=0.08, clock=clock)
+        text = ""
+        spent = 0.0
+        for _ in range(size // 64):
+            clock.now += 0.001  # a 64-byte chunk every millisecond
+            text += "x" * 64
+            before = clock.now
+            renderer.feed(text)
+            spent += clock.now - before
+        before = clock.now
+        renderer.close(text)
+        costs[size] = (spent + clock.now - before, renderer.draws)
+    ratio = costs[1_000_000][0] / costs[100_000][0]
+    assert ratio <= 12, costs  # with a fixed 0.08 s interval this simulation gives ~91x
+    assert costs[1_000_000][1] < 200
