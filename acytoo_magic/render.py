@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 COST_FACTOR = 5.0
+SIZE_STEP = 16_000
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,30 @@ class Frame:
     waiting: bool = False
 
 
+class TextBuffer:
+    """Chunks joined only when the text is read: appending stays O(1), so many chunks stay linear."""
+
+    __slots__ = ("_parts", "_text")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._text = ""
+
+    def append(self, chunk: str) -> None:
+        self._parts.append(chunk)
+
+    @property
+    def text(self) -> str:
+        if self._parts:
+            self._text += "".join(self._parts)
+            self._parts.clear()
+        return self._text
+
+
 class Renderer(Protocol):
     def start(self, label: str) -> None: ...
     def notify(self, note: str) -> None: ...
-    def feed(self, text: str) -> None: ...
+    def feed(self, chunk: str) -> None: ...
     def close(self, text: str, note: str = "") -> None: ...
 
 
@@ -48,7 +69,8 @@ class ThrottledRenderer:
         self.interval = max(0.0, float(interval))
         self._clock = clock
         self._last: float | None = None
-        self._pending: str | None = None
+        self._buffer = TextBuffer()
+        self._has_text = False
         self._timer: asyncio.TimerHandle | None = None
         self._label = ""
         self._note = ""
@@ -62,10 +84,13 @@ class ThrottledRenderer:
         started = self._clock()
         self._draw(frame)
         self._last = self._clock()
-        # Drawing re-sends the whole text, so its cost grows with the text. Waiting at least
-        # COST_FACTOR times the last draw's cost keeps drawing under ~1/COST_FACTOR of the time
-        # and the total cost of a reply linear in its length, however fast chunks arrive.
-        self._gap = max(self.interval, COST_FACTOR * (self._last - started))
+        # Each draw re-sends and re-renders the whole text, so its cost grows with the text. The
+        # gap to the next draw grows with it: one interval per SIZE_STEP characters (the frontend's
+        # re-render, which the kernel cannot time) and at least COST_FACTOR times what this draw
+        # took here. Draws then thin out geometrically and a reply's total cost stays linear in
+        # its length, however fast the chunks arrive.
+        size_gap = self.interval * len(frame.text) / SIZE_STEP
+        self._gap = max(self.interval, size_gap, COST_FACTOR * (self._last - started))
 
     def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:
@@ -90,10 +115,11 @@ class ThrottledRenderer:
         """Show that the provider is being contacted, with elapsed seconds, until the first chunk."""
         self._label = label
         self._started = self._clock()
-        self._tick()
+        # Only after one interval: a fast answer never flashes the line (and saves a display message).
+        self._schedule(self.interval, self._tick)
 
     def _tick(self) -> None:
-        if self._pending is not None or self.closed:
+        if self._has_text or self.closed:
             return
         elapsed = self._clock() - self._started
         note = f"{self._label} {elapsed:.1f} s" + (f" · {self._note}" if self._note else "")
@@ -103,33 +129,33 @@ class ThrottledRenderer:
     def notify(self, note: str) -> None:
         """A status change before the first chunk (a retry, say); shown with the waiting line."""
         self._note = note
-        if self._pending is None and not self.closed:
+        if not self._has_text and not self.closed:
             self._cancel_timer()
             self._tick()
 
-    def feed(self, text: str) -> None:
-        if self._pending is None:
+    def feed(self, chunk: str) -> None:
+        """Add a chunk; it is drawn now if the last draw is old enough, else by a timer."""
+        self._buffer.append(chunk)
+        if not self._has_text:
+            self._has_text = True
             self._cancel_timer()  # the waiting ticker ends with the first chunk
-            self._pending = text
-            self._emit(Frame(text))
+            self._emit(Frame(self._buffer.text))
             return
-        self._pending = text
         elapsed = self._clock() - (self._last or 0.0)
         if elapsed >= self._gap:
             self._cancel_timer()
-            self._emit(Frame(text))
+            self._emit(Frame(self._buffer.text))
         else:
             self._schedule(self._gap - elapsed, self._flush)
 
     def _flush(self) -> None:
-        if self._pending is not None and not self.closed:
-            self._emit(Frame(self._pending))
+        if self._has_text and not self.closed:
+            self._emit(Frame(self._buffer.text))
 
     def close(self, text: str, note: str = "") -> None:
         """Draw the complete text (with an interrupted/partial note where it applies); always draws."""
         self._cancel_timer()
         self.closed = True
-        self._pending = text
         self._emit(Frame(text, note=note, final=True))
 
 

@@ -21,7 +21,7 @@ import aiohttp
 
 from .conversation import COMPLETE, INTERRUPTED, PARTIAL, Conversation, HistoryError
 from .providers.base import AsyncGeneratorProvider, ProviderError, redact
-from .render import Renderer
+from .render import Renderer, TextBuffer
 
 T = TypeVar("T")
 FAILED = "failed"
@@ -31,7 +31,6 @@ FAILED = "failed"
 class Reply:
     """The outcome of one request: the text, how it ended, and figures for the status line."""
 
-    text: str = ""
     chunks: int = 0
     status: str = COMPLETE
     error: ProviderError | None = None
@@ -39,6 +38,11 @@ class Reply:
     first_chunk: float | None = None
     finished: float | None = None
     history_warning: str = ""
+    buffer: TextBuffer = field(default_factory=TextBuffer, repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.buffer.text
 
     @property
     def elapsed(self) -> float:
@@ -102,17 +106,15 @@ async def stream_reply(
     marks ``reply`` ``interrupted`` and is re-raised once the renderer has drawn the final state.
     """
     reply = reply if reply is not None else Reply()
-    parts: list[str] = []
     try:
         async for chunk in provider.create_async_generator(model, messages, proxy, **kwargs):
             if not isinstance(chunk, str) or not chunk:
                 continue  # g4f providers may yield other objects (images, finish reasons)
             if reply.first_chunk is None:
                 reply.first_chunk = time.monotonic()
-            parts.append(chunk)
+            reply.buffer.append(chunk)
             reply.chunks += 1
-            reply.text = "".join(parts) if len(parts) < 2 else reply.text + chunk
-            renderer.feed(reply.text)
+            renderer.feed(chunk)
     except asyncio.CancelledError:
         reply.status = INTERRUPTED
         raise

@@ -35,8 +35,10 @@ _STYLE = """<style>
 .acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
 .acytoo-chat pre { background: var(--jp-layout-color2, #f5f5f5); padding: 0.5rem; overflow-x: auto; }
-.acytoo-chat textarea.acytoo-input { width: 100%; min-height: 4.5em; box-sizing: border-box;
+.acytoo-chat .acytoo-entry { display: flex; gap: 0.4rem; align-items: flex-start; width: 100%; }
+.acytoo-chat textarea.acytoo-input { flex: 1; min-height: 4.5em; box-sizing: border-box;
   font: inherit; padding: 0.4rem; resize: vertical; }
+.acytoo-chat .acytoo-send { width: 6rem; }
 </style>"""
 
 
@@ -60,33 +62,52 @@ def _status_note(status: str) -> str:
 
 
 class ChatInput(anywidget.AnyWidget):
-    """A multi-line input: Enter sends, Shift+Enter starts a new line (as in chat apps)."""
+    """A multi-line input with its Send button: Enter sends, Shift+Enter starts a new line.
+
+    The text travels in the submit message itself, so what is sent is exactly what is in the box
+    (widget state updates may be coalesced and arrive late; a custom message is not).
+    """
 
     _esm = """
     function render({ model, el }) {
+      el.classList.add("acytoo-entry");
       const area = document.createElement("textarea");
       area.className = "acytoo-input";
       area.placeholder = model.get("placeholder");
       area.value = model.get("value");
-      const sync = () => { model.set("value", area.value); model.save_changes(); };
-      area.addEventListener("input", sync);
+      const send = document.createElement("button");
+      send.className = "jupyter-button mod-primary acytoo-send";
+      send.textContent = "Send";
+      send.title = "Send (Enter)";
+      const submit = () => {
+        const value = area.value;
+        if (!value.trim() || model.get("busy")) return;
+        area.value = "";
+        model.set("value", "");
+        model.save_changes();
+        model.send({ event: "submit", value });
+      };
+      send.addEventListener("click", submit);
+      area.addEventListener("input", () => { model.set("value", area.value); model.save_changes(); });
       area.addEventListener("keydown", (event) => {
         event.stopPropagation();  // typing here must not trigger notebook shortcuts
         if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
           event.preventDefault();
-          sync();
-          model.send({ event: "submit", value: area.value });
+          submit();
         }
       });
+      const showBusy = () => { send.disabled = model.get("busy"); };
+      model.on("change:busy", showBusy);
+      showBusy();
       model.on("change:value", () => {
         if (area.value !== model.get("value")) area.value = model.get("value");
       });
-      el.style.width = "100%";
-      el.appendChild(area);
+      el.append(area, send);
     }
     export default { render };
     """
     value = traitlets.Unicode("").tag(sync=True)
+    busy = traitlets.Bool(False).tag(sync=True)
     placeholder = traitlets.Unicode("Ask… (Enter sends, Shift+Enter for a new line)").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -116,9 +137,10 @@ class ChatWidget(widgets.VBox):
         self.transcript = widgets.HTML(layout=widgets.Layout(max_height="32rem", overflow_y="auto"))
         self.live = widgets.HTML()
         self.status = widgets.HTML()
-        self.input = ChatInput(layout=widgets.Layout(width="100%"))
-        self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
+        self.input = ChatInput(layout=widgets.Layout(flex="1 1 auto", width="auto"))
+        self.stop_button = widgets.Button(
+            description="Stop", icon="stop", disabled=True, layout=widgets.Layout(width="6rem")
+        )
         self.thread_picker = widgets.Combobox(
             value=thread,
             options=self._thread_names(),
@@ -130,14 +152,12 @@ class ChatWidget(widgets.VBox):
         self.indicator = widgets.HTML()
         self._update_indicator()
 
-        self.send_button.on_click(lambda _button: self.send(self.input.value))
         self.stop_button.on_click(lambda _button: self.stop())
         self.input.on_submit(self.send)
         self.thread_picker.observe(self._thread_changed, names="value")
 
         header = widgets.HBox([self.thread_picker, self.indicator])
-        buttons = widgets.VBox([self.send_button, self.stop_button], layout=widgets.Layout(width="8rem"))
-        entry = widgets.HBox([widgets.Box([self.input], layout=widgets.Layout(flex="1")), buttons])
+        entry = widgets.HBox([self.input, self.stop_button], layout=widgets.Layout(width="100%"))
         super().__init__(
             [widgets.HTML(_STYLE), header, self.transcript, self.live, self.status, entry], **kwargs
         )
@@ -194,7 +214,7 @@ class ChatWidget(widgets.VBox):
         self.status.value = f'<div class="{css}">{html.escape(text)}</div>' if text else ""
 
     def _set_busy(self, busy: bool) -> None:
-        self.send_button.disabled = busy
+        self.input.busy = busy
         self.stop_button.disabled = not busy
 
     # -- actions ---------------------------------------------------------------------------
@@ -204,12 +224,14 @@ class ChatWidget(widgets.VBox):
         if not text:
             return None
         if self.streaming:
+            self.input.value = text  # nothing typed is lost
             self._show_status("an answer is still streaming: wait, or press Stop")
             return None
         try:
             prompt = self.magics.context().expand(text)
             request = self.magics.request(prompt, self.magics.options(["-c", self.thread]))
         except (ContextError, providers.ProviderNotFound) as exc:
+            self.input.value = text  # back in the box, to be corrected
             self._show_status(str(exc), error=True)
             return None
         self._show_status("")

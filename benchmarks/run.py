@@ -1,0 +1,450 @@
+"""`make bench`: what a user feels while an answer streams, as ratios measured side by side in one run.
+
+Every figure is compared with a baseline measured in the same run against the same local
+protocol server (a separate process on 127.0.0.1), so the table survives a slower machine.
+`--smoke` runs tiny sizes (CI) and checks that the benchmarks still run, not their figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
+from acytoo_magic.providers import Acytoo  # noqa: E402
+from acytoo_magic.render import ThrottledRenderer, markdown_bundle  # noqa: E402
+from acytoo_magic.runner import Request, answer  # noqa: E402
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        section: str,
+        name: str,
+        value: float,
+        unit: str,
+        target: str = "",
+        ok: bool | None = None,
+        note: str = "",
+    ) -> None:
+        self.rows.append(
+            {
+                "section": section,
+                "name": name,
+                "value": value,
+                "unit": unit,
+                "target": target,
+                "meets_target": ok,
+                "note": note,
+            }
+        )
+
+    def print(self) -> None:
+        print(f"\n{'benchmark':<58} {'value':>12}  {'target':<12} ")
+        section = ""
+        for row in self.rows:
+            if row["section"] != section:
+                section = row["section"]
+                print(f"-- {section}")
+            mark = {True: "ok", False: "MISSED", None: ""}[row["meets_target"]]
+            value = f"{row['value']:.3f} {row['unit']}"
+            print(f"   {row['name']:<55} {value:>12}  {row['target']:<12} {mark} {row['note']}")
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--delay", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().split()[-1]
+
+
+def median_time(repeats: int, run: Callable[[], Awaitable[Any]]) -> float:
+    async def timed() -> list[float]:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            await run()
+            times.append(time.perf_counter() - started)
+        return times
+
+    return statistics.median(asyncio.run(timed()))
+
+
+# -- 1. streaming overhead ---------------------------------------------------------------------
+async def raw_aiohttp(url: str, prompt: str, session: aiohttp.ClientSession) -> int:
+    body = {"key": "", "model": "m", "messages": user(prompt), "temperature": 0.5, "password": ""}
+    received = 0
+    async with session.post(f"{url}/api/completions", json=body) as response:
+        async for chunk in response.content.iter_any():
+            received += len(chunk)
+    return received
+
+
+async def original_provider(url: str, prompt: str) -> str:
+    """gpt4free's Acytoo as it was: a new session per request and a per-chunk ``.decode()``."""
+    text = ""
+    async with aiohttp.ClientSession(
+        headers={"accept": "*/*", "content-type": "application/json"}
+    ) as session:
+        payload = {
+            "key": "",
+            "model": "gpt-3.5-turbo",
+            "messages": user(prompt),
+            "temperature": 0.5,
+            "password": "",
+        }
+        async with session.post(f"{url}/api/completions", json=payload) as response:
+            response.raise_for_status()
+            async for stream in response.content.iter_any():
+                if stream:
+                    text += stream.decode()
+    return text
+
+
+def streaming(table: Table, url: str, smoke: bool) -> None:
+    cases = {
+        "1 MB in 4 KB chunks": "[[size=1048576 chunk=4096]]",
+        "20,000 tiny chunks": "[[size=40000 chunk=2]]",
+    }
+    if smoke:
+        cases = {
+            "64 KB in 4 KB chunks": "[[size=65536 chunk=4096]]",
+            "500 tiny chunks": "[[size=1000 chunk=2]]",
+        }
+    repeats = 3 if smoke else 7
+    kernel_times = kernel_stream_times(url, list(cases.values()), repeats)
+    for label, prompt in cases.items():
+
+        async def floor(prompt: str = prompt) -> None:
+            async with aiohttp.ClientSession() as session:
+                await raw_aiohttp(url, prompt, session)
+
+        async def ours(prompt: str = prompt) -> None:
+            async with aiohttp.ClientSession() as session:
+                async for _ in Acytoo.create_async_generator("m", user(prompt), url=url, session=session):
+                    pass
+
+        async def original(prompt: str = prompt) -> None:
+            await original_provider(url, prompt)
+
+        base = median_time(repeats, floor)
+        provider = median_time(repeats, ours)
+        old = median_time(repeats, original)
+        full, kernel_floor = kernel_times[prompt]
+        table.add("streaming overhead", f"{label}: raw aiohttp (floor)", base * 1000, "ms")
+        ratio = provider / base
+        table.add("streaming overhead", f"{label}: provider / floor", ratio, "x", "<= 1.05", ratio <= 1.05)
+        table.add("streaming overhead", f"{label}: raw aiohttp in the kernel", kernel_floor * 1000, "ms")
+        ratio = full / kernel_floor
+        table.add(
+            "streaming overhead",
+            f"{label}: full %%acytoo / raw in the kernel",
+            ratio,
+            "x",
+            "<= 1.2",
+            ratio <= 1.2,
+            "display updates included",
+        )
+        table.add("streaming overhead", f"{label}: original provider / floor", old / base, "x")
+
+
+RAW_IN_KERNEL = """
+import aiohttp, time
+async def _raw_stream(session, prompt):
+    body = {"key": "", "model": "m", "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0.5, "password": ""}
+    started = time.perf_counter()
+    async with session.post(URL + "/api/completions", json=body) as response:
+        async for _chunk in response.content.iter_any():
+            pass
+    return time.perf_counter() - started
+_raw_session = aiohttp.ClientSession()
+"""
+
+
+def kernel_stream_times(url: str, prompts: list[str], repeats: int) -> dict[str, tuple[float, float]]:
+    """In a real kernel, timed inside it: the whole %%acytoo path (request to last chunk drawn),
+    and raw aiohttp on the same loop with a kept session (the floor in that process)."""
+    from kernels import kernel
+
+    times: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, kernel(ACYTOO_URL=url, ACYTOO_HISTORY_DB=f"{tmp}/h.db") as k:
+        k.execute(f"%load_ext acytoo_magic\nimport acytoo_magic\nURL = {url!r}\n{RAW_IN_KERNEL}")
+        for prompt in prompts:
+            full, floor = [], []
+            for _ in range(repeats):
+                assert k.execute(f"%%acytoo --no-history\n{prompt}").status == "ok"
+                full.append(float(k.execute("print(acytoo_magic._magics.last_reply.elapsed)").stdout))
+                floor.append(float(k.execute(f"print(await _raw_stream(_raw_session, {prompt!r}))").stdout))
+            times[prompt] = (statistics.median(full), statistics.median(floor))
+        k.execute("await _raw_session.close()")
+    return times
+
+
+# -- 2. render cost growth, 3. first visible chunk ---------------------------------------------
+def render_cost(size: int, interval: float, adaptive: bool) -> tuple[float, int, int]:
+    """Kernel-side cost of drawing a reply arriving as 64-byte chunks every millisecond.
+
+    A draw builds the MIME bundle and serialises it, as publishing a display update does. The
+    clock is simulated arrival time plus the real time spent drawing.
+    """
+    import acytoo_magic.render as render
+
+    simulated = [0.0]
+    spent = [0.0]
+
+    def clock() -> float:
+        return simulated[0] + spent[0]
+
+    def draw(frame: Any) -> None:
+        started = time.perf_counter()
+        json.dumps({"data": markdown_bundle(frame), "metadata": {}})
+        spent[0] += time.perf_counter() - started
+
+    saved = render.COST_FACTOR, render.SIZE_STEP
+    if not adaptive:
+        render.COST_FACTOR, render.SIZE_STEP = 0.0, float("inf")
+    try:
+        renderer = ThrottledRenderer(draw, interval, clock)
+        text, chunks = "", 0
+        while len(text) < size:
+            simulated[0] += 0.001
+            chunk = "All work and no play makes a notebook a dull book. Lorem ipsum. "[:64]
+            text += chunk
+            chunks += 1
+            renderer.feed(chunk)
+        renderer.close(text)
+    finally:
+        render.COST_FACTOR, render.SIZE_STEP = saved
+    return spent[0], renderer.draws, chunks
+
+
+def rendering(table: Table, smoke: bool) -> None:
+    sizes = [10_000, 100_000] if smoke else [10_000, 100_000, 1_000_000]
+    costs = {}
+    for size in sizes:
+        runs = [render_cost(size, 0.08, adaptive=True) for _ in range(3)]
+        cost, draws, chunks = sorted(runs)[1]  # the median run
+        costs[size] = cost
+        table.add(
+            "render cost",
+            f"{size // 1000} KB reply: throttled drawing",
+            cost * 1000,
+            "ms",
+            note=f"{draws} draws for {chunks} chunks",
+        )
+        if size <= 100_000 or not smoke:
+            every, every_draws, _ = render_cost(size, 0.0, adaptive=False)
+            table.add(
+                "render cost",
+                f"{size // 1000} KB reply: drawing every chunk / throttled",
+                every / cost,
+                "x",
+                note=f"{every_draws} draws",
+            )
+    if 1_000_000 in costs:
+        ratio = costs[1_000_000] / costs[100_000]
+        table.add("render cost", "growth 1 MB / 100 KB", ratio, "x", "<= 12", ratio <= 12)
+
+
+async def first_visible(url: str, repeats: int) -> tuple[float, float]:
+    """Median delay from the provider's first chunk to its first draw, and the raw first-chunk time."""
+    seen: dict[str, float] = {}
+
+    class Timed(Acytoo):
+        @classmethod
+        async def create_async_generator(cls, *args: Any, **kwargs: Any):  # type: ignore[override]
+            async for chunk in super().create_async_generator(*args, **kwargs):
+                seen.setdefault("first", time.perf_counter())
+                yield chunk
+
+    def draw(frame: Any) -> None:
+        if frame.text and "drawn" not in seen:
+            json.dumps(markdown_bundle(frame))
+            seen["drawn"] = time.perf_counter()
+
+    delays, firsts = [], []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(repeats):
+            seen.clear()
+            started = time.perf_counter()
+            request = Request("[[stall=0.05 size=2000 chunk=100]]", Timed, "m", options={"url": url})
+            await answer(request, ThrottledRenderer(draw, 0.08), session)
+            delays.append(seen["drawn"] - seen["first"])
+            firsts.append(seen["first"] - started)
+    return statistics.median(delays), statistics.median(firsts)
+
+
+# -- 4. connection reuse, 5. history store ------------------------------------------------------
+def reuse(table: Table, url: str, smoke: bool) -> None:
+    count = 20 if smoke else 100
+    prompt = "[[echo]]short"
+
+    async def shared() -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(count):
+                await Acytoo.create_async("m", user(prompt), url=url, session=session)
+
+    async def fresh() -> None:
+        for _ in range(count):
+            await Acytoo.create_async("m", user(prompt), url=url)
+
+    with_shared, with_fresh = median_time(3, shared), median_time(3, fresh)
+    table.add("connection reuse", f"{count} requests, shared session", with_shared * 1000, "ms")
+    ratio = with_fresh / with_shared
+    table.add("connection reuse", "new session per request / shared", ratio, "x", ">= 1.5", ratio >= 1.5)
+
+
+def history(table: Table, smoke: bool) -> None:
+    count = 1_000 if smoke else 10_000
+    with tempfile.TemporaryDirectory() as tmp:
+        store = HistoryStore(Path(tmp) / "h.sqlite3")
+        conversation = Conversation(store, "bench.ipynb")
+        for start in range(0, count, 500):
+            store.append(
+                "bench.ipynb",
+                "default",
+                [
+                    *(conversation_message(i) for i in range(start, min(start + 500, count))),
+                ],
+            )
+        samples = []
+        for i in range(50):
+            started = time.perf_counter()
+            conversation.to_send(f"question {i}", "system", budget=12_000)
+            conversation.record(f"question {i}", "an answer " * 40)
+            samples.append(time.perf_counter() - started)
+        per_cell = statistics.median(samples) * 1000
+        table.add(
+            "history store",
+            f"load + trim + append, {count:,}-message thread",
+            per_cell,
+            "ms",
+            "< 5",
+            per_cell < 5,
+        )
+
+
+def conversation_message(i: int) -> Any:
+    from acytoo_magic.conversation import Message
+
+    return Message("user" if i % 2 == 0 else "assistant", f"message {i} " + "words " * 30)
+
+
+# -- 6. kernel responsiveness while a widget streams ----------------------------------------------
+def responsiveness(table: Table, url: str, smoke: bool) -> None:
+    from kernels import kernel
+
+    repeats = 5 if smoke else 20
+
+    def latency(k: Any) -> float:
+        samples = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            k.execute("pass")
+            samples.append(time.perf_counter() - started)
+        return statistics.median(samples)
+
+    with tempfile.TemporaryDirectory() as tmp, kernel(ACYTOO_URL=url, ACYTOO_HISTORY_DB=f"{tmp}/h.db") as k:
+        k.execute("%load_ext acytoo_magic\nfrom acytoo_magic import ChatWidget\nw = ChatWidget('bench')")
+        idle = latency(k)
+        k.execute("w.send('[[size=50000000 chunk=64 delay=0.0005]]')")
+        busy = latency(k)
+        still = k.execute("print(w.streaming)\nw.stop()").stdout.strip()
+    table.add("kernel responsiveness", "trivial cell, idle kernel", idle * 1000, "ms")
+    table.add(
+        "kernel responsiveness",
+        "trivial cell while a widget streams / idle",
+        busy / idle,
+        "x",
+        note="" if still == "True" else "(stream ended early)",
+    )
+
+
+# -- the large DataFrame summary (issue 5) -------------------------------------------------------
+def dataframe(table: Table, smoke: bool) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from acytoo_magic.context import summarize
+
+    rows = 100_000 if smoke else 10_000_000
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=rows),
+            "b": rng.integers(0, 100, rows),
+            "c": rng.choice(["x", "y", "z"], rows),
+            "d": rng.normal(size=rows),
+        }
+    )
+    samples = []
+    for _ in range(3):
+        started = time.perf_counter()
+        summarize(df, 4_000)
+        samples.append(time.perf_counter() - started)
+    ours = statistics.median(samples)
+    started = time.perf_counter()
+    df.describe(include="all")
+    full = time.perf_counter() - started
+    table.add("context", f"summary of a {rows:,}-row DataFrame", ours * 1000, "ms", "< 1000", ours < 1)
+    table.add("context", "full df.describe(include='all') / our summary", full / ours, "x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmarks still run")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    table = Table()
+    process, url = start_server()
+    try:
+        streaming(table, url, args.smoke)
+        rendering(table, args.smoke)
+        delay, first = asyncio.run(first_visible(url, 5 if args.smoke else 20))
+        table.add("first visible chunk", "server stall to first chunk (raw)", first * 1000, "ms")
+        table.add(
+            "first visible chunk", "first chunk to first draw", delay * 1000, "ms", "< 10", delay < 0.010
+        )
+        reuse(table, url, args.smoke)
+        history(table, args.smoke)
+        responsiveness(table, url, args.smoke)
+        dataframe(table, args.smoke)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    table.print()
+    elapsed = time.perf_counter() - started
+    print(f"\n{len(table.rows)} figures in {elapsed:.0f} s -> {args.output}")
+    Path(args.output).write_text(
+        json.dumps({"smoke": args.smoke, "seconds": elapsed, "rows": table.rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The benchmarks run in CI at tiny sizes so they cannot rot; their figures are not asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.notebook
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_run_produces_every_section(tmp_path):
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())
+    sections = {row["section"] for row in results["rows"]}
+    assert sections == {
+        "streaming overhead",
+        "render cost",
+        "first visible chunk",
+        "connection reuse",
+        "history store",
+        "kernel responsiveness",
+        "context",
+    }
+    assert all(isinstance(row["value"], float) for row in results["rows"])
+    assert "benchmark" in done.stdout and "figures in" in done.stdout
