@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
-from traitlets import Float, Int, Unicode, default, observe
+from traitlets import Bool, Float, Int, Unicode, default, observe
 
 from . import providers
 from .codeblocks import extract_code
@@ -144,6 +144,9 @@ class AcytooMagics(Magics):
     retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
         config=True
     )
+    show_status = Bool(
+        True, help="Show a small status line (provider, model, time, size) under each answer."
+    ).tag(config=True)
     max_context_chars = Int(
         2_000, help="Characters each {variable}, {Out[n]} or {Err} may take in a prompt."
     ).tag(config=True)
@@ -333,6 +336,8 @@ class AcytooMagics(Magics):
             proxy=(args.proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
+            provider_label=name,
+            show_status=self.show_status,
         )
 
     # -- line subcommands ------------------------------------------------------------------

@@ -9,6 +9,7 @@ arrived after the last draw, and ``close`` always draws the complete text. Front
 from __future__ import annotations
 
 import asyncio
+import html
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ class Frame:
     note: str = ""
     final: bool = False
     waiting: bool = False
+    status: str = ""
 
 
 class TextBuffer:
@@ -53,7 +55,7 @@ class Renderer(Protocol):
     def start(self, label: str) -> None: ...
     def notify(self, note: str) -> None: ...
     def feed(self, chunk: str) -> None: ...
-    def close(self, text: str, note: str = "") -> None: ...
+    def close(self, text: str, note: str = "", status: str = "") -> None: ...
 
 
 class ThrottledRenderer:
@@ -78,9 +80,11 @@ class ThrottledRenderer:
         self.draws = 0
         self.closed = False
         self._gap = self.interval
+        self.last_frame: Frame | None = None
 
     def _emit(self, frame: Frame) -> None:
         self.draws += 1
+        self.last_frame = frame
         started = self._clock()
         self._draw(frame)
         self._last = self._clock()
@@ -152,11 +156,11 @@ class ThrottledRenderer:
         if self._has_text and not self.closed:
             self._emit(Frame(self._buffer.text))
 
-    def close(self, text: str, note: str = "") -> None:
-        """Draw the complete text (with an interrupted/partial note where it applies); always draws."""
+    def close(self, text: str, note: str = "", status: str = "") -> None:
+        """Draw the complete text, its interrupted/partial note and the status line; always draws."""
         self._cancel_timer()
         self.closed = True
-        self._emit(Frame(text, note=note, final=True))
+        self._emit(Frame(text, note=note, final=True, status=status))
 
 
 def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
@@ -165,10 +169,12 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
         return {"text/plain": f"⏳ {frame.note}", "text/markdown": f"*⏳ {frame.note}*"}
     cursor = "" if frame.final else " ▌"
     plain = frame.text + (f"\n[{frame.note}]" if frame.note else "")
+    plain += f"\n— {frame.status}" if frame.status else ""
     if fmt == "text":
         return {"text/plain": plain}
     note = f"\n\n*— {frame.note}*" if frame.note else ""
-    return {"text/plain": plain, "text/markdown": frame.text + cursor + note}
+    status = f"\n\n<sub>{html.escape(frame.status)}</sub>" if frame.status else ""
+    return {"text/plain": plain, "text/markdown": frame.text + cursor + note + status}
 
 
 class DisplayRenderer(ThrottledRenderer):
@@ -205,4 +211,6 @@ class TerminalRenderer(ThrottledRenderer):
         self._shown = len(frame.text)
         if frame.final:
             self.stream.write(f"\n[{frame.note}]\n" if frame.note else "\n")
+            if frame.status:
+                self.stream.write(f"— {frame.status}\n")
         self.stream.flush()

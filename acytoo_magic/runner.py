@@ -71,6 +71,17 @@ class Request:
     proxy: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     label: str = "contacting provider"
+    provider_label: str = ""
+    show_status: bool = True
+
+    def status_line(self, reply: Reply) -> str:
+        """Provider, model, time, size: small print under a finished answer."""
+        parts = [self.provider_label or getattr(self.provider, "__name__", "provider"), self.model]
+        parts.append(f"{reply.elapsed:.1f} s")
+        parts.append(f"{len(reply.text):,} characters in {reply.chunks:,} chunks")
+        if reply.status != COMPLETE:
+            parts.append(reply.status)
+        return " · ".join(p for p in parts if p)
 
     def messages(self) -> list[dict[str, str]]:
         if self.conversation is not None:
@@ -103,7 +114,7 @@ async def stream_reply(
     """Feed the provider's chunks to ``renderer``; return the reply however the stream ended.
 
     Provider errors end the reply (``failed`` with no text, ``partial`` with some); cancellation
-    marks ``reply`` ``interrupted`` and is re-raised once the renderer has drawn the final state.
+    marks ``reply`` ``interrupted`` and is re-raised. The caller draws the final state.
     """
     reply = reply if reply is not None else Reply()
     try:
@@ -126,7 +137,6 @@ async def stream_reply(
         reply.status = PARTIAL if reply.text else FAILED
     finally:
         reply.finished = time.monotonic()
-        renderer.close(reply.text, reply.note)
     return reply
 
 
@@ -160,6 +170,8 @@ async def answer(
         )
         return reply
     finally:
+        status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
+        renderer.close(reply.text, reply.note, status)
         _record(request, reply)
 
 

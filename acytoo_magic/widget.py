@@ -250,6 +250,11 @@ class ChatWidget(widgets.VBox):
         self.live.value = ""
         if reply.text:
             self._append([Message("assistant", reply.text, reply.status)])
+            if renderer.last_frame is not None and renderer.last_frame.status:
+                self.transcript.value += (
+                    f'<div class="acytoo-note">{html.escape(renderer.last_frame.status)}</div>'
+                )
+
         if reply.error is not None:
             self._show_status(str(reply.error), error=True)
         elif reply.history_warning:

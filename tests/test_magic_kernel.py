@@ -29,7 +29,12 @@ def k(env):
 
 
 def text_of(execution) -> str:
-    return execution.final_display["text/plain"]
+    """The answer as shown, without the status line under it."""
+    return execution.final_display["text/plain"].rsplit("\n— ", 1)[0]
+
+
+def status_of(execution) -> str:
+    return execution.final_display["text/plain"].rsplit("\n— ", 1)[1]
 
 
 def history(k: Kernel, thread: str = "default") -> list[dict]:
@@ -231,3 +236,39 @@ def test_magic_called_from_code_streams_into_its_cell(k):
     assert out.status == "ok"
     assert 'You said: "from a function"' in out.final_display["text/plain"]
     assert 'You said: "from a function"' in k.execute("print(got)").stdout
+
+
+def test_status_line_figures_match_what_the_server_sent(k, server):
+    out = k.execute("%%acytoo -m tiny-model\n[[size=5000 chunk=50 delay=0.001]]")
+    chunks = k.execute("import acytoo_magic\nprint(acytoo_magic._magics.last_reply.chunks)").stdout.strip()
+    status = status_of(out)
+    assert status.startswith("acytoo · tiny-model · ")
+    assert status.endswith(f" · 5,000 characters in {int(chunks):,} chunks")
+    assert "<sub>acytoo · tiny-model" in out.final_display["text/markdown"]
+    k.execute("%config AcytooMagics.show_status = False")
+    quiet = k.execute("%%acytoo\n[[echo]]no status")
+    assert quiet.final_display["text/plain"] == "no status"
+    assert "<sub>" not in quiet.final_display["text/markdown"]
+
+
+def test_waiting_indicator_shows_until_the_first_chunk(k):
+    out = k.execute("%%acytoo --no-history\n[[stall=1]] slow server")
+    shown = [
+        m["content"]["data"]["text/plain"] for m in out.messages if m["msg_type"].endswith("display_data")
+    ]
+    waiting = [text for text in shown if text.startswith("⏳")]
+    assert waiting and waiting[0].startswith("⏳ contacting acytoo (127.0.0.1:")
+    seconds = [float(text.split()[-2]) for text in waiting]
+    assert seconds == sorted(seconds) and seconds[-1] >= 0.5  # elapsed seconds, updated while waiting
+    first_text = next(i for i, text in enumerate(shown) if not text.startswith("⏳"))
+    assert all(text.startswith("⏳") for text in shown[:first_text])
+    assert not any(text.startswith("⏳") for text in shown[first_text:])  # gone once text arrives
+
+
+def test_retry_is_announced_while_waiting(k):
+    out = k.execute("%%acytoo --no-history\n[[fault=429 times=1 retry_after=1]] retried")
+    shown = [
+        m["content"]["data"]["text/plain"] for m in out.messages if m["msg_type"].endswith("display_data")
+    ]
+    assert any("rate limited, retrying in 1 s" in text for text in shown)
+    assert 'You said: "retried"' in text_of(out)
