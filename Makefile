@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint browser demo bench clean
+.PHONY: venv test lint browser demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: lint browser
 
 demo: venv
 	$(PY) scripts/demo.py
+
+# Regenerates the README pictures in docs/ from the browser tests (real JupyterLab + chromium).
+screenshots: venv browser
+	DOCS_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py -q
 
 bench: venv
 	$(PY) benchmarks/run.py

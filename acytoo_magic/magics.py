@@ -33,6 +33,22 @@ from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
 from .runner import Reply, Request, Runner, answer
 
 FORMATS = ("markdown", "text", "code")
+CELL_EXAMPLES = (
+    "%%acytoo                       then: Why does my groupby return NaN for {df}?",
+    "%%acytoo -c plots -f code      then: Plot sales per month from {sales}",
+    "%%acytoo -p openai -m llama3.2 --url http://localhost:11434/v1   (Ollama)",
+    "%%acytoo --no-history -o summary --context df   then: Summarise this data",
+)
+SUBCOMMAND_EXAMPLES = {
+    "history": "%acytoo history -c plots",
+    "reset": "%acytoo reset --all",
+    "threads": "%acytoo threads",
+    "providers": "%acytoo providers",
+    "config": "%config AcytooMagics.model = 'gpt-4o-mini'; then %acytoo config",
+    "export": "%acytoo export -c plots plots.md",
+    "explain": "%acytoo explain 12",
+    "chat": "%acytoo chat -c default",
+}
 
 
 class AcytooError(Exception):
@@ -368,10 +384,21 @@ class AcytooMagics(Magics):
         return parser.parse_args(split_args(rest))
 
     def _help(self, rest: str) -> None:
-        """Show this overview."""
-        lines = ["%%acytoo [options]  then the prompt in the cell body; %%acytoo? lists the options", ""]
+        """Show this overview: %acytoo help."""
+        lines = ["%%acytoo [options] + the prompt in the cell body. Options (%%acytoo? has the details):"]
+        for action in self.acytoo.parser._actions:
+            if action.option_strings and action.dest != "help":
+                flags = ", ".join(action.option_strings)
+                lines.append(f"  {flags:<22} {action.help}")
+        lines += ["", "Examples:", *(f"  {example}" for example in CELL_EXAMPLES), "", "Subcommands:"]
         for name, handler in self.subcommands().items():
-            lines.append(f"%acytoo {name:<10} {(handler.__doc__ or '').strip().splitlines()[0]}")
+            lines.append(f"  %acytoo {name:<10} {(handler.__doc__ or '').strip().splitlines()[0]}")
+            if name in SUBCOMMAND_EXAMPLES:
+                lines.append(f"  {'':<18} e.g. {SUBCOMMAND_EXAMPLES[name]}")
+        lines += [
+            "",
+            "In a prompt: {df} a variable (summarised), {In[3]} / {Out[3]} a cell, {Err} the last error.",
+        ]
         print("\n".join(lines))
 
     def _history(self, rest: str) -> None:

@@ -272,3 +272,24 @@ def test_retry_is_announced_while_waiting(k):
     ]
     assert any("rate limited, retrying in 1 s" in text for text in shown)
     assert 'You said: "retried"' in text_of(out)
+
+
+def test_help_lists_every_subcommand_and_option(k):
+    table = k.execute(
+        "import acytoo_magic\nprint(' '.join(acytoo_magic._magics.subcommands()))\n"
+        "print(' '.join(a.option_strings[-1] for a in acytoo_magic._magics.acytoo.parser._actions"
+        " if a.option_strings and a.dest != 'help'))"
+    ).stdout.split("\n")
+    subcommands, options = table[0].split(), table[1].split()
+    assert {"history", "reset", "threads", "providers", "config", "export", "explain", "chat"} <= set(
+        subcommands
+    )
+    for code in ("%acytoo", "%acytoo help"):
+        shown = k.execute(code).stdout
+        for name in subcommands:
+            assert f"%acytoo {name}" in shown, name
+        for option in options:
+            assert option in shown, option
+        assert "e.g. %acytoo export -c plots plots.md" in shown
+    doc = k.execute("%%acytoo?")
+    assert any("--no-history" in p.get("data", {}).get("text/plain", "") for p in doc.payload)
