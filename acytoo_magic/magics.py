@@ -160,6 +160,9 @@ class AcytooMagics(Magics):
     retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
         config=True
     )
+    max_response_bytes = Int(
+        32 * 1024 * 1024, help="A reply larger than this is cut there (what arrived is kept, marked partial)."
+    ).tag(config=True)
     show_status = Bool(
         True, help="Show a small status line (provider, model, time, size) under each answer."
     ).tag(config=True)
@@ -340,6 +343,7 @@ class AcytooMagics(Magics):
             "temperature": self.temperature if args.temperature is None else args.temperature,
             "timeout": self.timeout,
             "retries": self.retries,
+            "max_response_bytes": self.max_response_bytes,
             "api_key": self.api_key or None,
         }
         return Request(

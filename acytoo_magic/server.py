@@ -166,7 +166,9 @@ class Backend:
             raise web.HTTPBadRequest(text='{"error": "messages missing"}', content_type="application/json")
         return payload
 
-    def _status_fault(self, plan: ReplyPlan, messages: list[Any]) -> web.Response | None:
+    def _status_fault(
+        self, plan: ReplyPlan, messages: list[Any], request: web.Request
+    ) -> web.Response | None:
         if not plan.fault.isdigit():
             return None
         key = json.dumps(messages[-1:], sort_keys=True)
@@ -175,7 +177,11 @@ class Backend:
             return None
         self.config.failures[key] = failed + 1
         headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
-        body = json.dumps({"error": {"message": f"scripted fault {plan.fault}", "code": int(plan.fault)}})
+        message = f"scripted fault {plan.fault}"
+        if plan.fault == "401":  # as some servers do: the rejected key is echoed back
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            message += f"; incorrect API key provided: {key}"
+        body = json.dumps({"error": {"message": message, "code": int(plan.fault)}})
         return web.Response(
             status=int(plan.fault), text=body, content_type="application/json", headers=headers
         )
@@ -212,7 +218,7 @@ class Backend:
     async def acytoo(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request)
         plan = plan_reply(payload["messages"], self.config)
-        if (response := self._status_fault(plan, payload["messages"])) is not None:
+        if (response := self._status_fault(plan, payload["messages"], request)) is not None:
             return response
         pieces = list(split(plan.body, plan.chunk))
         if plan.fault == "bad_utf8":
@@ -222,7 +228,7 @@ class Backend:
     async def openai(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request)
         plan = plan_reply(payload["messages"], self.config)
-        if (response := self._status_fault(plan, payload["messages"])) is not None:
+        if (response := self._status_fault(plan, payload["messages"], request)) is not None:
             return response
         text = plan.body.decode("utf-8", "replace")
         model = str(payload.get("model", ""))

@@ -79,9 +79,10 @@ class Kernel:
 
 
 @contextmanager
-def kernel(**env: str) -> Iterator[Kernel]:
-    """A real kernel with ``env`` added to its environment, stopped on exit."""
-    km, kc = start_new_kernel(env={**os.environ, **env})
+def kernel(stderr: Any = None, **env: str) -> Iterator[Kernel]:
+    """A real kernel with ``env`` added to its environment, stopped on exit; ``stderr``: its log file."""
+    extra = {"stderr": stderr} if stderr is not None else {}
+    km, kc = start_new_kernel(env={**os.environ, **env}, **extra)
     try:
         yield Kernel(km, kc)
     finally:
