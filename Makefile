@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.local-installed
+# llama-cpp-python builds from source (about 4 minutes here); the default native build crashed in
+# decode on this machine, GGML_NATIVE=OFF works. The wheel is cached so the next venv reuses it.
+WHEELS ?= $(HOME)/.cache/acytoo-magic/wheels
+LLAMA_VERSION := 0.3.36
 
-.PHONY: venv test lint browser demo bench screenshots clean
+.PHONY: venv local test lint browser demo bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +19,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(LOCAL_STAMP): $(STAMP)
+	mkdir -p $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel --quiet --no-deps \
+			"llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELS)
+	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[test,dev,local]'
+	touch $(LOCAL_STAMP)
+
+local: $(LOCAL_STAMP)
+
 lint: venv
 	$(PY) -m ruff check .
 
@@ -22,10 +37,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: lint browser
+test: lint browser local
 	$(PY) -m pytest
 
-demo: venv
+demo: local
 	$(PY) scripts/demo.py
 
 # Regenerates the README pictures in docs/ from the browser tests (real JupyterLab + chromium).

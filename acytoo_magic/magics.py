@@ -127,7 +127,7 @@ class AcytooMagics(Magics):
     provider = Unicode(
         help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
     ).tag(config=True)
-    model = Unicode("gpt-3.5-turbo", help="Model name sent to the provider.").tag(config=True)
+    model = Unicode(help="Model name sent to the provider. Env ACYTOO_MODEL.").tag(config=True)
     url = Unicode(
         help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
         "https://api.openai.com/v1). Env ACYTOO_URL."
@@ -173,6 +173,10 @@ class AcytooMagics(Magics):
     @default("provider")
     def _default_provider(self) -> str:
         return _env_default("ACYTOO_PROVIDER", "acytoo")
+
+    @default("model")
+    def _default_model(self) -> str:
+        return _env_default("ACYTOO_MODEL", "gpt-3.5-turbo")
 
     @default("url")
     def _default_url(self) -> str:

@@ -1,4 +1,4 @@
-"""A local server speaking both protocols, with a scripted backend and fault modes.
+"""A local server speaking both protocols: a scripted backend with fault modes, or a real local model.
 
 Tests, benchmarks and the offline demo use it as a real HTTP server on 127.0.0.1. The scripted
 backend answers from the conversation it receives (it quotes the last user message and counts
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,8 @@ class ServerConfig:
     fault: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    model: Any = None  # a local_model.LocalModel: real answers instead of the scripted ones
+    log: bool = False  # print one line per generation (tokens, time to first token, tokens/s)
 
 
 def parse_directives(text: str) -> tuple[dict[str, str], str]:
@@ -141,7 +144,7 @@ def sse_event(content: str, model: str) -> bytes:
 
 
 class Backend:
-    """The request handlers; the scripted backend is the only one for now."""
+    """The request handlers: scripted replies and faults, or the local model when one is loaded."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -215,8 +218,41 @@ class Backend:
         await response.write_eof()
         return response
 
+    async def _generate(self, request: web.Request, payload: dict[str, Any], sse: bool) -> web.StreamResponse:
+        """Stream the local model's answer, token by token, in either protocol."""
+        model = self.config.model
+        name = str(payload.get("model") or model.name)
+        content_type = "text/event-stream" if sse else "text/plain; charset=utf-8"
+        response = web.StreamResponse(headers={"content-type": content_type, "cache-control": "no-cache"})
+        await response.prepare(request)
+
+        def gone() -> bool:
+            return request.transport is None or request.transport.is_closing()
+
+        temperature = payload.get("temperature")
+        max_tokens = payload.get("max_tokens")
+        try:
+            async for piece in model.stream(
+                payload["messages"],
+                0.7 if temperature is None else float(temperature),
+                int(max_tokens) if max_tokens else None,
+                gone,
+            ):
+                await response.write(sse_event(piece, name) if sse else piece.encode())
+            if sse:
+                await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:  # the client went away: the model stops at the next token
+            raise asyncio.CancelledError from None
+        finally:
+            if model.generations and self.config.log:
+                print(f"generation: {model.generations[-1].summary()}", file=sys.stderr, flush=True)
+        return response
+
     async def acytoo(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request)
+        if self.config.model is not None:
+            return await self._generate(request, payload, sse=False)
         plan = plan_reply(payload["messages"], self.config)
         if (response := self._status_fault(plan, payload["messages"], request)) is not None:
             return response
@@ -227,6 +263,8 @@ class Backend:
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request)
+        if self.config.model is not None and payload.get("stream"):
+            return await self._generate(request, payload, sse=True)
         plan = plan_reply(payload["messages"], self.config)
         if (response := self._status_fault(plan, payload["messages"], request)) is not None:
             return response
@@ -326,8 +364,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=16, help="bytes per streamed chunk (default 16)")
     parser.add_argument("--delay", type=float, default=0.02, help="seconds between chunks (default 0.02)")
     parser.add_argument("--fault", default="", help="fault applied to every request (see directives)")
+    parser.add_argument(
+        "--backend",
+        choices=("scripted", "llama"),
+        default="scripted",
+        help="scripted (default): deterministic replies and fault directives; llama: a real GGUF model",
+    )
+    parser.add_argument(
+        "--model", help="GGUF file for --backend llama (default: Gemma 3 270M from the 'local' extra)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=200, help="llama: longest answer in tokens (default 200)"
+    )
+    parser.add_argument(
+        "--ctx", type=int, default=2048, help="llama: context window in tokens (default 2048)"
+    )
     args = parser.parse_args(argv)
-    config = ServerConfig(chunk_size=args.chunk_size, delay=args.delay, fault=args.fault)
+    config = ServerConfig(chunk_size=args.chunk_size, delay=args.delay, fault=args.fault, log=True)
+    if args.backend == "llama":
+        from .local_model import LocalModel, default_model_path
+
+        try:
+            path = args.model or default_model_path()
+            config.model = LocalModel(path, n_ctx=args.ctx, max_tokens=args.max_tokens)
+        except (FileNotFoundError, ImportError, ValueError) as exc:
+            parser.exit(2, f"acytoo_magic.server: cannot load the model: {exc}\n")
+        template = "its chat template" if config.model.has_template else "a plain transcript (no template)"
+        print(f"model: {path}, prompts built with {template}", flush=True)
 
     async def serve() -> None:
         runner = web.AppRunner(create_app(config), access_log=None)

@@ -69,13 +69,16 @@ def page(tmp_path_factory):
             browser.close()
 
 
-def run_all_until_the_widget_shows(page, attempts: int = 3) -> None:
+def run_all_until_the_widget_shows(page, attempts: int = 4) -> None:
     """Run All; again if JupyterLab dropped it (seen when clicked just as the kernel connects:
-    the cells stay unexecuted, '[ ]', with an idle kernel)."""
+    the cells stay unexecuted, '[ ]', with an idle kernel) or a kernel dialog was in the way."""
     for attempt in range(attempts):
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+        if select.is_visible():  # "Select Kernel", seen when kernel specs load slowly (a busy machine)
+            select.click()
         try:
+            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=5_000)
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=5_000)
             page.locator(".acytoo-chat textarea").wait_for(timeout=20_000)
             return
         except playwright_api.TimeoutError:
