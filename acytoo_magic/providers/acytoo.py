@@ -7,20 +7,10 @@ session can be shared, and failures are typed one-line errors instead of ``raise
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
-from .base import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_RETRIES,
-    AsyncGeneratorProvider,
-    HTTPStream,
-    Messages,
-    Utf8Stream,
-)
+from .base import AsyncGeneratorProvider, HTTPStream, Messages, Utf8Stream, transport_options
 
 DEFAULT_URL = "https://chat.acytoo.com"
 DEFAULT_MODEL = "gpt-3.5-turbo"
@@ -43,13 +33,8 @@ def create_payload(messages: Messages, model: str, temperature: float = 0.5) -> 
 
 class Acytoo(AsyncGeneratorProvider):
     url = DEFAULT_URL
-    working = True
-    supports_message_history = True
+    url_env = "ACYTOO_URL"
     supports_gpt_35_turbo = True
-
-    @classmethod
-    def base_url(cls, url: str | None = None) -> str:
-        return (url or os.environ.get("ACYTOO_URL") or cls.url).rstrip("/")
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]
@@ -60,24 +45,17 @@ class Acytoo(AsyncGeneratorProvider):
         *,
         url: str | None = None,
         temperature: float | None = 0.5,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = None,
-        retries: int = DEFAULT_RETRIES,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        on_retry: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[str]:
+        """Stream the answer as text. Also takes ``session``, ``timeout``, ``retries``,
+        ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored."""
         stream = HTTPStream(
             "Acytoo",
             f"{cls.base_url(url)}/api/completions",
             json=create_payload(messages, model, 0.5 if temperature is None else temperature),
             headers=create_header(),
             proxy=proxy,
-            session=session,
-            timeout=timeout,
-            retries=retries,
-            max_response_bytes=max_response_bytes,
-            on_retry=on_retry,
+            **transport_options(kwargs),
         )
         text = Utf8Stream()
         async for chunk in stream.chunks():

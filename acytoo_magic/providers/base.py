@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import os
 import queue
 import re
 import threading
@@ -113,6 +114,14 @@ def retry_delay(response_headers: Mapping[str, str], attempt: int) -> float:
     with contextlib.suppress(ValueError):
         return min(max(float(value), 0.0), _MAX_RETRY_WAIT)
     return min(0.5 * 2**attempt, _MAX_RETRY_WAIT)
+
+
+TRANSPORT_OPTIONS = ("session", "timeout", "retries", "max_response_bytes", "on_retry")
+
+
+def transport_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments a built-in provider hands to ``HTTPStream``; others are ignored, as in g4f."""
+    return {name: kwargs[name] for name in TRANSPORT_OPTIONS if kwargs.get(name) is not None}
 
 
 class HTTPStream:
@@ -267,6 +276,12 @@ class AsyncGeneratorProvider:
     supports_stream: bool = True
     supports_message_history: bool = True
     supports_gpt_35_turbo: bool = False
+    url_env: str = ""  # the environment variable that overrides ``url``
+
+    @classmethod
+    def base_url(cls, url: str | None = None) -> str:
+        """The URL to use: the argument, else the environment variable, else the class default."""
+        return (url or (os.environ.get(cls.url_env) if cls.url_env else None) or cls.url).rstrip("/")
 
     @classmethod
     def create_async_generator(

@@ -11,15 +11,12 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from .base import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_RETRIES,
     AsyncGeneratorProvider,
     HTTPStream,
     Messages,
     ProviderProtocolError,
+    transport_options,
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -32,13 +29,8 @@ def api_key_from_env() -> str:
 
 class OpenAICompatible(AsyncGeneratorProvider):
     url = DEFAULT_BASE_URL
-    working = True
-    supports_message_history = True
+    url_env = "OPENAI_BASE_URL"
     supports_gpt_35_turbo = True
-
-    @classmethod
-    def base_url(cls, url: str | None = None) -> str:
-        return (url or os.environ.get("OPENAI_BASE_URL") or cls.url).rstrip("/")
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]
@@ -50,13 +42,10 @@ class OpenAICompatible(AsyncGeneratorProvider):
         url: str | None = None,
         api_key: str | None = None,
         temperature: float | None = None,
-        session: aiohttp.ClientSession | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = None,
-        retries: int = DEFAULT_RETRIES,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        on_retry: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[str]:
+        """Stream the answer's deltas. Also takes ``session``, ``timeout``, ``retries``,
+        ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored."""
         key = api_key or api_key_from_env()
         headers = {"accept": "text/event-stream", "content-type": "application/json"}
         if key:
@@ -70,12 +59,8 @@ class OpenAICompatible(AsyncGeneratorProvider):
             json=body,
             headers=headers,
             proxy=proxy,
-            session=session,
-            timeout=timeout,
-            retries=retries,
-            max_response_bytes=max_response_bytes,
             secrets=(key,),
-            on_retry=on_retry,
+            **transport_options(kwargs),
         )
         async for raw in stream.chunks(lines=True):
             event = parse_sse_line(raw, stream)
