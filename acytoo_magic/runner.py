@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .conversation import COMPLETE, INTERRUPTED, PARTIAL, Conversation, HistoryError
+from .providers import provider_name
 from .providers.base import AsyncGeneratorProvider, ProviderError, redact
 from .render import Renderer, TextBuffer
 
@@ -76,7 +77,7 @@ class Request:
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, time, size: small print under a finished answer."""
-        parts = [self.provider_label or getattr(self.provider, "__name__", "provider"), self.model]
+        parts = [self.provider_label or provider_name(self.provider), self.model]
         parts.append(f"{reply.elapsed:.1f} s")
         parts.append(f"{len(reply.text):,} characters in {reply.chunks:,} chunks")
         if reply.status != COMPLETE:
@@ -133,15 +134,13 @@ async def stream_reply(
         reply.error = exc
         reply.status = PARTIAL if reply.text else FAILED
     except Exception as exc:  # a foreign provider's own failure: one line, never a traceback
-        reply.error = ProviderError(f"{type(exc).__name__}: {redact(str(exc))}", provider=_name(provider))
+        reply.error = ProviderError(
+            f"{type(exc).__name__}: {redact(str(exc))}", provider=provider_name(provider)
+        )
         reply.status = PARTIAL if reply.text else FAILED
     finally:
         reply.finished = time.monotonic()
     return reply
-
-
-def _name(provider: Any) -> str:
-    return getattr(provider, "__name__", type(provider).__name__)
 
 
 async def answer(
@@ -155,8 +154,13 @@ async def answer(
     A failure records nothing; a partial or interrupted answer is recorded and marked so. Pass
     ``reply`` to keep the partial text when the task is cancelled (the cancel is re-raised).
     """
-    messages = request.messages()
     reply = reply if reply is not None else Reply()
+    try:
+        messages = request.messages()
+    except HistoryError as exc:  # the database went away mid-session: answer without history
+        reply.history_warning = str(exc)
+        request.conversation = None
+        messages = request.messages()
 
     def on_retry(status: int, delay: float, attempt: int) -> None:
         reason = "rate limited" if status == 429 else "service unavailable"
