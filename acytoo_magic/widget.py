@@ -21,7 +21,7 @@ from . import providers
 from .context import ContextError
 from .conversation import INTERRUPTED, PARTIAL, Message
 from .render import Frame, ThrottledRenderer
-from .runner import Reply, answer
+from .runner import FAILED, Reply, answer
 
 # Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -236,13 +236,16 @@ class ChatWidget(widgets.VBox):
             return None
         self._show_status("")
         self.input.value = ""
+        before = self.transcript.value
         self._append([Message("user", prompt)])
         self.renderer = ThrottledRenderer(self._draw, self.magics.render_interval)
         self._set_busy(True)
-        self._task = asyncio.get_running_loop().create_task(self._stream(request, self.renderer))
+        self._task = asyncio.get_running_loop().create_task(
+            self._stream(request, self.renderer, text, before)
+        )
         return self._task
 
-    async def _stream(self, request: Any, renderer: ThrottledRenderer) -> Reply:
+    async def _stream(self, request: Any, renderer: ThrottledRenderer, typed: str, before: str) -> Reply:
         reply = Reply()
         with contextlib.suppress(asyncio.CancelledError):  # Stop: reply is marked interrupted, recorded
             await answer(request, renderer, await self.magics.runner.session(), reply)
@@ -255,6 +258,12 @@ class ChatWidget(widgets.VBox):
                     f'<div class="acytoo-note">{html.escape(renderer.last_frame.status)}</div>'
                 )
 
+        if reply.status == FAILED:
+            # Nothing was answered or recorded: the transcript matches the history again, and
+            # the message goes back into the box to be sent once the problem is fixed.
+            self.transcript.value = before
+            if not self.input.value:
+                self.input.value = typed
         if reply.error is not None:
             self._show_status(str(reply.error), error=True)
         elif reply.history_warning:

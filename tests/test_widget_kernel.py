@@ -65,6 +65,8 @@ def test_error_is_one_line_in_the_transcript_and_nothing_recorded(k):
     assert "HTTP 500" in status and "acytoo-error" in status and status.count("\n") == 0
     assert run(k, "print(w.input.busy, r.status)") == "False failed"
     assert "is empty" in run(k, "%acytoo history -c t1")
+    # the transcript matches the (empty) history, and the message is back in the box
+    assert run(k, "print(repr(w.transcript.value), repr(w.input.value))") == "'' '[[fault=500]] boom'"
 
 
 def test_bad_reference_is_reported_before_sending(k, server):
