@@ -178,12 +178,13 @@ class ChatWidget(widgets.VBox):
     def _notebook(self) -> str:
         return self.magics.conversation(self.thread).notebook
 
-    def _update_indicator(self) -> None:
-        settings = self.magics.options()
-        name = providers.provider_name(providers.resolve(settings.provider or self.magics.provider))
-        self.indicator.value = (
-            f'<span class="acytoo-note">{html.escape(name)} · {html.escape(self.magics.model)}</span>'
-        )
+    def _update_indicator(self, request: Any = None) -> None:
+        """Provider and model in force: from the request being sent, else from the settings."""
+        if request is not None:
+            name, model = request.provider_label, request.model
+        else:
+            name, model = self.magics.provider, self.magics.model
+        self.indicator.value = f'<span class="acytoo-note">{html.escape(name)} · {html.escape(model)}</span>'
 
     def _thread_changed(self, change: dict[str, Any]) -> None:
         new = (change["new"] or "").strip()
@@ -235,6 +236,7 @@ class ChatWidget(widgets.VBox):
             self._show_status(str(exc), error=True)
             return None
         self._show_status("")
+        self._update_indicator(request)  # settings may have changed since the widget was shown
         self.input.value = ""
         before = self.transcript.value
         self._append([Message("user", prompt)])

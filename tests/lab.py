@@ -49,6 +49,10 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
     (settings / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false}'
     )
+    # Start the notebook's kernel without asking: under load Lab otherwise shows "Select Kernel".
+    notebook = root / ".lab-settings" / "@jupyterlab" / "notebook-extension"
+    notebook.mkdir(parents=True, exist_ok=True)
+    (notebook / "tracker.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
     process = subprocess.Popen(
         [
             sys.executable,

@@ -70,20 +70,27 @@ def page(tmp_path_factory):
 
 
 def run_all_until_the_widget_shows(page, attempts: int = 4) -> None:
-    """Run All; again if JupyterLab dropped it (seen when clicked just as the kernel connects:
-    the cells stay unexecuted, '[ ]', with an idle kernel) or a kernel dialog was in the way."""
+    """Run All, and run it again only if JupyterLab dropped it: seen when clicked just as the
+    kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel. A slow but started
+    run is waited for, not restarted."""
+    started = (
+        "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
+    )
     for attempt in range(attempts):
         select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-        if select.is_visible():  # "Select Kernel", seen when kernel specs load slowly (a busy machine)
+        if select.is_visible():  # "Select Kernel", in case the settings did not take
             select.click()
         try:
             page.get_by_role("menuitem", name="Run", exact=True).click(timeout=5_000)
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=5_000)
-            page.locator(".acytoo-chat textarea").wait_for(timeout=20_000)
-            return
+            page.wait_for_function(started, timeout=15_000)
         except playwright_api.TimeoutError:
             if attempt == attempts - 1:
                 raise
+            continue
+        page.locator(".acytoo-chat textarea").wait_for(timeout=120_000)
+        return
 
 
 def save_shot(target, name: str) -> None:

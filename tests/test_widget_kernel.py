@@ -137,3 +137,13 @@ def test_chat_subcommand_displays_a_widget(k):
     assert out.status == "ok"
     (data,) = [c["data"] for c in out.of_type("display_data")]
     assert "application/vnd.jupyter.widget-view+json" in data
+
+
+def test_indicator_follows_the_settings_and_a_bad_provider_is_one_line(k):
+    run(k, "w = ChatWidget('ind')")
+    assert "acytoo · gpt-3.5-turbo" in run(k, "print(w.indicator.value)")
+    run(k, "%config AcytooMagics.model = 'other-model'\nw.send('hi')\nr = await w.wait()")
+    assert "acytoo · other-model" in run(k, "print(w.indicator.value)")
+    run(k, "%config AcytooMagics.provider = 'nope'\nw2 = ChatWidget('ind')\nw2.send('hi')")
+    assert "unknown provider &#x27;nope&#x27;" in run(k, "print(w2.status.value)")
+    assert run(k, "print(w2.input.value)") == "hi"
