@@ -174,11 +174,11 @@ class Backend:
     ) -> web.Response | None:
         if not plan.fault.isdigit():
             return None
-        key = json.dumps(messages[-1:], sort_keys=True)
-        failed = self.config.failures.get(key, 0)
+        counter = json.dumps(messages[-1:], sort_keys=True)  # failures are counted per message
+        failed = self.config.failures.get(counter, 0)
         if 0 <= plan.times <= failed:
             return None
-        self.config.failures[key] = failed + 1
+        self.config.failures[counter] = failed + 1
         headers = {"Retry-After": plan.retry_after} if plan.retry_after else {}
         message = f"scripted fault {plan.fault}"
         if plan.fault == "401":  # as some servers do: the rejected key is echoed back

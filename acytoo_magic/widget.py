@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 from . import providers
 from .context import ContextError
 from .conversation import INTERRUPTED, PARTIAL, Message
+from .magics import notebook_id
 from .render import Frame, ThrottledRenderer
 from .runner import FAILED, Reply, answer
 
@@ -172,11 +173,8 @@ class ChatWidget(widgets.VBox):
         return self._task is not None and not self._task.done()
 
     def _thread_names(self) -> list[str]:
-        names = [name for name, _count, _last in self.magics.store.threads(self._notebook())]
+        names = [name for name, _count, _last in self.magics.store.threads(notebook_id(self.magics.shell))]
         return names if self.thread in names else [self.thread, *names]
-
-    def _notebook(self) -> str:
-        return self.magics.conversation(self.thread).notebook
 
     def _update_indicator(self, request: Any = None) -> None:
         """Provider and model in force: from the request being sent, else from the settings."""
@@ -199,10 +197,8 @@ class ChatWidget(widgets.VBox):
 
     def load_transcript(self) -> None:
         """Show the thread as stored: what the magic and other widgets said is here too."""
-        messages = self.magics.conversation(self.thread).messages()
-        self.transcript.value = "".join(
-            message_html(m.role, m.content, _status_note(m.status)) for m in messages
-        )
+        self.transcript.value = ""
+        self._append(self.magics.conversation(self.thread).messages())
         self.live.value = ""
 
     def _append(self, messages: list[Message]) -> None:
