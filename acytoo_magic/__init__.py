@@ -41,40 +41,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _awaits_top_level(ipython: Any) -> bool:
-    """True in a kernel whose cells may ``await`` on its running asyncio loop (ipykernel's default)."""
-    from IPython.core.async_helpers import _asyncio_runner
-
-    return (
-        getattr(ipython, "kernel", None) is not None
-        and getattr(ipython, "autoawait", False)
-        and getattr(ipython, "loop_runner", None) is _asyncio_runner
-    )
-
-
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext acytoo_magic``); loading twice keeps one instance."""
     global _magics
-    from .magics import AcytooMagics, await_acytoo_calls
+    from .magics import AcytooMagics
 
     if _magics is not None and _magics.shell is ipython:
         return
     _magics = AcytooMagics(shell=ipython)
     ipython.register_magics(_magics)
     ipython.events.register("post_run_cell", _magics.errors.post_run_cell)
-    if _awaits_top_level(ipython) and await_acytoo_calls not in ipython.input_transformers_post:
-        ipython.input_transformers_post.append(await_acytoo_calls)
+    # Decides per cell: only a top-level cell under ipykernel's asyncio runner is made awaited.
+    ipython.input_transformers_post.append(_magics.transform_lines)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Close the shared HTTP session and the history database."""
     global _magics
-    from .magics import await_acytoo_calls
-
     if _magics is not None:
         with contextlib.suppress(ValueError):
             ipython.events.unregister("post_run_cell", _magics.errors.post_run_cell)
         with contextlib.suppress(ValueError):
-            ipython.input_transformers_post.remove(await_acytoo_calls)
+            ipython.input_transformers_post.remove(_magics.transform_lines)
         _magics.close()
         _magics = None

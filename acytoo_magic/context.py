@@ -11,11 +11,12 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BUDGET = 2_000
+MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its budget
 SAMPLE_ROWS = 100_000
 _REFERENCE = re.compile(
     r"\{\{|\}\}|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[(?P<index>-?\d+)\])?\}"
@@ -26,24 +27,44 @@ class ContextError(ValueError):
     """A reference in the prompt cannot be expanded; nothing was sent."""
 
 
-@dataclass
-class ErrorLog:
-    """Exceptions by execution count, filled by a ``post_run_cell`` hook (``{Err[n]}``, ``explain``)."""
+@dataclass(frozen=True)
+class CellError:
+    """A failed cell's error as text: the exception itself would keep every frame's locals alive."""
 
-    ignored: tuple[type[BaseException], ...] = ()
-    errors: dict[int, BaseException] = field(default_factory=dict)
+    count: int | None
+    text: str
+
+
+class ErrorLog:
+    """The newest failed cells' tracebacks as text, by execution count (``{Err[n]}``, ``explain``).
+
+    Filled by a ``post_run_cell`` hook. Only formatted text is kept, and only ``keep`` entries:
+    a failed cell's locals (a large DataFrame, say) are freed as they would be without us.
+    """
+
+    def __init__(self, ignored: tuple[type[BaseException], ...] = (), keep: int = 20) -> None:
+        self.ignored = ignored
+        self.keep = keep
+        self.errors: dict[int, str] = {}
 
     def post_run_cell(self, result: Any) -> None:
         error = getattr(result, "error_in_exec", None)
         count = getattr(result, "execution_count", None)
         if error is not None and count is not None and not isinstance(error, self.ignored):
-            self.errors[count] = error
+            self.errors[count] = format_error(error, MAX_TRACEBACK_CHARS)
+            while len(self.errors) > self.keep:
+                del self.errors[min(self.errors)]
 
-    def last(self) -> tuple[int | None, BaseException | None]:
+    def get(self, count: int | None = None) -> CellError | None:
+        """Cell ``count``'s error, or the newest one (falling back to IPython's ``sys.last_value``)."""
+        if count is not None:
+            text = self.errors.get(count)
+            return CellError(count, text) if text is not None else None
         if self.errors:
-            count = max(self.errors)
-            return count, self.errors[count]
-        return None, getattr(sys, "last_value", None)
+            newest = max(self.errors)
+            return CellError(newest, self.errors[newest])
+        last = getattr(sys, "last_value", None)
+        return CellError(None, format_error(last, MAX_TRACEBACK_CHARS)) if last is not None else None
 
 
 def clip(text: str, budget: int) -> str:
@@ -63,7 +84,11 @@ def format_error(error: BaseException, budget: int = DEFAULT_BUDGET) -> str:
     tb = error.__traceback__
     while tb is not None and tb.tb_next is not None and _is_ipython_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next  # the user's code starts below IPython's run_code frames
-    text = "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+    return clip_start("".join(traceback.format_exception(type(error), error, tb)).rstrip(), budget)
+
+
+def clip_start(text: str, budget: int) -> str:
+    """Cut a traceback to ``budget`` characters from its start: the cause is at the end."""
     if len(text) <= budget:
         return text
     keep = max(0, budget - 40)
@@ -164,6 +189,16 @@ class NotebookContext:
     namespace: Mapping[str, Any]
     errors: ErrorLog = field(default_factory=ErrorLog)
     budget: int = DEFAULT_BUDGET
+    # What the user typed, by cell (IPython's ``input_hist_raw``); ``In`` holds the transformed
+    # code (``get_ipython().run_line_magic(...)``), which is not what anyone wrote.
+    raw_inputs: Sequence[str] | None = None
+
+    def source(self, count: int) -> str | None:
+        """Cell ``count``'s input as typed, magics included."""
+        for inputs in (self.raw_inputs, self.namespace.get("In")):
+            if isinstance(inputs, Sequence) and 0 < count < len(inputs):
+                return str(inputs[count])
+        return None
 
     def lookup(self, name: str, index: str | None) -> str:
         if name == "Err":
@@ -189,26 +224,26 @@ class NotebookContext:
         return summarize(value, self.budget)
 
     def _history(self, name: str, index: int) -> str:
-        store = self.namespace.get(name)
+        if name == "In":
+            source = self.source(index)
+            if source is None:
+                raise ContextError(f"{{In[{index}]}}: cell {index} has no input")
+            return clip(source, self.budget)
         try:
-            value = store[index]  # type: ignore[index]
+            value = self.namespace.get("Out")[index]  # type: ignore[index]
         except (KeyError, IndexError, TypeError):
-            what = "input" if name == "In" else "output"
-            raise ContextError(f"{{{name}[{index}]}}: cell {index} has no {what}") from None
-        return clip(value, self.budget) if name == "In" else summarize(value, self.budget)
+            raise ContextError(f"{{Out[{index}]}}: cell {index} has no output") from None
+        return summarize(value, self.budget)
 
-    def error(self, count: int | None = None) -> tuple[int | None, BaseException]:
-        if count is None:
-            found_count, error = self.errors.last()
-        else:
-            found_count, error = count, self.errors.errors.get(count)
-        if error is None:
+    def error(self, count: int | None = None) -> CellError:
+        found = self.errors.get(count)
+        if found is None:
             where = "so far" if count is None else f"in cell {count}"
             raise ContextError(f"no error {where} to refer to")
-        return found_count, error
+        return found
 
     def error_text(self, count: int | None = None) -> str:
-        return format_error(self.error(count)[1], self.budget)
+        return clip_start(self.error(count).text, self.budget)
 
     def expand(self, text: str) -> str:
         """Replace every reference; ``{{``/``}}`` are literal braces, other braces are left alone."""
@@ -228,13 +263,10 @@ class NotebookContext:
 
     def explain_prompt(self, count: int | None = None) -> str:
         """A prompt asking for the cause and a fix of an error, with the code of its cell."""
-        found_count, error = self.error(count)
-        inputs = self.namespace.get("In")
-        code = ""
-        if found_count is not None and isinstance(inputs, list) and 0 < found_count < len(inputs):
-            code = inputs[found_count]
+        error = self.error(count)
+        code = self.source(error.count) if error.count is not None else None
         parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
         if code:
-            parts.append(f"Code (cell {found_count}):\n```python\n{clip(code, self.budget)}\n```")
-        parts.append(f"Error:\n```\n{format_error(error, self.budget)}\n```")
+            parts.append(f"Code (cell {error.count}):\n```python\n{clip(code, self.budget)}\n```")
+        parts.append(f"Error:\n```\n{clip_start(error.text, self.budget)}\n```")
         return "\n\n".join(parts)

@@ -1,23 +1,35 @@
 """Per-notebook, named-thread message history, persisted in SQLite so a kernel restart loses nothing.
 
-One file holds every notebook's threads (WAL mode, so several kernels can write at once). What is
-sent to a provider is trimmed to a character budget, oldest first, with the system prompt kept.
+One file holds every notebook's threads (WAL mode, so several kernels can write at once). A thread
+is a sequence of exchanges (a prompt and its answer); an exchange that came from a notebook cell
+remembers the cell, and re-running the cell replaces it in place, so the thread reads like the
+notebook and Run All twice sends what the first run sent. What is sent to a provider is the system
+prompt plus the newest whole exchanges that fit a character budget.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 COMPLETE, PARTIAL, INTERRUPTED = "complete", "partial", "interrupted"
 DEFAULT_THREAD = "default"
+# Seconds a write waits for another process's lock. Short: every store call from async code runs
+# off the event loop, but the cell that records still waits this long before it gives up.
+BUSY_TIMEOUT = 2.0
+# A past message longer than this share of the history budget is cut (marked), so one huge
+# answer never pushes every older exchange out of what is sent.
+MESSAGE_SHARE = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -28,10 +40,13 @@ CREATE TABLE IF NOT EXISTS messages (
     content  TEXT NOT NULL,
     status   TEXT NOT NULL DEFAULT 'complete',
     created  REAL NOT NULL,
-    meta     TEXT NOT NULL DEFAULT '{}'
+    meta     TEXT NOT NULL DEFAULT '{}',
+    cell     TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (notebook, thread, id);
 """
+_CELL_INDEX = "CREATE INDEX IF NOT EXISTS messages_by_cell ON messages (notebook, thread, cell)"
+_COLUMNS = "id, role, content, status, created, meta, cell"
 
 
 class HistoryError(RuntimeError):
@@ -45,6 +60,12 @@ class Message:
     status: str = COMPLETE
     created: float = field(default_factory=time.time)
     meta: dict[str, Any] = field(default_factory=dict)
+    cell: str | None = None  # the notebook cell the exchange came from; None for a chat message
+    id: int | None = None  # the row id once stored: the message's place in its thread
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Message:
+        return cls(row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[0])
 
     def for_provider(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
@@ -60,65 +81,114 @@ def default_history_path() -> Path:
 
 
 class HistoryStore:
-    """SQLite-backed store of messages keyed by (notebook, thread); safe across threads and processes."""
+    """SQLite-backed store of messages keyed by (notebook, thread); safe across threads and processes.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    Calls block for at most ``busy_timeout`` seconds on another process's lock; async callers run
+    them in a thread (``asyncio.to_thread``) so the event loop never waits. An exchange whose write
+    found the file locked is kept in memory and written before the next one, so nothing is lost.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = Path(path).expanduser()
+        self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[str, str, Message, Message]] = []
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 30000")
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
+            )
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
+            _create_schema(db)
         except (sqlite3.Error, OSError) as exc:
             raise HistoryError(f"history database {self.path} is unusable ({exc}); history is off") from None
         self._db = db
         return db
+
+    def _error(self, exc: sqlite3.Error) -> HistoryError:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return HistoryError(
+                f"history database {self.path} is locked by another process (waited {self.busy_timeout:g} s)"
+            )
+        return HistoryError(f"history database {self.path}: {exc}")
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
                 return self._connect().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise HistoryError(f"history database {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
-    def append(self, notebook: str, thread: str, messages: Iterable[Message]) -> None:
-        """Write the messages in one transaction: an exchange is recorded whole or not at all."""
-        rows = [
-            (notebook, thread, m.role, m.content, m.status, m.created, json.dumps(m.meta)) for m in messages
-        ]
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction: all of it is stored, or none of it."""
         with self._lock:
             try:
                 db = self._connect()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.executemany(
-                        "INSERT INTO messages (notebook, thread, role, content, status, created, meta)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
+                    result = work(db)
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
                 db.execute("COMMIT")
+                return result
             except sqlite3.Error as exc:
-                raise HistoryError(f"history database {self.path}: {exc}") from None
+                raise self._error(exc) from None
 
-    def load(self, notebook: str, thread: str, limit: int | None = None) -> list[Message]:
-        """The thread's messages, oldest first; ``limit`` keeps only the newest ones."""
+    def append(self, notebook: str, thread: str, messages: Iterable[Message]) -> None:
+        """Write the messages in one transaction, after the thread's newest ones."""
+        rows = [_row(notebook, thread, m) for m in messages]
+        self._transaction(lambda db: db.executemany(_INSERT, rows))
+
+    def record_exchange(
+        self, notebook: str, thread: str, prompt: Message, answer: Message, cell: str | None = None
+    ) -> None:
+        """Store one exchange; a cell's earlier exchange in the thread is replaced where it stands.
+
+        If the file is locked past ``busy_timeout``, the exchange is kept and written first next
+        time; the ``HistoryError`` says so.
+        """
+        prompt, answer = replace(prompt, cell=cell), replace(answer, cell=cell)
+
+        def write(db: sqlite3.Connection) -> None:
+            for pending in self._pending:
+                _write_exchange(db, *pending)
+            _write_exchange(db, notebook, thread, prompt, answer)
+
+        try:
+            self._transaction(write)
+        except HistoryError as exc:
+            if "locked" not in str(exc):
+                raise
+            self._pending.append((notebook, thread, prompt, answer))
+            raise HistoryError(f"{exc}; the exchange is kept in memory and saved with the next one") from None
+        self._pending.clear()
+
+    def load(
+        self, notebook: str, thread: str, limit: int | None = None, before: int | None = None
+    ) -> list[Message]:
+        """The thread's messages, oldest first; ``limit`` keeps the newest, ``before`` a row id."""
         rows = self._run(
-            "SELECT role, content, status, created, meta FROM messages"
-            " WHERE notebook = ? AND thread = ? ORDER BY id DESC LIMIT ?",
-            (notebook, thread, -1 if limit is None else limit),
+            f"SELECT {_COLUMNS} FROM messages WHERE notebook = ? AND thread = ? AND id < ?"
+            " ORDER BY id DESC LIMIT ?",
+            (notebook, thread, _END if before is None else before, -1 if limit is None else limit),
         )
-        return [Message(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+        return [Message.from_row(r) for r in reversed(rows)]
+
+    def position(self, notebook: str, thread: str, cell: str) -> int | None:
+        """Row id where ``cell``'s exchange stands in the thread (None: the cell has none yet)."""
+        rows = self._run(
+            "SELECT MIN(id) FROM messages WHERE notebook = ? AND thread = ? AND cell = ?",
+            (notebook, thread, cell),
+        )
+        return rows[0][0] if rows else None
 
     def threads(self, notebook: str) -> list[tuple[str, int, float]]:
         """(thread, message count, last activity) for one notebook, most recent first."""
@@ -129,17 +199,26 @@ class HistoryStore:
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def notebooks(self) -> list[tuple[str, int]]:
+        """(notebook, message count) for every notebook in the file, most recent first."""
+        rows = self._run("SELECT notebook, COUNT(*) FROM messages GROUP BY notebook ORDER BY MAX(id) DESC")
+        return [(r[0], r[1]) for r in rows]
+
+    def move(self, source: str, target: str) -> int:
+        """Give ``source``'s threads to ``target`` (a renamed notebook); returns how many messages moved."""
+        return self._transaction(
+            lambda db: db.execute(
+                "UPDATE messages SET notebook = ? WHERE notebook = ?", (target, source)
+            ).rowcount
+        )
+
     def reset(self, notebook: str, thread: str | None = None) -> int:
         """Delete one thread (or all of the notebook's threads); returns how many messages went."""
         if thread is None:
             sql, params = "DELETE FROM messages WHERE notebook = ?", (notebook,)
         else:
             sql, params = "DELETE FROM messages WHERE notebook = ? AND thread = ?", (notebook, thread)
-        with self._lock:
-            try:
-                return self._connect().execute(sql, params).rowcount
-            except sqlite3.Error as exc:
-                raise HistoryError(f"history database {self.path}: {exc}") from None
+        return self._transaction(lambda db: db.execute(sql, params).rowcount)
 
     def close(self) -> None:
         with self._lock:
@@ -149,7 +228,7 @@ class HistoryStore:
 
 
 class MemoryStore(HistoryStore):
-    """History kept in memory only: used with ``--no-history`` semantics or when the file is unusable."""
+    """History kept in memory only: used when the file is unusable."""
 
     def __init__(self) -> None:
         super().__init__(":memory:")
@@ -158,52 +237,137 @@ class MemoryStore(HistoryStore):
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            self._db.executescript(_SCHEMA)
+            _create_schema(self._db)
         return self._db
 
 
-def trim(messages: Sequence[Message], budget: int) -> list[Message]:
-    """Keep the system prompt and the newest messages that fit in ``budget`` characters.
+_END = 2**63 - 1
+_INSERT = (
+    "INSERT INTO messages (notebook, thread, role, content, status, created, meta, cell)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
-    The newest message (the prompt being sent) is always kept, even alone over budget.
+
+def _row(notebook: str, thread: str, m: Message) -> tuple[Any, ...]:
+    return (notebook, thread, m.role, m.content, m.status, m.created, json.dumps(m.meta), m.cell)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "cell" not in columns:  # a file written before exchanges knew their cell
+        db.execute("ALTER TABLE messages ADD COLUMN cell TEXT")
+    db.execute(_CELL_INDEX)
+
+
+def _write_exchange(
+    db: sqlite3.Connection, notebook: str, thread: str, prompt: Message, answer: Message
+) -> None:
+    """Insert the exchange, or overwrite the rows of the same cell's earlier one (same place)."""
+    old = []
+    if prompt.cell is not None:
+        old = db.execute(
+            "SELECT id, role FROM messages WHERE notebook = ? AND thread = ? AND cell = ? ORDER BY id",
+            (notebook, thread, prompt.cell),
+        ).fetchall()
+    ids = {role: row_id for row_id, role in reversed(old)}  # the first row of each role
+    if "user" not in ids or "assistant" not in ids:
+        db.executemany(_INSERT, [_row(notebook, thread, prompt), _row(notebook, thread, answer)])
+        keep: set[int] = set()
+    else:
+        for message in (prompt, answer):
+            db.execute(
+                "UPDATE messages SET content = ?, status = ?, created = ?, meta = ? WHERE id = ?",
+                (message.content, message.status, message.created, json.dumps(message.meta),
+                 ids[message.role]),
+            )
+        keep = set(ids.values())
+    stale = [(row_id,) for row_id, _role in old if row_id not in keep]
+    db.executemany("DELETE FROM messages WHERE id = ?", stale)
+
+
+def exchanges(messages: Sequence[Message]) -> list[tuple[Message, Message]]:
+    """The (prompt, answer) pairs of a thread; a message without its partner is left out."""
+    return [(a, b) for a, b in itertools.pairwise(messages) if a.role == "user" and b.role == "assistant"]
+
+
+def cut(message: Message, limit: int) -> Message:
+    """The message cut to ``limit`` characters, its start and end kept, the cut marked in the text."""
+    text = message.content
+    if len(text) <= limit:
+        return message
+    marker = f"\n[… {len(text):,} characters, cut to {limit:,} for this request …]\n"
+    keep = max(0, limit - len(marker))
+    head = keep * 2 // 3
+    tail = keep - head
+    return replace(message, content=text[:head] + marker + (text[-tail:] if tail else ""))
+
+
+def trim(messages: Sequence[Message], budget: int) -> list[Message]:
+    """The system prompt, the newest whole exchanges that fit ``budget`` characters, the prompt.
+
+    The last message is the prompt being sent and is always kept. A past message longer than
+    ``budget // MESSAGE_SHARE`` is cut to that, so a very long answer costs at most its share and
+    older exchanges still fit. What results alternates user/assistant and never starts with an
+    answer, as chat templates (llama.cpp, vLLM) require.
     """
     system = [m for m in messages if m.role == "system"]
     rest = [m for m in messages if m.role != "system"]
-    used = sum(len(m.content) for m in system)
+    if not rest:
+        return system
+    *past, prompt = rest
+    used = sum(len(m.content) for m in system) + len(prompt.content)
+    limit = max(1, budget // MESSAGE_SHARE)
     kept: list[Message] = []
-    for message in reversed(rest):
-        if kept and used + len(message.content) > budget:
-            break
-        kept.append(message)
-        used += len(message.content)
-    return system + kept[::-1]
+    for question, answer in reversed(exchanges(past)):
+        pair = [cut(question, limit), cut(answer, limit)]
+        size = sum(len(m.content) for m in pair)
+        if used + size > budget:
+            break  # only the newest run of exchanges: a gap would confuse the model more than help
+        kept[:0] = pair
+        used += size
+    return [*system, *kept, prompt]
 
 
 class Conversation:
-    """One notebook's named thread: what to send for a new prompt, and recording the exchange."""
+    """One notebook's named thread: what to send for a new prompt, and recording the exchange.
+
+    ``cell`` names the notebook cell a prompt came from: its exchange keeps its place in the
+    thread, and what is sent with it is only what stands before that place.
+    """
 
     def __init__(self, store: HistoryStore, notebook: str, thread: str = DEFAULT_THREAD) -> None:
         self.store = store
         self.notebook = notebook
         self.thread = thread
 
-    def messages(self, limit: int | None = None) -> list[Message]:
-        return self.store.load(self.notebook, self.thread, limit)
+    def messages(self, limit: int | None = None, before: int | None = None) -> list[Message]:
+        return self.store.load(self.notebook, self.thread, limit, before)
 
-    def to_send(self, prompt: str, system: str = "", budget: int = 12_000) -> list[dict[str, str]]:
+    def to_send(
+        self, prompt: str, system: str = "", budget: int = 12_000, cell: str | None = None
+    ) -> list[dict[str, str]]:
         """The provider's ``messages``: system prompt, as much recent history as fits, the prompt."""
+        before = self.store.position(self.notebook, self.thread, cell) if cell is not None else None
         # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
-        past = self.messages(limit=max(64, budget // 16))
+        past = self.messages(limit=max(64, budget // 16), before=before)
         head = [Message("system", system)] if system else []
         chosen = trim([*head, *past, Message("user", prompt)], budget)
         return [m.for_provider() for m in chosen]
 
     def record(
-        self, prompt: str, answer: str, status: str = COMPLETE, meta: dict[str, Any] | None = None
+        self,
+        prompt: str,
+        answer: str,
+        status: str = COMPLETE,
+        meta: dict[str, Any] | None = None,
+        cell: str | None = None,
     ) -> None:
         now = time.time()
-        self.store.append(
+        self.store.record_exchange(
             self.notebook,
             self.thread,
-            [Message("user", prompt, COMPLETE, now), Message("assistant", answer, status, now, meta or {})],
+            Message("user", prompt, COMPLETE, now, meta or {}),
+            Message("assistant", answer, status, now, meta or {}),
+            cell,
         )

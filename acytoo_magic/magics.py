@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -42,7 +43,7 @@ CELL_EXAMPLES = (
 SUBCOMMAND_EXAMPLES = {
     "history": "%acytoo history -c plots",
     "reset": "%acytoo reset --all",
-    "threads": "%acytoo threads",
+    "threads": "%acytoo threads --adopt old_name.ipynb",
     "providers": "%acytoo providers",
     "config": "%config AcytooMagics.model = 'gpt-4o-mini'; then %acytoo config",
     "export": "%acytoo export -c plots plots.md",
@@ -67,7 +68,7 @@ _ASYNC_CALL = "await get_ipython().magics_manager.registry['AcytooMagics'].run_{
 
 
 def await_acytoo_calls(lines: list[str]) -> list[str]:
-    """Input transformer: make top-level ``%%acytoo``/``%acytoo`` calls awaited on the kernel's loop.
+    """Make top-level ``%%acytoo``/``%acytoo`` calls awaited, so they run on the kernel's own loop.
 
     IPython then runs the cell as a coroutine on the running loop: the stream never nests the
     loop, other shell messages keep their order, and an interrupt arrives as a cancel.
@@ -81,9 +82,42 @@ def await_acytoo_calls(lines: list[str]) -> list[str]:
     return out
 
 
+def top_level_await_applies(shell: Any) -> bool:
+    """True when the cell being transformed will be run as a coroutine on the kernel's loop.
+
+    Not so with ``%autoawait False`` or a non-asyncio runner, and not for code transformed while
+    user code runs: ``%%time``, ``%%capture``, ``%%timeit``, ``%run x.ipynb``/``x.ipy`` and a function
+    calling ``run_cell`` compile or run the cell synchronously, where ``await`` is a SyntaxError or
+    would nest the running loop. User code runs with the notebook's namespace as its globals, so a
+    frame with those globals on the stack means the transform is nested.
+    """
+    from IPython.core.async_helpers import _asyncio_runner
+
+    if getattr(shell, "kernel", None) is None or not getattr(shell, "autoawait", False):
+        return False
+    if getattr(shell, "loop_runner", None) is not _asyncio_runner:
+        return False
+    user_globals = shell.user_global_ns
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals is user_globals:
+            return False
+        frame = frame.f_back
+    return True
+
+
 def notebook_id(shell: Any) -> str:
-    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd."""
-    session = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd.
+
+    VS Code sets ``__vsc_ipynb_file__``; JupyterLab and Notebook 7 set ``JPY_SESSION_NAME``, which
+    ipykernel copies to ``__session__``.
+    """
+    namespace = shell.user_ns
+    session = (
+        namespace.get("__vsc_ipynb_file__")
+        or namespace.get("__session__")
+        or os.environ.get("JPY_SESSION_NAME")
+    )
     if session:
         return str(session)
     if getattr(shell, "kernel", None) is not None:
@@ -114,6 +148,14 @@ def split_args(line: str) -> list[str]:
         return shlex.split(line)
     except ValueError as exc:
         raise UsageError(f"%acytoo: {exc} in {line!r}") from None
+
+
+def _origin(message: Any) -> str:
+    """Where an exchange came from, for ``%acytoo history``: the cell (execution count) or a chat."""
+    if message.cell is None:
+        return " · chat"
+    count = message.meta.get("execution_count")
+    return f" · cell In [{count}]" if count is not None else " · cell"
 
 
 def _subparser(name: str, help_text: str) -> SubcommandParser:
@@ -194,6 +236,11 @@ class AcytooMagics(Magics):
         self._store: HistoryStore | None = None
         self.last_reply: Reply | None = None
         self.last_renderer: ThrottledRenderer | None = None
+        self._calls: tuple[str, int] = ("", 0)  # (execute request, answers it asked for so far)
+
+    def transform_lines(self, lines: list[str]) -> list[str]:
+        """The input transformer: top-level calls become awaited where top-level await applies."""
+        return await_acytoo_calls(lines) if top_level_await_applies(self.shell) else lines
 
     @observe("history_path")
     def _history_path_changed(self, change: dict[str, Any]) -> None:
@@ -219,7 +266,29 @@ class AcytooMagics(Magics):
         return Conversation(self.store, notebook_id(self.shell), thread or DEFAULT_THREAD)
 
     def context(self) -> NotebookContext:
-        return NotebookContext(self.shell.user_ns, self.errors, self.max_context_chars)
+        raw = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
+        return NotebookContext(self.shell.user_ns, self.errors, self.max_context_chars, raw)
+
+    def cell_key(self, typed: str) -> str | None:
+        """Which notebook cell is asking, so a re-run replaces its exchange (None: a terminal chat).
+
+        JupyterLab and Notebook 7 send the cell's id with the execute request; nbclient and
+        papermill send none, so there the text typed stands for the cell. The n-th answer a cell
+        asks for in one run (a loop, ``%run other.ipynb``) is told apart by ``#n``.
+        """
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is None:
+            return None
+        try:
+            parent = kernel.get_parent() or {}
+        except Exception:  # an older kernel without per-request parents
+            parent = {}
+        request = parent.get("header", {}).get("msg_id", "")
+        calls = self._calls[1] + 1 if request and self._calls[0] == request else 0
+        self._calls = (request, calls)
+        cell_id = parent.get("metadata", {}).get("cellId")
+        base = f"id:{cell_id}" if cell_id else "text:" + hashlib.sha256(typed.encode()).hexdigest()[:16]
+        return f"{base}#{calls}"
 
     def close(self) -> None:
         self.runner.close()
@@ -268,7 +337,7 @@ class AcytooMagics(Magics):
         else:
             self._subcommand(line)
 
-    def _prepare_cell(self, line: str, cell: str) -> tuple[Any, str]:
+    def _prepare_cell(self, line: str, cell: str) -> tuple[Any, str, str]:
         args = self.options(split_args(line))
         prompt = cell.strip()
         if not prompt:
@@ -280,13 +349,16 @@ class AcytooMagics(Magics):
                 prompt += context.attach([n.strip() for n in args.context.split(",") if n.strip()])
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
-        return args, prompt
+        return args, prompt, f"%%acytoo {line}\n{cell}"
 
-    def _start(self, args: Any, prompt: str) -> tuple[Request, ThrottledRenderer]:
+    def _start(self, args: Any, prompt: str, typed: str) -> tuple[Request, ThrottledRenderer]:
         try:
             request = self.request(prompt, args)
         except providers.ProviderNotFound as exc:
             raise UsageError(str(exc)) from None
+        if request.conversation is not None:
+            request.cell = self.cell_key(typed)
+            request.meta = {"execution_count": self.shell.execution_count} if request.cell else {}
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
             renderer = DisplayRenderer(args.format, self.render_interval)
@@ -295,17 +367,17 @@ class AcytooMagics(Magics):
         self.last_renderer = renderer
         return request, renderer
 
-    def _ask(self, args: Any, prompt: str) -> None:
+    def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
-        request, renderer = self._start(args, prompt)
+        request, renderer = self._start(args, prompt, typed)
         try:
             reply = self.runner.run(self._answer(request, renderer))
         except KeyboardInterrupt:
             raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
         self._finish(args, reply)
 
-    async def _ask_async(self, args: Any, prompt: str) -> None:
-        request, renderer = self._start(args, prompt)
+    async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
+        request, renderer = self._start(args, prompt, typed)
         try:
             reply = await self._answer(request, renderer)
         except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
@@ -419,7 +491,7 @@ class AcytooMagics(Magics):
             print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
         for message in messages:
             mark = f" [{message.status}]" if message.status != "complete" else ""
-            print(f"--- {message.role}{mark}\n{message.content}")
+            print(f"--- {message.role}{mark}{_origin(message)}\n{message.content}")
 
     def _reset(self, rest: str) -> None:
         """Forget a thread, or all threads of this notebook: %acytoo reset [-c THREAD | --all]."""
@@ -434,13 +506,26 @@ class AcytooMagics(Magics):
         print(f"removed {removed} messages from {'all threads' if thread is None else repr(thread)}")
 
     def _threads(self, rest: str) -> None:
-        """List this notebook's threads: %acytoo threads."""
-        self._parse(_subparser("threads", "list threads"), rest)
-        rows = self.store.threads(notebook_id(self.shell))
-        if not rows:
-            print("(no threads yet)")
+        """List this notebook's threads, or take over a renamed one's: %acytoo threads [--adopt OLD]."""
+        parser = _subparser("threads", "list threads")
+        parser.add_argument("--adopt", metavar="NOTEBOOK", help="move NOTEBOOK's threads to this notebook")
+        args = self._parse(parser, rest)
+        notebook = notebook_id(self.shell)
+        if args.adopt:
+            moved = self.store.move(args.adopt, notebook)
+            print(f"moved {moved} messages from {args.adopt!r} to {notebook!r}")
+        rows = self.store.threads(notebook)
+        print(f"threads of {notebook!r}:")
         for thread, count, _last in rows:
-            print(f"{thread}: {count} messages")
+            print(f"  {thread}: {count} messages")
+        if rows:
+            return
+        print("  (none yet)")
+        others = [(name, count) for name, count in self.store.notebooks() if name != notebook]
+        if others:
+            listed = ", ".join(f"{name!r} ({count} messages)" for name, count in others[:5])
+            print(f"other notebooks in {self.store.path}: {listed}")
+            print(f"renamed this notebook? carry its threads over: %acytoo threads --adopt {others[0][0]}")
 
     def _providers(self, rest: str) -> None:
         """List the providers -p accepts: %acytoo providers."""
@@ -468,7 +553,7 @@ class AcytooMagics(Magics):
         """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
         self._ask(*self._prepare_explain(rest))
 
-    def _prepare_explain(self, rest: str) -> tuple[Any, str]:
+    def _prepare_explain(self, rest: str) -> tuple[Any, str, str]:
         parser = _subparser("explain", "explain an error")
         parser.add_argument("cell", nargs="?", type=int, default=None)
         parser.add_argument("-c", "--thread", default=None)
@@ -477,7 +562,7 @@ class AcytooMagics(Magics):
             prompt = self.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
-        return self.options(["-c", args.thread] if args.thread else []), prompt
+        return self.options(["-c", args.thread] if args.thread else []), prompt, f"%acytoo explain {rest}"
 
     def _chat(self, rest: str) -> None:
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""

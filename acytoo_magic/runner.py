@@ -74,6 +74,8 @@ class Request:
     label: str = "contacting provider"
     provider_label: str = ""
     show_status: bool = True
+    cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
+    meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, time, size: small print under a finished answer."""
@@ -86,7 +88,7 @@ class Request:
 
     def messages(self) -> list[dict[str, str]]:
         if self.conversation is not None:
-            return self.conversation.to_send(self.prompt, self.system, self.budget)
+            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
 
@@ -153,10 +155,12 @@ async def answer(
 
     A failure records nothing; a partial or interrupted answer is recorded and marked so. Pass
     ``reply`` to keep the partial text when the task is cancelled (the cancel is re-raised).
+    History is read and written in a thread: a database locked by another process delays this
+    answer only, never the loop and whatever else streams on it.
     """
     reply = reply if reply is not None else Reply()
     try:
-        messages = request.messages()
+        messages = await asyncio.to_thread(request.messages)
     except HistoryError as exc:  # the database went away mid-session: answer without history
         reply.history_warning = str(exc)
         request.conversation = None
@@ -176,7 +180,8 @@ async def answer(
     finally:
         status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
         renderer.close(reply.text, reply.note, status)
-        _record(request, reply)
+        if request.conversation is not None:
+            await asyncio.to_thread(_record, request, reply)
 
 
 def _record(request: Request, reply: Reply) -> None:
@@ -185,7 +190,9 @@ def _record(request: Request, reply: Reply) -> None:
     if reply.status != COMPLETE and not reply.text:
         return  # interrupted or dropped before any text: nothing worth keeping
     try:
-        request.conversation.record(request.prompt, reply.text, reply.status)
+        request.conversation.record(
+            request.prompt, reply.text, reply.status, dict(request.meta), cell=request.cell
+        )
     except HistoryError as exc:
         reply.history_warning = str(exc)
 

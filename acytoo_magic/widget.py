@@ -21,6 +21,7 @@ from . import providers
 from .context import ContextError
 from .conversation import INTERRUPTED, PARTIAL, Message
 from .magics import notebook_id
+from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import FAILED, Reply, answer
 
@@ -245,29 +246,40 @@ class ChatWidget(widgets.VBox):
 
     async def _stream(self, request: Any, renderer: ThrottledRenderer, typed: str, before: str) -> Reply:
         reply = Reply()
-        with contextlib.suppress(asyncio.CancelledError):  # Stop: reply is marked interrupted, recorded
-            await answer(request, renderer, await self.magics.runner.session(), reply)
-        self.last_reply = reply
-        self.live.value = ""
+        try:
+            with contextlib.suppress(asyncio.CancelledError):  # Stop: marked interrupted, recorded
+                await answer(request, renderer, await self.magics.runner.session(), reply)
+            self._show_reply(reply, renderer, typed, before)
+        except Exception as exc:  # anything else: say it, and leave the widget usable
+            reply.status = FAILED
+            self._restore(typed, before)
+            self._show_status(f"acytoo: {type(exc).__name__}: {redact(str(exc))}", error=True)
+        finally:
+            self.last_reply = reply
+            self.live.value = ""
+            self._set_busy(False)
+        return reply
+
+    def _show_reply(self, reply: Reply, renderer: ThrottledRenderer, typed: str, before: str) -> None:
         if reply.text:
             self._append([Message("assistant", reply.text, reply.status)])
             if renderer.last_frame is not None and renderer.last_frame.status:
                 self.transcript.value += (
                     f'<div class="acytoo-note">{html.escape(renderer.last_frame.status)}</div>'
                 )
-
         if reply.status == FAILED:
-            # Nothing was answered or recorded: the transcript matches the history again, and
-            # the message goes back into the box to be sent once the problem is fixed.
-            self.transcript.value = before
-            if not self.input.value:
-                self.input.value = typed
+            self._restore(typed, before)
         if reply.error is not None:
             self._show_status(str(reply.error), error=True)
         elif reply.history_warning:
             self._show_status(reply.history_warning, error=True)
-        self._set_busy(False)
-        return reply
+
+    def _restore(self, typed: str, before: str) -> None:
+        """Nothing was answered or recorded: the transcript matches the history again, and the
+        message goes back into the box to be sent once the problem is fixed."""
+        self.transcript.value = before
+        if not self.input.value:
+            self.input.value = typed
 
     def _draw(self, frame: Frame) -> None:
         if frame.waiting:
