@@ -80,11 +80,15 @@ def _is_ipython_frame(filename: str) -> bool:
 
 
 def format_error(error: BaseException, budget: int = DEFAULT_BUDGET) -> str:
-    """The traceback as plain text; when too long, its end (where the cause is) is what is kept."""
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None and _is_ipython_frame(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next  # the user's code starts below IPython's run_code frames
-    return clip_start("".join(traceback.format_exception(type(error), error, tb)).rstrip(), budget)
+    """The traceback as plain text; when too long, its end (where the cause is) is what is kept.
+
+    IPython's own frames (running the cell, dispatching a magic such as ``%%time``) are left out:
+    they are not the user's code and only cost the model's attention.
+    """
+    report = traceback.TracebackException.from_exception(error)
+    user_frames = [frame for frame in report.stack if not _is_ipython_frame(frame.filename)]
+    report.stack = traceback.StackSummary.from_list(user_frames)
+    return clip_start("".join(report.format()).rstrip(), budget)
 
 
 def clip_start(text: str, budget: int) -> str:

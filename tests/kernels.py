@@ -48,8 +48,18 @@ class Kernel:
         self.km = km
         self.kc = kc
 
-    def execute(self, code: str, timeout: float = 60, on_message: Any = None) -> Execution:
-        msg_id = self.kc.execute(code)
+    def execute(
+        self, code: str, timeout: float = 60, on_message: Any = None, cell_id: str | None = None
+    ) -> Execution:
+        """Run ``code``; ``cell_id`` sends it as JupyterLab does, with the cell's id in the metadata."""
+        if cell_id is None:
+            msg_id = self.kc.execute(code)
+        else:
+            content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                       "allow_stdin": False, "stop_on_error": True}
+            msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            self.kc.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         result = Execution(status="unknown")
         while True:
             msg = self.kc.get_iopub_msg(timeout=timeout)

@@ -1,0 +1,306 @@
+"""What people do in notebooks every day, in real kernels: nested magics, re-runs, long threads, locks.
+
+Each test asserts what reached the server or what the user sees, not internal state.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from kernels import Kernel, kernel
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.notebook
+
+STREAM = "[[size=3000 chunk=30 delay=0.005]]"  # about 100 chunks over half a second
+SLOW = "[[size=400000 chunk=64 delay=0.005]]"
+
+
+@pytest.fixture
+def env(server, history_db):
+    return {
+        "ACYTOO_URL": server.url,
+        "ACYTOO_HISTORY_DB": str(history_db),
+        "JPY_SESSION_NAME": "habits.ipynb",
+    }
+
+
+@pytest.fixture
+def k(env):
+    with kernel(**env) as running:
+        assert running.execute("%load_ext acytoo_magic").status == "ok"
+        yield running
+
+
+def frames(execution) -> list[str]:
+    """Every state of the output area, in order, without the waiting line."""
+    shown = [c["data"]["text/plain"] for c in execution.of_type("display_data", "update_display_data")]
+    return [text for text in shown if not text.startswith("⏳")]
+
+
+def history(k: Kernel, thread: str = "default") -> list[dict]:
+    out = k.execute(
+        "import acytoo_magic, json\n"
+        f"print(json.dumps([m.to_json() for m in acytoo_magic._magics.conversation({thread!r}).messages()]))"
+    )
+    return json.loads(out.stdout)
+
+
+def sent_prompts(server, start: int = 0) -> list[list[str]]:
+    """For each request since ``start``: the contents of the messages sent, system prompt left out."""
+    requests = server.requests[start:]
+    return [[m["content"] for m in r["json"]["messages"] if m["role"] != "system"] for r in requests]
+
+
+def ask_in(context: str, tmp_path: Path, prompt: str) -> str:
+    """The cell that asks ``prompt`` from inside ``context``, writing the files it needs."""
+    if context == "run_ipy":
+        script = tmp_path / "ask.ipy"
+        script.write_text(f"%%acytoo\n{prompt}\n")
+        return f"%run {script}"
+    if context == "run_ipynb":
+        other = tmp_path / "other.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"%%acytoo\n{prompt}")])
+        nbformat.write(nb, other)
+        return f"%run {other}"
+    return {
+        "time": f"%%time\n%%acytoo\n{prompt}",
+        "timeit": f"%%timeit -n1 -r1\n%%acytoo\n{prompt}",
+        "function": f"def ask(q):\n    get_ipython().run_cell_magic('acytoo', '', q)\nask({prompt!r})",
+        "loop": f"for q in [{prompt!r}]:\n    get_ipython().run_cell_magic('acytoo', '', q)",
+        "autoawait_off": f"%%acytoo\n{prompt}",
+        "top_level": f"%%acytoo\n{prompt}",
+    }[context]
+
+
+CONTEXTS = ["top_level", "time", "timeit", "function", "loop", "autoawait_off", "run_ipy", "run_ipynb"]
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_every_execution_context_streams_into_its_cell_and_records(k, server, tmp_path, context):
+    if context == "autoawait_off":
+        assert k.execute("%autoawait False").status == "ok"
+    out = k.execute(ask_in(context, tmp_path, f"{STREAM} from {context}"))
+    assert out.status == "ok", out.error
+    shown = frames(out)
+    assert len(shown) >= 3, shown  # the first text, at least one update, and the final state
+    assert shown[-1].startswith("All work") and "3,000 characters" in shown[-1]
+    assert len({len(text) for text in shown}) >= 2  # it grew in place: text arrived chunk by chunk
+    assert [m["content"] for m in history(k)] == [f"{STREAM} from {context}", shown[-1].split("\n— ")[0]]
+    assert k.execute("%%acytoo\n[[echo]]next cell works").status == "ok"
+
+
+def test_capture_keeps_the_streamed_answer_and_line_magics_work(k):
+    out = k.execute(f"%%capture captured\n%%acytoo\n{STREAM} captured")
+    assert out.status == "ok", out.error
+    assert not frames(out)  # captured, as %%capture promises
+    texts = k.execute("import json\nprint(json.dumps([o.data['text/plain'] for o in captured.outputs]))")
+    captured = json.loads(texts.stdout)
+    assert len(captured) >= 2 and captured[-1].startswith("All work") and "3,000 characters" in captured[-1]
+    listed = k.execute("%%capture listed\n%acytoo threads")
+    assert listed.status == "ok"
+    assert "default: 2 messages" in k.execute("print(listed.stdout)").stdout
+
+
+@pytest.mark.parametrize("context", ["time", "autoawait_off"])
+def test_interrupt_on_the_worker_loop_keeps_the_partial_answer(k, tmp_path, context):
+    if context == "autoawait_off":
+        k.execute("%autoawait False")
+    interrupted = []
+
+    def interrupt_on_first_text(msg):
+        data = msg["content"].get("data", {}).get("text/plain", "")
+        streaming = msg["msg_type"] == "update_display_data" and data and not data.startswith("⏳")
+        if streaming and not interrupted:
+            interrupted.append(data)
+            k.km.interrupt_kernel()
+
+    out = k.execute(ask_in(context, tmp_path, SLOW), on_message=interrupt_on_first_text)
+    assert interrupted and out.status == "error"
+    assert out.error["ename"] == "AcytooInterrupted"
+    (_user, assistant) = history(k)
+    assert assistant["status"] == "interrupted" and 0 < len(assistant["content"]) < 400_000
+    assert k.execute("%%acytoo\n[[echo]]still answering").status == "ok"
+
+
+def test_a_re_run_cell_replaces_its_exchange_in_place(k, server):
+    """JupyterLab sends the cell's id: editing and re-running one cell leaves one exchange."""
+    k.execute("%%acytoo\n[[echo]]first question", cell_id="cell-a")
+    for attempt in ("draft 1", "draft 2", "final wording"):
+        assert k.execute(f"%%acytoo\n[[echo]]{attempt}", cell_id="cell-b").status == "ok"
+    k.execute("%%acytoo\n[[echo]]third question", cell_id="cell-c")
+    assert [m["content"] for m in history(k)] == [
+        "[[echo]]first question",
+        "first question",
+        "[[echo]]final wording",
+        "final wording",
+        "[[echo]]third question",
+        "third question",
+    ]
+    # Re-running cell b sends only what stands above it, as the notebook reads.
+    start = len(server.requests)
+    k.execute("%%acytoo\n[[echo]]final wording", cell_id="cell-b")
+    assert sent_prompts(server, start) == [
+        ["[[echo]]first question", "first question", "[[echo]]final wording"]
+    ]
+    shown = k.execute("%acytoo history").stdout
+    assert shown.count("--- user · cell In [") == 3
+    # The widget's messages have no cell: they append, as a chat does.
+    k.execute("from acytoo_magic import ChatWidget\nw = ChatWidget()\nawait w.send('[[echo]]from the chat')")
+    k.execute("await w.send('[[echo]]from the chat')")
+    assert [m["content"] for m in history(k)].count("from the chat") == 2
+    assert "--- user · chat" in k.execute("%acytoo history").stdout
+
+
+def test_several_answers_from_one_cell_are_kept_apart(k):
+    loop = "for q in ['one', 'two', 'three']:\n    get_ipython().run_cell_magic('acytoo', '', '[[echo]]' + q)"
+    k.execute(loop, cell_id="loop-cell")
+    k.execute(loop, cell_id="loop-cell")
+    assert [m["content"] for m in history(k) if m["role"] == "assistant"] == ["one", "two", "three"]
+
+
+def write_notebook(path: Path, prompts: list[str]) -> None:
+    cells = [nbformat.v4.new_code_cell("%load_ext acytoo_magic")]
+    cells += [nbformat.v4.new_code_cell(f"%%acytoo\n{prompt}") for prompt in prompts]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+
+def run_all(path: Path) -> nbformat.NotebookNode:
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
+    return notebook
+
+
+def test_run_all_twice_under_nbclient_sends_what_the_first_run_sent(
+    server, history_db, monkeypatch, tmp_path
+):
+    """nbclient and papermill send no cell id: the text typed stands for the cell."""
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    monkeypatch.setenv("ACYTOO_HISTORY_DB", str(history_db))
+    monkeypatch.setenv("JPY_SESSION_NAME", "report.ipynb")
+    path = tmp_path / "report.ipynb"
+    write_notebook(path, ["What is in the data?", "And the outliers?"])
+    run_all(path)
+    first = sent_prompts(server)
+    run_all(path)
+    second = sent_prompts(server, len(first))
+    assert first == second
+    assert first[0] == ["What is in the data?"]
+    assert first[1][0] == "What is in the data?" and first[1][2] == "And the outliers?" and len(first[1]) == 3
+    store = sqlite3.connect(history_db)
+    assert store.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 4
+
+
+def test_after_a_huge_answer_the_next_question_still_carries_the_exchange_before_it(k, server):
+    k.execute("%%acytoo\n[[echo]]the exchange before")
+    k.execute("%%acytoo\n[[size=1000000 chunk=65536]]")
+    start = len(server.requests)
+    assert k.execute("%%acytoo\n[[echo]]and now?").status == "ok"
+    (sent,) = [r["json"]["messages"] for r in server.requests[start:]]
+    roles = [m["role"] for m in sent]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[1]["content"] == "[[echo]]the exchange before"
+    huge = sent[4]["content"]
+    assert len(huge) <= 12_000 // 4 and "1,000,000 characters, cut to 3,000" in huge
+    assert sum(len(m["content"]) for m in sent) <= 12_000
+
+
+def test_in_and_explain_send_what_the_user_typed(k, server):
+    k.execute("%time x = 1")
+    count = int(k.execute("print(len(In) - 2)").stdout)
+    k.execute(f"%%acytoo --no-history\nwhat does {{In[{count}]}} do?")
+    assert server.requests[-1]["json"]["messages"][-1]["content"] == "what does %time x = 1 do?"
+    assert k.execute("%%time\n{}['missing']").status == "error"
+    assert k.execute("%acytoo explain").status == "ok"
+    prompt = server.requests[-1]["json"]["messages"][-1]["content"]
+    code, error = prompt.split("Error:\n", 1)
+    assert "```python\n%%time\n{}['missing']\n```" in code and "run_cell_magic" not in code
+    assert "KeyError: 'missing'" in error and "interactiveshell.py" not in error
+
+
+def test_the_widget_recovers_from_any_failure(k):
+    k.execute(
+        "from acytoo_magic import ChatWidget\nw = ChatWidget('w')\n"
+        "async def broken():\n    raise RuntimeError('session exploded')\n"
+        "real = w.magics.runner.session\nw.magics.runner.session = broken\n"
+        "before = w.transcript.value\ntask = w.send('keep this text')\nr = await task"
+    )
+    state = k.execute(
+        "print(r.status, w.input.busy, w.stop_button.disabled, repr(w.input.value),"
+        " w.transcript.value == before)"
+    )
+    assert state.stdout.strip() == "failed False True 'keep this text' True"
+    assert "RuntimeError: session exploded" in k.execute("print(w.status.value)").stdout
+    k.execute("w.magics.runner.session = real")
+    assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.status)").stdout.strip() == "complete"
+
+
+def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, history_db):
+    """Another process holds the write lock while the widget streams: the stream and other cells
+    go on; the exchange is kept in memory and written with the next one."""
+    k.execute("%%acytoo\n[[echo]]opens the file")
+    locker = sqlite3.connect(history_db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        k.execute(f"from acytoo_magic import ChatWidget\nw = ChatWidget()\nw.send('{STREAM} while locked')")
+        assert k.execute("print(w.streaming, 6 * 7)").stdout.split() == ["True", "42"]
+        started = time.monotonic()
+        done = k.execute("r = await w.wait()\nprint(r.status, len(r.text))")
+        waited = time.monotonic() - started
+        assert done.stdout.split() == ["complete", "3000"]
+        assert "is locked by another process" in k.execute("print(w.status.value)").stdout
+        quick = k.execute("print('not blocked')")
+        assert quick.stdout.strip() == "not blocked"
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert waited < 60  # sanity only: the figure is measured in the closing note, not asserted
+    k.execute("await w.send('[[echo]]after the lock')")
+    contents = [m["content"] for m in history(k)]
+    assert f"{STREAM} while locked" in contents and "after the lock" in contents
+
+
+def test_vs_code_notebook_path_keeps_the_thread_across_a_restart(server, history_db):
+    base = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
+    setup = "__vsc_ipynb_file__ = '/home/me/project/analysis.ipynb'\n%load_ext acytoo_magic"
+    with kernel(**base) as k:
+        k.execute(setup)
+        k.execute("%%acytoo\n[[echo]]remember me")
+        k.restart()
+        k.execute(setup)
+        assert "analysis.ipynb" in k.execute("%acytoo config").stdout
+        assert [m["content"] for m in history(k)] == ["[[echo]]remember me", "remember me"]
+
+
+def test_a_renamed_notebook_is_told_how_to_carry_its_threads_over(server, history_db):
+    base = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
+    with kernel(**base, JPY_SESSION_NAME="old name.ipynb") as old:
+        old.execute("%load_ext acytoo_magic")
+        old.execute("%%acytoo -c plots\n[[echo]]kept")
+    with kernel(**base, JPY_SESSION_NAME="new name.ipynb") as new:
+        new.execute("%load_ext acytoo_magic")
+        hint = new.execute("%acytoo threads").stdout
+        assert "'old name.ipynb' (2 messages)" in hint and "%acytoo threads --adopt old name.ipynb" in hint
+        moved = new.execute("%acytoo threads --adopt 'old name.ipynb'").stdout
+        assert "moved 2 messages" in moved and "plots: 2 messages" in moved
+        assert [m["content"] for m in history(new, "plots")] == ["[[echo]]kept", "kept"]
+
+
+def test_a_failed_cell_s_locals_are_freed(k):
+    """Errors kept for {Err} and explain are text: a large local in a failed cell is not kept alive."""
+    k.execute(
+        "import gc, weakref\nclass Big: pass\nref = None\n"
+        "def fail():\n    global ref\n    big = Big()\n    ref = weakref.ref(big)\n"
+        "    raise ValueError('boom')"
+    )
+    assert k.execute("fail()").status == "error"
+    assert k.execute("1 / 0").status == "error"  # IPython's own sys.last_traceback moves on
+    assert k.execute("gc.collect()\nprint(ref() is None)").stdout.strip() == "True"
+    count = int(k.execute("print(len(In) - 4)").stdout)
+    assert k.execute(f"%acytoo explain {count}").status == "ok"  # the text is still there to explain
+    assert "ValueError: boom" in history(k)[0]["content"]
