@@ -107,7 +107,7 @@ def test_capture_keeps_the_streamed_answer_and_line_magics_work(k):
     assert "default: 2 messages" in k.execute("print(listed.stdout)").stdout
 
 
-@pytest.mark.parametrize("context", ["time", "autoawait_off"])
+@pytest.mark.parametrize("context", [c for c in CONTEXTS if c != "top_level"])
 def test_interrupt_on_the_worker_loop_keeps_the_partial_answer(k, tmp_path, context):
     if context == "autoawait_off":
         k.execute("%autoawait False")
