@@ -171,7 +171,7 @@ def test_option_strings_and_prompt_bodies_parse_or_give_a_usage_error(magics, wo
 @FUZZ
 def test_unbalanced_braces_and_references(magics, body):
     try:
-        _args, prompt = magics._prepare_cell("--no-history", body or "x")
+        _args, prompt, _typed = magics._prepare_cell("--no-history", body or "x")
     except UsageError as exc:
         assert str(exc).startswith("%%acytoo:")
     else:
