@@ -7,6 +7,7 @@ import sys
 import types
 
 import aiohttp
+import aiohttp.web
 import pytest
 
 from acytoo_magic.providers import (
@@ -396,3 +397,26 @@ def test_redaction():
     assert redact("key sk-abcdef leaked", secrets=["sk-abcdef"]) == "key *** leaked"
     error = ProviderError("boom\nsecond line", provider="P", url="http://u:p@h/x")
     assert str(error) == "P at http://***@h/x: boom second line"
+
+
+async def test_a_redirect_to_another_host_drops_the_key(server):
+    """The key goes with the request to its host; a redirect elsewhere does not carry it along."""
+
+    async def redirect(request):
+        raise aiohttp.web.HTTPTemporaryRedirect(f"http://localhost:{server.port}/v1/chat/completions")
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/chat/completions", redirect)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        redirector = f"http://127.0.0.1:{port}/v1"
+        text = "".join(await collect(OpenAICompatible, user("redirected"), url=redirector, api_key="sk-r"))
+    finally:
+        await runner.cleanup()
+    assert 'You said: "redirected"' in text
+    (request,) = server.requests
+    assert "Authorization" not in request["headers"]
