@@ -466,7 +466,8 @@ class AcytooMagics(Magics):
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
         with contextlib.suppress(providers.ProviderNotFound):
             provider = providers.resolve(self.provider)
-            if getattr(provider, "takes_api_key", False):  # each key only to the host it was set for
+            own = isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
+            if own and provider.takes_api_key:  # each key only to the host it was set for
                 keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from traitlets import Unicode
@@ -86,7 +86,7 @@ def configured_keys(setting: str, configured_url: str, provider_default: str) ->
     return [ScopedKey(setting, "AcytooMagics.api_key", scope), *env_keys(configured_url, provider_default)]
 
 
-def key_for(url: str, candidates: Iterable[ScopedKey], *, stream: TextIO | None = None) -> str:
+def key_for(url: str, candidates: Iterable[ScopedKey]) -> str:
     """The first candidate key bound to ``url``'s origin, else "" (and one note per origin and session)."""
     candidates = [key for key in candidates if key.value]
     for key in candidates:
@@ -99,7 +99,7 @@ def key_for(url: str, candidates: Iterable[ScopedKey], *, stream: TextIO | None 
         print(
             f"acytoo: no API key sent to {shown_origin(url)}: {withheld} only "
             "(for a key there, set AcytooMagics.api_key with AcytooMagics.url on that host)",
-            file=stream or sys.stderr,
+            file=sys.stderr,
             flush=True,
         )
     return ""
