@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -11,7 +12,6 @@ import shlex
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -29,7 +29,8 @@ from .conversation import (
     MemoryStore,
     default_history_path,
 )
-from .providers.base import redact
+from .providers.base import redact, url_host
+from .providers.credentials import MaskedUnicode, configured_keys, key_for, shown_origin
 from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
 from .runner import Reply, Request, Runner, answer
 
@@ -170,18 +171,20 @@ class AcytooMagics(Magics):
         help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
     ).tag(config=True)
     model = Unicode(help="Model name sent to the provider. Env ACYTOO_MODEL.").tag(config=True)
-    url = Unicode(
+    url = MaskedUnicode(
         help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
-        "https://api.openai.com/v1). Env ACYTOO_URL."
+        "https://api.openai.com/v1). Env ACYTOO_URL. api_key and ACYTOO_API_KEY are sent only to its host."
     ).tag(config=True)
     temperature = Float(0.5, help="Sampling temperature.").tag(config=True)
-    proxy = Unicode("", help="HTTP proxy URL for provider requests (credentials are never shown).").tag(
-        config=True
-    )
-    api_key = Unicode(
+    proxy = MaskedUnicode(
+        "", help="HTTP proxy URL for provider requests (credentials are never shown)."
+    ).tag(config=True)
+    api_key = MaskedUnicode(
         "",
-        help="API key for OpenAI-compatible servers; empty reads ACYTOO_API_KEY or "
-        "OPENAI_API_KEY. Never shown or stored.",
+        hidden=True,
+        help="API key for OpenAI-compatible servers, sent only to the host of `url` (or the provider's "
+        "default URL); empty reads ACYTOO_API_KEY (same rule) or OPENAI_API_KEY (sent only to "
+        "OPENAI_BASE_URL or api.openai.com). Never shown or stored.",
     ).tag(config=True)
     history_path = Unicode(help="SQLite file of the conversation history. Env ACYTOO_HISTORY_DB.").tag(
         config=True
@@ -412,15 +415,20 @@ class AcytooMagics(Magics):
         args = self.options() if args is None else args
         provider = providers.resolve(args.provider or self.provider)
         name = providers.provider_name(provider)
-        url = args.url or self.url or None
-        where = urlsplit(url).netloc if url else getattr(provider, "url", "")
+        url = str(args.url or self.url) or None
+        own = isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
+        target = provider.base_url(url) if own else str(url or getattr(provider, "url", "") or "")
+        where = url_host(target)
+        api_key = None  # a foreign provider never gets a key; a built-in one only the key bound to target
+        if own and provider.takes_api_key:
+            api_key = key_for(target, configured_keys(str(self.api_key), str(self.url), provider.base_url()))
         options = {
             "url": url,
             "temperature": self.temperature if args.temperature is None else args.temperature,
             "timeout": self.timeout,
             "retries": self.retries,
             "max_response_bytes": self.max_response_bytes,
-            "api_key": self.api_key or None,
+            "api_key": api_key,
         }
         return Request(
             prompt=prompt,
@@ -429,7 +437,7 @@ class AcytooMagics(Magics):
             conversation=None if args.no_history else self.conversation(args.thread),
             system=self.system_prompt if args.system is None else args.system,
             budget=self.max_history_chars,
-            proxy=(args.proxy or self.proxy) or None,
+            proxy=str(args.proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
             provider_label=name,
@@ -538,7 +546,16 @@ class AcytooMagics(Magics):
         """The settings in force, secrets masked."""
         config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
         config["api_key"] = "*** (set)" if self.api_key else "(not set: ACYTOO_API_KEY / OPENAI_API_KEY)"
+        config["url"] = redact(self.url)
         config["proxy"] = redact(self.proxy)
+        config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
+        with contextlib.suppress(providers.ProviderNotFound):
+            provider = providers.resolve(self.provider)
+            own = isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
+            if own and provider.takes_api_key:  # each key only to the host it was set for
+                keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
+                shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
+                config["keys_go_to"] = "; ".join(shown) or "(no key set)"
         config["notebook"] = notebook_id(self.shell)
         config["history_file"] = str(self.store.path)
         return config

@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,11 +43,14 @@ directives, written in the last user message as [[key=value key=value ...]]:
 endpoints:
   POST /api/completions          Acytoo protocol, raw UTF-8 text stream
   POST /v1/chat/completions      OpenAI-compatible, Server-Sent Events when "stream": true
-  GET  /_requests                JSON list of the requests received (DELETE clears it)
+  GET  /_requests                JSON list of the requests received (DELETE clears it); scripted
+                                 backend only. Credential headers (Authorization, Proxy-Authorization,
+                                 Cookie, API-key headers) are kept only as "sha256:<12 hex digits>".
 """
 
 _DIRECTIVE = re.compile(r"\[\[([^\[\]]*)\]\]")
 _FILLER = b"All work and no play makes a notebook a dull book. "
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "api-key", "x-api-key"})
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,24 @@ class ServerConfig:
     failures: dict[str, int] = field(default_factory=dict)
     model: Any = None  # a local_model.LocalModel: real answers instead of the scripted ones
     log: bool = False  # print one line per generation (tokens, time to first token, tokens/s)
+
+    @property
+    def keeps_request_log(self) -> bool:
+        """Only the scripted test backend records requests (for tests); a real model server does not."""
+        return self.model is None
+
+
+def fingerprint(value: str) -> str:
+    """What the request log keeps of a credential: enough to tell keys apart, not to recover one."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def recorded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's headers as logged: credential headers replaced by their ``fingerprint``."""
+    return {
+        name: fingerprint(value) if name.lower() in CREDENTIAL_HEADERS else value
+        for name, value in headers.items()
+    }
 
 
 def parse_directives(text: str) -> tuple[dict[str, str], str]:
@@ -156,15 +180,18 @@ class Backend:
             raise web.HTTPBadRequest(
                 text='{"error": "body is not JSON"}', content_type="application/json"
             ) from None
-        self.config.requests.append(
-            {
-                "path": request.path,
-                "method": request.method,
-                "headers": dict(request.headers),
-                "json": payload,
-                "peer": list(request.transport.get_extra_info("peername") or ()) if request.transport else [],
-            }
-        )
+        if self.config.keeps_request_log:
+            self.config.requests.append(
+                {
+                    "path": request.path,
+                    "method": request.method,
+                    "headers": recorded_headers(request.headers),
+                    "json": payload,
+                    "peer": list(request.transport.get_extra_info("peername") or ())
+                    if request.transport
+                    else [],
+                }
+            )
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
             raise web.HTTPBadRequest(text='{"error": "messages missing"}', content_type="application/json")
         return payload
@@ -300,11 +327,42 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
         [
             web.post("/api/completions", backend.acytoo),
             web.post("/v1/chat/completions", backend.openai),
-            web.get("/_requests", backend.list_requests),
-            web.delete("/_requests", backend.clear_requests),
         ]
     )
+    if backend.config.keeps_request_log:  # with a real model, /_requests is a 404
+        app.add_routes(
+            [web.get("/_requests", backend.list_requests), web.delete("/_requests", backend.clear_requests)]
+        )
     return app
+
+
+def exposed_addresses(sockets: Sequence[socket.socket]) -> list[str]:
+    """The bound addresses that are not loopback (0.0.0.0 and :: listen on every interface)."""
+    exposed = []
+    for sock in sockets:
+        address = str(sock.getsockname()[0])
+        try:
+            loopback = ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+        except ValueError:  # not an IP address (a Unix socket path): not reachable from the network
+            loopback = True
+        if not loopback:
+            exposed.append(address)
+    return exposed
+
+
+async def start_site(runner: web.AppRunner, host: str, port: int) -> int:
+    """Listen on ``host:port``; say so (one line on stderr) when that is reachable beyond this machine."""
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = list(site._server.sockets) if site._server is not None else []  # type: ignore[union-attr]
+    if exposed := exposed_addresses(sockets):
+        print(
+            f"acytoo_magic.server: warning: listening on {', '.join(exposed)}, not only loopback: "
+            "anyone who can reach it can use it; use --host 127.0.0.1 unless you mean that",
+            file=sys.stderr,
+            flush=True,
+        )
+    return int(sockets[0].getsockname()[1])
 
 
 class LocalServer:
@@ -329,9 +387,7 @@ class LocalServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(create_app(self.config), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await start_site(self._runner, self.host, self.port)
 
     def start(self) -> LocalServer:
         self._thread.start()
@@ -395,9 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     async def serve() -> None:
         runner = web.AppRunner(create_app(config), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = await start_site(runner, args.host, args.port)
         print(f"acytoo_magic.server listening on http://{args.host}:{port}", flush=True)
         try:
             await asyncio.Event().wait()

@@ -7,6 +7,7 @@ import sys
 import types
 
 import aiohttp
+import aiohttp.web
 import pytest
 
 from acytoo_magic.providers import (
@@ -20,9 +21,12 @@ from acytoo_magic.providers import (
     ProviderProtocolError,
     ProviderTimeout,
     ResponseTooLarge,
+    credentials,
     resolve,
 )
-from acytoo_magic.providers.base import redact
+from acytoo_magic.providers.base import redact, url_host
+from acytoo_magic.providers.credentials import HiddenText, MaskedText, ScopedKey, key_for, origin
+from acytoo_magic.server import fingerprint
 
 MULTILINGUAL = "Привет, мир! 你好，世界。こんにちは 🎉👩‍💻 naïve café — ok"
 
@@ -91,13 +95,117 @@ async def test_openai_sse_stream_and_bearer_key(server):
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["json"]["stream"] is True
-    assert request["headers"]["Authorization"] == "Bearer sk-test-123"
+    assert request["headers"]["Authorization"] == fingerprint("Bearer sk-test-123")
 
 
-async def test_openai_key_from_env(server, monkeypatch):
+@pytest.fixture
+def notes(monkeypatch):
+    """A fresh 'already told' set: the one-note-per-host rule starts over for each test."""
+    monkeypatch.setattr(credentials, "_noted", set())
+
+
+async def test_openai_key_from_env_goes_to_its_base_url(server, monkeypatch, notes, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-env-456")
-    await collect(OpenAICompatible, user("x"), url=f"{server.url}/v1")
-    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-env-456"
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+    await collect(OpenAICompatible, user("x"))
+    assert server.requests[0]["headers"]["Authorization"] == fingerprint("Bearer sk-env-456")
+    assert capsys.readouterr().err == ""
+
+
+async def test_openai_key_from_env_is_not_sent_to_another_host(server, monkeypatch, notes, capsys):
+    """OPENAI_API_KEY belongs to api.openai.com (OPENAI_BASE_URL unset): a local server gets no key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-456")
+    await collect(OpenAICompatible, user("one"), url=f"{server.url}/v1")
+    await collect(OpenAICompatible, user("two"), url=f"{server.url}/v1")
+    assert [r["json"]["messages"][0]["content"] for r in server.requests] == ["one", "two"]
+    assert all("Authorization" not in r["headers"] for r in server.requests)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line, once for this host
+    assert f"no API key sent to {server.url}: OPENAI_API_KEY is for https://api.openai.com only" in err
+    assert "sk-env-456" not in err
+
+
+async def test_acytoo_key_from_env_is_bound_to_acytoo_url(server, monkeypatch, notes, capsys):
+    monkeypatch.setenv("ACYTOO_API_KEY", "sk-acytoo-789")
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    await collect(OpenAICompatible, user("same host"), url=f"{server.url}/v1")
+    other = server.url.replace("127.0.0.1", "localhost")  # the same server under another host name
+    await collect(OpenAICompatible, user("other host"), url=f"{other}/v1")
+    first, second = server.requests
+    assert first["headers"]["Authorization"] == fingerprint("Bearer sk-acytoo-789")
+    assert "Authorization" not in second["headers"]
+    assert "ACYTOO_API_KEY is for http://127.0.0.1:" in capsys.readouterr().err
+
+
+async def test_acytoo_protocol_never_sends_a_key(server, monkeypatch):
+    monkeypatch.setenv("ACYTOO_API_KEY", "sk-acytoo-789")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-456")
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    await collect(Acytoo, user("x"), api_key="sk-given")
+    (request,) = server.requests
+    assert "Authorization" not in request["headers"]
+    assert request["json"]["key"] == "" and request["json"]["password"] == ""
+
+
+async def test_an_explicit_empty_key_sends_none(server, monkeypatch, notes):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-456")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+    await collect(OpenAICompatible, user("x"), api_key="")
+    assert "Authorization" not in server.requests[0]["headers"]
+
+
+async def test_url_credentials_and_a_key_are_one_clear_error(server):
+    url = server.url.replace("http://", "http://carol:urlpass@") + "/v1"
+    with pytest.raises(ProviderError) as info:
+        await collect(OpenAICompatible, user("x"), url=url, api_key="sk-given")
+    assert "user:password@ and an API key" in str(info.value)
+    assert "urlpass" not in str(info.value) and "sk-given" not in str(info.value)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("https://api.openai.com/v1", "HTTPS://API.OpenAI.com:443/other"),
+        ("http://127.0.0.1:8000/v1", "http://user:pw@127.0.0.1:8000"),
+        ("http://[::1]:80/v1", "http://[::1]/x"),
+        ("http://bücher.example/v1", "http://xn--bcher-kva.example"),
+    ],
+)
+def test_origin_is_normalised(a, b):
+    assert origin(a) == origin(b) != ""
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("https://api.openai.com/v1", "http://api.openai.com/v1"),  # scheme
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8001"),  # port
+        ("http://127.0.0.1:8000", "http://localhost:8000"),  # host name
+        ("https://api.openai.com", "https://api.openai.com.evil.example"),
+    ],
+)
+def test_origins_differ(a, b):
+    assert origin(a) != origin(b)
+
+
+def test_a_key_goes_only_where_it_was_set(notes, capsys):
+    key = ScopedKey("sk-1", "AcytooMagics.api_key", "http://a.example:8000/v1")
+    assert key_for("http://a.example:8000/v1/", [key]) == "sk-1"
+    assert key_for("http://b.example:8000/v1", [key]) == ""
+    assert key_for("not a url", [key]) == ""
+    assert key_for("", [key]) == ""
+    assert capsys.readouterr().err.count("\n") == 3  # one note per host (b.example, and two unusable)
+    assert key_for("http://b.example:8000/v1", [key]) == ""
+    assert capsys.readouterr().err == ""  # already told about that host
+
+
+def test_masked_settings_show_no_secret():
+    assert repr(MaskedText("http://bob:pw@proxy:3128")) == "'http://***@proxy:3128'"
+    assert str(MaskedText("http://bob:pw@proxy:3128")) == "http://bob:pw@proxy:3128"
+    assert repr(HiddenText("sk-abc")) == "'***'" and f"Bearer {HiddenText('sk-abc')}" == "Bearer sk-abc"
+    assert repr(HiddenText("")) == "''"
+    assert url_host("http://bob:pw@example.com:3128/v1") == "example.com:3128"
 
 
 async def test_openai_malformed_sse_is_a_protocol_error(server):
@@ -289,3 +397,26 @@ def test_redaction():
     assert redact("key sk-abcdef leaked", secrets=["sk-abcdef"]) == "key *** leaked"
     error = ProviderError("boom\nsecond line", provider="P", url="http://u:p@h/x")
     assert str(error) == "P at http://***@h/x: boom second line"
+
+
+async def test_a_redirect_to_another_host_drops_the_key(server):
+    """The key goes with the request to its host; a redirect elsewhere does not carry it along."""
+
+    async def redirect(request):
+        raise aiohttp.web.HTTPTemporaryRedirect(f"http://localhost:{server.port}/v1/chat/completions")
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/v1/chat/completions", redirect)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]
+        redirector = f"http://127.0.0.1:{port}/v1"
+        text = "".join(await collect(OpenAICompatible, user("redirected"), url=redirector, api_key="sk-r"))
+    finally:
+        await runner.cleanup()
+    assert 'You said: "redirected"' in text
+    (request,) = server.requests
+    assert "Authorization" not in request["headers"]

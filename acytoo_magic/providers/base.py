@@ -17,6 +17,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -37,6 +38,13 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def url_host(url: str | None) -> str:
+    """``host[:port]`` of ``url`` without any ``user:password@``, for labels such as "contacting"."""
+    with contextlib.suppress(ValueError):
+        return redact(urlsplit(url or "").netloc.rpartition("@")[2])
+    return ""
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -276,6 +284,7 @@ class AsyncGeneratorProvider:
     supports_stream: bool = True
     supports_message_history: bool = True
     supports_gpt_35_turbo: bool = False
+    takes_api_key: bool = False  # sends an API key (bound to its host: see ``credentials``)
     url_env: str = ""  # the environment variable that overrides ``url``
 
     @classmethod

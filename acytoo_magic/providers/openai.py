@@ -10,27 +10,31 @@ import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from .base import (
     AsyncGeneratorProvider,
     HTTPStream,
     Messages,
+    ProviderError,
     ProviderProtocolError,
     transport_options,
 )
+from .credentials import OPENAI_DEFAULT_URL, env_keys, key_for
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-API_KEY_ENV = ("ACYTOO_API_KEY", "OPENAI_API_KEY")
+DEFAULT_BASE_URL = OPENAI_DEFAULT_URL
 
 
-def api_key_from_env() -> str:
-    return next((os.environ[name] for name in API_KEY_ENV if os.environ.get(name)), "")
+def api_key_from_env(url: str, provider_default: str = DEFAULT_BASE_URL) -> str:
+    """The environment's key for ``url``, if one is bound to its host (see ``credentials``)."""
+    return key_for(url, env_keys(os.environ.get("ACYTOO_URL"), provider_default))
 
 
 class OpenAICompatible(AsyncGeneratorProvider):
     url = DEFAULT_BASE_URL
     url_env = "OPENAI_BASE_URL"
     supports_gpt_35_turbo = True
+    takes_api_key = True
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]
@@ -45,8 +49,13 @@ class OpenAICompatible(AsyncGeneratorProvider):
         **kwargs: Any,
     ) -> AsyncIterator[str]:
         """Stream the answer's deltas. Also takes ``session``, ``timeout``, ``retries``,
-        ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored."""
-        key = api_key or api_key_from_env()
+        ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored.
+
+        ``api_key``: sent as given ("" sends none); ``None`` takes the environment's key only if
+        it is bound to this URL's host (``OPENAI_API_KEY``: ``OPENAI_BASE_URL`` or api.openai.com).
+        """
+        base = cls.base_url(url)
+        key = api_key_from_env(base, cls.base_url()) if api_key is None else api_key
         headers = {"accept": "text/event-stream", "content-type": "application/json"}
         if key:
             headers["authorization"] = f"Bearer {key}"
@@ -55,13 +64,17 @@ class OpenAICompatible(AsyncGeneratorProvider):
             body["temperature"] = float(temperature)
         stream = HTTPStream(
             "OpenAI-compatible",
-            f"{cls.base_url(url)}/chat/completions",
+            f"{base}/chat/completions",
             json=body,
             headers=headers,
             proxy=proxy,
             secrets=(key,),
             **transport_options(kwargs),
         )
+        if key and "@" in urlsplit(base).netloc:  # aiohttp would send the URL's user:password instead
+            raise stream.error(
+                ProviderError, "the URL has user:password@ and an API key is set: both are Authorization"
+            )
         async for raw in stream.chunks(lines=True):
             event = parse_sse_line(raw, stream)
             if event is DONE:
