@@ -16,12 +16,25 @@ import queue
 import re
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 Messages = Sequence[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts a backend reported for one reply, yielded after the text.
+
+    A provider's stream may yield it (or any object with ``prompt_tokens`` and
+    ``completion_tokens`` attributes, as g4f's ``Usage`` has) besides strings; front ends show it.
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
