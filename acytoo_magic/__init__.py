@@ -1,7 +1,8 @@
 """acytoo-magic: ask an LLM from a Jupyter cell; the answer streams in place as Markdown.
 
-``%load_ext acytoo_magic`` registers ``%%acytoo`` and ``%acytoo``. The core (providers, conversation,
-runner, render) does not import IPython; the magics are a thin front end over it.
+``Assistant`` is the core (settings, history, providers, context) and works from plain Python.
+``%load_ext acytoo_magic`` registers ``%%acytoo`` and ``%acytoo``; ``ChatWidget`` is a chat. Both are
+thin front ends over the notebook's one ``Assistant``.
 """
 
 from __future__ import annotations
@@ -9,24 +10,33 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from .assistant import Assistant, forget_shared_assistant, shared_assistant
 from .conversation import Conversation, HistoryStore, Message
+from .errors import AcytooError, AcytooInterrupted, ContextError, HistoryError, ProviderNotFound
 from .providers import AsyncGeneratorProvider, ProviderError, resolve
 from .runner import Reply, Request, Runner, answer
 
 __version__ = "0.1.0"
 __all__ = [
+    "AcytooError",
+    "AcytooInterrupted",
+    "Assistant",
     "AsyncGeneratorProvider",
     "ChatWidget",
+    "ContextError",
     "Conversation",
+    "HistoryError",
     "HistoryStore",
     "Message",
     "ProviderError",
+    "ProviderNotFound",
     "Reply",
     "Request",
     "Runner",
     "answer",
     "load_ipython_extension",
     "resolve",
+    "shared_assistant",
     "unload_ipython_extension",
 ]
 
@@ -50,7 +60,6 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     _magics = AcytooMagics(shell=ipython)
     ipython.register_magics(_magics)
-    ipython.events.register("post_run_cell", _magics.errors.post_run_cell)
     # Decides per cell: only a top-level cell under ipykernel's asyncio runner is made awaited.
     ipython.input_transformers_post.append(_magics.transform_lines)
 
@@ -60,8 +69,6 @@ def unload_ipython_extension(ipython: Any) -> None:
     global _magics
     if _magics is not None:
         with contextlib.suppress(ValueError):
-            ipython.events.unregister("post_run_cell", _magics.errors.post_run_cell)
-        with contextlib.suppress(ValueError):
             ipython.input_transformers_post.remove(_magics.transform_lines)
-        _magics.close()
         _magics = None
+    forget_shared_assistant(ipython)

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ContextError
+
 DEFAULT_BUDGET = 2_000
 MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its budget
 SAMPLE_ROWS = 100_000
@@ -23,8 +25,6 @@ _REFERENCE = re.compile(
 )
 
 
-class ContextError(ValueError):
-    """A reference in the prompt cannot be expanded; nothing was sent."""
 
 
 @dataclass(frozen=True)

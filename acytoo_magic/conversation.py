@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import HistoryError
+
 T = TypeVar("T")
 
 COMPLETE, PARTIAL, INTERRUPTED = "complete", "partial", "interrupted"
@@ -49,8 +51,6 @@ _CELL_INDEX = "CREATE INDEX IF NOT EXISTS messages_by_cell ON messages (notebook
 _COLUMNS = "id, role, content, status, created, meta, cell"
 
 
-class HistoryError(RuntimeError):
-    """The history database cannot be used; the message names the file and what to do."""
 
 
 @dataclass(frozen=True)

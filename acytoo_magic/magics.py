@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shlex
 import sys
@@ -16,23 +14,14 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
-from traitlets import Bool, Float, Int, Unicode, default, observe
 
 from . import providers
+from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
-from .context import ContextError, ErrorLog, NotebookContext
-from .conversation import (
-    DEFAULT_THREAD,
-    Conversation,
-    HistoryError,
-    HistoryStore,
-    MemoryStore,
-    default_history_path,
-)
-from .providers.base import redact, url_host
-from .providers.credentials import MaskedUnicode, configured_keys, key_for, shown_origin
+from .conversation import DEFAULT_THREAD
+from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
 from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
-from .runner import Reply, Request, Runner, answer
+from .runner import Reply, Request
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -46,22 +35,11 @@ SUBCOMMAND_EXAMPLES = {
     "reset": "%acytoo reset --all",
     "threads": "%acytoo threads --adopt old_name.ipynb",
     "providers": "%acytoo providers",
-    "config": "%config AcytooMagics.model = 'gpt-4o-mini'; then %acytoo config",
+    "config": "%config Assistant.model = 'gpt-4o-mini'; then %acytoo config",
     "export": "%acytoo export -c plots plots.md",
     "explain": "%acytoo explain 12",
     "chat": "%acytoo chat -c default",
 }
-
-
-class AcytooError(Exception):
-    """A failed answer: IPython shows this one line instead of a traceback, and the cell counts as failed."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
-
-
-class AcytooInterrupted(AcytooError):
-    """The kernel was interrupted while an answer streamed; the cell fails so "Run All" stops."""
 
 
 _CALL = re.compile(r"^get_ipython\(\)\.run_(?P<kind>cell|line)_magic\('acytoo', ")
@@ -107,34 +85,6 @@ def top_level_await_applies(shell: Any) -> bool:
     return True
 
 
-def notebook_id(shell: Any) -> str:
-    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd.
-
-    VS Code sets ``__vsc_ipynb_file__``; JupyterLab and Notebook 7 set ``JPY_SESSION_NAME``, which
-    ipykernel copies to ``__session__``.
-    """
-    namespace = shell.user_ns
-    session = (
-        namespace.get("__vsc_ipynb_file__")
-        or namespace.get("__session__")
-        or os.environ.get("JPY_SESSION_NAME")
-    )
-    if session:
-        return str(session)
-    if getattr(shell, "kernel", None) is not None:
-        try:
-            from ipykernel import get_connection_file
-
-            return "kernel:" + Path(get_connection_file()).stem.removeprefix("kernel-")
-        except Exception:  # not a normal ipykernel launch
-            pass
-    return f"terminal:{os.getcwd()}"
-
-
-def _env_default(name: str, fallback: str) -> str:
-    return os.environ.get(name) or fallback
-
-
 class SubcommandParser(MagicArgumentParser):
     """argparse for ``%acytoo SUBCOMMAND``: errors become a one-line UsageError with the usage."""
 
@@ -165,78 +115,11 @@ def _subparser(name: str, help_text: str) -> SubcommandParser:
 
 @magics_class
 class AcytooMagics(Magics):
-    """Ask an LLM from a cell; the answer streams in place as Markdown. Settings: ``%config AcytooMagics``."""
+    """Ask an LLM from a cell; the answer streams in place as Markdown. Settings: ``%config Assistant``."""
 
-    provider = Unicode(
-        help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
-    ).tag(config=True)
-    model = Unicode(help="Model name sent to the provider. Env ACYTOO_MODEL.").tag(config=True)
-    url = MaskedUnicode(
-        help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
-        "https://api.openai.com/v1). Env ACYTOO_URL. api_key and ACYTOO_API_KEY are sent only to its host."
-    ).tag(config=True)
-    temperature = Float(0.5, help="Sampling temperature.").tag(config=True)
-    proxy = MaskedUnicode(
-        "", help="HTTP proxy URL for provider requests (credentials are never shown)."
-    ).tag(config=True)
-    api_key = MaskedUnicode(
-        "",
-        hidden=True,
-        help="API key for OpenAI-compatible servers, sent only to the host of `url` (or the provider's "
-        "default URL); empty reads ACYTOO_API_KEY (same rule) or OPENAI_API_KEY (sent only to "
-        "OPENAI_BASE_URL or api.openai.com). Never shown or stored.",
-    ).tag(config=True)
-    history_path = Unicode(help="SQLite file of the conversation history. Env ACYTOO_HISTORY_DB.").tag(
-        config=True
-    )
-    max_history_chars = Int(
-        12_000, help="Characters of history sent with a prompt (oldest dropped first, system prompt kept)."
-    ).tag(config=True)
-    system_prompt = Unicode(
-        "You are a concise assistant for data analysis in a Jupyter notebook. Answer in Markdown.",
-        help="System prompt sent first in every request.",
-    ).tag(config=True)
-    render_interval = Float(0.08, help="Seconds between coalesced display updates while streaming.").tag(
-        config=True
-    )
-    timeout = Float(60.0, help="Seconds without data (before or during a reply) before giving up.").tag(
-        config=True
-    )
-    retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
-        config=True
-    )
-    max_response_bytes = Int(
-        32 * 1024 * 1024, help="A reply larger than this is cut there (what arrived is kept, marked partial)."
-    ).tag(config=True)
-    show_status = Bool(
-        True, help="Show a small status line (provider, model, time, size) under each answer."
-    ).tag(config=True)
-    max_context_chars = Int(
-        2_000, help="Characters each {variable}, {Out[n]} or {Err} may take in a prompt."
-    ).tag(config=True)
-
-    @default("provider")
-    def _default_provider(self) -> str:
-        return _env_default("ACYTOO_PROVIDER", "acytoo")
-
-    @default("model")
-    def _default_model(self) -> str:
-        return _env_default("ACYTOO_MODEL", "gpt-3.5-turbo")
-
-    @default("url")
-    def _default_url(self) -> str:
-        return _env_default("ACYTOO_URL", "")
-
-    @default("history_path")
-    def _default_history_path(self) -> str:
-        return _env_default("ACYTOO_HISTORY_DB", str(default_history_path()))
-
-    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+    def __init__(self, shell: Any = None, assistant: Assistant | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
-        self.runner = Runner()
-        # The magic's own failures are not what a user means by "the last error".
-        self.errors = ErrorLog(ignored=(AcytooError, UsageError, KeyboardInterrupt))
-        self._store: HistoryStore | None = None
+        self.assistant = assistant if assistant is not None else shared_assistant(shell)
         self.last_reply: Reply | None = None
         self.last_renderer: ThrottledRenderer | None = None
         self._calls: tuple[str, int] = ("", 0)  # (execute request, answers it asked for so far)
@@ -244,33 +127,6 @@ class AcytooMagics(Magics):
     def transform_lines(self, lines: list[str]) -> list[str]:
         """The input transformer: top-level calls become awaited where top-level await applies."""
         return await_acytoo_calls(lines) if top_level_await_applies(self.shell) else lines
-
-    @observe("history_path")
-    def _history_path_changed(self, change: dict[str, Any]) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-    # -- history ---------------------------------------------------------------------------
-    @property
-    def store(self) -> HistoryStore:
-        """The history store; an unusable file gives one warning and in-memory history instead."""
-        if self._store is None:
-            store = HistoryStore(self.history_path)
-            try:
-                store.threads("")  # opens and checks the file now, not in the middle of an answer
-            except HistoryError as exc:
-                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
-                store = MemoryStore()
-            self._store = store
-        return self._store
-
-    def conversation(self, thread: str | None = None) -> Conversation:
-        return Conversation(self.store, notebook_id(self.shell), thread or DEFAULT_THREAD)
-
-    def context(self) -> NotebookContext:
-        raw = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
-        return NotebookContext(self.shell.user_ns, self.errors, self.max_context_chars, raw)
 
     def cell_key(self, typed: str) -> str | None:
         """Which notebook cell is asking, so a re-run replaces its exchange (None: a terminal chat).
@@ -292,11 +148,6 @@ class AcytooMagics(Magics):
         cell_id = parent.get("metadata", {}).get("cellId")
         base = f"id:{cell_id}" if cell_id else "text:" + hashlib.sha256(typed.encode()).hexdigest()[:16]
         return f"{base}#{calls}"
-
-    def close(self) -> None:
-        self.runner.close()
-        if self._store is not None:
-            self._store.close()
 
     # -- the magic -------------------------------------------------------------------------
     @magic_arguments()
@@ -345,26 +196,34 @@ class AcytooMagics(Magics):
         prompt = cell.strip()
         if not prompt:
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
+        attach = [n.strip() for n in (args.context or "").split(",") if n.strip()]
         try:
-            context = self.context()
-            prompt = context.expand(prompt)
-            if args.context:
-                prompt += context.attach([n.strip() for n in args.context.split(",") if n.strip()])
+            prompt = self.assistant.expand(prompt, attach)
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
         return args, prompt, f"%%acytoo {line}\n{cell}"
 
     def _start(self, args: Any, prompt: str, typed: str) -> tuple[Request, ThrottledRenderer]:
+        cell = self.cell_key(typed) if not args.no_history else None
         try:
-            request = self.request(prompt, args)
-        except providers.ProviderNotFound as exc:
+            request = self.assistant.request(
+                prompt,
+                thread=args.thread,
+                provider=args.provider,
+                model=args.model,
+                temperature=args.temperature,
+                url=args.url,
+                proxy=args.proxy,
+                system=args.system,
+                history=not args.no_history,
+                cell=cell,
+                meta={"execution_count": self.shell.execution_count} if cell else None,
+            )
+        except ProviderNotFound as exc:
             raise UsageError(str(exc)) from None
-        if request.conversation is not None:
-            request.cell = self.cell_key(typed)
-            request.meta = {"execution_count": self.shell.execution_count} if request.cell else {}
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
-            renderer = DisplayRenderer(args.format, self.render_interval)
+            renderer = DisplayRenderer(args.format, self.assistant.render_interval)
         else:
             renderer = TerminalRenderer()
         self.last_renderer = renderer
@@ -374,7 +233,7 @@ class AcytooMagics(Magics):
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
         request, renderer = self._start(args, prompt, typed)
         try:
-            reply = self.runner.run(self._answer(request, renderer))
+            reply = self.assistant.runner.run(self.assistant.ask(prompt, request=request, renderer=renderer))
         except KeyboardInterrupt:
             raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
         self._finish(args, reply)
@@ -382,7 +241,7 @@ class AcytooMagics(Magics):
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
         request, renderer = self._start(args, prompt, typed)
         try:
-            reply = await self._answer(request, renderer)
+            reply = await self.assistant.ask(prompt, request=request, renderer=renderer)
         except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
             raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
         self._finish(args, reply)
@@ -403,46 +262,9 @@ class AcytooMagics(Magics):
             else:
                 self.shell.set_next_input(code, replace=False)
 
-    async def _answer(self, request: Request, renderer: ThrottledRenderer) -> Reply:
-        return await answer(request, renderer, await self.runner.session())
-
     def options(self, argv: list[str] | None = None) -> Any:
-        """The cell magic's options parsed from ``argv`` (defaults when empty), for other front ends."""
+        """The cell magic's options parsed from ``argv`` (defaults when empty)."""
         return self.acytoo.parser.parse_args(argv or [])
-
-    def request(self, prompt: str, args: Any = None) -> Request:
-        """Everything one answer needs, from the settings and the cell's options (``ProviderNotFound``)."""
-        args = self.options() if args is None else args
-        provider = providers.resolve(args.provider or self.provider)
-        name = providers.provider_name(provider)
-        url = str(args.url or self.url) or None
-        own = isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
-        target = provider.base_url(url) if own else str(url or getattr(provider, "url", "") or "")
-        where = url_host(target)
-        api_key = None  # a foreign provider never gets a key; a built-in one only the key bound to target
-        if own and provider.takes_api_key:
-            api_key = key_for(target, configured_keys(str(self.api_key), str(self.url), provider.base_url()))
-        options = {
-            "url": url,
-            "temperature": self.temperature if args.temperature is None else args.temperature,
-            "timeout": self.timeout,
-            "retries": self.retries,
-            "max_response_bytes": self.max_response_bytes,
-            "api_key": api_key,
-        }
-        return Request(
-            prompt=prompt,
-            provider=provider,
-            model=args.model or self.model,
-            conversation=None if args.no_history else self.conversation(args.thread),
-            system=self.system_prompt if args.system is None else args.system,
-            budget=self.max_history_chars,
-            proxy=str(args.proxy or self.proxy) or None,
-            options=options,
-            label=f"contacting {name} ({where})" if where else f"contacting {name}",
-            provider_label=name,
-            show_status=self.show_status,
-        )
 
     # -- line subcommands ------------------------------------------------------------------
     def _subcommand(self, line: str) -> None:
@@ -494,7 +316,7 @@ class AcytooMagics(Magics):
         parser = _subparser("history", "print a thread")
         parser.add_argument("-c", "--thread", default=None)
         args = self._parse(parser, rest)
-        messages = self.conversation(args.thread).messages()
+        messages = self.assistant.conversation(args.thread).messages()
         if not messages:
             print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
         for message in messages:
@@ -508,9 +330,9 @@ class AcytooMagics(Magics):
         group.add_argument("-c", "--thread", default=None)
         group.add_argument("--all", action="store_true")
         args = self._parse(parser, rest)
-        notebook = notebook_id(self.shell)
+        notebook = self.assistant.notebook
         thread = None if args.all else (args.thread or DEFAULT_THREAD)
-        removed = self.store.reset(notebook, thread)
+        removed = self.assistant.store.reset(notebook, thread)
         print(f"removed {removed} messages from {'all threads' if thread is None else repr(thread)}")
 
     def _threads(self, rest: str) -> None:
@@ -518,21 +340,21 @@ class AcytooMagics(Magics):
         parser = _subparser("threads", "list threads")
         parser.add_argument("--adopt", metavar="NOTEBOOK", help="move NOTEBOOK's threads to this notebook")
         args = self._parse(parser, rest)
-        notebook = notebook_id(self.shell)
+        notebook = self.assistant.notebook
         if args.adopt:
-            moved = self.store.move(args.adopt, notebook)
+            moved = self.assistant.store.move(args.adopt, notebook)
             print(f"moved {moved} messages from {args.adopt!r} to {notebook!r}")
-        rows = self.store.threads(notebook)
+        rows = self.assistant.store.threads(notebook)
         print(f"threads of {notebook!r}:")
         for thread, count, _last in rows:
             print(f"  {thread}: {count} messages")
         if rows:
             return
         print("  (none yet)")
-        others = [(name, count) for name, count in self.store.notebooks() if name != notebook]
+        others = [(name, count) for name, count in self.assistant.store.notebooks() if name != notebook]
         if others:
             listed = ", ".join(f"{name!r} ({count} messages)" for name, count in others[:5])
-            print(f"other notebooks in {self.store.path}: {listed}")
+            print(f"other notebooks in {self.assistant.store.path}: {listed}")
             print(f"renamed this notebook? carry its threads over: %acytoo threads --adopt {others[0][0]}")
 
     def _providers(self, rest: str) -> None:
@@ -542,28 +364,10 @@ class AcytooMagics(Magics):
             print(f"{name:<10} {where}")
         print("any other: -p package.module:Class (a g4f-style provider)")
 
-    def effective_config(self) -> dict[str, Any]:
-        """The settings in force, secrets masked."""
-        config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
-        config["api_key"] = "*** (set)" if self.api_key else "(not set: ACYTOO_API_KEY / OPENAI_API_KEY)"
-        config["url"] = redact(self.url)
-        config["proxy"] = redact(self.proxy)
-        config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
-        with contextlib.suppress(providers.ProviderNotFound):
-            provider = providers.resolve(self.provider)
-            own = isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
-            if own and provider.takes_api_key:  # each key only to the host it was set for
-                keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
-                shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
-                config["keys_go_to"] = "; ".join(shown) or "(no key set)"
-        config["notebook"] = notebook_id(self.shell)
-        config["history_file"] = str(self.store.path)
-        return config
-
     def _config(self, rest: str) -> None:
         """Show the effective settings, secrets masked: %acytoo config."""
         self._parse(_subparser("config", "show settings"), rest)
-        for name, value in self.effective_config().items():
+        for name, value in self.assistant.effective_config().items():
             print(f"{name:<18} {value!r}")
 
     def _explain(self, rest: str) -> None:
@@ -576,7 +380,7 @@ class AcytooMagics(Magics):
         parser.add_argument("-c", "--thread", default=None)
         args = self._parse(parser, rest)
         try:
-            prompt = self.context().explain_prompt(args.cell)
+            prompt = self.assistant.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
         return self.options(["-c", args.thread] if args.thread else []), prompt, f"%acytoo explain {rest}"
@@ -590,7 +394,7 @@ class AcytooMagics(Magics):
         parser = _subparser("chat", "open a chat widget")
         parser.add_argument("-c", "--thread", default=None)
         args = self._parse(parser, rest)
-        display(ChatWidget(args.thread or DEFAULT_THREAD, magics=self))
+        display(ChatWidget(args.thread or DEFAULT_THREAD, assistant=self.assistant))
 
     def _export(self, rest: str) -> None:
         """Write a thread to a file, Markdown or JSON by extension: %acytoo export [-c THREAD] PATH."""
@@ -599,7 +403,7 @@ class AcytooMagics(Magics):
         parser.add_argument("path")
         args = self._parse(parser, rest)
         path = Path(args.path).expanduser()
-        messages = self.conversation(args.thread).messages()
+        messages = self.assistant.conversation(args.thread).messages()
         if path.suffix.lower() == ".json":
             text = json.dumps([m.to_json() for m in messages], indent=2, ensure_ascii=False)
         elif path.suffix.lower() in (".md", ".markdown"):

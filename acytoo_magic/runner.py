@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .conversation import COMPLETE, INTERRUPTED, PARTIAL, Conversation, HistoryError
+from .conversation import COMPLETE, INTERRUPTED, PARTIAL, Conversation
+from .errors import AcytooInterrupted, HistoryError
 from .providers import provider_name
 from .providers.base import AsyncGeneratorProvider, ProviderError, redact
 from .render import Renderer, TextBuffer
@@ -48,6 +49,13 @@ class Reply:
     @property
     def elapsed(self) -> float:
         return (self.finished or time.monotonic()) - self.started
+
+    def raise_for_status(self) -> None:
+        """Raise the provider's error if the request failed or dropped, or ``AcytooInterrupted``."""
+        if self.error is not None:
+            raise self.error
+        if self.status == INTERRUPTED:
+            raise AcytooInterrupted("interrupted; the partial answer is kept, marked")
 
     @property
     def note(self) -> str:

@@ -17,13 +17,12 @@ import ipywidgets as widgets
 import traitlets
 from markdown_it import MarkdownIt
 
-from . import providers
-from .context import ContextError
+from .assistant import Assistant, shared_assistant
 from .conversation import INTERRUPTED, PARTIAL, Message
-from .magics import notebook_id
+from .errors import ContextError, ProviderNotFound
 from .providers.base import redact
 from .render import Frame, ThrottledRenderer
-from .runner import FAILED, Reply, answer
+from .runner import FAILED, Reply
 
 # Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -129,8 +128,8 @@ class ChatInput(anywidget.AnyWidget):
 class ChatWidget(widgets.VBox):
     """A chat bound to one thread of this notebook's history, streaming like ``%%acytoo``."""
 
-    def __init__(self, thread: str = "default", magics: Any = None, **kwargs: Any) -> None:
-        self.magics = magics or _loaded_magics()
+    def __init__(self, thread: str = "default", assistant: Assistant | None = None, **kwargs: Any) -> None:
+        self.assistant = assistant or _kernel_assistant()
         self.thread = thread
         self._task: asyncio.Task[Reply] | None = None
         self.last_reply: Reply | None = None
@@ -174,7 +173,7 @@ class ChatWidget(widgets.VBox):
         return self._task is not None and not self._task.done()
 
     def _thread_names(self) -> list[str]:
-        names = [name for name, _count, _last in self.magics.store.threads(notebook_id(self.magics.shell))]
+        names = [name for name, _count, _last in self.assistant.store.threads(self.assistant.notebook)]
         return names if self.thread in names else [self.thread, *names]
 
     def _update_indicator(self, request: Any = None) -> None:
@@ -182,7 +181,7 @@ class ChatWidget(widgets.VBox):
         if request is not None:
             name, model = request.provider_label, request.model
         else:
-            name, model = self.magics.provider, self.magics.model
+            name, model = self.assistant.provider, self.assistant.model
         self.indicator.value = f'<span class="acytoo-note">{html.escape(name)} · {html.escape(model)}</span>'
 
     def _thread_changed(self, change: dict[str, Any]) -> None:
@@ -199,7 +198,7 @@ class ChatWidget(widgets.VBox):
     def load_transcript(self) -> None:
         """Show the thread as stored: what the magic and other widgets said is here too."""
         self.transcript.value = ""
-        self._append(self.magics.conversation(self.thread).messages())
+        self._append(self.assistant.conversation(self.thread).messages())
         self.live.value = ""
 
     def _append(self, messages: list[Message]) -> None:
@@ -226,9 +225,9 @@ class ChatWidget(widgets.VBox):
             self._show_status("an answer is still streaming: wait, or press Stop")
             return None
         try:
-            prompt = self.magics.context().expand(text)
-            request = self.magics.request(prompt, self.magics.options(["-c", self.thread]))
-        except (ContextError, providers.ProviderNotFound) as exc:
+            prompt = self.assistant.expand(text)
+            request = self.assistant.request(prompt, thread=self.thread)
+        except (ContextError, ProviderNotFound) as exc:
             self.input.value = text  # back in the box, to be corrected
             self._show_status(str(exc), error=True)
             return None
@@ -237,7 +236,7 @@ class ChatWidget(widgets.VBox):
         self.input.value = ""
         before = self.transcript.value
         self._append([Message("user", prompt)])
-        self.renderer = ThrottledRenderer(self._draw, self.magics.render_interval)
+        self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
         self._set_busy(True)
         self._task = asyncio.get_running_loop().create_task(
             self._stream(request, self.renderer, text, before)
@@ -248,7 +247,7 @@ class ChatWidget(widgets.VBox):
         reply = Reply()
         try:
             with contextlib.suppress(asyncio.CancelledError):  # Stop: marked interrupted, recorded
-                await answer(request, renderer, await self.magics.runner.session(), reply)
+                await self.assistant.ask(request.prompt, request=request, renderer=renderer, reply=reply)
             self._show_reply(reply, renderer, typed, before)
         except Exception as exc:  # anything else: say it, and leave the widget usable
             reply.status = FAILED
@@ -300,15 +299,11 @@ class ChatWidget(widgets.VBox):
         return await asyncio.shield(self._task)
 
 
-def _loaded_magics() -> Any:
-    """The magics of this kernel, loading the extension first if needed (settings are shared)."""
+def _kernel_assistant() -> Assistant:
+    """This kernel's Assistant, the one the magic uses: settings and history are shared."""
     from IPython import get_ipython
-
-    import acytoo_magic
 
     shell = get_ipython()
     if shell is None:
-        raise RuntimeError("ChatWidget needs IPython (a notebook kernel)")
-    if acytoo_magic._magics is None:
-        acytoo_magic.load_ipython_extension(shell)
-    return acytoo_magic._magics
+        raise RuntimeError("ChatWidget needs IPython (a notebook kernel), or pass assistant=Assistant()")
+    return shared_assistant(shell)

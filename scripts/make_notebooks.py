@@ -14,7 +14,7 @@ QUICKSTART = [
         "# acytoo-magic quick start\n\n"
         "Ask from a cell; the answer streams into the output below it, rendered as Markdown.\n"
         "`make demo` runs this notebook against the local protocol server "
-        "(`python -m acytoo_magic.server`); set `ACYTOO_URL` (or `%config AcytooMagics.url`) "
+        "(`python -m acytoo_magic.server`); set `ACYTOO_URL` (or `%config Assistant.url`) "
         "to point it at any Acytoo-protocol server, or `-p openai` for an OpenAI-compatible one."
     ),
     new_code_cell("%load_ext acytoo_magic"),

@@ -22,7 +22,7 @@ def test_two_kernels_writing_one_database_lose_nothing(server, history_db):
         for k in (one, two):
             k.execute("%load_ext acytoo_magic\nimport acytoo_magic")
         code = (
-            f"c = acytoo_magic._magics.conversation()\n"
+            f"c = acytoo_magic._magics.assistant.conversation()\n"
             f"for i in range({EXCHANGES}):\n    c.record(f'question {{i}}', f'answer {{i}}')\n"
         )
         pending = [k.kc.execute(code) for k in (one, two)]  # both kernels write at the same time

@@ -99,14 +99,15 @@ def configure(k, fault: Fault) -> str:
         for name, value in fault.config.items()
     }
     assignments = "".join(f"m.{name} = {value!r}\n" for name, value in settings.items())
-    k.execute(f"m = acytoo_magic._magics\n{assignments}")
+    k.execute(f"m = acytoo_magic._magics.assistant\n{assignments}")
     defaults = {"url": k.url, "provider": "acytoo", "timeout": 60.0, "max_response_bytes": 32 * 1024 * 1024}
     return "".join(f"m.{name} = {defaults[name]!r}\n" for name in settings)
 
 
 def stored(k, thread: str) -> list[dict]:
     out = k.execute(
-        f"print(json.dumps([m.to_json() for m in acytoo_magic._magics.conversation({thread!r}).messages()]))"
+        "a = acytoo_magic._magics.assistant\n"
+        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
     )
     return json.loads(out.stdout)
 

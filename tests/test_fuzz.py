@@ -116,7 +116,7 @@ def magics(tmp_path_factory):
 
     shell = InteractiveShell.instance()
     acytoo_magic.load_ipython_extension(shell)
-    acytoo_magic._magics.history_path = str(tmp_path_factory.mktemp("fuzz") / "h.sqlite3")
+    acytoo_magic._magics.assistant.history_path = str(tmp_path_factory.mktemp("fuzz") / "h.sqlite3")
     shell.user_ns.update(df=[1, 2, 3], In=["", "x = 1"], Out={1: 2})
     yield acytoo_magic._magics
     acytoo_magic.unload_ipython_extension(shell)

@@ -40,7 +40,8 @@ def status_of(execution) -> str:
 def history(k: Kernel, thread: str = "default") -> list[dict]:
     out = k.execute(
         "import acytoo_magic, json\n"
-        f"print(json.dumps([m.to_json() for m in acytoo_magic._magics.conversation({thread!r}).messages()]))"
+        "a = acytoo_magic._magics.assistant\n"
+        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
     )
     return json.loads(out.stdout)
 
@@ -174,7 +175,7 @@ def test_display_updates_are_bounded_by_time_not_chunks(k):
     assert len(text_of(out)) == FILLER_40K
     stats = k.execute(
         "import acytoo_magic\nm = acytoo_magic._magics\n"
-        "print(m.last_reply.chunks, m.last_reply.elapsed, m.render_interval, m.last_renderer.draws)"
+        "print(m.last_reply.chunks, m.last_reply.elapsed, m.assistant.render_interval, m.last_renderer.draws)"
     )
     chunks, elapsed, interval, draws = stats.stdout.split()
     assert int(chunks) > 1_000  # TCP coalesces some writes; still far more chunks than updates
@@ -206,8 +207,8 @@ def test_line_subcommands(k, tmp_path):
 
 
 def test_config_masks_secrets(k):
-    k.execute("%config AcytooMagics.api_key = 'sk-live-abcdef'\n")
-    k.execute("%config AcytooMagics.proxy = 'http://bob:hunter22@proxy.local:3128'")
+    k.execute("%config Assistant.api_key = 'sk-live-abcdef'\n")
+    k.execute("%config Assistant.proxy = 'http://bob:hunter22@proxy.local:3128'")
     shown = k.execute("%acytoo config").stdout
     assert "sk-live-abcdef" not in shown and "hunter22" not in shown
     assert "*** (set)" in shown and "http://***@proxy.local:3128" in shown
@@ -245,7 +246,7 @@ def test_status_line_figures_match_what_the_server_sent(k, server):
     assert status.startswith("acytoo · tiny-model · ")
     assert status.endswith(f" · 5,000 characters in {int(chunks):,} chunks")
     assert "<sub>acytoo · tiny-model" in out.final_display["text/markdown"]
-    k.execute("%config AcytooMagics.show_status = False")
+    k.execute("%config Assistant.show_status = False")
     quiet = k.execute("%%acytoo\n[[echo]]no status")
     assert quiet.final_display["text/plain"] == "no status"
     assert "<sub>" not in quiet.final_display["text/markdown"]

@@ -46,7 +46,8 @@ def frames(execution) -> list[str]:
 def history(k: Kernel, thread: str = "default") -> list[dict]:
     out = k.execute(
         "import acytoo_magic, json\n"
-        f"print(json.dumps([m.to_json() for m in acytoo_magic._magics.conversation({thread!r}).messages()]))"
+        "a = acytoo_magic._magics.assistant\n"
+        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
     )
     return json.loads(out.stdout)
 
@@ -227,7 +228,7 @@ def test_the_widget_recovers_from_any_failure(k):
     k.execute(
         "from acytoo_magic import ChatWidget\nw = ChatWidget('w')\n"
         "async def broken():\n    raise RuntimeError('session exploded')\n"
-        "real = w.magics.runner.session\nw.magics.runner.session = broken\n"
+        "real = w.assistant.runner.session\nw.assistant.runner.session = broken\n"
         "before = w.transcript.value\ntask = w.send('keep this text')\nr = await task"
     )
     state = k.execute(
@@ -236,7 +237,7 @@ def test_the_widget_recovers_from_any_failure(k):
     )
     assert state.stdout.strip() == "failed False True 'keep this text' True"
     assert "RuntimeError: session exploded" in k.execute("print(w.status.value)").stdout
-    k.execute("w.magics.runner.session = real")
+    k.execute("w.assistant.runner.session = real")
     assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.status)").stdout.strip() == "complete"
 
 

@@ -59,9 +59,9 @@ def test_secrets_appear_nowhere(server, history_db, tmp_path):
             "import acytoo_magic; print(acytoo_magic._magics.last_reply)",
             "from acytoo_magic import ChatWidget\nw = ChatWidget('default')\nw.send('[[fault=401]] widget')\n"
             "r = await w.wait()\nprint(w.status.value)",
-            "%config AcytooMagics",  # 14: IPython's own listing, with current values
-            "%config AcytooMagics.api_key",  # 15: the value as a cell's Out
-            "%config AcytooMagics.proxy",
+            "%config Assistant",  # 14: IPython's own listing, with current values
+            "%config Assistant.api_key",  # 15: the value as a cell's Out
+            "%config Assistant.proxy",
             f"%%acytoo -p acytoo --url {url_with_password}\n"
             "[[fault=503 times=1 retry_after=0]] url credentials",
             f"%%acytoo -p acytoo --url {url_with_password}/x --proxy http://bob:{PROXY_PASSWORD}@127.0.0.1:9\n"
@@ -84,7 +84,7 @@ def test_secrets_appear_nowhere(server, history_db, tmp_path):
     assert "cannot connect to the proxy" in outputs[8].error["evalue"]
     assert "*** (set)" in outputs[9].stdout and "http://***@127.0.0.1" in outputs[9].stdout
     listing = outputs[14].stdout
-    assert "AcytooMagics.api_key=" in listing and "AcytooMagics.proxy=" in listing
+    assert "Assistant.api_key=" in listing and "Assistant.proxy=" in listing
     assert "Current: '***'" in listing and f"Current: 'http://***@127.0.0.1:{server.port}'" in listing
     assert outputs[15].of_type("execute_result")[0]["data"]["text/plain"] == "'***'"
     assert outputs[16].of_type("execute_result")[0]["data"]["text/plain"] == (

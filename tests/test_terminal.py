@@ -33,7 +33,7 @@ def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
 
 
 def test_terminal_error_is_one_line(shell):
-    from acytoo_magic.magics import AcytooError
+    from acytoo_magic.errors import AcytooError
 
     with pytest.raises(AcytooError) as info:
         shell.run_cell_magic("acytoo", "", "[[fault=503 retry_after=0]] x")
@@ -46,7 +46,7 @@ def test_unload_closes_the_shared_session(shell):
     import acytoo_magic
 
     shell.run_cell_magic("acytoo", "", "open a session")
-    runner = acytoo_magic._magics.runner
+    runner = acytoo_magic._magics.assistant.runner
     (session,) = runner._sessions.values()
     shell.run_line_magic("unload_ext", "acytoo_magic")
     assert session.closed

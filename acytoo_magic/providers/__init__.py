@@ -7,6 +7,7 @@ import inspect
 from importlib.metadata import entry_points
 from typing import Any
 
+from ..errors import ProviderNotFound
 from .acytoo import Acytoo
 from .base import (
     AsyncGeneratorProvider,
@@ -38,8 +39,6 @@ __all__ = [
 ]
 
 
-class ProviderNotFound(ValueError):
-    """The provider name does not name anything usable; the message says what was tried."""
 
 
 def _plugins() -> dict[str, Any]:

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..errors import AcytooError
+
 Messages = Sequence[Mapping[str, str]]
 
 
@@ -66,7 +68,7 @@ def one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class ProviderError(Exception):
+class ProviderError(AcytooError):
     """Base of every failure a provider reports; ``str()`` is one line naming provider and URL."""
 
     def __init__(

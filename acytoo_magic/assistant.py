@@ -1,0 +1,369 @@
+"""``Assistant``: the core every front end shares: settings, history, session and loop use, context.
+
+``await assistant.ask("Why NaN in {df}?")`` answers from code; the ``%%acytoo`` magic and the
+``ChatWidget`` are thin front ends over the same object (they parse, draw and report). Nothing here
+imports IPython's display machinery or ipywidgets: a script or a terminal uses it as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from traitlets import Bool, Float, Int, Unicode, default, observe
+from traitlets.config import Configurable
+
+from . import providers
+from .context import ErrorLog, NotebookContext
+from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
+from .conversation import default_history_path as _default_history_path
+from .errors import AcytooError
+from .providers.base import redact, url_host
+from .providers.credentials import MaskedUnicode, configured_keys, key_for, shown_origin
+from .render import Frame, Renderer, ThrottledRenderer
+from .runner import Reply, Request, Runner, answer
+
+
+def notebook_id(shell: Any = None) -> str:
+    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd.
+
+    VS Code sets ``__vsc_ipynb_file__``; JupyterLab and Notebook 7 set ``JPY_SESSION_NAME``, which
+    ipykernel copies to ``__session__``.
+    """
+    namespace = getattr(shell, "user_ns", None) or {}
+    session = (
+        namespace.get("__vsc_ipynb_file__")
+        or namespace.get("__session__")
+        or os.environ.get("JPY_SESSION_NAME")
+    )
+    if session:
+        return str(session)
+    if getattr(shell, "kernel", None) is not None:
+        try:
+            from ipykernel import get_connection_file
+
+            return "kernel:" + Path(get_connection_file()).stem.removeprefix("kernel-")
+        except Exception:  # not a normal ipykernel launch
+            pass
+    return f"terminal:{os.getcwd()}"
+
+
+def _env_default(name: str, fallback: str) -> str:
+    return os.environ.get(name) or fallback
+
+
+def is_builtin(provider: Any) -> bool:
+    """A provider of this package: it takes the shared session, timeout, retries and (maybe) a key."""
+    return isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
+
+
+class Assistant(Configurable):
+    """Ask a provider with this notebook's history and context; every front end goes through here.
+
+    Settings are traits: ``%config Assistant.model = "llama3.2"`` in a notebook, or
+    ``c.Assistant.model`` in ``ipython_config.py`` (``AcytooMagics``, their earlier home, still works).
+    """
+
+    provider = Unicode(
+        help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
+    ).tag(config=True)
+    model = Unicode(help="Model name sent to the provider. Env ACYTOO_MODEL.").tag(config=True)
+    url = MaskedUnicode(
+        help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
+        "https://api.openai.com/v1). Env ACYTOO_URL. api_key and ACYTOO_API_KEY are sent only to its host."
+    ).tag(config=True)
+    temperature = Float(0.5, help="Sampling temperature.").tag(config=True)
+    proxy = MaskedUnicode("", help="HTTP proxy URL for provider requests (credentials are never shown).").tag(
+        config=True
+    )
+    api_key = MaskedUnicode(
+        "",
+        hidden=True,
+        help="API key for OpenAI-compatible servers, sent only to the host of `url` (or the provider's "
+        "default URL); empty reads ACYTOO_API_KEY (same rule) or OPENAI_API_KEY (sent only to "
+        "OPENAI_BASE_URL or api.openai.com). Never shown or stored.",
+    ).tag(config=True)
+    history_path = Unicode(help="SQLite file of the conversation history. Env ACYTOO_HISTORY_DB.").tag(
+        config=True
+    )
+    max_history_chars = Int(
+        12_000,
+        help="Characters of history sent with a prompt: the newest whole exchanges that fit; "
+        "a longer message is cut to a quarter of it.",
+    ).tag(config=True)
+    system_prompt = Unicode(
+        "You are a concise assistant for data analysis in a Jupyter notebook. Answer in Markdown.",
+        help="System prompt sent first in every request.",
+    ).tag(config=True)
+    render_interval = Float(0.08, help="Seconds between coalesced display updates while streaming.").tag(
+        config=True
+    )
+    timeout = Float(60.0, help="Seconds without data (before or during a reply) before giving up.").tag(
+        config=True
+    )
+    retries = Int(2, help="Retries for HTTP 429/503 before the first chunk (honours Retry-After).").tag(
+        config=True
+    )
+    max_response_bytes = Int(
+        32 * 1024 * 1024, help="A reply larger than this is cut there (what arrived is kept, marked partial)."
+    ).tag(config=True)
+    show_status = Bool(
+        True, help="Show a small status line (provider, model, time, size) under each answer."
+    ).tag(config=True)
+    max_context_chars = Int(
+        2_000, help="Characters each {variable}, {Out[n]} or {Err} may take in a prompt."
+    ).tag(config=True)
+
+    @classmethod
+    def section_names(cls) -> list[str]:
+        # The settings were traits of AcytooMagics before: config written for it still applies.
+        return ["AcytooMagics", *super().section_names()]
+
+    @default("provider")
+    def _default_provider(self) -> str:
+        return _env_default("ACYTOO_PROVIDER", "acytoo")
+
+    @default("model")
+    def _default_model(self) -> str:
+        return _env_default("ACYTOO_MODEL", "gpt-3.5-turbo")
+
+    @default("url")
+    def _default_url(self) -> str:
+        return _env_default("ACYTOO_URL", "")
+
+    @default("history_path")
+    def _default_history_path(self) -> str:
+        return _env_default("ACYTOO_HISTORY_DB", str(_default_history_path()))
+
+    def __init__(self, shell: Any = None, errors: ErrorLog | None = None, **kwargs: Any) -> None:
+        """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
+        self._store: HistoryStore | None = None
+        self.shell = shell
+        self.errors = errors if errors is not None else ErrorLog()
+        self.runner = Runner()
+        super().__init__(**kwargs)
+
+    @observe("history_path")
+    def _history_path_changed(self, change: dict[str, Any]) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- what a question is asked with ----------------------------------------------------------
+    @property
+    def store(self) -> HistoryStore:
+        """The history store; an unusable file gives one warning and in-memory history instead."""
+        if self._store is None:
+            store = HistoryStore(self.history_path)
+            try:
+                store.threads("")  # opens and checks the file now, not in the middle of an answer
+            except HistoryError as exc:
+                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
+                store = MemoryStore()
+            self._store = store
+        return self._store
+
+    @property
+    def notebook(self) -> str:
+        return notebook_id(self.shell)
+
+    def conversation(self, thread: str | None = None) -> Conversation:
+        return Conversation(self.store, self.notebook, thread or DEFAULT_THREAD)
+
+    def context(self) -> NotebookContext:
+        """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a script)."""
+        namespace = getattr(self.shell, "user_ns", None) or {}
+        raw = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
+        return NotebookContext(namespace, self.errors, self.max_context_chars, raw)
+
+    def expand(self, text: str, attach: Sequence[str] = ()) -> str:
+        """The prompt with its references expanded and ``attach``'s summaries appended (``ContextError``)."""
+        context = self.context()
+        prompt = context.expand(text)
+        return prompt + context.attach(list(attach)) if attach else prompt
+
+    def request(
+        self,
+        prompt: str,
+        *,
+        thread: str | None = None,
+        provider: Any = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        url: str | None = None,
+        proxy: str | None = None,
+        system: str | None = None,
+        history: bool = True,
+        cell: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Request:
+        """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``)."""
+        found = providers.resolve(provider or self.provider)
+        name = providers.provider_name(found)
+        url = str(url or self.url) or None
+        own = is_builtin(found)
+        target = found.base_url(url) if own else str(url or getattr(found, "url", "") or "")
+        where = url_host(target)
+        api_key = None  # a foreign provider never gets a key; a built-in one only the key bound to target
+        if own and found.takes_api_key:
+            api_key = key_for(target, configured_keys(str(self.api_key), str(self.url), found.base_url()))
+        options = {
+            "url": url,
+            "temperature": self.temperature if temperature is None else temperature,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "max_response_bytes": self.max_response_bytes,
+            "api_key": api_key,
+        }
+        return Request(
+            prompt=prompt,
+            provider=found,
+            model=model or self.model,
+            conversation=self.conversation(thread) if history else None,
+            system=self.system_prompt if system is None else system,
+            budget=self.max_history_chars,
+            proxy=str(proxy or self.proxy) or None,
+            options=options,
+            label=f"contacting {name} ({where})" if where else f"contacting {name}",
+            provider_label=name,
+            show_status=self.show_status,
+            cell=cell if history else None,
+            meta=dict(meta or {}),
+        )
+
+    # -- asking ---------------------------------------------------------------------------------
+    async def ask(
+        self,
+        prompt: str,
+        *,
+        renderer: Renderer | None = None,
+        on_chunk: Callable[[str], Any] | None = None,
+        reply: Reply | None = None,
+        request: Request | None = None,
+        **options: Any,
+    ) -> Reply:
+        """Answer ``prompt`` (taken as written: call ``expand`` for ``{name}`` references).
+
+        ``options`` are ``request()``'s overrides (``thread``, ``model``, ``history=False``...).
+        ``renderer`` draws the stream (a front end's), ``on_chunk`` receives each piece of text.
+        A failed request does not raise: the reply says ``status`` and ``error`` (``raise_for_status``
+        raises it). Cancelling the task keeps the partial text, marked interrupted.
+        """
+        request = request or self.request(prompt, **options)
+        drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
+        if on_chunk is not None:
+            drawer = _Tee(drawer, on_chunk)
+        return await answer(request, drawer, await self.runner.session(), reply)
+
+    def ask_sync(self, prompt: str, **options: Any) -> Reply:
+        """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""
+        return self.runner.run(self.ask(prompt, **options))
+
+    async def stream(self, prompt: str, **options: Any) -> AsyncIterator[str]:
+        """The answer's text as it arrives: ``async for chunk in assistant.stream(...)``.
+
+        Raises the provider's error (an ``AcytooError``) if the request fails.
+        """
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.ask(prompt, on_chunk=queue.put_nowait, **options))
+        task.add_done_callback(lambda _task: queue.put_nowait(None))
+        try:
+            while (chunk := await queue.get()) is not None:
+                yield chunk
+            task.result().raise_for_status()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- settings as shown ------------------------------------------------------------------------
+    def effective_config(self) -> dict[str, Any]:
+        """The settings in force, secrets masked."""
+        config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
+        config["api_key"] = "*** (set)" if self.api_key else "(not set: ACYTOO_API_KEY / OPENAI_API_KEY)"
+        config["url"] = redact(self.url)
+        config["proxy"] = redact(self.proxy)
+        config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
+        with contextlib.suppress(providers.ProviderNotFound):
+            provider = providers.resolve(self.provider)
+            if is_builtin(provider) and provider.takes_api_key:  # each key only to the host it was set for
+                keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
+                shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
+                config["keys_go_to"] = "; ".join(shown) or "(no key set)"
+        config["notebook"] = self.notebook
+        config["history_file"] = str(self.store.path)
+        return config
+
+    def close(self) -> None:
+        """Close the shared HTTP sessions, the loops this assistant owns, and the history file."""
+        self.runner.close()
+        if self._store is not None:
+            self._store.close()
+
+
+def _ignore(_frame: Frame) -> None:
+    pass
+
+
+class _Tee:
+    """A renderer that also hands each chunk to a callback (``ask(on_chunk=...)``)."""
+
+    def __init__(self, renderer: Renderer, on_chunk: Callable[[str], Any]) -> None:
+        self._renderer = renderer
+        self._on_chunk = on_chunk
+
+    def start(self, label: str) -> None:
+        self._renderer.start(label)
+
+    def notify(self, note: str) -> None:
+        self._renderer.notify(note)
+
+    def feed(self, chunk: str) -> None:
+        self._renderer.feed(chunk)
+        self._on_chunk(chunk)
+
+    def close(self, text: str, note: str = "", status: str = "") -> None:
+        self._renderer.close(text, note, status)
+
+
+_shared: dict[int, Assistant] = {}
+
+
+def shared_assistant(shell: Any) -> Assistant:
+    """The one Assistant of this IPython shell, shared by the magic, the widget and user code.
+
+    Made on first use from the shell's config and registered with ``%config``.
+    """
+    found = _shared.get(id(shell))
+    if found is None or found.shell is not shell:
+        from IPython.core.error import UsageError
+
+        # The extension's own failures are not what a user means by "the last error".
+        errors = ErrorLog(ignored=(AcytooError, UsageError, KeyboardInterrupt))
+        found = Assistant(shell=shell, errors=errors, config=getattr(shell, "config", None))
+        _shared[id(shell)] = found
+        configurables = getattr(shell, "configurables", None)
+        if configurables is not None and found not in configurables:
+            configurables.append(found)
+        events = getattr(shell, "events", None)
+        if events is not None:
+            events.register("post_run_cell", errors.post_run_cell)
+    return found
+
+
+def forget_shared_assistant(shell: Any) -> None:
+    """Close and drop the shell's Assistant (on ``%unload_ext``)."""
+    found = _shared.pop(id(shell), None)
+    if found is not None:
+        configurables = getattr(shell, "configurables", None)
+        if configurables is not None and found in configurables:
+            configurables.remove(found)
+        with contextlib.suppress(ValueError, AttributeError):
+            shell.events.unregister("post_run_cell", found.errors.post_run_cell)
+        found.close()

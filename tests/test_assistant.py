@@ -1,0 +1,82 @@
+"""``Assistant`` from plain Python: no kernel, no IPython, the same history as the magic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from acytoo_magic import AcytooError, Assistant, ProviderError
+from acytoo_magic.errors import ContextError, HistoryError, ProviderNotFound
+
+
+def run_script(code: str, env: dict[str, str]) -> dict:
+    """Run ``code`` in a fresh interpreter (nothing imported yet) and return what it printed as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_script_asks_streams_and_keeps_history_without_ipython(server, history_db, monkeypatch):
+    import os
+
+    env = {**os.environ, "ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
+    seen = run_script(
+        """
+        import asyncio, json, sys
+        from acytoo_magic import Assistant
+
+        assistant = Assistant(max_history_chars=4000)
+        first = assistant.ask_sync("[[echo chunk=2]]hello from a script", thread="script")
+
+        async def chunks():
+            return [c async for c in assistant.stream("[[chunk=4 delay=0.002]] and again", thread="script")]
+
+        pieces = asyncio.run(chunks())
+        front_ends = ("IPython", "ipywidgets", "ipykernel")
+        print(json.dumps({
+            "first": first.text, "status": first.status, "pieces": len(pieces), "joined": "".join(pieces),
+            "history": [m.content for m in assistant.conversation("script").messages()],
+            "loaded": sorted(m for m in sys.modules if m.split(".")[0] in front_ends),
+        }))
+        assistant.close()
+        """,
+        env,
+    )
+    assert seen["first"] == "hello from a script" and seen["status"] == "complete"
+    assert seen["pieces"] > 1
+    assert 'Before that you said: "hello from a script"' in seen["joined"]
+    assert seen["history"][:2] == ["[[echo chunk=2]]hello from a script", "hello from a script"]
+    assert len(seen["history"]) == 4
+    assert seen["loaded"] == []  # the core needs no IPython, no widgets
+    sent = server.requests[-1]["json"]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
+
+
+async def test_ask_reports_failures_in_the_reply_and_stream_raises_them(server, history_db):
+    assistant = Assistant(url=server.url, history_path=str(history_db))
+    reply = await assistant.ask("[[fault=500]] no")
+    assert reply.status == "failed" and isinstance(reply.error, ProviderError)
+    with pytest.raises(AcytooError, match="HTTP 500"):
+        reply.raise_for_status()
+    with pytest.raises(ProviderError, match="HTTP 500"):
+        async for _chunk in assistant.stream("[[fault=500]] no"):
+            pass
+    assert assistant.conversation().messages() == []  # a failure records nothing
+    await assistant.runner.session()  # the loop's session, closed below
+    assistant.close()
+
+
+def test_every_error_kind_is_an_acytoo_error(history_db):
+    assistant = Assistant(history_path=str(history_db))
+    with pytest.raises(ProviderNotFound):
+        assistant.request("x", provider="no-such-provider")
+    with pytest.raises(ContextError):
+        assistant.expand("{undefined_name}")
+    for kind in (ProviderError, ProviderNotFound, ContextError, HistoryError):
+        assert issubclass(kind, AcytooError), kind
