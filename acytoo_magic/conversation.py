@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import HistoryError
+from .status import COMPLETE
 
 T = TypeVar("T")
 
-COMPLETE, PARTIAL, INTERRUPTED = "complete", "partial", "interrupted"
 DEFAULT_THREAD = "default"
 # Seconds a write waits for another process's lock. Short: every store call from async code runs
 # off the event loop, but the cell that records still waits this long before it gives up.

@@ -22,6 +22,7 @@ from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
 from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
 from .runner import Reply, Request
+from .status import label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -320,7 +321,7 @@ class AcytooMagics(Magics):
         if not messages:
             print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
         for message in messages:
-            mark = f" [{message.status}]" if message.status != "complete" else ""
+            mark = f" [{label(message.status)}]" if label(message.status) else ""
             print(f"--- {message.role}{mark}{_origin(message)}\n{message.content}")
 
     def _reset(self, rest: str) -> None:
@@ -408,7 +409,7 @@ class AcytooMagics(Magics):
             text = json.dumps([m.to_json() for m in messages], indent=2, ensure_ascii=False)
         elif path.suffix.lower() in (".md", ".markdown"):
             text = "\n\n".join(
-                f"## {m.role}" + (f" ({m.status})" if m.status != "complete" else "") + f"\n\n{m.content}"
+                f"## {m.role}" + (f" ({label(m.status)})" if label(m.status) else "") + f"\n\n{m.content}"
                 for m in messages
             )
         else:

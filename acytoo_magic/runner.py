@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from .conversation import COMPLETE, INTERRUPTED, PARTIAL, Conversation
+from .conversation import Conversation
 from .errors import AcytooInterrupted, HistoryError
 from .providers import provider_name
 from .providers.base import AsyncGeneratorProvider, ProviderError, redact
 from .render import Renderer, TextBuffer
+from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 T = TypeVar("T")
-FAILED = "failed"
 
 
 @dataclass
@@ -60,11 +60,7 @@ class Reply:
     @property
     def note(self) -> str:
         """What the output area says under the text when the answer is not complete."""
-        if self.status == INTERRUPTED:
-            return "interrupted"
-        if self.status == PARTIAL and self.error is not None:
-            return f"partial: {self.error.message}"
-        return ""
+        return label(self.status, self.error.message if self.error is not None else "")
 
 
 @dataclass
@@ -262,22 +258,23 @@ class Runner:
 
     def _run_in_worker(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._worker()
-        done = threading.Event()
-        holder: list[asyncio.Task[T]] = []
+        started: list[asyncio.Task[Any]] = []
 
-        def start() -> None:  # runs in a copy of the caller's context: output goes to the caller's cell
-            task = loop.create_task(coro)
-            task.add_done_callback(lambda _task: done.set())
-            holder.append(task)
+        async def tracked() -> T:
+            started.append(asyncio.current_task())  # type: ignore[arg-type]
+            return await coro
 
-        loop.call_soon_threadsafe(start)
+        # The task starts in a copy of this thread's context: its output goes to the caller's cell.
+        future = asyncio.run_coroutine_threadsafe(tracked(), loop)
         try:
-            done.wait()
+            return future.result()
         except KeyboardInterrupt:
-            loop.call_soon_threadsafe(lambda: holder and holder[0].cancel())
-            done.wait(timeout=30)
+            # Cancel the task on its own loop and wait for its cleanup (the connection closed, the
+            # partial answer recorded): the future resolves only once the task has finished.
+            loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
+            with contextlib.suppress(BaseException):
+                future.result(timeout=30)
             raise
-        return holder[0].result()
 
     def close(self) -> None:
         """Close every session this runner opened (on unload), and the loops it owns."""

@@ -18,11 +18,12 @@ import traitlets
 from markdown_it import MarkdownIt
 
 from .assistant import Assistant, shared_assistant
-from .conversation import INTERRUPTED, PARTIAL, Message
+from .conversation import Message
 from .errors import ContextError, ProviderNotFound
 from .providers.base import redact
 from .render import Frame, ThrottledRenderer
-from .runner import FAILED, Reply
+from .runner import Reply
+from .status import FAILED, label
 
 # Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -56,10 +57,6 @@ def message_html(role: str, text: str, note: str = "") -> str:
         body = render_markdown(text) if text else ""
     note_html = f'<div class="acytoo-note">{html.escape(note)}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
-
-
-def _status_note(status: str) -> str:
-    return {INTERRUPTED: "interrupted", PARTIAL: "partial"}.get(status, "")
 
 
 class ChatInput(anywidget.AnyWidget):
@@ -203,7 +200,7 @@ class ChatWidget(widgets.VBox):
 
     def _append(self, messages: list[Message]) -> None:
         self.transcript.value += "".join(
-            message_html(m.role, m.content, _status_note(m.status)) for m in messages
+            message_html(m.role, m.content, label(m.status)) for m in messages
         )
 
     def _show_status(self, text: str, error: bool = False) -> None:
