@@ -15,17 +15,13 @@ from typing import Any
 import anywidget
 import ipywidgets as widgets
 import traitlets
-from markdown_it import MarkdownIt
 
 from . import providers
 from .context import ContextError
 from .conversation import INTERRUPTED, PARTIAL, Message
 from .magics import notebook_id
-from .render import Frame, ThrottledRenderer
+from .render import Frame, ThrottledRenderer, printable, render_markdown
 from .runner import FAILED, Reply, answer
-
-# Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 _STYLE = """<style>
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
@@ -43,18 +39,16 @@ _STYLE = """<style>
 </style>"""
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML with raw HTML escaped (``<script>`` shows as text and never runs)."""
-    return _MARKDOWN.render(text)
-
-
 def message_html(role: str, text: str, note: str = "") -> str:
-    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown."""
+    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown.
+
+    Both go through the policy in ``render`` that the magic uses: the answer is untrusted text.
+    """
     if role == "user":
-        body = f'<div class="acytoo-typed">{html.escape(text)}</div>'
+        body = f'<div class="acytoo-typed">{html.escape(printable(text))}</div>'
     else:
         body = render_markdown(text) if text else ""
-    note_html = f'<div class="acytoo-note">{html.escape(note)}</div>' if note else ""
+    note_html = f'<div class="acytoo-note">{html.escape(printable(note))}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
 
 
