@@ -32,6 +32,10 @@ _STYLE = """<style>
 .acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
 .acytoo-chat pre { background: var(--jp-layout-color2, #f5f5f5); padding: 0.5rem; overflow-x: auto; }
+.acytoo-chat table { border-collapse: collapse; margin: 0.5rem 0; }
+.acytoo-chat th, .acytoo-chat td { border: 1px solid var(--jp-border-color2, #ddd); padding: 0.2rem 0.6rem;
+  text-align: left; }
+.acytoo-chat th { background: var(--jp-layout-color2, #f5f5f5); }
 .acytoo-chat .acytoo-entry { display: flex; gap: 0.4rem; align-items: flex-start; width: 100%; }
 .acytoo-chat textarea.acytoo-input { flex: 1; min-height: 4.5em; box-sizing: border-box;
   font: inherit; padding: 0.4rem; resize: vertical; }
