@@ -288,6 +288,25 @@ def test_magic_answer_streams_in_place_in_lab(page):
     assert cell.locator(".jp-OutputArea-output").count() == 1  # one output area, updated in place
 
 
+def test_math_in_an_answer_is_typeset_by_the_frontend(page):
+    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type(
+        "%%acytoo --no-history\n[[echo]]math-check: $\\sigma^2 = \\sum_i (x_i - \\bar x)^2 / n$,"
+        " $a*b*c$ and\n\n$$\\left\\{ x \\right\\}$$"
+    )
+    page.keyboard.press("Shift+Enter")
+    cell = page.locator(".jp-CodeCell", has_text="math-check")
+    cell.locator("text=characters in").wait_for(timeout=30_000)  # the final frame
+    output = cell.locator(".jp-OutputArea-output").first
+    output.locator("mjx-container").first.wait_for(timeout=30_000)  # one typesetting pass, all at once
+    assert output.locator("mjx-container").count() == 3  # MathJax found all three
+    assert output.locator("em").count() == 0  # $a*b*c$ was not read as emphasis
+    assert output.locator("mjx-merror").count() == 0  # \\{ kept its backslash: MathJax parsed it
+
+
 # -- the magic: untrusted replies, live and after the notebook is saved and reopened -----------
 
 ALL_ANSWERED = (
