@@ -330,10 +330,12 @@ class TerminalRenderer(ThrottledRenderer):
     def _write(self, frame: Frame) -> None:
         if frame.waiting:
             return
-        self.stream.write(frame.text[self._shown :])
+        # Control characters go piece by piece: an escape sequence split across two writes loses its
+        # ESC, so its rest shows as text and the terminal acts on nothing (colours, title, clipboard).
+        self.stream.write(printable(frame.text[self._shown :]))
         self._shown = len(frame.text)
         if frame.final:
-            self.stream.write(f"\n[{frame.note}]\n" if frame.note else "\n")
+            self.stream.write(f"\n[{printable(frame.note)}]\n" if frame.note else "\n")
             if frame.status:
-                self.stream.write(f"— {frame.status}\n")
+                self.stream.write(f"— {printable(frame.status)}\n")
         self.stream.flush()

@@ -4,6 +4,7 @@ and the rendering policy (a reply is untrusted: nothing in it may run in the pag
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from html.parser import HTMLParser
 
@@ -11,6 +12,7 @@ import pytest
 
 from acytoo_magic.render import (
     Frame,
+    TerminalRenderer,
     ThrottledRenderer,
     link_is_safe,
     markdown_bundle,
@@ -295,6 +297,17 @@ def test_control_characters_and_ansi_escapes_are_stripped():
     waiting = markdown_bundle(Frame("", note="contacting \x1b[1mX\x1b[0m 0.1 s", waiting=True))
     assert waiting == {"text/plain": "⏳ contacting X 0.1 s", "text/html": waiting["text/html"]}
     assert "<em>⏳ contacting X 0.1 s</em>" in waiting["text/html"]
+
+
+def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
+    out = io.StringIO()
+    renderer = TerminalRenderer(out)
+    reply = "copy \x1b]52;c;ZXZpbA==\x07this\x1b[2J\x1b[31m red"
+    for start in range(0, len(reply), 2):  # every sequence cut in two somewhere
+        renderer.feed(reply[start : start + 2])
+    renderer.close(reply, note="partial\x1b[0m", status="s")
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert out.getvalue().startswith("copy ") and "this" in out.getvalue() and "[partial]" in out.getvalue()
 
 
 def test_notes_and_status_are_escaped():
