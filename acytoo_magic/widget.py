@@ -15,18 +15,14 @@ from typing import Any
 import anywidget
 import ipywidgets as widgets
 import traitlets
-from markdown_it import MarkdownIt
 
 from .assistant import Assistant, shared_assistant
 from .conversation import Message
 from .errors import ContextError, ProviderNotFound
 from .providers.base import redact
-from .render import Frame, ThrottledRenderer
+from .render import Frame, ThrottledRenderer, printable, render_markdown
 from .runner import Reply
 from .status import FAILED, label
-
-# Raw HTML in answers is escaped, never passed through: a reply is untrusted text.
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 _STYLE = """<style>
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
@@ -37,6 +33,10 @@ _STYLE = """<style>
 .acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
 .acytoo-chat pre { background: var(--jp-layout-color2, #f5f5f5); padding: 0.5rem; overflow-x: auto; }
+.acytoo-chat table { border-collapse: collapse; margin: 0.5rem 0; }
+.acytoo-chat th, .acytoo-chat td { border: 1px solid var(--jp-border-color2, #ddd); padding: 0.2rem 0.6rem;
+  text-align: left; }
+.acytoo-chat th { background: var(--jp-layout-color2, #f5f5f5); }
 .acytoo-chat .acytoo-entry { display: flex; gap: 0.4rem; align-items: flex-start; width: 100%; }
 .acytoo-chat textarea.acytoo-input { flex: 1; min-height: 4.5em; box-sizing: border-box;
   font: inherit; padding: 0.4rem; resize: vertical; }
@@ -44,18 +44,16 @@ _STYLE = """<style>
 </style>"""
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML with raw HTML escaped (``<script>`` shows as text and never runs)."""
-    return _MARKDOWN.render(text)
-
-
 def message_html(role: str, text: str, note: str = "") -> str:
-    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown."""
+    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown.
+
+    Both go through the policy in ``render`` that the magic uses: the answer is untrusted text.
+    """
     if role == "user":
-        body = f'<div class="acytoo-typed">{html.escape(text)}</div>'
+        body = f'<div class="acytoo-typed">{html.escape(printable(text))}</div>'
     else:
         body = render_markdown(text) if text else ""
-    note_html = f'<div class="acytoo-note">{html.escape(note)}</div>' if note else ""
+    note_html = f'<div class="acytoo-note">{html.escape(printable(note))}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -10,9 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from acytoo_magic.server import ServerConfig, plan_reply
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,7 +56,10 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
     # Start the notebook's kernel without asking: under load Lab otherwise shows "Select Kernel".
     notebook = root / ".lab-settings" / "@jupyterlab" / "notebook-extension"
     notebook.mkdir(parents=True, exist_ok=True)
-    (notebook / "tracker.jupyterlab-settings").write_text('{"autoStartDefaultKernel": true}')
+    # Every cell stays in the DOM (no windowing): tests look for elements in cells off screen too.
+    (notebook / "tracker.jupyterlab-settings").write_text(
+        '{"autoStartDefaultKernel": true, "windowingMode": "none"}'
+    )
     process = subprocess.Popen(
         [
             sys.executable,
@@ -105,3 +112,85 @@ def copy_notebook(source: Path, root: Path) -> Path:
     target = root / source.name
     shutil.copy(source, target)
     return target
+
+
+# Realistic answers for the pictures in the README and the Markdown checks: what a model would say.
+ANSWERS = {
+    "What should I check first in a DataFrame with missing values?": """\
+# Missing values: what to check first
+
+1. **How many**, per column: `df.isna().sum()`
+2. **Where** they cluster: some rows, some dates, one source?
+3. **Why**: missing at random, or a join that matched nothing?
+
+## Then decide
+
+| situation | what to do |
+|:---|:---|
+| a few rows, at random | `df.dropna()` |
+| numeric and skewed | fill with the median |
+| a category | a separate `"unknown"` level |
+| most of a column | consider dropping the column |
+
+## A quick look
+
+```python
+share = df.isna().mean().sort_values(ascending=False)
+print(share[share > 0])          # share of NaN per column
+if share.max() < 0.05:
+    df = df.dropna()             # few and scattered: dropping is fine
+```
+
+Check the dtypes too: numbers read as `object` often hide `"n/a"` strings.
+""",
+    "How do I find duplicated rows in a DataFrame?": """\
+## Finding duplicated rows
+
+- `df.duplicated()` marks each repeat of an earlier row
+- `keep=False` marks *every* copy, the first one too
+- `subset=["id", "date"]` compares only those columns
+
+```python
+dupes = df[df.duplicated(keep=False)]
+print(len(dupes), "rows have a twin")
+df = df.drop_duplicates()        # keeps the first copy
+```
+
+| call | gives |
+|---|---|
+| `df.duplicated().sum()` | how many repeats |
+| `df.drop_duplicates()` | the unique rows |
+""",
+}
+
+
+class CannedModel:
+    """A stand-in for the server's local model: a realistic Markdown answer to a question in
+    ``ANSWERS``, streamed at a reading pace; anything else exactly as the scripted backend would
+    reply (``[[echo]]``, ``[[size=...]]``, chunking and delays). Faults are not simulated."""
+
+    name = "canned"
+
+    def __init__(self, chunk: int = 6, delay: float = 0.04) -> None:
+        self.config = ServerConfig(chunk_size=chunk, delay=delay)
+        self.generations: list[Any] = []
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> AsyncIterator[str]:
+        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        if question.strip() in ANSWERS:
+            text, chunk, delay = ANSWERS[question.strip()], 8, 0.05
+        else:
+            plan = plan_reply(messages, self.config)
+            text, chunk, delay = plan.body.decode(), plan.chunk, plan.delay
+        for start in range(0, len(text), chunk):
+            if gone():
+                return
+            yield text[start : start + chunk]
+            if delay:
+                await asyncio.sleep(delay)

@@ -1,12 +1,14 @@
-"""The chat widget in a real JupyterLab, driven through Debian's chromium by Playwright."""
+"""The chat widget and the magic in a real JupyterLab, driven through Debian's chromium by Playwright."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import nbformat
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, copy_notebook, jupyter_lab
+from lab import CHROMIUM, CHROMIUM_ARGS, CannedModel, chromium_missing_reason, copy_notebook, jupyter_lab
 
 from acytoo_magic.server import LocalServer, ServerConfig
 
@@ -22,6 +24,7 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright i
 
 TRANSCRIPT = "document.querySelector('.acytoo-chat .acytoo-transcript').innerText"
 LIVE = "document.querySelector('.acytoo-chat .acytoo-live').innerText"
+QUESTION = "What should I check first in a DataFrame with missing values?"
 
 RECORD_STATES = """() => {
   window.__states = [];
@@ -30,52 +33,122 @@ RECORD_STATES = """() => {
     .observe(live, {subtree: true, childList: true, characterData: true});
 }"""
 
+# Elements that run, load or submit something, and links that would run: none may ever appear in
+# an answer's output, not even for one frame while it streams.
+DANGEROUS = (
+    "script, img, iframe, frame, object, embed, svg, math, style, link, meta, base, form, button, input,"
+    " textarea, video, audio, a[href^='javascript' i], a[href^='data' i], a[href^='vbscript' i]"
+)
+# Installed before the page's own scripts, so it sees every frame of every answer, on reload too.
+# %(scope)s: where answers are drawn (the widget's own textarea, buttons and style are not answers).
+WATCH_ANSWERS = """
+window.__seen = [];
+new MutationObserver((records) => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node.nodeType !== 1) continue;
+      for (const el of [node, ...node.querySelectorAll('*')]) {
+        if (!el.closest(%(scope)s) || el.outerHTML.includes('__canary')) continue;
+        const handler = [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on'));
+        if (handler || el.matches(%(dangerous)s)) window.__seen.push(el.outerHTML.slice(0, 300));
+      }
+    }
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+
+# (name, what the reply contains, a piece of it the user must see as text)
+PAYLOADS = [
+    ("script", "<script>window.__pwned = 'script'</script>", "<script>window.__pwned = 'script'</script>"),
+    ("img", "<img src=x onerror=\"window.__pwned = 'img'\">", "<img src=x onerror="),
+    ("md-link", "[click me](javascript:window.__pwned='md-link')", "[click me](javascript:"),
+    ("autolink", "<javascript:window.__pwned='autolink'>", "<javascript:window.__pwned='autolink'>"),
+    ("data-link", "[click me](data:text/html,<script>alert('data')</script>)", "[click me](data:text/html,"),
+    ("ref-link", "[click me][evil]\n\n[evil]: javascript:window.__pwned='ref'", "[evil]: javascript:"),
+    ("iframe", "<iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\"></iframe>", "<iframe srcdoc="),
+    ("svg", "<svg onload=\"window.__pwned='svg'\"><circle r=4></circle></svg>", "<svg onload="),
+    ("style", "<style>.jp-Notebook { display: none }</style>", "<style>.jp-Notebook"),
+    (
+        "form",
+        "<form action=\"javascript:window.__pwned='form'\"><button formaction=\"javascript:alert('b')\">"
+        "click me</button></form>",
+        "<button formaction=",
+    ),
+    ("raw-a", "<a href=\"javascript:window.__pwned='raw-a'\">click me</a>", "<a href=\"javascript:"),
+]
+SPLIT = "[[echo chunk=3 delay=0.02]]"  # several frames per answer, most of them cut mid-tag
+CANARY = """<img src=x onerror="window.__canary = (window.__canary || 0) + 1">"""
+
+
+def untrusted_notebook(path: Path) -> None:
+    """Each payload in one chunk and split mid-tag, a realistic answer, and a canary: raw HTML in
+    ``text/markdown`` (what the magic used to send), which runs wherever outputs are trusted."""
+    cells = [
+        nbformat.v4.new_code_cell("%load_ext acytoo_magic"),
+        nbformat.v4.new_code_cell(f"from IPython.display import Markdown\nMarkdown({CANARY!r})"),
+    ]
+    for name, payload, _shown in PAYLOADS:
+        for directive, mode in (("[[echo]]", "whole"), (SPLIT, "split")):
+            cells.append(
+                nbformat.v4.new_code_cell(f"%%acytoo --no-history\n{directive}case {name} {mode}: {payload}")
+            )
+    cells.append(nbformat.v4.new_code_cell(f"%%acytoo --no-history\n{QUESTION}"))
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def lab(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("lab")
     copy_notebook(ROOT / "notebooks" / "chat_widget.ipynb", root)
-    # Replies without directives stream at a readable pace, as a real model's would.
-    with LocalServer(ServerConfig(chunk_size=6, delay=0.04)) as server:
-        env = {
-            "ACYTOO_URL": server.url,
-            "ACYTOO_HISTORY_DB": str(root / "history.sqlite3"),
-        }
+    untrusted_notebook(root / "untrusted.ipynb")
+    # Known questions get a realistic Markdown answer; the rest behaves as the scripted backend,
+    # replies without directives streaming at a readable pace, as a real model's would.
+    with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
+        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
         with jupyter_lab(root, env) as address, playwright_api.sync_playwright() as playwright:
             base, token = address.split("|")
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.on(
-                "dialog",
-                lambda dialog: (
-                    page.evaluate("window.__dialogs = (window.__dialogs||0)+1"),
-                    dialog.dismiss(),
-                ),
-            )
-            page.goto(f"{base}/lab/tree/chat_widget.ipynb?token={token}")
-            page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            try:
-                run_all_until_the_widget_shows(page)
-            except Exception:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "lab_setup_failure.png"))
-                raise
-            yield page
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "lab_after_tests.png"))
+            yield {"browser": browser, "base": base, "token": token, "root": root}
             browser.close()
 
 
-def run_all_until_the_widget_shows(page, attempts: int = 4) -> None:
-    """Run All, and run it again only if JupyterLab dropped it: seen when clicked just as the
-    kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel. A slow but started
-    run is waited for, not restarted."""
+def open_notebook(lab, name: str, ready: str, answers: str):
+    """A page with the notebook open (in a workspace of its own), its cells run until ``ready`` holds;
+    elements that could run anything are recorded in ``window.__seen`` whenever one is drawn inside
+    ``answers`` (a CSS selector)."""
+    page = lab["browser"].new_page(viewport={"width": 1280, "height": 1000})
+    page.dialogs = []  # any alert/confirm/prompt an answer managed to open
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
+    workspace = Path(name).stem
+    page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
+    try:
+        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        run_all_until(page, ready)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"lab_setup_failure_{workspace}.png"))
+        raise
+    return page
+
+
+def run_all_until(page, ready: str, attempts: int = 4) -> None:
+    """Run All, and run it again only if JupyterLab dropped it. Seen under load: clicked just as
+    the kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel; or Lab replaces
+    the kernel it just started, and the cells after the first come back unexecuted. A slow but
+    running run is waited for, not restarted."""
     started = (
         "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
         ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
+    )
+    dropped = (
+        "(() => { const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".map(p => p.innerText);"
+        " return document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+        " && !prompts.some(p => p.includes('[*]')) && prompts.some(p => /\\[ \\]/.test(p)); })()"
     )
     for attempt in range(attempts):
         select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
@@ -89,8 +162,24 @@ def run_all_until_the_widget_shows(page, attempts: int = 4) -> None:
             if attempt == attempts - 1:
                 raise
             continue
-        page.locator(".acytoo-chat textarea").wait_for(timeout=120_000)
-        return
+        page.wait_for_function(f"({ready}) || {dropped}", timeout=180_000)
+        if page.evaluate(ready):
+            return
+    raise AssertionError(f"Run All was dropped {attempts} times")
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    page = open_notebook(
+        lab,
+        "chat_widget.ipynb",
+        "document.querySelector('.acytoo-chat textarea') !== null",
+        answers=".acytoo-chat .acytoo-transcript, .acytoo-chat .acytoo-live",
+    )
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab_after_tests.png"))
+    page.close()
 
 
 def save_shot(target, name: str) -> None:
@@ -110,14 +199,18 @@ def test_send_streams_progressively(page):
     page.locator(".acytoo-chat textarea").fill("How do I find duplicated rows in a DataFrame?")
     page.get_by_role("button", name="Send").click()
     page.wait_for_function(
-        f"{TRANSCRIPT}.includes('How do I find duplicated rows in a DataFrame?\"') && {LIVE} === ''",
+        f"{TRANSCRIPT}.includes('Finding duplicated rows') && {TRANSCRIPT}.includes('characters in')"
+        f" && {LIVE} === ''",
         timeout=30_000,
     )
     states = page.evaluate("window.__states")
     intermediate = {s for s in states if s.strip() and "▌" in s and "⏳" not in s}
     assert len(intermediate) >= 2, states
     assert page.get_by_role("button", name="Send").is_enabled()
-    assert "characters in" in transcript(page)  # the status line under the finished answer
+    answer = page.locator(".acytoo-chat .acytoo-transcript .acytoo-assistant").last
+    for selector in ("h2", "li", "pre code", "table"):  # the answer's Markdown, rendered
+        assert answer.locator(selector).count() >= 1, selector
+    assert "df.duplicated(keep=False)" in answer.locator("pre code").inner_text()
     save_shot(page.locator(".acytoo-chat"), "chat_widget.png")
 
 
@@ -149,19 +242,29 @@ def test_stop_interrupts_a_slow_stream(page):
     assert page.get_by_role("button", name="Stop").is_disabled()
 
 
-def test_script_in_a_reply_does_not_execute(page):
+def test_script_and_links_in_a_reply_do_not_execute(page):
     page.evaluate("window.__pwned = 0")
-    payload = '[[echo]]<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> done-xss'
+    payload = (
+        "[[echo]]<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+        " [js link](javascript:window.__pwned=3) [data link](data:text/html,<script>alert(4)</script>)"
+        " <javascript:window.__pwned=5> done-xss"
+    )
     page.locator(".acytoo-chat textarea").fill(payload)
     page.get_by_role("button", name="Send").click()
     page.wait_for_function(
         f"{TRANSCRIPT}.split('done-xss').length >= 3",
         timeout=30_000,
     )
-    assert "<script>window.__pwned = 1</script>" in transcript(page)  # shown as text
+    answer = page.locator(".acytoo-chat .acytoo-transcript .acytoo-assistant").last
+    text = answer.inner_text()
+    assert "<script>window.__pwned = 1</script>" in text  # shown as text
+    assert "[js link](javascript:window.__pwned=3)" in text and "<javascript:window.__pwned=5>" in text
+    assert answer.locator(DANGEROUS).count() == 0
+    for link_text in ("js link", "data link"):  # what looks like a link is text, and clicking it runs nothing
+        answer.get_by_text(link_text).first.click()
     assert page.evaluate("window.__pwned") == 0
-    assert page.evaluate("window.__dialogs || 0") == 0
-    assert page.locator(".acytoo-chat .acytoo-transcript img").count() == 0
+    assert page.evaluate("window.__seen") == []
+    assert page.dialogs == []
 
 
 def test_magic_answer_streams_in_place_in_lab(page):
@@ -169,15 +272,124 @@ def test_magic_answer_streams_in_place_in_lab(page):
     page.keyboard.press("Escape")
     page.keyboard.press("b")  # a new cell below
     page.keyboard.press("Enter")
-    page.keyboard.type("%%acytoo -c demo\nWhat should I check first in a DataFrame with missing values?")
+    page.keyboard.type(f"%%acytoo -c demo\n{QUESTION}")
     page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text="What should I check first")
+    cell = page.locator(".jp-CodeCell", has_text=QUESTION)
     output = cell.locator(".jp-OutputArea-output").first
-    output.locator("text=▌").wait_for(timeout=30_000)  # mid-stream: text so far, and the cursor
+    # Mid-stream, with a heading, list and table drawn and the code block arriving: the picture.
+    output.locator("pre code").filter(has_text="share").wait_for(timeout=30_000)
     partial = output.inner_text()
     save_shot(cell, "streaming_answer.png")
+    assert "▌" in partial and "characters in" not in partial
     cell.locator("text=characters in").wait_for(timeout=30_000)  # finished: the status line
     final = output.inner_text()
+    assert "▌" not in final and "Missing values: what to check first" in final
     assert len(final) > len(partial.replace("▌", "").strip())
-    assert "▌" not in final and 'You said: "What should I check first' in final
     assert cell.locator(".jp-OutputArea-output").count() == 1  # one output area, updated in place
+
+
+def test_math_in_an_answer_is_typeset_by_the_frontend(page):
+    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type(
+        "%%acytoo --no-history\n[[echo]]math-check: $\\sigma^2 = \\sum_i (x_i - \\bar x)^2 / n$,"
+        " $a*b*c$ and\n\n$$\\left\\{ x \\right\\}$$"
+    )
+    page.keyboard.press("Shift+Enter")
+    cell = page.locator(".jp-CodeCell", has_text="math-check")
+    cell.locator("text=characters in").wait_for(timeout=30_000)  # the final frame
+    output = cell.locator(".jp-OutputArea-output").first
+    output.locator("mjx-container").first.wait_for(timeout=30_000)  # one typesetting pass, all at once
+    assert output.locator("mjx-container").count() == 3  # MathJax found all three
+    assert output.locator("em").count() == 0  # $a*b*c$ was not read as emphasis
+    assert output.locator("mjx-merror").count() == 0  # \\{ kept its backslash: MathJax parsed it
+
+
+# -- the magic: untrusted replies, live and after the notebook is saved and reopened -----------
+
+ALL_ANSWERED = (
+    "[...document.querySelectorAll('.jp-CodeCell')]"
+    ".filter(c => c.innerText.includes('%%acytoo'))"
+    f".filter(c => c.innerText.includes('characters in')).length === {2 * len(PAYLOADS) + 1}"
+)
+CHECK_OUTPUTS = """(dangerous) => {
+  const cells = [...document.querySelectorAll('.jp-CodeCell')]
+    .filter((c) => c.querySelector('.jp-InputArea').innerText.includes('%%acytoo'));
+  return cells.map((cell) => {
+    const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
+    const found = outputs.flatMap((o) => [...o.querySelectorAll('*')])
+      .filter((el) => el.matches(dangerous) || [...el.attributes].some((a) => /^on/i.test(a.name)))
+      .map((el) => el.outerHTML.slice(0, 200));
+    return {
+      source: cell.querySelector('.jp-InputArea').innerText,
+      text: outputs.map((o) => o.innerText).join('\\n'),
+      found,
+      mimes: outputs.map((o) => o.getAttribute('data-mime-type')),
+    };
+  });
+}"""
+
+
+@pytest.fixture(scope="module")
+def magic_page(lab):
+    page = open_notebook(lab, "untrusted.ipynb", ALL_ANSWERED, answers=".jp-OutputArea-output")
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab_untrusted_after_tests.png"), full_page=True)
+    page.close()
+
+
+def assert_nothing_ran(page) -> None:
+    """Every payload shows as text, no dangerous element exists or ever existed, and clicking
+    what looks like a link runs nothing; the canary proves the outputs are rendered as trusted."""
+    results = page.evaluate(CHECK_OUTPUTS, DANGEROUS)
+    assert len(results) == 2 * len(PAYLOADS) + 1
+    for name, _payload, shown in PAYLOADS:
+        for mode in ("whole", "split"):
+            [cell] = [r for r in results if f"case {name} {mode}:" in r["source"]]
+            assert cell["found"] == [], (name, mode, cell["found"])
+            assert f"case {name} {mode}: " in cell["text"] and shown in cell["text"], (name, mode, cell)
+            assert cell["mimes"] == ["text/html"], (name, mode)  # never text/markdown
+    outputs = page.locator(".jp-OutputArea-output")
+    for link_text in outputs.get_by_text("click me").all():
+        link_text.click()
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("window.__seen") == []
+    assert page.dialogs == []
+    # The positive control: raw HTML in text/markdown ran here, so the checks above could fail.
+    page.wait_for_function("window.__canary >= 1", timeout=10_000)
+
+
+def assert_markdown_renders(page) -> None:
+    cell = page.locator(".jp-CodeCell", has_text=QUESTION)
+    output = cell.locator(".jp-OutputArea-output")
+    for selector in ("h1", "h2", "ol li", "table td", "pre code"):
+        assert output.locator(selector).count() >= 1, selector
+    assert "if share.max() < 0.05:" in output.locator("pre code").inner_text()  # '<' in code, as written
+
+
+def test_magic_untrusted_replies_show_as_text_and_run_nothing(magic_page):
+    assert_nothing_ran(magic_page)
+    assert_markdown_renders(magic_page)
+
+
+def test_magic_outputs_reopened_from_the_saved_file_run_nothing(lab, magic_page):
+    magic_page.locator(".jp-Notebook .jp-InputPrompt").first.click()
+    magic_page.keyboard.press("Escape")
+    magic_page.keyboard.press("Control+s")
+    magic_page.wait_for_function(
+        "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
+    )
+    saved = nbformat.read(lab["root"] / "untrusted.ipynb", as_version=4)
+    answers = [c for c in saved.cells if c.source.startswith("%%acytoo")]
+    assert answers and all(c.outputs and "text/html" in c.outputs[-1]["data"] for c in answers)
+    assert not any("text/markdown" in o.get("data", {}) for c in answers for o in c.outputs)
+
+    magic_page.dialogs.clear()
+    magic_page.reload()
+    magic_page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+    magic_page.wait_for_function(ALL_ANSWERED, timeout=60_000)
+    assert_nothing_ran(magic_page)
+    assert_markdown_renders(magic_page)

@@ -50,7 +50,7 @@ def test_second_cell_proves_the_first_exchange_was_sent(k, server):
     first = k.execute("%%acytoo\nWhat is a DataFrame?")
     assert first.status == "ok"
     assert 'You said: "What is a DataFrame?"' in text_of(first)
-    assert "text/markdown" in first.final_display
+    assert "text/html" in first.final_display
     second = k.execute("%%acytoo\nAnd a Series?")
     assert 'Before that you said: "What is a DataFrame?"' in text_of(second)
     sent = server.requests[-1]["json"]["messages"]
@@ -126,7 +126,7 @@ def test_dropped_stream_keeps_the_partial_text_marked(k):
     assert out.status == "error"
     shown = out.final_display
     assert shown["text/plain"].startswith('You said: "a message long')
-    assert "partial: connection dropped" in shown["text/markdown"]
+    assert "partial: connection dropped" in shown["text/html"]
     (_user, assistant) = history(k)
     assert assistant["status"] == "partial" and shown["text/plain"].startswith(assistant["content"])
 
@@ -154,7 +154,7 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
     assert interrupted, "the stream never showed text"
     assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
     final = out.final_display
-    assert "interrupted" in final["text/markdown"]
+    assert "interrupted" in final["text/html"]
     assert 0 < len(final["text/plain"]) < 400_000
     (_user, assistant) = history(k)
     assert assistant["status"] == "interrupted" and len(assistant["content"]) < 400_000
@@ -170,7 +170,7 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
 
 
 def test_display_updates_are_bounded_by_time_not_chunks(k):
-    out = k.execute("%%acytoo --no-history\n[[size=40000 chunk=2]]")  # the server writes 20,000 chunks
+    out = k.execute("%%acytoo --no-history\n[[size=40000 chunk=20 delay=0.001]]")  # 2,000 paced writes
     assert out.status == "ok"
     assert len(text_of(out)) == FILLER_40K
     stats = k.execute(
@@ -245,11 +245,11 @@ def test_status_line_figures_match_what_the_server_sent(k, server):
     status = status_of(out)
     assert status.startswith("acytoo · tiny-model · ")
     assert status.endswith(f" · 5,000 characters in {int(chunks):,} chunks")
-    assert "<sub>acytoo · tiny-model" in out.final_display["text/markdown"]
+    assert "<sub>acytoo · tiny-model" in out.final_display["text/html"]
     k.execute("%config Assistant.show_status = False")
     quiet = k.execute("%%acytoo\n[[echo]]no status")
     assert quiet.final_display["text/plain"] == "no status"
-    assert "<sub>" not in quiet.final_display["text/markdown"]
+    assert "<sub>" not in quiet.final_display["text/html"]
 
 
 def test_waiting_indicator_shows_until_the_first_chunk(k):

@@ -1,10 +1,25 @@
-"""Throttling: the first chunk at once, then at most one draw per interval, the final text always."""
+"""Throttling (the first chunk at once, then at most one draw per interval, the final text always)
+and the rendering policy (a reply is untrusted: nothing in it may run in the page)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import re
+from html.parser import HTMLParser
 
-from acytoo_magic.render import Frame, ThrottledRenderer, markdown_bundle
+import pytest
+
+from acytoo_magic.render import (
+    Frame,
+    TerminalRenderer,
+    ThrottledRenderer,
+    link_is_safe,
+    markdown_bundle,
+    printable,
+    render_markdown,
+)
+from acytoo_magic.widget import message_html
 
 
 class FakeClock:
@@ -55,11 +70,19 @@ async def test_timer_flushes_text_that_arrived_after_the_last_draw():
     assert frames[-1].text == "ab"
 
 
-def test_markdown_bundle_has_plain_fallback_and_marks():
-    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True))
-    assert bundle["text/markdown"].startswith("# T") and "interrupted" in bundle["text/markdown"]
-    assert bundle["text/plain"] == "# T\n[interrupted]"
+def test_markdown_bundle_is_html_and_plain_text_never_markdown():
+    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True, status="acytoo · m"))
+    assert set(bundle) == {"text/plain", "text/html"}  # JupyterLab renders trusted Markdown's raw HTML
+    assert bundle["text/html"].startswith("<h1>T</h1>")
+    assert '<em>— interrupted</em>' in bundle["text/html"] and "<sub>acytoo · m</sub>" in bundle["text/html"]
+    assert bundle["text/plain"] == "# T\n[interrupted]\n— acytoo · m"
     assert markdown_bundle(Frame("x", final=True), "text") == {"text/plain": "x"}
+    assert markdown_bundle(Frame("<b>x", final=True), "text") == {"text/plain": "<b>x"}
+    assert "▌" in markdown_bundle(Frame("so far"))["text/html"]
+    assert "▌" not in markdown_bundle(Frame("done", final=True))["text/html"]
+    assert markdown_bundle(Frame("- a\n- b"))["text/html"].endswith("<li>b ▌</li>\n</ul>\n")
+    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == "<pre><code>x &lt; 1 ▌</code></pre>\n"
+    assert "[r]: ▌" in markdown_bundle(Frame("[x][r]\n\n[r]: "))["text/html"]  # never a link to the cursor
 
 
 def test_gap_grows_with_the_cost_of_drawing_so_total_cost_stays_linear():
@@ -108,3 +131,203 @@ async def test_waiting_line_ticks_on_the_loop_until_the_first_chunk():
     renderer.close("text")
     assert frames[count - 1] == Frame("text") and frames[-1].final
     assert not any(f.waiting for f in frames[count - 1 :])
+
+
+# -- the rendering policy ----------------------------------------------------------------------
+
+PAYLOADS = {
+    "script": "<script>window.__pwned = 1</script>",
+    "img onerror": '<img src=x onerror="window.__pwned = 2">',
+    "markdown javascript link": "[click](javascript:window.__pwned=3)",
+    "entity-obfuscated link": "[click](jav&#x61;script&#58;window.__pwned=3)",
+    "percent-obfuscated link": "[click](javascript%3Awindow.__pwned=3)",
+    "uppercase link": "[click](JAVASCRIPT:window.__pwned=3)",
+    "vbscript link": "[click](vbscript:msgbox(1))",
+    "autolink": "<javascript:window.__pwned=4>",
+    "data link": "[click](data:text/html,<script>window.__pwned=5</script>)",
+    "data image": "![x](data:image/svg+xml,<svg onload=alert(1)>)",
+    "reference link": "[click][evil]\n\n[evil]: javascript:window.__pwned=6",
+    "iframe": '<iframe srcdoc="<script>parent.__pwned=7</script>"></iframe>',
+    "svg": '<svg onload="window.__pwned=8"><circle r=5 /></svg>',
+    "style": "<style>body { display: none }</style>",
+    "form": '<form action="javascript:window.__pwned=9"><button formaction="javascript:1">go</button></form>',
+    "raw anchor": '<a href="javascript:window.__pwned=10">click</a>',
+    "html block": '<div onclick="window.__pwned=11">\n\n*inside*\n\n</div>',
+    "code info string": '```"><script>alert(1)</script>\nx\n```',
+    "link title": '[t](https://example.org "a\\" onmouseover=\\"alert(1)")',
+}
+ALLOWED_TAGS = {
+    "p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "pre", "code", "em", "strong", "a",
+    "table", "thead", "tbody", "tr", "th", "td", "blockquote", "hr", "br", "span", "div", "sub",
+}
+ALLOWED_ATTRS = {"href", "rel", "target", "class", "style", "title", "start"}
+
+
+class TagCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, {name: value or "" for name, value in attrs}))
+
+
+def dangerous(html: str) -> list[str]:
+    """What in this HTML could run or load something: a tag, an attribute or a URL not allowed."""
+    parser = TagCollector()
+    parser.feed(html)
+    parser.close()
+    found = []
+    for tag, attrs in parser.tags:
+        if tag not in ALLOWED_TAGS:
+            found.append(f"<{tag}>")
+        for name, value in attrs.items():
+            if name not in ALLOWED_ATTRS:
+                found.append(f"{tag}[{name}]")
+            if name == "href" and not re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value):
+                found.append(f"href={value!r}")
+            if name == "style" and not re.fullmatch(r"text-align:(left|right|center)", value):
+                found.append(f"style={value!r}")
+    return found
+
+
+@pytest.mark.parametrize("payload", PAYLOADS.values(), ids=PAYLOADS.keys())
+def test_a_payload_renders_to_nothing_that_runs(payload):
+    reply = f"Here you go:\n\n{payload}\n\nmore text"
+    assert dangerous(render_markdown(reply)) == []
+    for frame in (Frame(reply), Frame(reply, note="interrupted", final=True, status="s")):
+        assert dangerous(markdown_bundle(frame)["text/html"]) == []
+    assert dangerous(message_html("assistant", reply)) == []
+    assert dangerous(message_html("user", reply)) == []
+
+
+def test_the_checker_itself_catches_live_html():
+    assert dangerous('<img src=x onerror="1">') == ["<img>", "img[src]", "img[onerror]"]
+    assert dangerous('<a href="javascript:1">x</a>') == ["href='javascript:1'"]
+    assert dangerous('<a href=" data:text/html,x">x</a>') == ["href=' data:text/html,x'"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "shown"),
+    [
+        (PAYLOADS["script"], "&lt;script&gt;window.__pwned = 1&lt;/script&gt;"),
+        (PAYLOADS["img onerror"], "&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;"),
+        (PAYLOADS["markdown javascript link"], "[click](javascript:window.__pwned=3)"),
+        (PAYLOADS["autolink"], "&lt;javascript:window.__pwned=4&gt;"),
+        (PAYLOADS["reference link"], "[click][evil]"),
+        (PAYLOADS["style"], "&lt;style&gt;body { display: none }&lt;/style&gt;"),
+    ],
+)
+def test_a_payload_is_shown_as_text(payload, shown):
+    assert shown in render_markdown(payload)
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("https://example.org/a?b=1#c", True),
+        ("http://example.org", True),
+        ("mailto:someone@example.org", True),
+        ("docs/usage.md", True),
+        ("#section", True),
+        ("?page=2", True),
+        ("//example.org/x", True),
+        ("javascript:alert(1)", False),
+        ("JavaScript:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("java\tscript:alert(1)", False),
+        ("javascript%3Aalert(1)", False),
+        ("vbscript:msgbox(1)", False),
+        ("data:text/html,<script>", False),
+        ("data:image/png;base64,AAAA", False),
+        ("file:///etc/passwd", False),
+        ("blob:https://example.org/uuid", False),
+    ],
+)
+def test_only_http_mailto_and_relative_links_are_live(url, safe):
+    assert link_is_safe(url) is safe
+
+
+def test_links_open_apart_and_give_nothing_away():
+    html = render_markdown("[docs](https://example.org/docs), <https://example.org>, [here](#part)")
+    assert html.count('rel="noopener noreferrer nofollow"') == 3
+    assert html.count('target="_blank"') == 2  # external links only; an anchor stays in the page
+    assert '<a href="#part" rel="noopener noreferrer nofollow">here</a>' in html
+
+
+def test_images_are_links_with_their_url_in_sight():
+    html = render_markdown("![the plot](https://collector.example/p.png?q=secret%20data)")
+    assert "<img" not in html
+    assert '<a href="https://collector.example/p.png?q=secret%20data"' in html
+    assert ">image: the plot</a> <code>https://collector.example/p.png?q=secret%20data</code>" in html
+
+
+def test_markdown_still_renders():
+    answer = (
+        "# Missing values\n\n## Steps\n\n- count them\n- drop or fill\n\n"
+        "```python\nif df.isna().sum() < 3:\n    print('<ok>')\n```\n\n"
+        "Use `df.isna()` and **check**.\n\n| column | nulls |\n|---|--:|\n| a | 3 |\n"
+    )
+    html = render_markdown(answer)
+    assert "<h1>Missing values</h1>" in html and "<h2>Steps</h2>" in html
+    assert "<li>count them</li>" in html
+    assert "<pre><code class=\"language-python\">if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')" in html
+    assert "<code>df.isna()</code>" in html and "<strong>check</strong>" in html
+    assert "<th>column</th>" in html and '<td style="text-align:right">3</td>' in html
+    assert dangerous(html) == []
+
+
+def test_math_is_left_literal_for_the_typesetter():
+    html = render_markdown(
+        r"Inline $a*b*c$ and $x_1 + y_1$, escaped $\{x\}$, display:" "\n\n$$\n\\sum_i x_i^* < 3\n$$"
+    )
+    assert "$a*b*c$" in html and "<em>" not in html  # no emphasis inside math
+    assert "$x_1 + y_1$" in html
+    assert r"$\{x\}$" in html  # Markdown would have eaten the backslashes
+    assert r"$$\sum_i x_i^* &lt; 3$$" in html
+    assert "costs $5 and $10 <em>each</em>" in render_markdown("costs $5 and $10 *each*")  # prose
+
+
+def test_control_characters_and_ansi_escapes_are_stripped():
+    reply = "\x1b[31mred\x1b[0m\x07 bell\r\nnext\x00\x9b line\ttab \x1b]0;title\x07done"
+    assert printable(reply) == "red bell\nnext line\ttab done"
+    bundle = markdown_bundle(Frame(reply, final=True))
+    assert bundle["text/plain"] == "red bell\nnext line\ttab done"
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", bundle["text/html"])
+    waiting = markdown_bundle(Frame("", note="contacting \x1b[1mX\x1b[0m 0.1 s", waiting=True))
+    assert waiting == {"text/plain": "⏳ contacting X 0.1 s", "text/html": waiting["text/html"]}
+    assert "<em>⏳ contacting X 0.1 s</em>" in waiting["text/html"]
+
+
+def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
+    out = io.StringIO()
+    renderer = TerminalRenderer(out)
+    reply = "copy \x1b]52;c;ZXZpbA==\x07this\x1b[2J\x1b[31m red"
+    for start in range(0, len(reply), 2):  # every sequence cut in two somewhere
+        renderer.feed(reply[start : start + 2])
+    renderer.close(reply, note="partial\x1b[0m", status="s")
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert out.getvalue().startswith("copy ") and "this" in out.getvalue() and "[partial]" in out.getvalue()
+
+
+def test_notes_and_status_are_escaped():
+    bundle = markdown_bundle(Frame("x", note="<b>partial</b>", final=True, status="<img src=x>"))
+    assert dangerous(bundle["text/html"]) == []
+    assert "&lt;b&gt;partial&lt;/b&gt;" in bundle["text/html"] and "&lt;img src=x&gt;" in bundle["text/html"]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_a_stream_split_mid_tag_never_draws_live_html(chunk):
+    reply = "Answer:\n\n" + "\n\n".join(PAYLOADS.values())
+    clock, bundles = FakeClock(), []
+    renderer = ThrottledRenderer(
+        lambda frame: bundles.append(markdown_bundle(frame)), interval=0.0, clock=clock
+    )
+    for start in range(0, len(reply), chunk):
+        clock.now += 1.0
+        renderer.feed(reply[start : start + chunk])
+    renderer.close(reply)
+    assert len(bundles) == len(range(0, len(reply), chunk)) + 1  # every intermediate frame was drawn
+    for bundle in bundles:
+        assert dangerous(bundle["text/html"]) == [], bundle["text/html"]
+    assert bundles[-1]["text/plain"] == reply
