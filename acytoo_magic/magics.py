@@ -20,7 +20,8 @@ from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
 from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
-from .render import DisplayRenderer, TerminalRenderer, ThrottledRenderer
+from .output import DisplayRenderer, TerminalRenderer
+from .render import ThrottledRenderer
 from .runner import Reply, Request
 from .status import label
 

@@ -20,9 +20,10 @@ from .assistant import Assistant, shared_assistant
 from .conversation import Message
 from .errors import ContextError, ProviderNotFound
 from .providers.base import redact
-from .render import Frame, ThrottledRenderer, printable, render_markdown
+from .render import Frame, ThrottledRenderer
 from .runner import Reply
 from .status import FAILED, label
+from .untrusted import printable, render_markdown
 
 _STYLE = """<style>
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
+from acytoo_magic.output import markdown_bundle  # noqa: E402
 from acytoo_magic.providers import Acytoo  # noqa: E402
-from acytoo_magic.render import ThrottledRenderer, markdown_bundle  # noqa: E402
+from acytoo_magic.render import ThrottledRenderer  # noqa: E402
 from acytoo_magic.runner import Request, answer  # noqa: E402
 
 
@@ -185,7 +186,7 @@ async def _raw_stream(session, prompt):
 _raw_session = aiohttp.ClientSession()
 
 # The reply's elapsed time ends at the last chunk; the final display update comes after it.
-from acytoo_magic import render as _render
+from acytoo_magic import output as _render
 _final_draw = [0.0]
 _update = _render.DisplayRenderer._update
 def _timed_update(self, frame):

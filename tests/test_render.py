@@ -10,15 +10,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from acytoo_magic.render import (
-    Frame,
-    TerminalRenderer,
-    ThrottledRenderer,
-    link_is_safe,
-    markdown_bundle,
-    printable,
-    render_markdown,
-)
+from acytoo_magic.output import TerminalRenderer, markdown_bundle
+from acytoo_magic.render import Frame, ThrottledRenderer
+from acytoo_magic.untrusted import link_is_safe, printable, render_markdown
 from acytoo_magic.widget import message_html
 
 
