@@ -36,6 +36,7 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
+
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _MAX_RETRY_WAIT = 30.0
@@ -178,7 +179,8 @@ class HTTPStream:
         self.max_response_bytes = max_response_bytes
         self.secrets = tuple(s for s in secrets if s)
         self.on_retry = on_retry
-        self.received = 0
+        self.received = 0  # bytes of the reply body so far
+        self.opened = False  # the server answered with a success status
 
     def error(self, cls: type[ProviderError], message: str, **kwargs: Any) -> ProviderError:
         return cls(message, provider=self.provider, url=self.url, secrets=self.secrets, **kwargs)
@@ -223,6 +225,7 @@ class HTTPStream:
                 self.url, json=self.json, headers=self.headers, proxy=self.proxy, timeout=self.timeout
             )
             if response.status < 400:
+                self.opened = True
                 return response
             body = await _read_some(response)
             response.release()
@@ -315,8 +318,9 @@ class AsyncGeneratorProvider:
     async def create_async(
         cls, model: str, messages: Messages, proxy: str | None = None, **kwargs: Any
     ) -> str:
-        """Join the whole stream, for callers that do not care about streaming."""
-        return "".join([c async for c in cls.create_async_generator(model, messages, proxy, **kwargs)])
+        """Join the whole stream's text (not its ``Usage``), for callers that do not care about streaming."""
+        chunks = cls.create_async_generator(model, messages, proxy, **kwargs)
+        return "".join([c async for c in chunks if isinstance(c, str)])
 
     @classmethod
     def create_completion(
@@ -325,7 +329,9 @@ class AsyncGeneratorProvider:
         """Synchronous generator of chunks, usable with or without a running event loop.
 
         Without a running loop it drives a private loop; inside one (a notebook cell) it streams
-        from a worker thread, because blocking the running loop would deadlock it.
+        from a worker thread, because blocking the running loop would deadlock it. Streaming, it
+        yields what the async generator does (text, then a ``Usage`` when the server reports one);
+        ``stream=False`` yields the joined text only.
         """
         agen_factory = lambda: cls.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
         try:
@@ -337,7 +343,7 @@ class AsyncGeneratorProvider:
         if stream:
             yield from chunks
         else:
-            yield "".join(chunks)
+            yield "".join(c for c in chunks if isinstance(c, str))
 
 
 def _iterate_on_private_loop(agen_factory: Any) -> Iterator[str]:
