@@ -3,20 +3,27 @@ servers that refuse ``stream_options``. Every server here is real and listens on
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from acytoo_magic.providers import (
+    Acytoo,
     OpenAICompatible,
+    ProviderConnectionError,
+    ProviderError,
     ProviderHTTPError,
 )
 from acytoo_magic.providers import openai as openai_module
 from acytoo_magic.providers.base import Usage
+from acytoo_magic.server import fingerprint
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -142,3 +149,266 @@ async def test_a_refusal_that_is_not_about_the_option_is_reported_and_not_rememb
     assert info.value.status == 400 and "model 'm' not found" in message
     assert message.startswith(f"OpenAI-compatible at {url}/v1/chat/completions: HTTP 400")
     assert "\n" not in message and "sk-never-shown" not in message
+
+
+# --- proxies --------------------------------------------------------------------------------------
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te", "upgrade", "host"}
+
+
+class RecordingProxy:
+    """A forwarding HTTP proxy that records each request target passing through it.
+
+    CONNECT (an https:// target) is recorded and refused with 403: no TLS here, but it shows the
+    request went to the proxy.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.seen.append(f"{request.method} {request.raw_path}")
+        if request.method == "CONNECT":
+            return web.Response(status=403, text="no tunnels here")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        async with (
+            aiohttp.ClientSession() as upstream_session,  # trust_env off: a proxy does not proxy itself
+            upstream_session.request(
+                request.method, request.raw_path, data=await request.read(), headers=headers
+            ) as upstream,
+        ):
+            response = web.StreamResponse(
+                status=upstream.status, headers={"content-type": upstream.headers["content-type"]}
+            )
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[tuple[RecordingProxy, str]]:
+    recording = RecordingProxy()
+    async with serving(recording) as url:
+        yield recording, url
+
+
+async def test_http_proxy_from_the_environment_is_used(server, proxy, monkeypatch):
+    recording, proxy_url = proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    text = "".join(await collect(Acytoo, user("via the environment's proxy"), url=server.url))
+    assert 'You said: "via the environment\'s proxy"' in text
+    assert recording.seen == [f"POST {server.url}/api/completions"]
+    assert len(server.requests) == 1
+
+
+async def test_no_proxy_bypasses_it(server, proxy, monkeypatch):
+    recording, proxy_url = proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    text = "".join(await collect(Acytoo, user("direct"), url=server.url))
+    assert 'You said: "direct"' in text
+    assert recording.seen == []
+    assert len(server.requests) == 1
+
+
+async def test_https_proxy_from_the_environment_is_used_for_https(monkeypatch, proxy):
+    recording, proxy_url = proxy
+    monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+    with pytest.raises(ProviderConnectionError) as info:
+        await collect(OpenAICompatible, user("x"), url="https://api.example.invalid/v1", api_key="sk-k")
+    assert recording.seen == ["CONNECT api.example.invalid:443"]
+    assert "the proxy refused the tunnel: HTTP 403" in str(info.value)
+    assert "sk-k" not in str(info.value)
+
+
+async def test_an_explicit_proxy_wins_over_the_environment(server, monkeypatch):
+    from_env, explicit = RecordingProxy(), RecordingProxy()
+    async with serving(from_env) as env_url, serving(explicit) as explicit_url:
+        monkeypatch.setenv("HTTP_PROXY", env_url)
+        await collect(Acytoo, user("one"), url=server.url, proxy=explicit_url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the environment's exceptions do not apply to it
+        await collect(Acytoo, user("two"), url=server.url, proxy=explicit_url)
+    assert from_env.seen == []
+    assert explicit.seen == [f"POST {server.url}/api/completions"] * 2
+
+
+async def test_a_proxy_without_a_scheme_is_http(server, proxy):
+    recording, proxy_url = proxy
+    text = "".join(
+        await collect(Acytoo, user("no scheme"), url=server.url, proxy=proxy_url.removeprefix("http://"))
+    )
+    assert 'You said: "no scheme"' in text
+    assert recording.seen == [f"POST {server.url}/api/completions"]
+
+
+async def test_a_proxy_aiohttp_cannot_speak_is_one_clear_line(server):
+    with pytest.raises(ProviderError) as info:
+        await collect(Acytoo, user("x"), url=server.url, proxy="socks5://alice:s3cret@127.0.0.1:1080")
+    message = str(info.value)
+    assert message == (
+        f"Acytoo at {server.url}/api/completions: proxy socks5://***@127.0.0.1:1080: "
+        "scheme 'socks5' is not supported; use an HTTP proxy (http://host:port)"
+    )
+    assert server.requests == []
+
+
+async def test_a_proxy_variable_without_a_scheme_says_how_to_write_it(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{server.port}")
+    with pytest.raises(ProviderConnectionError) as info:
+        await collect(Acytoo, user("x"), url="http://example.invalid")
+    assert str(info.value) == (
+        "Acytoo at http://example.invalid/api/completions: "
+        f"HTTP_PROXY=127.0.0.1:{server.port} is not a proxy URL: write it as http://127.0.0.1:{server.port}"
+    )
+    assert server.requests == []
+
+
+def netrc_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: str) -> str:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host} login bob password netrc-pass-123\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    return "Basic " + base64.b64encode(b"bob:netrc-pass-123").decode()
+
+
+async def test_a_netrc_login_goes_to_its_host(server, monkeypatch, tmp_path):
+    """As with curl --netrc and requests: the environment is trusted, the netrc file is part of it."""
+    basic = netrc_login(monkeypatch, tmp_path, "127.0.0.1")
+    await collect(Acytoo, user("x"), url=server.url)
+    other = server.url.replace("127.0.0.1", "localhost")
+    await collect(Acytoo, user("x"), url=other)
+    assert server.requests[0]["headers"]["Authorization"] == fingerprint(basic)
+    assert "Authorization" not in server.requests[1]["headers"]
+
+
+async def test_a_netrc_login_and_an_api_key_for_one_host_is_one_clear_line(server, monkeypatch, tmp_path):
+    netrc_login(monkeypatch, tmp_path, "127.0.0.1")
+    with pytest.raises(ProviderError) as info:
+        await collect(OpenAICompatible, user("x"), url=f"{server.url}/v1", api_key="sk-never-shown")
+    message = str(info.value)
+    assert message == (
+        f"OpenAI-compatible at {server.url}/v1/chat/completions: the netrc file (NETRC or ~/.netrc) has a "
+        "login for this host and an API key is set: both are Authorization; remove one"
+    )
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("trust_env", [False, True])
+async def test_a_given_session_decides_for_itself(server, proxy, monkeypatch, trust_env):
+    """A caller's session is used as it is: the runner's shared session needs ``trust_env=True``."""
+    recording, proxy_url = proxy
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    async with aiohttp.ClientSession(trust_env=trust_env) as session:
+        await collect(Acytoo, user("x"), url=server.url, session=session)
+    assert len(recording.seen) == (1 if trust_env else 0)
+
+
+# --- connections the server closes ----------------------------------------------------------------
+
+
+class ClosesIdleConnections:
+    """A raw HTTP/1.1 server that answers the first request on each connection and keeps it open
+    (no ``Connection: close``), then closes it, unanswered, when another request arrives there.
+
+    That is what a client sees when the server's idle timeout fires (uvicorn: 5 s) just as a
+    pooled connection is reused; here it happens every time, with no waiting.
+    """
+
+    def __init__(self, body: Callable[[dict], bytes], content_type: str) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.completed: list[str] = []  # the prompt of each request answered
+        self.dropped: list[str] = []  # ... and of each closed unanswered
+        self.connections = 0
+        self.answer_first = True
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        answered = not self.answer_first
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                payload = json.loads(await reader.readexactly(length))
+                prompt = payload["messages"][-1]["content"]
+                if answered:
+                    self.dropped.append(prompt)
+                    return
+                reply = self.body(payload)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                    % (self.content_type.encode(), len(reply), reply)
+                )
+                await writer.drain()
+                self.completed.append(prompt)
+                answered = True
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        try:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+def acytoo_body(payload: dict) -> bytes:
+    return f"answer to {payload['messages'][-1]['content']}".encode()
+
+
+def sse_body(payload: dict) -> bytes:
+    delta = {"choices": [{"delta": {"content": f"answer to {payload['messages'][-1]['content']}"}}]}
+    return f"data: {json.dumps(delta)}\n\ndata: [DONE]\n\n".encode()
+
+
+@pytest.mark.parametrize(
+    "provider,path,body,content_type",
+    [(Acytoo, "", acytoo_body, "text/plain"), (OpenAICompatible, "/v1", sse_body, "text/event-stream")],
+)
+async def test_a_pooled_connection_the_server_closed_is_retried_once(provider, path, body, content_type):
+    backend = ClosesIdleConnections(body, content_type)
+    async with backend.running() as url, aiohttp.ClientSession() as session:
+        first = await collect(provider, user("one"), url=url + path, session=session)
+        second = await collect(provider, user("two"), url=url + path, session=session)
+    assert "".join(first) == "answer to one"
+    assert "".join(second) == "answer to two"
+    assert backend.dropped == ["two"]  # it went out on the pooled connection, which the server closed
+    assert backend.completed == ["one", "two"]  # and was answered exactly once, on a new one
+    assert backend.connections == 2
+
+
+async def test_a_server_that_always_closes_is_tried_twice_then_reported():
+    backend = ClosesIdleConnections(acytoo_body, "text/plain")
+    backend.answer_first = False  # closes every connection as soon as a request arrives
+    async with backend.running() as url:
+        with pytest.raises(ProviderConnectionError) as info:
+            await collect(Acytoo, user("x"), url=url)
+    assert backend.dropped == ["x", "x"]
+    assert str(info.value) == (
+        f"Acytoo at {url}/api/completions: the server closed the connection before replying "
+        "(also when sent again)"
+    )
+
+
+async def test_a_stream_dropped_midway_is_not_sent_again(server):
+    received = []
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ProviderConnectionError) as info:
+            async for chunk in Acytoo.create_async_generator(
+                "m", user("[[fault=drop]] a longer message"), url=server.url, session=session
+            ):
+                received.append(chunk)
+    assert "".join(received).startswith('You said: "a longer')  # the partial text reached the caller
+    assert "connection dropped after" in str(info.value)
+    assert len(server.requests) == 1  # and the request was not repeated (that would repeat text)

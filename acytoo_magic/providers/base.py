@@ -1,9 +1,10 @@
 """The g4f provider contract, the typed error family, and the HTTP plumbing both built-ins share.
 
 A provider is anything with ``create_async_generator(model, messages, proxy=None, **kwargs)``
-returning an async iterator of ``str``. ``AsyncGeneratorProvider`` adds the convenience methods g4f
-users expect; the helpers below give built-in providers one way to open a stream, retry, time out,
-cap the size and turn every failure into a one-line ``ProviderError``.
+returning an async iterator of ``str`` (and, after the text, other objects such as ``Usage``).
+``AsyncGeneratorProvider`` adds the convenience methods g4f users expect; the helpers below give
+built-in providers one way to open a stream, retry, time out, cap the size, go through a proxy and
+turn every failure into a one-line ``ProviderError``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ _STATUS_HINTS = {
     401: " (unauthorized: check the API key)",
     403: " (forbidden)",
     404: " (not found: check the URL)",
+    407: " (proxy authentication required: put user:password@ in the proxy URL)",
     429: " (rate limited)",
     500: " (server error)",
     502: " (bad gateway)",
@@ -120,6 +122,28 @@ class ProviderProtocolError(ProviderError):
 
 class ResponseTooLarge(ProviderError):
     """The reply grew past ``max_response_bytes``; what arrived before the cap was yielded."""
+
+
+PROXY_SCHEMES = ("http", "https")
+
+
+def proxy_url(proxy: str | None) -> str | None:
+    """The proxy to use: ``host:port`` means ``http://host:port`` (as curl and requests read it).
+
+    Raises ``ValueError`` (one line, credentials masked) for a scheme aiohttp cannot speak, such as
+    ``socks5://``: it would otherwise talk HTTP to a SOCKS port and fail obscurely.
+    """
+    proxy = (proxy or "").strip()
+    if not proxy:
+        return None
+    scheme, sep, _ = proxy.partition("://")
+    if not sep:
+        return f"http://{proxy}"
+    if scheme.lower() not in PROXY_SCHEMES:
+        raise ValueError(
+            f"proxy {redact(proxy)}: scheme {scheme!r} is not supported; use an HTTP proxy (http://host:port)"
+        )
+    return proxy
 
 
 def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
@@ -149,8 +173,14 @@ def transport_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class HTTPStream:
     """One streamed POST with retries, typed errors and a size cap; shared by the built-in providers.
 
-    Iterating yields raw byte chunks (``iter_any``) or lines (``lines=True``). Retries for 429/503
-    happen only while opening, so nothing already yielded is ever repeated.
+    Iterating yields raw byte chunks (``iter_any``) or lines (``lines=True``). Every retry happens
+    before the reply's status line arrives, so nothing already yielded is ever repeated: 429/503
+    (honouring ``Retry-After``), and once when the server closes the connection before answering,
+    as it does to a pooled keep-alive connection it has timed out (uvicorn after 5 s idle).
+
+    Without ``session`` it opens its own with ``trust_env=True``: ``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``NO_PROXY`` (and ``~/.netrc``) apply, as in curl and requests; an explicit ``proxy`` wins. A
+    given session is used as it is, with its own ``trust_env``.
     """
 
     def __init__(
@@ -181,6 +211,8 @@ class HTTPStream:
         self.on_retry = on_retry
         self.received = 0  # bytes of the reply body so far
         self.opened = False  # the server answered with a success status
+        self.sent_proxy: str | None = None  # the proxy as sent (with the scheme ``host:port`` lacked)
+        self.reconnected = False  # the request was sent again after the server closed the connection
 
     def error(self, cls: type[ProviderError], message: str, **kwargs: Any) -> ProviderError:
         return cls(message, provider=self.provider, url=self.url, secrets=self.secrets, **kwargs)
@@ -198,6 +230,10 @@ class HTTPStream:
             return self.error(ProviderTimeout, f"no data for {seconds:g} s {when}")
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
             return self.error(ProviderConnectionError, "cannot connect to the proxy")
+        if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy answered CONNECT with an error
+            hint = _STATUS_HINTS.get(exc.status, "")
+            message = f"the proxy refused the tunnel: HTTP {exc.status}{hint}"
+            return self.error(ProviderConnectionError, message)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return self.error(ProviderConnectionError, "cannot resolve the host name")
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -205,25 +241,68 @@ class HTTPStream:
                 return self.error(ProviderConnectionError, "cannot connect (connection refused)")
             reason = (exc.os_error.strerror if exc.os_error else "") or "failed"
             return self.error(ProviderConnectionError, f"cannot connect ({reason.lower()})")
-        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+        dropped = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+        if isinstance(exc, dropped) and streaming:
             return self.error(
                 ProviderConnectionError,
                 f"connection dropped after {self.received} bytes of the reply",
             )
+        if isinstance(exc, dropped):
+            again = " (also when sent again)" if self.reconnected else ""
+            return self.error(
+                ProviderConnectionError, f"the server closed the connection before replying{again}"
+            )
         if isinstance(exc, aiohttp.InvalidURL):
-            return self.error(ProviderConnectionError, "invalid URL")
+            return self.error(ProviderConnectionError, self._invalid_url(str(exc.url)))
         if isinstance(exc, aiohttp.ClientError):
             return self.error(ProviderConnectionError, f"{type(exc).__name__}")
-        if isinstance(exc, ValueError):  # aiohttp's "Chunk too big" for an over-long line
+        if isinstance(exc, ValueError) and streaming:  # aiohttp's "Chunk too big" for an over-long line
             return self.error(ProviderProtocolError, "a line of the reply is too long")
+        if isinstance(exc, ValueError) and "AUTHORIZATION" in str(exc):  # aiohttp's own words
+            return self.error(
+                ProviderError,
+                "the netrc file (NETRC or ~/.netrc) has a login for this host and an API key is set: "
+                "both are Authorization; remove one",
+            )
+        if isinstance(exc, ValueError):  # the request could not be built (a bad proxy, say)
+            return self.error(ProviderError, str(exc))
         return self.error(ProviderError, type(exc).__name__)
 
+    def _invalid_url(self, url: str) -> str:
+        """Say which setting holds the unusable URL: the proxy, a proxy variable, or the URL itself."""
+        if self.proxy and url in (self.proxy, self.sent_proxy):
+            return "invalid proxy URL"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            for variable in (name, name.lower()):
+                if url and os.environ.get(variable, "").strip() == url:
+                    hint = f"http://{url}" if "://" not in url else "http://host:port"
+                    return f"{variable}={redact(url)} is not a proxy URL: write it as {redact(hint)}"
+        return "invalid URL"
+
+    async def _post(self, session: aiohttp.ClientSession, proxy: str | None) -> aiohttp.ClientResponse:
+        """POST once; sent again, once, if the server closes the connection before its status line.
+
+        That is what a pooled keep-alive connection the server has meanwhile closed looks like
+        (aiohttp retries only idempotent methods itself). Nothing of the reply has arrived, so
+        nothing can be duplicated; failing to connect at all is not retried.
+        """
+        try:
+            return await session.post(
+                self.url, json=self.json, headers=self.headers, proxy=proxy, timeout=self.timeout
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) or self.reconnected:
+                raise
+            self.reconnected = True
+        return await session.post(
+            self.url, json=self.json, headers=self.headers, proxy=proxy, timeout=self.timeout
+        )
+
     async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        self.sent_proxy = proxy_url(self.proxy)
         attempt = 0
         while True:
-            response = await session.post(
-                self.url, json=self.json, headers=self.headers, proxy=self.proxy, timeout=self.timeout
-            )
+            response = await self._post(session, self.sent_proxy)
             if response.status < 400:
                 self.opened = True
                 return response
@@ -243,7 +322,7 @@ class HTTPStream:
         async with contextlib.AsyncExitStack() as stack:
             session = self.session
             if session is None or session.closed:
-                session = await stack.enter_async_context(aiohttp.ClientSession())
+                session = await stack.enter_async_context(aiohttp.ClientSession(trust_env=True))
             streaming = False
             try:
                 response = await self._open(session)
