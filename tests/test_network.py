@@ -4,7 +4,6 @@ servers that refuse ``stream_options``. Every server here is real and listens on
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -219,7 +218,7 @@ async def test_https_proxy_from_the_environment_is_used_for_https(monkeypatch, p
     with pytest.raises(ProviderConnectionError) as info:
         await collect(OpenAICompatible, user("x"), url="https://api.example.invalid/v1", api_key="sk-k")
     assert recording.seen == ["CONNECT api.example.invalid:443"]
-    assert "the proxy refused the tunnel: HTTP 403" in str(info.value)
+    assert "the proxy (from HTTPS_PROXY) refused the tunnel: HTTP 403 (forbidden)" in str(info.value)
     assert "sk-k" not in str(info.value)
 
 
@@ -254,55 +253,53 @@ async def test_a_proxy_aiohttp_cannot_speak_is_one_clear_line(server):
     assert server.requests == []
 
 
-async def test_a_proxy_variable_without_a_scheme_says_how_to_write_it(server, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{server.port}")
+async def test_a_proxy_variable_without_a_scheme_is_http(server, proxy, monkeypatch):
+    recording, proxy_url = proxy
+    monkeypatch.setenv("http_proxy", proxy_url.removeprefix("http://"))
+    await collect(Acytoo, user("x"), url=server.url)
+    assert recording.seen == [f"POST {server.url}/api/completions"]
+
+
+async def test_a_proxy_from_the_environment_is_named_when_it_fails(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://alice:s3cret@127.0.0.1:9")
     with pytest.raises(ProviderConnectionError) as info:
         await collect(Acytoo, user("x"), url="http://example.invalid")
     assert str(info.value) == (
-        "Acytoo at http://example.invalid/api/completions: "
-        f"HTTP_PROXY=127.0.0.1:{server.port} is not a proxy URL: write it as http://127.0.0.1:{server.port}"
+        "Acytoo at http://example.invalid/api/completions: cannot connect to the proxy (from HTTP_PROXY)"
     )
-    assert server.requests == []
-
-
-def netrc_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: str) -> str:
-    netrc = tmp_path / "netrc"
-    netrc.write_text(f"machine {host} login bob password netrc-pass-123\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
-    return "Basic " + base64.b64encode(b"bob:netrc-pass-123").decode()
-
-
-async def test_a_netrc_login_goes_to_its_host(server, monkeypatch, tmp_path):
-    """As with curl --netrc and requests: the environment is trusted, the netrc file is part of it."""
-    basic = netrc_login(monkeypatch, tmp_path, "127.0.0.1")
-    await collect(Acytoo, user("x"), url=server.url)
-    other = server.url.replace("127.0.0.1", "localhost")
-    await collect(Acytoo, user("x"), url=other)
-    assert server.requests[0]["headers"]["Authorization"] == fingerprint(basic)
-    assert "Authorization" not in server.requests[1]["headers"]
-
-
-async def test_a_netrc_login_and_an_api_key_for_one_host_is_one_clear_line(server, monkeypatch, tmp_path):
-    netrc_login(monkeypatch, tmp_path, "127.0.0.1")
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://alice:s3cret@127.0.0.1:1080")
     with pytest.raises(ProviderError) as info:
-        await collect(OpenAICompatible, user("x"), url=f"{server.url}/v1", api_key="sk-never-shown")
-    message = str(info.value)
-    assert message == (
-        f"OpenAI-compatible at {server.url}/v1/chat/completions: the netrc file (NETRC or ~/.netrc) has a "
-        "login for this host and an API key is set: both are Authorization; remove one"
+        await collect(Acytoo, user("x"), url="https://example.invalid")
+    assert str(info.value) == (
+        "Acytoo at https://example.invalid/api/completions: proxy socks5://***@127.0.0.1:1080 "
+        "(from HTTPS_PROXY): scheme 'socks5' is not supported; use an HTTP proxy (http://host:port)"
     )
-    assert server.requests == []
 
 
 @pytest.mark.parametrize("trust_env", [False, True])
-async def test_a_given_session_decides_for_itself(server, proxy, monkeypatch, trust_env):
-    """A caller's session is used as it is: the runner's shared session needs ``trust_env=True``."""
+async def test_the_environment_applies_whichever_session_is_used(server, proxy, monkeypatch, trust_env):
+    """The runner's shared session, or any a caller passes, goes through the same proxy rules."""
     recording, proxy_url = proxy
     monkeypatch.setenv("HTTP_PROXY", proxy_url)
     async with aiohttp.ClientSession(trust_env=trust_env) as session:
-        await collect(Acytoo, user("x"), url=server.url, session=session)
-    assert len(recording.seen) == (1 if trust_env else 0)
+        await collect(Acytoo, user("proxied"), url=server.url, session=session)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        await collect(Acytoo, user("direct"), url=server.url, session=session)
+    assert recording.seen == [f"POST {server.url}/api/completions"]
+    assert [r["json"]["messages"][0]["content"] for r in server.requests] == ["proxied", "direct"]
+
+
+async def test_no_netrc_login_is_added(server, monkeypatch, tmp_path):
+    """A netrc entry for the host neither travels with a request nor clashes with an API key."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login bob password netrc-pass-123\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    await collect(Acytoo, user("x"), url=server.url)
+    await collect(OpenAICompatible, user("x"), url=f"{server.url}/v1", api_key="sk-k")
+    acytoo, openai = server.requests
+    assert "Authorization" not in acytoo["headers"]
+    assert openai["headers"]["Authorization"] == fingerprint("Bearer sk-k")
 
 
 # --- connections the server closes ----------------------------------------------------------------

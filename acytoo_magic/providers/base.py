@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,11 +128,11 @@ class ResponseTooLarge(ProviderError):
 PROXY_SCHEMES = ("http", "https")
 
 
-def proxy_url(proxy: str | None) -> str | None:
+def proxy_url(proxy: str | None, source: str = "") -> str | None:
     """The proxy to use: ``host:port`` means ``http://host:port`` (as curl and requests read it).
 
-    Raises ``ValueError`` (one line, credentials masked) for a scheme aiohttp cannot speak, such as
-    ``socks5://``: it would otherwise talk HTTP to a SOCKS port and fail obscurely.
+    Raises ``ValueError`` (one line, credentials masked, naming ``source``) for a scheme aiohttp
+    cannot speak, such as ``socks5://``: it would otherwise talk HTTP to a SOCKS port.
     """
     proxy = (proxy or "").strip()
     if not proxy:
@@ -140,10 +141,33 @@ def proxy_url(proxy: str | None) -> str | None:
     if not sep:
         return f"http://{proxy}"
     if scheme.lower() not in PROXY_SCHEMES:
+        where = f" (from {source})" if source else ""
         raise ValueError(
-            f"proxy {redact(proxy)}: scheme {scheme!r} is not supported; use an HTTP proxy (http://host:port)"
+            f"proxy {redact(proxy)}{where}: scheme {scheme!r} is not supported; "
+            "use an HTTP proxy (http://host:port)"
         )
     return proxy
+
+
+def env_proxy(url: str) -> tuple[str, str] | None:
+    """The proxy the environment names for ``url``, and the variable naming it; None if it names none.
+
+    ``HTTP_PROXY`` for http://, ``HTTPS_PROXY`` for https:// (lower case first), except for hosts
+    ``NO_PROXY`` lists: the standard library's reading, as requests and aiohttp's ``trust_env``
+    have it (and, where the environment names none, the system's settings on macOS and Windows).
+    Resolved here rather than by ``trust_env``, so that every session (the caller's too) behaves
+    the same and no netrc login is added to a request that carries an API key.
+    """
+    try:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname, parts.scheme.lower()
+    except ValueError:
+        return None
+    proxy = urllib.request.getproxies().get(scheme) if host else None
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if os.environ.get(v)), "")
+    return proxy, variable or "the system's proxy settings"
 
 
 def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
@@ -178,9 +202,9 @@ class HTTPStream:
     (honouring ``Retry-After``), and once when the server closes the connection before answering,
     as it does to a pooled keep-alive connection it has timed out (uvicorn after 5 s idle).
 
-    Without ``session`` it opens its own with ``trust_env=True``: ``HTTP_PROXY``, ``HTTPS_PROXY``,
-    ``NO_PROXY`` (and ``~/.netrc``) apply, as in curl and requests; an explicit ``proxy`` wins. A
-    given session is used as it is, with its own ``trust_env``.
+    ``proxy`` (``host:port`` means ``http://host:port``) wins; without it the environment's
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` apply (see ``env_proxy``), whichever session
+    is used: the caller's ``session``, or one of its own for this request.
     """
 
     def __init__(
@@ -211,7 +235,8 @@ class HTTPStream:
         self.on_retry = on_retry
         self.received = 0  # bytes of the reply body so far
         self.opened = False  # the server answered with a success status
-        self.sent_proxy: str | None = None  # the proxy as sent (with the scheme ``host:port`` lacked)
+        self.sent_proxy: str | None = None  # the proxy used: ``proxy`` or the environment's
+        self.proxy_source = ""  # where ``sent_proxy`` came from, when not from ``proxy``
         self.reconnected = False  # the request was sent again after the server closed the connection
 
     def error(self, cls: type[ProviderError], message: str, **kwargs: Any) -> ProviderError:
@@ -228,11 +253,12 @@ class HTTPStream:
             when = "in the middle of the reply" if streaming else "before the reply started"
             seconds = self.timeout.sock_read or self.timeout.total
             return self.error(ProviderTimeout, f"no data for {seconds:g} s {when}")
+        source = f" (from {self.proxy_source})" if self.proxy_source else ""
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
-            return self.error(ProviderConnectionError, "cannot connect to the proxy")
+            return self.error(ProviderConnectionError, f"cannot connect to the proxy{source}")
         if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy answered CONNECT with an error
             hint = _STATUS_HINTS.get(exc.status, "")
-            message = f"the proxy refused the tunnel: HTTP {exc.status}{hint}"
+            message = f"the proxy{source} refused the tunnel: HTTP {exc.status}{hint}"
             return self.error(ProviderConnectionError, message)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return self.error(ProviderConnectionError, "cannot resolve the host name")
@@ -253,31 +279,29 @@ class HTTPStream:
                 ProviderConnectionError, f"the server closed the connection before replying{again}"
             )
         if isinstance(exc, aiohttp.InvalidURL):
-            return self.error(ProviderConnectionError, self._invalid_url(str(exc.url)))
+            return self.error(ProviderConnectionError, self._invalid_url(str(exc.url), source))
         if isinstance(exc, aiohttp.ClientError):
             return self.error(ProviderConnectionError, f"{type(exc).__name__}")
         if isinstance(exc, ValueError) and streaming:  # aiohttp's "Chunk too big" for an over-long line
             return self.error(ProviderProtocolError, "a line of the reply is too long")
-        if isinstance(exc, ValueError) and "AUTHORIZATION" in str(exc):  # aiohttp's own words
-            return self.error(
-                ProviderError,
-                "the netrc file (NETRC or ~/.netrc) has a login for this host and an API key is set: "
-                "both are Authorization; remove one",
-            )
         if isinstance(exc, ValueError):  # the request could not be built (a bad proxy, say)
             return self.error(ProviderError, str(exc))
         return self.error(ProviderError, type(exc).__name__)
 
-    def _invalid_url(self, url: str) -> str:
-        """Say which setting holds the unusable URL: the proxy, a proxy variable, or the URL itself."""
-        if self.proxy and url in (self.proxy, self.sent_proxy):
-            return "invalid proxy URL"
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-            for variable in (name, name.lower()):
-                if url and os.environ.get(variable, "").strip() == url:
-                    hint = f"http://{url}" if "://" not in url else "http://host:port"
-                    return f"{variable}={redact(url)} is not a proxy URL: write it as {redact(hint)}"
-        return "invalid URL"
+    def _invalid_url(self, url: str, source: str) -> str:
+        if not url or url not in (self.proxy, self.sent_proxy):
+            return "invalid URL"
+        return f"invalid proxy URL{source}"
+
+    def _proxy(self) -> str | None:
+        """The explicit proxy, else the environment's for this URL (``proxy_source`` says which)."""
+        if self.proxy:
+            return proxy_url(self.proxy)
+        found = env_proxy(self.url)
+        if found is None:
+            return None
+        self.proxy_source = found[1]
+        return proxy_url(found[0], self.proxy_source)
 
     async def _post(self, session: aiohttp.ClientSession, proxy: str | None) -> aiohttp.ClientResponse:
         """POST once; sent again, once, if the server closes the connection before its status line.
@@ -299,7 +323,7 @@ class HTTPStream:
         )
 
     async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
-        self.sent_proxy = proxy_url(self.proxy)
+        self.sent_proxy = self._proxy()
         attempt = 0
         while True:
             response = await self._post(session, self.sent_proxy)
@@ -322,7 +346,7 @@ class HTTPStream:
         async with contextlib.AsyncExitStack() as stack:
             session = self.session
             if session is None or session.closed:
-                session = await stack.enter_async_context(aiohttp.ClientSession(trust_env=True))
+                session = await stack.enter_async_context(aiohttp.ClientSession())
             streaming = False
             try:
                 response = await self._open(session)
