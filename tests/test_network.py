@@ -4,6 +4,7 @@ servers that refuse ``stream_options``. Every server here is real and listens on
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -162,11 +163,15 @@ class RecordingProxy:
     request went to the proxy.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, login: str = "") -> None:
         self.seen: list[str] = []
+        self.login = login  # "user:password" the proxy asks for, if any
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         self.seen.append(f"{request.method} {request.raw_path}")
+        expected = "Basic " + base64.b64encode(self.login.encode()).decode()
+        if self.login and request.headers.get("Proxy-Authorization") != expected:
+            return web.Response(status=407, text="login first", headers={"Proxy-Authenticate": "Basic"})
         if request.method == "CONNECT":
             return web.Response(status=403, text="no tunnels here")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -200,6 +205,19 @@ async def test_http_proxy_from_the_environment_is_used(server, proxy, monkeypatc
     assert 'You said: "via the environment\'s proxy"' in text
     assert recording.seen == [f"POST {server.url}/api/completions"]
     assert len(server.requests) == 1
+
+
+async def test_a_proxy_login_from_the_environment_is_sent_and_a_missing_one_explained(server, monkeypatch):
+    guarded = RecordingProxy(login="alice:s3cret")
+    async with serving(guarded) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        with pytest.raises(ProviderHTTPError) as info:
+            await collect(Acytoo, user("no login"), url=server.url)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url.replace("http://", "http://alice:s3cret@"))
+        text = "".join(await collect(Acytoo, user("with login"), url=server.url))
+    assert "HTTP 407 (proxy authentication required: put user:password@ in the proxy URL)" in str(info.value)
+    assert 'You said: "with login"' in text
+    assert [r["json"]["messages"][0]["content"] for r in server.requests] == ["with login"]
 
 
 async def test_no_proxy_bypasses_it(server, proxy, monkeypatch):
