@@ -28,6 +28,15 @@ from acytoo_magic.providers.base import redact, url_host
 from acytoo_magic.providers.credentials import HiddenText, MaskedText, ScopedKey, key_for, origin
 from acytoo_magic.server import fingerprint
 
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_shell(monkeypatch):
+    """Providers trust the environment's proxies: these loopback tests must not meet the developer's."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 MULTILINGUAL = "Привет, мир! 你好，世界。こんにちは 🎉👩‍💻 naïve café — ok"
 
 

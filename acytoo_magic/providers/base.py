@@ -1,9 +1,10 @@
 """The g4f provider contract, the typed error family, and the HTTP plumbing both built-ins share.
 
 A provider is anything with ``create_async_generator(model, messages, proxy=None, **kwargs)``
-returning an async iterator of ``str``. ``AsyncGeneratorProvider`` adds the convenience methods g4f
-users expect; the helpers below give built-in providers one way to open a stream, retry, time out,
-cap the size and turn every failure into a one-line ``ProviderError``.
+returning an async iterator of ``str`` (and, after the text, other objects such as ``Usage``).
+``AsyncGeneratorProvider`` adds the convenience methods g4f users expect; the helpers below give
+built-in providers one way to open a stream, retry, time out, cap the size, go through a proxy and
+turn every failure into a one-line ``ProviderError``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import queue
 import re
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ class Usage:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
 
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -100,6 +103,7 @@ _STATUS_HINTS = {
     401: " (unauthorized: check the API key)",
     403: " (forbidden)",
     404: " (not found: check the URL)",
+    407: " (proxy authentication required: put user:password@ in the proxy URL)",
     429: " (rate limited)",
     500: " (server error)",
     502: " (bad gateway)",
@@ -121,6 +125,51 @@ class ProviderProtocolError(ProviderError):
 
 class ResponseTooLarge(ProviderError):
     """The reply grew past ``max_response_bytes``; what arrived before the cap was yielded."""
+
+
+PROXY_SCHEMES = ("http", "https")
+
+
+def proxy_url(proxy: str | None, source: str = "") -> str | None:
+    """The proxy to use: ``host:port`` means ``http://host:port`` (as curl and requests read it).
+
+    Raises ``ValueError`` (one line, credentials masked, naming ``source``) for a scheme aiohttp
+    cannot speak, such as ``socks5://``: it would otherwise talk HTTP to a SOCKS port.
+    """
+    proxy = (proxy or "").strip()
+    if not proxy:
+        return None
+    scheme, sep, _ = proxy.partition("://")
+    if not sep:
+        return f"http://{proxy}"
+    if scheme.lower() not in PROXY_SCHEMES:
+        where = f" (from {source})" if source else ""
+        raise ValueError(
+            f"proxy {redact(proxy)}{where}: scheme {scheme!r} is not supported; "
+            "use an HTTP proxy (http://host:port)"
+        )
+    return proxy
+
+
+def env_proxy(url: str) -> tuple[str, str] | None:
+    """The proxy the environment names for ``url``, and the variable naming it; None if it names none.
+
+    ``HTTP_PROXY`` for http://, ``HTTPS_PROXY`` for https:// (lower case first), except for hosts
+    ``NO_PROXY`` lists: the standard library's reading, as requests and aiohttp's ``trust_env``
+    have it (and, where the environment names none, the system's settings on macOS and Windows).
+    Resolved here rather than by ``trust_env``, so that every session (the caller's too) behaves
+    the same and no netrc login is added to a request that carries an API key.
+    """
+    try:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname, parts.scheme.lower()
+    except ValueError:
+        return None
+    proxy = urllib.request.getproxies().get(scheme) if host else None
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    variable = next((v for v in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if os.environ.get(v)), "")
+    return proxy, variable or "the system's proxy settings"
 
 
 def make_timeout(timeout: float | aiohttp.ClientTimeout | None) -> aiohttp.ClientTimeout:
@@ -150,8 +199,14 @@ def transport_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 class HTTPStream:
     """One streamed POST with retries, typed errors and a size cap; shared by the built-in providers.
 
-    Iterating yields raw byte chunks (``iter_any``) or lines (``lines=True``). Retries for 429/503
-    happen only while opening, so nothing already yielded is ever repeated.
+    Iterating yields raw byte chunks (``iter_any``) or lines (``lines=True``). Every retry happens
+    before the reply's status line arrives, so nothing already yielded is ever repeated: 429/503
+    (honouring ``Retry-After``), and once when the server closes the connection before answering,
+    as it does to a pooled keep-alive connection it has timed out (uvicorn after 5 s idle).
+
+    ``proxy`` (``host:port`` means ``http://host:port``) wins; without it the environment's
+    ``HTTP_PROXY``, ``HTTPS_PROXY`` and ``NO_PROXY`` apply (see ``env_proxy``), whichever session
+    is used: the caller's ``session``, or one of its own for this request.
     """
 
     def __init__(
@@ -180,7 +235,11 @@ class HTTPStream:
         self.max_response_bytes = max_response_bytes
         self.secrets = tuple(s for s in secrets if s)
         self.on_retry = on_retry
-        self.received = 0
+        self.received = 0  # bytes of the reply body so far
+        self.opened = False  # the server answered with a success status
+        self.sent_proxy: str | None = None  # the proxy used: ``proxy`` or the environment's
+        self.proxy_source = ""  # where ``sent_proxy`` came from, when not from ``proxy``
+        self.reconnected = False  # the request was sent again after the server closed the connection
 
     def error(self, cls: type[ProviderError], message: str, **kwargs: Any) -> ProviderError:
         return cls(message, provider=self.provider, url=self.url, secrets=self.secrets, **kwargs)
@@ -196,8 +255,13 @@ class HTTPStream:
             when = "in the middle of the reply" if streaming else "before the reply started"
             seconds = self.timeout.sock_read or self.timeout.total
             return self.error(ProviderTimeout, f"no data for {seconds:g} s {when}")
+        source = f" (from {self.proxy_source})" if self.proxy_source else ""
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
-            return self.error(ProviderConnectionError, "cannot connect to the proxy")
+            return self.error(ProviderConnectionError, f"cannot connect to the proxy{source}")
+        if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy answered CONNECT with an error
+            hint = _STATUS_HINTS.get(exc.status, "")
+            message = f"the proxy{source} refused the tunnel: HTTP {exc.status}{hint}"
+            return self.error(ProviderConnectionError, message)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return self.error(ProviderConnectionError, "cannot resolve the host name")
         if isinstance(exc, aiohttp.ClientConnectorError):
@@ -205,26 +269,68 @@ class HTTPStream:
                 return self.error(ProviderConnectionError, "cannot connect (connection refused)")
             reason = (exc.os_error.strerror if exc.os_error else "") or "failed"
             return self.error(ProviderConnectionError, f"cannot connect ({reason.lower()})")
-        if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+        dropped = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+        if isinstance(exc, dropped) and streaming:
             return self.error(
                 ProviderConnectionError,
                 f"connection dropped after {self.received} bytes of the reply",
             )
+        if isinstance(exc, dropped):
+            again = " (also when sent again)" if self.reconnected else ""
+            return self.error(
+                ProviderConnectionError, f"the server closed the connection before replying{again}"
+            )
         if isinstance(exc, aiohttp.InvalidURL):
-            return self.error(ProviderConnectionError, "invalid URL")
+            return self.error(ProviderConnectionError, self._invalid_url(str(exc.url), source))
         if isinstance(exc, aiohttp.ClientError):
             return self.error(ProviderConnectionError, f"{type(exc).__name__}")
-        if isinstance(exc, ValueError):  # aiohttp's "Chunk too big" for an over-long line
+        if isinstance(exc, ValueError) and streaming:  # aiohttp's "Chunk too big" for an over-long line
             return self.error(ProviderProtocolError, "a line of the reply is too long")
+        if isinstance(exc, ValueError):  # the request could not be built (a bad proxy, say)
+            return self.error(ProviderError, str(exc))
         return self.error(ProviderError, type(exc).__name__)
 
+    def _invalid_url(self, url: str, source: str) -> str:
+        if not url or url not in (self.proxy, self.sent_proxy):
+            return "invalid URL"
+        return f"invalid proxy URL{source}"
+
+    def _proxy(self) -> str | None:
+        """The explicit proxy, else the environment's for this URL (``proxy_source`` says which)."""
+        if self.proxy:
+            return proxy_url(self.proxy)
+        found = env_proxy(self.url)
+        if found is None:
+            return None
+        self.proxy_source = found[1]
+        return proxy_url(found[0], self.proxy_source)
+
+    async def _post(self, session: aiohttp.ClientSession, proxy: str | None) -> aiohttp.ClientResponse:
+        """POST once; sent again, once, if the server closes the connection before its status line.
+
+        That is what a pooled keep-alive connection the server has meanwhile closed looks like
+        (aiohttp retries only idempotent methods itself). Nothing of the reply has arrived, so
+        nothing can be duplicated; failing to connect at all is not retried.
+        """
+        try:
+            return await session.post(
+                self.url, json=self.json, headers=self.headers, proxy=proxy, timeout=self.timeout
+            )
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) or self.reconnected:
+                raise
+            self.reconnected = True
+        return await session.post(
+            self.url, json=self.json, headers=self.headers, proxy=proxy, timeout=self.timeout
+        )
+
     async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
+        self.sent_proxy = self._proxy()
         attempt = 0
         while True:
-            response = await session.post(
-                self.url, json=self.json, headers=self.headers, proxy=self.proxy, timeout=self.timeout
-            )
+            response = await self._post(session, self.sent_proxy)
             if response.status < 400:
+                self.opened = True
                 return response
             body = await _read_some(response)
             response.release()
@@ -317,8 +423,9 @@ class AsyncGeneratorProvider:
     async def create_async(
         cls, model: str, messages: Messages, proxy: str | None = None, **kwargs: Any
     ) -> str:
-        """Join the whole stream, for callers that do not care about streaming."""
-        return "".join([c async for c in cls.create_async_generator(model, messages, proxy, **kwargs)])
+        """Join the whole stream's text (not its ``Usage``), for callers that do not care about streaming."""
+        chunks = cls.create_async_generator(model, messages, proxy, **kwargs)
+        return "".join([c async for c in chunks if isinstance(c, str)])
 
     @classmethod
     def create_completion(
@@ -327,7 +434,9 @@ class AsyncGeneratorProvider:
         """Synchronous generator of chunks, usable with or without a running event loop.
 
         Without a running loop it drives a private loop; inside one (a notebook cell) it streams
-        from a worker thread, because blocking the running loop would deadlock it.
+        from a worker thread, because blocking the running loop would deadlock it. Streaming, it
+        yields what the async generator does (text, then a ``Usage`` when the server reports one);
+        ``stream=False`` yields the joined text only.
         """
         agen_factory = lambda: cls.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
         try:
@@ -339,7 +448,7 @@ class AsyncGeneratorProvider:
         if stream:
             yield from chunks
         else:
-            yield "".join(chunks)
+            yield "".join(c for c in chunks if isinstance(c, str))
 
 
 def _iterate_on_private_loop(agen_factory: Any) -> Iterator[str]:

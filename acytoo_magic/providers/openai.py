@@ -1,11 +1,15 @@
 """OpenAI-compatible streaming chat completions (OpenAI, Ollama, vLLM, llama.cpp server).
 
 POST ``{base_url}/chat/completions`` with ``stream: true``; the reply is Server-Sent Events, one
-``data: {json}`` line per delta, ending with ``data: [DONE]``.
+``data: {json}`` line per delta, ending with ``data: [DONE]``. The request asks for token counts
+(``stream_options: {include_usage: true}``); the server sends them in a last event whose
+``choices`` is empty, and they are yielded as a ``Usage`` after the text. A server that rejects the
+option is asked again without it, and not asked with it again in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -17,12 +21,17 @@ from .base import (
     HTTPStream,
     Messages,
     ProviderError,
+    ProviderHTTPError,
     ProviderProtocolError,
+    Usage,
     transport_options,
 )
 from .credentials import OPENAI_DEFAULT_URL, env_keys, key_for
 
 DEFAULT_BASE_URL = OPENAI_DEFAULT_URL
+USAGE_OPTION = {"include_usage": True}
+# Base URLs whose server refused ``stream_options`` in this process: asked without it from then on.
+_no_stream_options: set[str] = set()
 
 
 def api_key_from_env(url: str, provider_default: str = DEFAULT_BASE_URL) -> str:
@@ -47,9 +56,10 @@ class OpenAICompatible(AsyncGeneratorProvider):
         api_key: str | None = None,
         temperature: float | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[str]:
-        """Stream the answer's deltas. Also takes ``session``, ``timeout``, ``retries``,
-        ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored.
+    ) -> AsyncIterator[str | Usage]:
+        """Stream the answer's deltas, then its ``Usage`` if the server reports one. Also takes
+        ``session``, ``timeout``, ``retries``, ``max_response_bytes`` and ``on_retry`` (see
+        ``HTTPStream``); other keywords are ignored.
 
         ``api_key``: sent as given ("" sends none); ``None`` takes the environment's key only if
         it is bound to this URL's host (``OPENAI_API_KEY``: ``OPENAI_BASE_URL`` or api.openai.com).
@@ -62,35 +72,67 @@ class OpenAICompatible(AsyncGeneratorProvider):
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
         if temperature is not None:
             body["temperature"] = float(temperature)
-        stream = HTTPStream(
-            "OpenAI-compatible",
-            f"{base}/chat/completions",
-            json=body,
-            headers=headers,
-            proxy=proxy,
-            secrets=(key,),
-            **transport_options(kwargs),
-        )
-        if key and "@" in urlsplit(base).netloc:  # aiohttp would send the URL's user:password instead
-            raise stream.error(
-                ProviderError, "the URL has user:password@ and an API key is set: both are Authorization"
+        ask_usage = base not in _no_stream_options
+        while True:
+            stream = HTTPStream(
+                "OpenAI-compatible",
+                f"{base}/chat/completions",
+                json={**body, "stream_options": USAGE_OPTION} if ask_usage else body,
+                headers=headers,
+                proxy=proxy,
+                secrets=(key,),
+                **transport_options(kwargs),
             )
-        async for raw in stream.chunks(lines=True):
+            if key and "@" in urlsplit(base).netloc:  # aiohttp would send the URL's user:password instead
+                raise stream.error(
+                    ProviderError, "the URL has user:password@ and an API key is set: both are Authorization"
+                )
+            try:
+                async for item in read_events(stream):
+                    yield item
+                return
+            except ProviderHTTPError as exc:
+                if not ask_usage or not refuses_stream_options(exc):
+                    raise
+                if "stream_options" in exc.body:  # it says so: no need to see the retry succeed
+                    _no_stream_options.add(base)
+            finally:
+                if not ask_usage and stream.opened:  # answered without the option: it was the option
+                    _no_stream_options.add(base)
+            ask_usage = False
+
+
+def refuses_stream_options(error: ProviderHTTPError) -> bool:
+    """A 400 or 422 refusal (before any byte of a reply) may be the ``stream_options`` field: some
+    servers validate strictly and name it, others just refuse. Either way it is worth one retry."""
+    return error.status in (400, 422)
+
+
+async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage]:
+    """The text of each delta, then the last ``Usage`` the server reported, if any."""
+    usage = None
+    async with contextlib.aclosing(stream.chunks(lines=True)) as lines:
+        async for raw in lines:
             event = parse_sse_line(raw, stream)
             if event is DONE:
-                return
-            if event:
-                yield event
+                break
+            if event is None:
+                continue
+            if text := delta_text(event, stream):
+                yield text
+            usage = usage_of(event) or usage
+    if usage is not None:
+        yield usage
 
 
 DONE = object()
 
 
 def parse_sse_line(raw: bytes, stream: HTTPStream) -> Any:
-    """Return the delta text of one SSE line, ``DONE`` at the end marker, or "" for anything else."""
+    """The JSON object of one SSE ``data:`` line, ``DONE`` at the end marker, or None for other lines."""
     line = raw.decode("utf-8", "replace").strip()
     if not line.startswith("data:"):
-        return ""  # blank separators, comments (":"), "event:", "id:", "retry:"
+        return None  # blank separators, comments (":"), "event:", "id:", "retry:"
     data = line[5:].strip()
     if data == "[DONE]":
         return DONE
@@ -104,9 +146,30 @@ def parse_sse_line(raw: bytes, stream: HTTPStream) -> Any:
         error = event["error"]
         message = error.get("message", error) if isinstance(error, dict) else error
         raise stream.error(ProviderProtocolError, f"server error in stream: {message}")
+    return event
+
+
+def delta_text(event: dict[str, Any], stream: HTTPStream) -> str:
+    """``choices[0].delta.content``, or "" (the usage event has no choices; a role-only delta no text)."""
     try:
         choices = event.get("choices") or []
         content = choices[0].get("delta", {}).get("content") if choices else None
     except (AttributeError, TypeError):
         raise stream.error(ProviderProtocolError, "SSE event without choices[0].delta") from None
     return content if isinstance(content, str) else ""
+
+
+def usage_of(event: dict[str, Any]) -> Usage | None:
+    """The event's ``usage`` counts (OpenAI sends them in a last event with empty ``choices``)."""
+    usage = event.get("usage")
+    if not isinstance(usage, dict):
+        return None
+
+    def count(name: str) -> int | None:
+        value = usage.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+    prompt, completion = count("prompt_tokens"), count("completion_tokens")
+    if prompt is None and completion is None:
+        return None
+    return Usage(prompt, completion)
