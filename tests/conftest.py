@@ -27,7 +27,8 @@ def history_db(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never read the developer's own keys, URLs or history file."""
+    """Tests never read the developer's own keys, URLs, proxies or history file."""
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
     for name in list(os.environ):
-        if name.startswith(("ACYTOO_", "OPENAI_")) or name == "JPY_SESSION_NAME":
+        if name.startswith(("ACYTOO_", "OPENAI_")) or name == "JPY_SESSION_NAME" or name.lower() in proxies:
             monkeypatch.delenv(name)
