@@ -101,7 +101,7 @@ class Generation:
     growing once the worker stopped.
     """
 
-    started: float
+    started: float  # when it was asked for, then when the model took it up (after any wait)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     pieces: int = 0
@@ -135,8 +135,9 @@ _LOAD_LOCK = threading.Lock()
 _loaded: LocalModel | None = None
 
 
-def shared_model(name: str | os.PathLike[str] | None = None, **options: Any) -> LocalModel:
-    """This process's model for ``name``, loaded on first use and kept; another name replaces it.
+def shared_model(name: str | os.PathLike[str] | None = None, *, n_ctx: int = DEFAULT_CTX) -> LocalModel:
+    """This process's model for ``name``, loaded on first use and kept; another name (or context
+    size) replaces it.
 
     Blocking (loading takes a second or so): call it off the event loop. ``ModelNotFound`` for an
     unknown name, ``FileNotFoundError``/``ImportError`` when the ``local`` extra is missing.
@@ -144,10 +145,15 @@ def shared_model(name: str | os.PathLike[str] | None = None, **options: Any) -> 
     global _loaded
     path = resolve_model(name)
     with _LOAD_LOCK:
-        if _loaded is None or _loaded.path != path:
+        if _loaded is None or _loaded.path != path or _loaded.n_ctx != n_ctx:
             _loaded = None  # the old model is freed when its last generation ends
-            _loaded = LocalModel(path, name=bundled_name(name), **options)
+            _loaded = LocalModel(path, name=bundled_name(name), n_ctx=n_ctx)
         return _loaded
+
+
+def loaded() -> LocalModel | None:
+    """The model this process has loaded, if any (its ``generations`` show what it is doing)."""
+    return _loaded
 
 
 def bundled_name(name: str | os.PathLike[str] | None) -> str | None:
@@ -174,6 +180,7 @@ class LocalModel:
         from llama_cpp import Llama, llama_vocab_is_eog
 
         self.path = Path(path)
+        self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.llm = Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False
@@ -259,6 +266,7 @@ class LocalModel:
                     if stop.is_set():
                         record.stopped_early = True
                         return
+                    record.started = time.monotonic()
                     record.generating = True
                     for piece in self._pieces(messages, temperature, limit, record, stop):
                         put("piece", piece)

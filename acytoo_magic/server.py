@@ -627,7 +627,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from .local_model import shared_model
 
         try:  # the same loader the in-process 'local' provider uses
-            config.model = shared_model(args.model, n_ctx=args.ctx, max_tokens=args.max_tokens)
+            config.model = shared_model(args.model, n_ctx=args.ctx)
+            config.model.max_tokens = args.max_tokens
         except (FileNotFoundError, ImportError, ValueError) as exc:
             parser.exit(2, f"acytoo_magic.server: cannot load the model: {exc}\n")
         template = "its chat template" if config.model.has_template else "a plain transcript (no template)"
