@@ -40,6 +40,8 @@ browser:
 test: lint browser local
 	$(PY) -m pytest
 
+# The quick-start notebook with provider "local" (SmolLM2 in the kernel, no server);
+# DEMO_BACKEND=llama serves the model through acytoo_magic.server, DEMO_MODEL=gemma3 picks Gemma.
 demo: local
 	$(PY) scripts/demo.py
 

@@ -15,10 +15,12 @@ import hashlib
 import ipaddress
 import json
 import re
+import secrets
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -40,9 +42,19 @@ directives, written in the last user message as [[key=value key=value ...]]:
   times=N            with fault=STATUS: fail N times for this message, then answer (default: always)
   retry_after=S      with fault=429/503: send Retry-After: S
 
+token counts (usage, max_tokens) of the scripted backend are whitespace-separated words: the
+prompt's are the words of every message's content, the answer's those of the reply; max_tokens=N
+cuts the reply after N words. The llama backend reports the model's own token counts.
+
 endpoints:
-  POST /api/completions          Acytoo protocol, raw UTF-8 text stream
-  POST /v1/chat/completions      OpenAI-compatible, Server-Sent Events when "stream": true
+  POST /api/completions          Acytoo protocol, raw UTF-8 text stream (errors: plain status + text)
+  POST /v1/chat/completions      OpenAI-compatible: Server-Sent Events when "stream": true, else one
+                                 chat.completion object with "usage"; "stream_options":
+                                 {"include_usage": true} adds a last chunk with the usage;
+                                 finish_reason "stop", or "length" when max_tokens was reached.
+                                 Errors (fault statuses, bad JSON, no messages) in OpenAI's shape:
+                                 {"error": {"message", "type", "param", "code"}}
+  GET  /v1/models                the model served ("scripted", or the loaded model's name)
   GET  /_requests                JSON list of the requests received (DELETE clears it); scripted
                                  backend only. Credential headers (Authorization, Proxy-Authorization,
                                  Cookie, API-key headers) are kept only as "sha256:<12 hex digits>".
@@ -158,13 +170,111 @@ def split(body: bytes, size: int) -> Iterator[bytes]:
         yield body[start : start + size]
 
 
-def sse_event(content: str, model: str) -> bytes:
-    event = {
-        "object": "chat.completion.chunk",
-        "model": model,
-        "choices": [{"index": 0, "delta": {"content": content}}],
-    }
-    return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+_WORD = re.compile(r"\S+")
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+}
+
+
+def count_tokens(text: str) -> int:
+    """The scripted backend's token count: whitespace-separated words (documented in --help)."""
+    return sum(1 for _ in _WORD.finditer(text))
+
+
+def first_tokens(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` cut after ``limit`` words (as counted by ``count_tokens``); True when it was cut."""
+    for index, match in enumerate(_WORD.finditer(text)):
+        if index == limit:
+            return text[: match.start()], True
+    return text, False
+
+
+def prompt_tokens(messages: Sequence[Any]) -> int:
+    return sum(count_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, Mapping))
+
+
+def openai_error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, headers: Any = None
+) -> web.Response:
+    """An error as OpenAI's API sends it: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", headers=headers or {}
+    )
+
+
+class OpenAIReply:
+    """One chat completion in OpenAI's shapes: streamed chunks (SSE) or one JSON object."""
+
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        self.id = f"chatcmpl-{secrets.token_hex(12)}"
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.sent_role = False
+
+    def _event(self, choices: list[Any], **extra: Any) -> bytes:
+        event = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **({"usage": None} if self.include_usage else {}),
+            **extra,
+        }
+        return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+
+    def chunk(self, content: str) -> bytes:
+        delta = {"content": content} if self.sent_role else {"role": "assistant", "content": content}
+        self.sent_role = True
+        return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
+    def finish(self, reason: str) -> bytes:
+        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+
+    def usage_chunk(self, prompt: int, completion: int) -> bytes:
+        """The last chunk when ``stream_options.include_usage`` is set: no choices, the usage."""
+        return self._event([], usage=usage(prompt, completion))
+
+    def completion(self, text: str, reason: str, prompt: int, completion: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": None,
+                    "finish_reason": reason,
+                }
+            ],
+            "usage": usage(prompt, completion),
+        }
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def max_tokens_of(payload: Mapping[str, Any]) -> int | None:
+    """``max_completion_tokens`` (newer clients) or ``max_tokens``; None when absent or not positive."""
+    value = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def include_usage(payload: Mapping[str, Any]) -> bool:
+    options = payload.get("stream_options")
+    return bool(payload.get("stream")) and isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 class Backend:
@@ -173,13 +283,7 @@ class Backend:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
 
-    async def _read(self, request: web.Request) -> dict[str, Any]:
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(
-                text='{"error": "body is not JSON"}', content_type="application/json"
-            ) from None
+    def _log(self, request: web.Request, payload: Any) -> None:
         if self.config.keeps_request_log:
             self.config.requests.append(
                 {
@@ -192,12 +296,30 @@ class Backend:
                     else [],
                 }
             )
+
+    async def _read(self, request: web.Request, openai: bool = False) -> dict[str, Any]:
+        """The request's JSON with a ``messages`` list; else a 400 (OpenAI's error shape on /v1)."""
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if openai:
+                raise web.HTTPBadRequest(
+                    text=openai_error(400, "the request body is not valid JSON").text,
+                    content_type="application/json",
+                ) from None
+            raise web.HTTPBadRequest(
+                text='{"error": "body is not JSON"}', content_type="application/json"
+            ) from None
+        self._log(request, payload)
         if not isinstance(payload, dict) or not isinstance(payload.get("messages"), list):
+            if openai:
+                error = openai_error(400, "'messages' is required: a list of messages", param="messages")
+                raise web.HTTPBadRequest(text=error.text, content_type="application/json")
             raise web.HTTPBadRequest(text='{"error": "messages missing"}', content_type="application/json")
         return payload
 
     def _status_fault(
-        self, plan: ReplyPlan, messages: list[Any], request: web.Request
+        self, plan: ReplyPlan, messages: list[Any], request: web.Request, openai: bool = False
     ) -> web.Response | None:
         if not plan.fault.isdigit():
             return None
@@ -211,16 +333,18 @@ class Backend:
         if plan.fault == "401":  # as some servers do: the rejected key is echoed back
             key = request.headers.get("Authorization", "").removeprefix("Bearer ")
             message += f"; incorrect API key provided: {key}"
+        if openai:
+            return openai_error(int(plan.fault), message, headers=headers)
         body = json.dumps({"error": {"message": message, "code": int(plan.fault)}})
         return web.Response(
             status=int(plan.fault), text=body, content_type="application/json", headers=headers
         )
 
     async def _stream(
-        self, request: web.Request, plan: ReplyPlan, pieces: list[bytes], content_type: str
+        self, request: web.Request, plan: ReplyPlan, pieces: Iterable[bytes], content_type: str
     ) -> web.StreamResponse:
         try:
-            return await self._send(request, plan, pieces, content_type)
+            return await self._send(request, plan, list(pieces), content_type)
         except ConnectionResetError:  # the client went away (timeout, cancel): nothing to report
             raise asyncio.CancelledError from None
 
@@ -245,41 +369,87 @@ class Backend:
         await response.write_eof()
         return response
 
-    async def _generate(self, request: web.Request, payload: dict[str, Any], sse: bool) -> web.StreamResponse:
-        """Stream the local model's answer, token by token, in either protocol."""
+    async def _generate(
+        self, request: web.Request, payload: dict[str, Any], openai: bool
+    ) -> web.StreamResponse:
+        """The local model's answer: streamed token by token (Acytoo text or OpenAI SSE), or whole.
+
+        Usage and ``finish_reason`` are the model's own (llama.cpp's token counts).
+        """
+        from .local_model import Generation
+
         model = self.config.model
         name = str(payload.get("model") or model.name)
-        content_type = "text/event-stream" if sse else "text/plain; charset=utf-8"
-        response = web.StreamResponse(headers={"content-type": content_type, "cache-control": "no-cache"})
-        await response.prepare(request)
+        sse = openai and bool(payload.get("stream"))
+        reply = OpenAIReply(name, include_usage(payload))
+        temperature = payload.get("temperature")
+        response: web.StreamResponse | None = None
+        text: list[str] = []
+        record: Generation | None = None
 
         def gone() -> bool:
             return request.transport is None or request.transport.is_closing()
 
-        temperature = payload.get("temperature")
-        max_tokens = payload.get("max_tokens")
+        async def write(data: bytes) -> None:
+            nonlocal response
+            if response is None:
+                content_type = "text/event-stream" if sse else "text/plain; charset=utf-8"
+                response = web.StreamResponse(
+                    headers={"content-type": content_type, "cache-control": "no-cache"}
+                )
+                await response.prepare(request)
+            await response.write(data)
+
+        stream = model.stream(
+            payload["messages"],
+            0.7 if temperature is None else float(temperature),
+            max_tokens_of(payload),
+        )
         try:
-            async for piece in model.stream(
-                payload["messages"],
-                0.7 if temperature is None else float(temperature),
-                int(max_tokens) if max_tokens else None,
-                gone,
-            ):
-                await response.write(sse_event(piece, name) if sse else piece.encode())
-            if sse:
-                await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionResetError:  # the client went away: the model stops at the next token
+            async with contextlib.aclosing(stream):
+                async for item in stream:
+                    if isinstance(item, Generation):
+                        record = item
+                    elif not (openai and not sse):
+                        await write(reply.chunk(item) if sse else item.encode())
+                    else:
+                        text.append(item)
+                    if gone():  # the client went away: the model stops before its next token
+                        break
+        except ConnectionResetError:
             raise asyncio.CancelledError from None
+        except ValueError as exc:  # llama.cpp: the prompt does not fit the context window
+            message = " ".join(str(exc).split())
+            if response is None:
+                if openai:
+                    return openai_error(400, message, param="messages", code="context_length_exceeded")
+                return web.Response(status=400, text=message)
+            await write(b'data: {"error": {"message": %s}}\n\n' % json.dumps(message).encode())
         finally:
             if model.generations and self.config.log:
                 print(f"generation: {model.generations[-1].summary()}", file=sys.stderr, flush=True)
+        if record is None:  # stopped early: the client is gone
+            return response or web.Response(status=499)
+        reason = record.finish_reason or "stop"
+        if openai and not sse:
+            return web.json_response(
+                reply.completion("".join(text), reason, record.prompt_tokens, record.completion_tokens)
+            )
+        if sse:
+            await write(reply.finish(reason))
+            if reply.include_usage:
+                await write(reply.usage_chunk(record.prompt_tokens, record.completion_tokens))
+            await write(b"data: [DONE]\n\n")
+        elif response is None:
+            await write(b"")
+        assert response is not None
+        await response.write_eof()
         return response
 
     async def acytoo(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request)
         if self.config.model is not None:
-            return await self._generate(request, payload, sse=False)
+            return await self._generate(request, payload, openai=False)
         plan = plan_reply(payload["messages"], self.config)
         if (response := self._status_fault(plan, payload["messages"], request)) is not None:
             return response
@@ -289,27 +459,40 @@ class Backend:
         return await self._stream(request, plan, pieces, "text/plain; charset=utf-8")
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
-        payload = await self._read(request)
-        if self.config.model is not None and payload.get("stream"):
-            return await self._generate(request, payload, sse=True)
-        plan = plan_reply(payload["messages"], self.config)
-        if (response := self._status_fault(plan, payload["messages"], request)) is not None:
+        payload = await self._read(request, openai=True)
+        if self.config.model is not None:
+            return await self._generate(request, payload, openai=True)
+        messages = payload["messages"]
+        plan = plan_reply(messages, self.config)
+        if (response := self._status_fault(plan, messages, request, openai=True)) is not None:
             return response
+        reply = OpenAIReply(str(payload.get("model", "")), include_usage(payload))
         text = plan.body.decode("utf-8", "replace")
-        model = str(payload.get("model", ""))
+        reason = "stop"
+        if (limit := max_tokens_of(payload)) is not None:
+            text, cut = first_tokens(text, limit)
+            reason = "length" if cut else "stop"
         if not payload.get("stream"):
-            message = {"role": "assistant", "content": text}
-            return web.json_response(
-                {"object": "chat.completion", "model": model, "choices": [{"index": 0, "message": message}]}
-            )
+            body = reply.completion(text, reason, prompt_tokens(messages), count_tokens(text))
+            return web.json_response(body)
         step = max(1, plan.chunk)
-        pieces = [sse_event(text[i : i + step], model) for i in range(0, len(text), step)]
+        pieces = [reply.chunk(text[i : i + step]) for i in range(0, len(text), step)]
         if plan.fault == "bad_sse":
             pieces.insert(len(pieces) // 2, b"data: {not json\n\n")
         if plan.fault == "bad_utf8":
             pieces.insert(len(pieces) // 2, b"data: \xff\xfe\n\n")
+        pieces.append(reply.finish(reason))
+        if reply.include_usage:
+            pieces.append(reply.usage_chunk(prompt_tokens(messages), count_tokens(text)))
         pieces.append(b"data: [DONE]\n\n")
         return await self._stream(request, plan, pieces, "text/event-stream")
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the scripted backend's one name, or the loaded model's."""
+        self._log(request, None)
+        name = self.config.model.name if self.config.model is not None else "scripted"
+        entry = {"id": name, "object": "model", "created": 0, "owned_by": "acytoo-magic"}
+        return web.json_response({"object": "list", "data": [entry]})
 
     async def list_requests(self, request: web.Request) -> web.Response:
         return web.json_response(self.config.requests)
@@ -327,6 +510,7 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
         [
             web.post("/api/completions", backend.acytoo),
             web.post("/v1/chat/completions", backend.openai),
+            web.get("/v1/models", backend.models),
         ]
     )
     if backend.config.keeps_request_log:  # with a real model, /_requests is a 404
@@ -427,26 +611,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="scripted (default): deterministic replies and fault directives; llama: a real GGUF model",
     )
     parser.add_argument(
-        "--model", help="GGUF file for --backend llama (default: Gemma 3 270M from the 'local' extra)"
+        "--model",
+        default=None,
+        help="llama: smollm2 (default, SmolLM2-135M-Instruct), gemma3 (Gemma 3 270M) or a .gguf path",
     )
     parser.add_argument(
         "--max-tokens", type=int, default=200, help="llama: longest answer in tokens (default 200)"
     )
     parser.add_argument(
-        "--ctx", type=int, default=2048, help="llama: context window in tokens (default 2048)"
+        "--ctx", type=int, default=4096, help="llama: context window in tokens (default 4096)"
     )
     args = parser.parse_args(argv)
     config = ServerConfig(chunk_size=args.chunk_size, delay=args.delay, fault=args.fault, log=True)
     if args.backend == "llama":
-        from .local_model import LocalModel, default_model_path
+        from .local_model import shared_model
 
-        try:
-            path = args.model or default_model_path()
-            config.model = LocalModel(path, n_ctx=args.ctx, max_tokens=args.max_tokens)
+        try:  # the same loader the in-process 'local' provider uses
+            config.model = shared_model(args.model, n_ctx=args.ctx)
+            config.model.max_tokens = args.max_tokens
         except (FileNotFoundError, ImportError, ValueError) as exc:
             parser.exit(2, f"acytoo_magic.server: cannot load the model: {exc}\n")
         template = "its chat template" if config.model.has_template else "a plain transcript (no template)"
-        print(f"model: {path}, prompts built with {template}", flush=True)
+        print(f"model: {config.model.name} ({config.model.path}), prompts built with {template}", flush=True)
 
     async def serve() -> None:
         runner = web.AppRunner(create_app(config), access_log=None)

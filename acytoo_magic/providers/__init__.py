@@ -18,9 +18,10 @@ from .base import (
     ProviderTimeout,
     ResponseTooLarge,
 )
+from .local import Local
 from .openai import OpenAICompatible
 
-BUILTINS: dict[str, Any] = {"acytoo": Acytoo, "openai": OpenAICompatible}
+BUILTINS: dict[str, Any] = {"acytoo": Acytoo, "openai": OpenAICompatible, "local": Local}
 ENTRY_POINT_GROUP = "acytoo_magic.providers"
 
 __all__ = [
