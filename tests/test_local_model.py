@@ -108,7 +108,7 @@ def k(tmp_path_factory):
     db = tmp_path_factory.mktemp("local") / "history.sqlite3"
     with kernel(ACYTOO_HISTORY_DB=str(db), JPY_SESSION_NAME="local.ipynb") as running:
         setup = running.execute(
-            '%load_ext acytoo_magic\n%config AcytooMagics.provider = "local"\n'
+            '%load_ext acytoo_magic\n%config Assistant.provider = "local"\n'
             "from acytoo_magic import ChatWidget, local_model"
         )
         assert setup.status == "ok", setup.error

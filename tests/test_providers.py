@@ -199,7 +199,7 @@ def test_origins_differ(a, b):
 
 
 def test_a_key_goes_only_where_it_was_set(notes, capsys):
-    key = ScopedKey("sk-1", "AcytooMagics.api_key", "http://a.example:8000/v1")
+    key = ScopedKey("sk-1", "Assistant.api_key", "http://a.example:8000/v1")
     assert key_for("http://a.example:8000/v1/", [key]) == "sk-1"
     assert key_for("http://b.example:8000/v1", [key]) == ""
     assert key_for("not a url", [key]) == ""

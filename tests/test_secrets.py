@@ -46,10 +46,10 @@ def test_secrets_appear_nowhere(server, history_db, tmp_path):
             "import logging, sys\n"  # everything any library logs goes to the kernel's log file
             "logging.basicConfig(level=logging.DEBUG, force=True, stream=sys.__stderr__)",
             "%load_ext acytoo_magic",
-            f"%config AcytooMagics.proxy = {proxy!r}",
-            "%config AcytooMagics.url = 'http://secrets-test.invalid/v1'",
-            "%config AcytooMagics.provider = 'openai'",
-            f"%config AcytooMagics.api_key = {KEY!r}",  # bound to the host of url
+            f"%config Assistant.proxy = {proxy!r}",
+            "%config Assistant.url = 'http://secrets-test.invalid/v1'",
+            "%config Assistant.provider = 'openai'",
+            f"%config Assistant.api_key = {KEY!r}",  # bound to the host of url
             "%%acytoo\nhello through the proxy",  # 6
             "%%acytoo\n[[fault=401]] the server echoes the key back",
             "%%acytoo --proxy http://bob:" + PROXY_PASSWORD + "@127.0.0.1:9\nproxy down",
@@ -122,10 +122,10 @@ def test_a_key_goes_only_to_the_host_it_was_set_for(server, history_db):
         k.execute("%load_ext acytoo_magic")
         first = k.execute("%%acytoo -p openai\nfirst")
         second = k.execute("%%acytoo -p openai\nsecond")
-        k.execute(f"%config AcytooMagics.api_key = {KEY!r}")  # bound to the url setting's host
+        k.execute(f"%config Assistant.api_key = {KEY!r}")  # bound to the url setting's host
         third = k.execute("%%acytoo -p openai\nthird")
         elsewhere = k.execute(f"%%acytoo -p openai --url http://localhost:{server.port}/v1\nelsewhere")
-        k.execute("%config AcytooMagics.provider = 'openai'")
+        k.execute("%config Assistant.provider = 'openai'")
         config = k.execute("%acytoo config").stdout
     for out, said in ((first, "first"), (second, "second"), (third, "third"), (elsewhere, "elsewhere")):
         assert out.status == "ok" and f'You said: "{said}"' in out.final_display["text/plain"]
@@ -138,10 +138,10 @@ def test_a_key_goes_only_to_the_host_it_was_set_for(server, history_db):
     }
     assert first.stderr == (
         f"acytoo: no API key sent to {server.url}: OPENAI_API_KEY is for https://api.openai.com only "
-        "(for a key there, set AcytooMagics.api_key with AcytooMagics.url on that host)\n"
+        "(for a key there, set Assistant.api_key with Assistant.url on that host)\n"
     )
     assert second.stderr == "" and third.stderr == ""  # once per host and session
     assert elsewhere.stderr.count("\n") == 1
-    assert f"AcytooMagics.api_key is for {server.url}" in elsewhere.stderr
-    assert f"AcytooMagics.api_key -> {server.url}; OPENAI_API_KEY -> https://api.openai.com" in config
+    assert f"Assistant.api_key is for {server.url}" in elsewhere.stderr
+    assert f"Assistant.api_key -> {server.url}; OPENAI_API_KEY -> https://api.openai.com" in config
     assert KEY not in config and ENV_KEY not in config

@@ -4,7 +4,7 @@ A key is bound to the origin (scheme, host, port) it was configured for, and is 
 
 - ``OPENAI_API_KEY`` belongs to ``OPENAI_BASE_URL``, or ``https://api.openai.com`` when that is unset
   (the official ``openai`` client's own rule);
-- ``AcytooMagics.api_key`` and ``ACYTOO_API_KEY`` belong to the configured URL (the ``url`` setting,
+- ``Assistant.api_key`` and ``ACYTOO_API_KEY`` belong to the configured URL (the ``url`` setting,
   ``ACYTOO_URL``), or to the provider's default URL when none is configured.
 
 A request to any other origin (``-p openai`` against an Acytoo URL, a per-cell ``--url`` elsewhere)
@@ -83,7 +83,7 @@ def env_keys(configured_url: str | None, provider_default: str) -> list[ScopedKe
 def configured_keys(setting: str, configured_url: str, provider_default: str) -> list[ScopedKey]:
     """Every key that is set, in the order they are tried: the ``api_key`` setting, then the environment."""
     scope = configured_url or provider_default
-    return [ScopedKey(setting, "AcytooMagics.api_key", scope), *env_keys(configured_url, provider_default)]
+    return [ScopedKey(setting, "Assistant.api_key", scope), *env_keys(configured_url, provider_default)]
 
 
 def key_for(url: str, candidates: Iterable[ScopedKey]) -> str:
@@ -98,7 +98,7 @@ def key_for(url: str, candidates: Iterable[ScopedKey]) -> str:
         withheld = ", ".join(f"{key.source} is for {shown_origin(key.scope)}" for key in candidates)
         print(
             f"acytoo: no API key sent to {shown_origin(url)}: {withheld} only "
-            "(for a key there, set AcytooMagics.api_key with AcytooMagics.url on that host)",
+            "(for a key there, set Assistant.api_key with Assistant.url on that host)",
             file=sys.stderr,
             flush=True,
         )

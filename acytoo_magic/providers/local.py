@@ -1,4 +1,4 @@
-"""The bundled model, run inside this process: ``%config AcytooMagics.provider = "local"``.
+"""The bundled model, run inside this process: ``%config Assistant.provider = "local"``.
 
 No server to start and no URL: llama.cpp generates on a worker thread of the kernel's process and
 hands each token to the event loop, so the kernel stays responsive. A kernel interrupt or the
