@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, Int, Unicode, default, observe
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
 from . import providers
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError
+from .errors import AcytooError, ProviderNotFound
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -57,11 +57,6 @@ def _env_default(name: str, fallback: str) -> str:
     return os.environ.get(name) or fallback
 
 
-def is_builtin(provider: Any) -> bool:
-    """A provider of this package: it takes the shared session, timeout, retries and (maybe) a key."""
-    return isinstance(provider, type) and issubclass(provider, providers.AsyncGeneratorProvider)
-
-
 class Assistant(Configurable):
     """Ask a provider with this notebook's history and context; every front end goes through here.
 
@@ -72,7 +67,10 @@ class Assistant(Configurable):
     provider = Unicode(
         help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
     ).tag(config=True)
-    model = Unicode(help="Model name sent to the provider. Env ACYTOO_MODEL.").tag(config=True)
+    model = Unicode(
+        help="Model name sent to the provider; empty: the provider's own default (acytoo: gpt-3.5-turbo, "
+        "openai: gpt-4o-mini, local: smollm2). Env ACYTOO_MODEL."
+    ).tag(config=True)
     url = MaskedUnicode(
         help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
         "https://api.openai.com/v1). Env ACYTOO_URL. api_key and ACYTOO_API_KEY are sent only to its host."
@@ -118,6 +116,11 @@ class Assistant(Configurable):
     max_context_chars = Int(
         2_000, help="Characters each {variable}, {Out[n]} or {Err} may take in a prompt."
     ).tag(config=True)
+    prices = Dict(
+        value_trait=List(Float(), minlen=2, maxlen=2),
+        help="Price per million tokens by model, [prompt, completion], e.g. {'gpt-4o-mini': [0.15, 0.6]}: "
+        "the status line then shows each answer's cost.",
+    ).tag(config=True)
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -130,7 +133,7 @@ class Assistant(Configurable):
 
     @default("model")
     def _default_model(self) -> str:
-        return _env_default("ACYTOO_MODEL", "gpt-3.5-turbo")
+        return _env_default("ACYTOO_MODEL", "")
 
     @default("url")
     def _default_url(self) -> str:
@@ -206,12 +209,17 @@ class Assistant(Configurable):
         found = providers.resolve(provider or self.provider)
         name = providers.provider_name(found)
         url = str(url or self.url) or None
-        own = is_builtin(found)
+        own = providers.is_builtin(found)
         target = found.base_url(url) if own else str(url or getattr(found, "url", "") or "")
         where = url_host(target)
-        api_key = None  # a foreign provider never gets a key; a built-in one only the key bound to target
-        if own and found.takes_api_key:
-            api_key = key_for(target, configured_keys(str(self.api_key), str(self.url), found.base_url()))
+        model = model or self.model or str(getattr(found, "default_model", "") or "")
+        # A key goes only to the host it was set for, and only to a provider that sends one.
+        default_url = found.base_url() if own else str(getattr(found, "url", "") or "")
+        api_key = None
+        if found.takes_api_key if own else "api_key" in providers.declared_keywords(found):
+            keys = configured_keys(str(self.api_key), str(self.url), default_url)
+            # "" tells a built-in provider not to look for a key itself; a foreign one gets none
+            api_key = key_for(target, keys) if own else key_for(target, keys) or None
         options = {
             "url": url,
             "temperature": self.temperature if temperature is None else temperature,
@@ -223,7 +231,7 @@ class Assistant(Configurable):
         return Request(
             prompt=prompt,
             provider=found,
-            model=model or self.model,
+            model=model,
             conversation=self.conversation(thread) if history else None,
             system=self.system_prompt if system is None else system,
             budget=self.max_history_chars,
@@ -234,6 +242,7 @@ class Assistant(Configurable):
             show_status=self.show_status,
             cell=cell if history else None,
             meta=dict(meta or {}),
+            price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
         )
 
     # -- asking ---------------------------------------------------------------------------------
@@ -283,6 +292,14 @@ class Assistant(Configurable):
                     await task
 
     # -- settings as shown ------------------------------------------------------------------------
+    def in_force(self) -> tuple[str, str]:
+        """(provider label, model) the next question goes to, for a front end to show."""
+        try:
+            found = providers.resolve(self.provider)
+        except ProviderNotFound:
+            return self.provider, self.model
+        return providers.provider_name(found), self.model or str(getattr(found, "default_model", "") or "")
+
     def effective_config(self) -> dict[str, Any]:
         """The settings in force, secrets masked."""
         config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
@@ -290,9 +307,9 @@ class Assistant(Configurable):
         config["url"] = redact(self.url)
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
-        with contextlib.suppress(providers.ProviderNotFound):
+        with contextlib.suppress(ProviderNotFound):
             provider = providers.resolve(self.provider)
-            if is_builtin(provider) and provider.takes_api_key:  # each key only to the host it was set for
+            if providers.is_builtin(provider) and provider.takes_api_key:  # each key only where it was set
                 keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"

@@ -199,6 +199,22 @@ class HistoryStore:
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def tokens(self, notebook: str) -> dict[str, tuple[int, int, bool]]:
+        """Per thread: (prompt, completion, any estimated) token totals of the recorded answers."""
+        totals: dict[str, tuple[int, int, bool]] = {}
+        rows = self._run(
+            "SELECT thread, meta FROM messages WHERE notebook = ? AND role = 'assistant'", (notebook,)
+        )
+        for thread, meta in rows:
+            counts = json.loads(meta)
+            prompt, completion, estimated = totals.get(thread, (0, 0, False))
+            totals[thread] = (
+                prompt + int(counts.get("prompt_tokens") or 0),
+                completion + int(counts.get("completion_tokens") or 0),
+                estimated or bool(counts.get("tokens_estimated", "prompt_tokens" not in counts)),
+            )
+        return totals
+
     def notebooks(self) -> list[tuple[str, int]]:
         """(notebook, message count) for every notebook in the file, most recent first."""
         rows = self._run("SELECT notebook, COUNT(*) FROM messages GROUP BY notebook ORDER BY MAX(id) DESC")
@@ -362,12 +378,14 @@ class Conversation:
         status: str = COMPLETE,
         meta: dict[str, Any] | None = None,
         cell: str | None = None,
+        answer_meta: dict[str, Any] | None = None,
     ) -> None:
+        """Store the exchange; ``meta`` goes with both messages, ``answer_meta`` (tokens) with the answer."""
         now = time.time()
         self.store.record_exchange(
             self.notebook,
             self.thread,
             Message("user", prompt, COMPLETE, now, meta or {}),
-            Message("assistant", answer, status, now, meta or {}),
+            Message("assistant", answer, status, now, {**(meta or {}), **(answer_meta or {})}),
             cell,
         )

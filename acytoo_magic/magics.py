@@ -347,9 +347,12 @@ class AcytooMagics(Magics):
             moved = self.assistant.store.move(args.adopt, notebook)
             print(f"moved {moved} messages from {args.adopt!r} to {notebook!r}")
         rows = self.assistant.store.threads(notebook)
+        tokens = self.assistant.store.tokens(notebook)
         print(f"threads of {notebook!r}:")
         for thread, count, _last in rows:
-            print(f"  {thread}: {count} messages")
+            prompt, completion, estimated = tokens.get(thread, (0, 0, False))
+            about = "≈" if estimated else ""
+            print(f"  {thread}: {count} messages · {about}{prompt:,} + {about}{completion:,} tokens")
         if rows:
             return
         print("  (none yet)")

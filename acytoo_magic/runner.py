@@ -21,12 +21,13 @@ import aiohttp
 
 from .conversation import Conversation
 from .errors import AcytooInterrupted, HistoryError
-from .providers import provider_name
-from .providers.base import AsyncGeneratorProvider, ProviderError, redact
+from .providers import call_keywords, provider_name
+from .providers.base import ProviderError, Usage, redact
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 T = TypeVar("T")
+CHARS_PER_TOKEN = 4  # a common rule of thumb for English text, used only when no counts are reported
 
 
 @dataclass
@@ -41,10 +42,20 @@ class Reply:
     finished: float | None = None
     history_warning: str = ""
     buffer: TextBuffer = field(default_factory=TextBuffer, repr=False)
+    usage: Usage | None = None  # token counts, when the backend reported them
+    finish_reason: str = ""  # "length" when the backend stopped at its token limit
+    prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
 
     @property
     def text(self) -> str:
         return self.buffer.text
+
+    def tokens(self) -> tuple[int, int, bool]:
+        """(prompt, completion, estimated): reported counts, else an estimate of 4 characters a token."""
+        usage = self.usage
+        if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
+            return usage.prompt_tokens, usage.completion_tokens, False
+        return -(-self.prompt_chars // CHARS_PER_TOKEN), -(-len(self.text) // CHARS_PER_TOKEN), True
 
     @property
     def elapsed(self) -> float:
@@ -80,12 +91,21 @@ class Request:
     show_status: bool = True
     cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
+    price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
 
     def status_line(self, reply: Reply) -> str:
-        """Provider, model, time, size: small print under a finished answer."""
+        """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
         parts = [self.provider_label or provider_name(self.provider), self.model]
         parts.append(f"{reply.elapsed:.1f} s")
         parts.append(f"{len(reply.text):,} characters in {reply.chunks:,} chunks")
+        prompt, completion, estimated = reply.tokens()
+        about = "≈" if estimated else ""
+        parts.append(f"{about}{prompt:,} + {about}{completion:,} tokens")
+        if self.price is not None:
+            cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
+            parts.append(f"{about}{cost:.4f} cost")
+        if reply.finish_reason == "length":
+            parts.append("stopped at the token limit")
         if reply.status != COMPLETE:
             parts.append(reply.status)
         return " · ".join(p for p in parts if p)
@@ -95,17 +115,6 @@ class Request:
             return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
-
-
-def provider_kwargs(
-    provider: Any, options: Mapping[str, Any], session: aiohttp.ClientSession | None
-) -> dict[str, Any]:
-    """Our own providers take the shared session, timeout and retry hook; a foreign (g4f) one gets only
-    plain settings, since some forward unknown keyword arguments into their JSON payload."""
-    own = isinstance(provider, type) and issubclass(provider, AsyncGeneratorProvider)
-    if own:
-        return {**{k: v for k, v in options.items() if v is not None}, "session": session}
-    return {k: options[k] for k in ("temperature",) if options.get(k) is not None}
 
 
 async def stream_reply(
@@ -126,8 +135,11 @@ async def stream_reply(
     reply = reply if reply is not None else Reply()
     try:
         async for chunk in provider.create_async_generator(model, messages, proxy, **kwargs):
-            if not isinstance(chunk, str) or not chunk:
-                continue  # g4f providers may yield other objects (images, finish reasons)
+            if not isinstance(chunk, str):
+                _take_extra(reply, chunk)  # usage, a finish reason; others (images, reasoning) are skipped
+                continue
+            if not chunk:
+                continue
             if reply.first_chunk is None:
                 reply.first_chunk = time.monotonic()
             reply.buffer.append(chunk)
@@ -147,6 +159,16 @@ async def stream_reply(
     finally:
         reply.finished = time.monotonic()
     return reply
+
+
+def _take_extra(reply: Reply, item: Any) -> None:
+    """Keep what a provider yields besides text that the status line can use (g4f's objects too)."""
+    prompt, completion = getattr(item, "prompt_tokens", None), getattr(item, "completion_tokens", None)
+    if isinstance(prompt, int) or isinstance(completion, int):
+        reply.usage = Usage(prompt, completion)
+    reason = getattr(item, "reason", None)
+    if type(item).__name__ == "FinishReason" and isinstance(reason, str):
+        reply.finish_reason = reason
 
 
 async def answer(
@@ -174,7 +196,8 @@ async def answer(
         reason = "rate limited" if status == 429 else "service unavailable"
         renderer.notify(f"{reason}, retrying in {delay:g} s")
 
-    kwargs = provider_kwargs(request.provider, {**request.options, "on_retry": on_retry}, session)
+    reply.prompt_chars = sum(len(m["content"]) for m in messages)
+    kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
     renderer.start(request.label)
     try:
         await stream_reply(
@@ -194,8 +217,10 @@ def _record(request: Request, reply: Reply) -> None:
     if reply.status != COMPLETE and not reply.text:
         return  # interrupted or dropped before any text: nothing worth keeping
     try:
+        prompt, completion, estimated = reply.tokens()
+        tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "tokens_estimated": estimated}
         request.conversation.record(
-            request.prompt, reply.text, reply.status, dict(request.meta), cell=request.cell
+            request.prompt, reply.text, reply.status, dict(request.meta), request.cell, answer_meta=tokens
         )
     except HistoryError as exc:
         reply.history_warning = str(exc)

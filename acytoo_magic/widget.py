@@ -177,7 +177,7 @@ class ChatWidget(widgets.VBox):
         if request is not None:
             name, model = request.provider_label, request.model
         else:
-            name, model = self.assistant.provider, self.assistant.model
+            name, model = self.assistant.in_force()
         self.indicator.value = f'<span class="acytoo-note">{html.escape(name)} · {html.escape(model)}</span>'
 
     def _thread_changed(self, change: dict[str, Any]) -> None:

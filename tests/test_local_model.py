@@ -133,7 +133,10 @@ def test_the_magic_answers_from_the_bundled_model_with_no_server(k):
     out = k.execute("%%acytoo\nHow do I drop rows with NaN in pandas?", timeout=120)
     assert out.status == "ok", out.error
     shown = out.final_display["text/plain"]
-    assert shown.strip() and "local · " in out.final_display["text/markdown"]
+    status = shown.rsplit("\n— ", 1)[1]
+    assert status.startswith("local · smollm2 · ")  # the model that answered, named
+    assert " tokens" in status and "≈" not in status  # counted by the model, not estimated
+    assert "local · smollm2" in out.final_display["text/html"]
     assert len(out.display_updates) >= 1  # it streamed into the output area
     assert run(k, "print(local_model.loaded().name)") == "smollm2"
     generating, stopped, reason, _ = generation(k)
@@ -191,9 +194,14 @@ def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
 
 def test_real_model_streams_over_the_openai_protocol(served):
     server, model = served
-    chunks = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
+    *chunks, usage = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
     assert len(chunks) > 1 and "".join(chunks).strip()
-    print(f"\nopenai protocol: {model.generations[-1].summary()}")
+    generation = model.generations[-1]
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        generation.prompt_tokens,
+        generation.completion_tokens,
+    )  # the model's own counts, reported over SSE after the text
+    print(f"\nopenai protocol: {generation.summary()}")
 
 
 async def test_openai_client_gets_the_models_answer_and_counts(served):

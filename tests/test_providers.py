@@ -45,9 +45,9 @@ def user(text: str) -> list[dict[str, str]]:
 
 
 async def collect(provider, messages, **kwargs) -> list[str]:
-    return [
-        chunk async for chunk in provider.create_async_generator(kwargs.pop("model", "m"), messages, **kwargs)
-    ]
+    """The text chunks of a stream (a ``Usage`` the server reports after the text is left out)."""
+    stream = provider.create_async_generator(kwargs.pop("model", "m"), messages, **kwargs)
+    return [chunk async for chunk in stream if isinstance(chunk, str)]
 
 
 async def test_acytoo_request_is_exactly_the_original_protocol(server):

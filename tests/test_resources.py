@@ -52,8 +52,10 @@ def test_two_hundred_requests_leave_no_sockets_tasks_or_warnings(server):
         reply, streaming = Reply(), asyncio.Event()
         renderer = ThrottledRenderer(lambda frame: frame.text and streaming.set(), 0.05)
         task = asyncio.ensure_future(answer(request, renderer, session, reply))
-        if "delay" in prompt:
-            await streaming.wait()  # cancel once the answer is streaming, as Stop does
+        if "delay" in prompt:  # cancel once the answer is streaming, as Stop does
+            started = asyncio.ensure_future(streaming.wait())
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

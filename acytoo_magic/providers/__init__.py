@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -36,6 +38,9 @@ __all__ = [
     "ProviderTimeout",
     "ResponseTooLarge",
     "available",
+    "call_keywords",
+    "is_builtin",
+    "provider_name",
     "resolve",
 ]
 
@@ -91,8 +96,62 @@ def resolve(spec: Any) -> Any:
 
 
 def provider_name(provider: Any) -> str:
+    """A short label: the built-in name, else the package and class (``g4f Custom``)."""
     for name, cls in BUILTINS.items():
         if provider is cls:
             return name
     target = provider if inspect.isclass(provider) else type(provider)
-    return f"{target.__module__}:{target.__qualname__}"
+    return f"{target.__module__.split('.')[0]} {target.__qualname__}"
+
+
+def is_builtin(provider: Any) -> bool:
+    """A provider of this package: it takes the shared session, timeout, retries and (maybe) a key."""
+    return isinstance(provider, type) and issubclass(provider, AsyncGeneratorProvider)
+
+
+# The keyword a foreign provider may name for each setting, in order of preference. g4f's
+# OpenAI-style providers call the base URL ``base_url``; others ``api_base`` or ``url``.
+FOREIGN_KEYWORDS = {
+    "url": ("base_url", "api_base", "url"),
+    "api_key": ("api_key",),
+    "timeout": ("timeout",),
+    "temperature": ("temperature",),
+}
+_told: set[tuple[str, str]] = set()  # (provider, setting) already reported as not passed
+
+
+def declared_keywords(provider: Any) -> set[str]:
+    """The keyword parameters ``create_async_generator`` names (``**kwargs`` does not count)."""
+    try:
+        parameters = inspect.signature(provider.create_async_generator).parameters.values()
+    except (TypeError, ValueError):  # a C callable or a mock: nothing is known to be accepted
+        return set()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in named}
+
+
+def call_keywords(provider: Any, settings: Mapping[str, Any], session: Any = None) -> dict[str, Any]:
+    """The keyword arguments ``provider`` gets for ``settings`` (url, api_key, timeout, ...).
+
+    A built-in provider takes them all, with the shared session. A foreign (g4f) provider gets a
+    setting only under a keyword its signature declares, since some forward unknown keywords into
+    their JSON payload; a setting it cannot take is said once on stderr, not silently dropped.
+    """
+    given = {name: value for name, value in settings.items() if value is not None}
+    if is_builtin(provider):
+        return {**given, "session": session}
+    declared = declared_keywords(provider)
+    passed: dict[str, Any] = {}
+    for name, value in given.items():
+        keyword = next((k for k in FOREIGN_KEYWORDS.get(name, ()) if k in declared), None)
+        if keyword is not None:
+            passed[keyword] = value
+        elif name in FOREIGN_KEYWORDS and (provider_name(provider), name) not in _told:
+            _told.add((provider_name(provider), name))
+            keywords = " or ".join(FOREIGN_KEYWORDS[name])
+            print(
+                f"acytoo: {provider_name(provider)} takes no {name} setting (its create_async_generator "
+                f"has no {keywords} parameter); not passed",
+                file=sys.stderr,
+            )
+    return passed

@@ -35,6 +35,7 @@ class Acytoo(AsyncGeneratorProvider):
     url = DEFAULT_URL
     url_env = "ACYTOO_URL"
     supports_gpt_35_turbo = True
+    default_model = DEFAULT_MODEL
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]

@@ -15,9 +15,8 @@ from typing import Any
 from .. import local_model
 from .base import AsyncGeneratorProvider, Messages, ProviderError, Usage
 
-# The magic's model setting defaults to "gpt-3.5-turbo" whatever the provider; asked of this
-# provider, it (like "" and g4f's "auto") means "no model chosen": the bundled default.
-NO_MODEL_CHOSEN = frozenset({"", "auto", "default", "gpt-3.5-turbo"})
+# "" (no model setting) and g4f's "auto" mean "no model chosen": the bundled default.
+NO_MODEL_CHOSEN = frozenset({"", "auto", "default"})
 
 
 class Local(AsyncGeneratorProvider):
@@ -29,6 +28,10 @@ class Local(AsyncGeneratorProvider):
     models = tuple(local_model.BUNDLED)
     max_tokens = local_model.DEFAULT_MAX_TOKENS  # longest answer, in tokens
     n_ctx = local_model.DEFAULT_CTX  # context window: the prompt (with history) and the answer
+
+    @classmethod
+    def base_url(cls, url: str | None = None) -> str:
+        return ""  # nothing is contacted: a configured URL is for other providers
 
     @classmethod
     def model_for(cls, model: str | None) -> str:

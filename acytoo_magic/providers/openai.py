@@ -44,6 +44,7 @@ class OpenAICompatible(AsyncGeneratorProvider):
     url_env = "OPENAI_BASE_URL"
     supports_gpt_35_turbo = True
     takes_api_key = True
+    default_model = "gpt-4o-mini"  # when no model is set; Ollama, vLLM and others need -m
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]

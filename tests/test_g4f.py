@@ -1,0 +1,73 @@
+"""Real g4f providers through %%acytoo: the settings they declare, their labels, their usage objects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kernels import kernel
+
+pytestmark = pytest.mark.notebook
+
+CUSTOM = "-p g4f.Provider:Custom -m scripted"
+
+
+@pytest.fixture
+def k(server, history_db):
+    with kernel(ACYTOO_HISTORY_DB=str(history_db), JPY_SESSION_NAME="g4f.ipynb") as running:
+        assert running.execute("%load_ext acytoo_magic").status == "ok"
+        running.url = server.url + "/v1"
+        yield running
+
+
+def status_of(execution) -> str:
+    return execution.final_display["text/plain"].rsplit("\n— ", 1)[1]
+
+
+def test_g4f_custom_gets_the_url_streams_keeps_history_and_reports_usage(k, server):
+    first = k.execute(f"%%acytoo {CUSTOM} --url {k.url}\n[[chunk=4]] hello from g4f")
+    assert first.status == "ok", first.error
+    assert first.final_display["text/plain"].startswith('You said: "hello from g4f"')
+    assert len(first.display_updates) >= 1  # streamed into the output area
+    status = status_of(first)
+    assert status.startswith("g4f Custom · scripted · ")  # a label, not g4f.Provider.needs_auth.Custom:Custom
+    assert " tokens" in status and "≈" not in status  # g4f's Usage object, counted by the server
+    second = k.execute(f"%%acytoo {CUSTOM} --url {k.url}\nand again")
+    assert 'Before that you said: "hello from g4f"' in second.final_display["text/plain"]
+    sent = server.requests[-1]["json"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    assert sent["temperature"] == 0.5  # declared by Custom, so passed
+    loop = k.execute("import asyncio\nprint(getattr(asyncio.get_running_loop(), '_nest_patched', False))")
+    assert loop.stdout.strip() == "False"  # g4f's async path leaves the kernel's loop alone
+
+
+def test_g4f_failure_is_one_line_and_records_nothing(k):
+    out = k.execute(f"%%acytoo {CUSTOM} --url {k.url} -c errors\n[[fault=500]] fails")
+    assert out.status == "error" and out.error["ename"] == "AcytooError"
+    (line,) = out.error["traceback"]
+    assert "g4f Custom" in line and "500" in line and "Traceback" not in line
+    stored = k.execute(
+        "import acytoo_magic\nprint(len(acytoo_magic._magics.assistant.conversation('errors').messages()))"
+    )
+    assert stored.stdout.strip() == "0"
+
+
+def test_a_foreign_provider_gets_only_what_it_declares_and_is_told_once(k):
+    k.execute(
+        "import sys, types\n"
+        "seen = []\n"
+        "class Echo:\n"
+        "    @classmethod\n"
+        "    async def create_async_generator(cls, model, messages, proxy=None, api_base=None, **kwargs):\n"
+        "        seen.append({'api_base': api_base, 'kwargs': sorted(kwargs)})\n"
+        "        yield 'ok'\n"
+        "sys.modules['echo_provider'] = types.SimpleNamespace(Echo=Echo)\n"
+    )
+    first = k.execute("%%acytoo -p echo_provider:Echo --url http://127.0.0.1:9/v1 -t 0.3\nhi")
+    assert first.status == "ok", first.error
+    assert "Echo takes no temperature setting" in first.stderr
+    again = k.execute("%%acytoo -p echo_provider:Echo --url http://127.0.0.1:9/v1\nhi again")
+    assert "takes no" not in again.stderr  # said once, not on every cell
+    seen = json.loads(k.execute("import json\nprint(json.dumps(seen))").stdout)
+    # the URL under the keyword it declares, and nothing undeclared slipped into **kwargs
+    assert seen == [{"api_base": "http://127.0.0.1:9/v1", "kwargs": []}] * 2
