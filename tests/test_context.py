@@ -95,6 +95,9 @@ def test_fenced_code_extraction_edge_cases():
     assert extract_code("inline ``` not a fence ``` here") is None
     assert extract_code("no code at all") is None
     assert [lang for lang, _ in fenced_blocks("```r\nx\n```\n```sql\ny\n```")] == ["r", "sql"]
+    # where a line-by-line scan misses them: in a list item, in a block quote
+    assert extract_code("1. Run this:\n\n   ```python\n   df.dropna()\n   ```\n") == "df.dropna()"
+    assert extract_code("> quoted:\n> ```sql\n> SELECT 1\n> ```") == "SELECT 1"
 
 
 @pytest.mark.notebook
