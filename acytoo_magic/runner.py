@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
@@ -21,6 +20,7 @@ import aiohttp
 
 from .conversation import Conversation
 from .errors import AcytooInterrupted, HistoryError
+from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
 from .providers.base import ProviderError, Usage, redact
 from .render import Renderer, TextBuffer
@@ -238,7 +238,7 @@ class Runner:
 
     def __init__(self) -> None:
         self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._worker_loop: asyncio.AbstractEventLoop | None = None
+        self._worker: LoopThread | None = None
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
             weakref.WeakKeyDictionary()
         )
@@ -257,58 +257,23 @@ class Runner:
         """Run ``coro`` to the end from synchronous code; on interrupt, cancel it, wait for its cleanup."""
         try:
             asyncio.get_running_loop()
-        except RuntimeError:
-            return self._run_on_own_loop(coro)
-        return self._run_in_worker(coro)
-
-    def _run_on_own_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        if self._own_loop is None or self._own_loop.is_closed():
-            self._own_loop = asyncio.new_event_loop()
-        loop = self._own_loop
-        task = loop.create_task(coro)
-        try:
-            return loop.run_until_complete(task)
-        except KeyboardInterrupt:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                loop.run_until_complete(task)
-            raise
-
-    def _worker(self) -> asyncio.AbstractEventLoop:
-        if self._worker_loop is None or self._worker_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="acytoo-runner", daemon=True).start()
-            self._worker_loop = loop
-        return self._worker_loop
-
-    def _run_in_worker(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._worker()
-        started: list[asyncio.Task[Any]] = []
-
-        async def tracked() -> T:
-            started.append(asyncio.current_task())  # type: ignore[arg-type]
-            return await coro
-
-        # The task starts in a copy of this thread's context: its output goes to the caller's cell.
-        future = asyncio.run_coroutine_threadsafe(tracked(), loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            # Cancel the task on its own loop and wait for its cleanup (the connection closed, the
-            # partial answer recorded): the future resolves only once the task has finished.
-            loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
-            with contextlib.suppress(BaseException):
-                future.result(timeout=30)
-            raise
+        except RuntimeError:  # a terminal: our own loop, kept between cells
+            if self._own_loop is None or self._own_loop.is_closed():
+                self._own_loop = asyncio.new_event_loop()
+            return run_until_done(self._own_loop, coro)
+        # Inside running code (%%time, a function in a cell): the loop here is busy running us.
+        if self._worker is None or not self._worker.alive:
+            self._worker = LoopThread("acytoo-runner")
+        return self._worker.run(coro)
 
     def close(self) -> None:
         """Close every session this runner opened (on unload), and the loops it owns."""
         for loop, session in list(self._sessions.items()):
             if session.closed or loop.is_closed():
                 continue
-            if loop is self._worker_loop:
+            if self._worker is not None and loop is self._worker.loop:
                 with contextlib.suppress(Exception):
-                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
+                    self._worker.run(session.close(), timeout=10)
             elif loop is self._own_loop and not loop.is_running():
                 loop.run_until_complete(session.close())
             elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
@@ -316,9 +281,9 @@ class Runner:
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
         self._sessions.clear()
-        if self._worker_loop is not None:
-            self._worker_loop.call_soon_threadsafe(self._worker_loop.stop)
-            self._worker_loop = None
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         if self._own_loop is not None and not self._own_loop.is_running():
             self._own_loop.close()
             self._own_loop = None

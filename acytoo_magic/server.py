@@ -18,13 +18,14 @@ import re
 import secrets
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
+
+from .loops import LoopThread
 
 DIRECTIVES_HELP = """\
 directives, written in the last user message as [[key=value key=value ...]]:
@@ -556,9 +557,8 @@ class LocalServer:
         self.config = config or ServerConfig()
         self.host = host
         self.port = port
-        self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="acytoo-server", daemon=True)
+        self._worker: LoopThread | None = None
 
     @property
     def url(self) -> str:
@@ -574,16 +574,17 @@ class LocalServer:
         self.port = await start_site(self._runner, self.host, self.port)
 
     def start(self) -> LocalServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        self._worker = LoopThread("acytoo-server")
+        self._worker.run(self._start(), timeout=10)
         return self
 
     def stop(self) -> None:
+        if self._worker is None:
+            return
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+            self._worker.run(self._runner.cleanup(), timeout=10)
+        self._worker.stop()
+        self._worker = None
 
     def __enter__(self) -> LocalServer:
         return self.start()

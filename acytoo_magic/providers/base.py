@@ -13,9 +13,7 @@ import asyncio
 import codecs
 import contextlib
 import os
-import queue
 import re
-import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..errors import AcytooError
+from ..loops import iterate
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -433,63 +432,13 @@ class AsyncGeneratorProvider:
     ) -> Iterator[str]:
         """Synchronous generator of chunks, usable with or without a running event loop.
 
-        Without a running loop it drives a private loop; inside one (a notebook cell) it streams
-        from a worker thread, because blocking the running loop would deadlock it. Streaming, it
+        The stream runs on a loop in a worker thread (``loops.iterate``), so a running loop here (a
+        notebook cell) is never re-entered or blocked by its own work. Streaming, it
         yields what the async generator does (text, then a ``Usage`` when the server reports one);
         ``stream=False`` yields the joined text only.
         """
-        agen_factory = lambda: cls.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            chunks = _iterate_on_private_loop(agen_factory)
-        else:
-            chunks = _iterate_in_thread(agen_factory)
+        chunks = iterate(cls.create_async_generator(model, messages, proxy, **kwargs), "acytoo-completion")
         if stream:
             yield from chunks
         else:
             yield "".join(c for c in chunks if isinstance(c, str))
-
-
-def _iterate_on_private_loop(agen_factory: Any) -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    agen = agen_factory()
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(agen.__anext__())
-            except StopAsyncIteration:
-                return
-    finally:
-        loop.run_until_complete(agen.aclose())
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-def _iterate_in_thread(agen_factory: Any) -> Iterator[str]:
-    items: queue.Queue[tuple[str, Any]] = queue.Queue()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for chunk in _iterate_on_private_loop(agen_factory):
-                items.put(("chunk", chunk))
-                if stop.is_set():
-                    break
-        except BaseException as exc:  # handed to the consumer thread
-            items.put(("error", exc))
-        items.put(("done", None))
-
-    thread = threading.Thread(target=work, name="acytoo-completion", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "chunk":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()

@@ -1,0 +1,100 @@
+"""Running coroutines from synchronous code: the one place for the extension's loop plumbing.
+
+``LoopThread`` is an event loop in a daemon thread, reached with ``asyncio.run_coroutine_threadsafe``
+(the runner's worker for a magic called from inside running code, the local test server, a
+synchronous iteration of a provider's stream). ``run_until_done`` is the terminal path: a loop of
+our own, where Ctrl-C cancels the task and waits for its cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CLEANUP_SECONDS = 30.0  # how long an interrupted task may take to close its connection and record
+
+
+class LoopThread:
+    """An asyncio loop running in a daemon thread, for coroutines submitted from other threads."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.loop.is_closed() and self._thread.is_alive()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the thread's loop and wait for its result.
+
+        The task starts in a copy of the caller's context (``run_coroutine_threadsafe`` schedules it
+        from this thread), so a kernel sends its output to the caller's cell. On Ctrl-C (a kernel
+        interrupt) the task is cancelled on its loop and waited for, so its cleanup has happened
+        when ``KeyboardInterrupt`` propagates.
+        """
+        started: list[asyncio.Task[Any]] = []
+
+        async def tracked() -> T:
+            started.append(asyncio.current_task())  # type: ignore[arg-type]
+            return await coro
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
+        try:
+            return future.result(timeout)
+        except KeyboardInterrupt:
+            self.loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
+            with contextlib.suppress(BaseException):  # the future resolves once the task has finished
+                future.result(CLEANUP_SECONDS)
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and close it once its thread has ended."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+def run_until_done(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (not running) from this thread; Ctrl-C cancels it, waits for its cleanup."""
+    task = loop.create_task(coro)
+    try:
+        return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            loop.run_until_complete(task)
+        raise
+
+
+def iterate(stream: AsyncIterator[T], name: str = "acytoo-iterate") -> Iterator[T]:
+    """Iterate an async iterator from synchronous code, with or without a running loop in this thread.
+
+    Its steps run on a ``LoopThread`` of their own, so a running loop here (a notebook cell) is
+    never blocked re-entrantly; leaving the loop early closes the stream there.
+    """
+    worker = LoopThread(name)
+
+    async def step() -> T:
+        return await stream.__anext__()
+
+    try:
+        while True:
+            try:
+                yield worker.run(step())
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                worker.run(aclose(), timeout=CLEANUP_SECONDS)
+        worker.stop()
