@@ -197,6 +197,34 @@ def test_run_all_twice_under_nbclient_sends_what_the_first_run_sent(
     assert store.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 4
 
 
+def test_papermill_runs_twice_with_the_same_requests(server, history_db, monkeypatch, tmp_path):
+    """papermill (nbclient underneath, no cell ids) parameterises and runs a report notebook twice."""
+    import papermill
+
+    monkeypatch.setenv("ACYTOO_URL", server.url)
+    monkeypatch.setenv("ACYTOO_HISTORY_DB", str(history_db))
+    monkeypatch.setenv("JPY_SESSION_NAME", "weekly.ipynb")
+    source = tmp_path / "weekly.ipynb"
+    write_notebook(source, ["Summarise week {week}", "What changed since last week?"])
+    notebook = nbformat.read(source, as_version=4)
+    parameters = nbformat.v4.new_code_cell("week = 12")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells.insert(1, parameters)
+    nbformat.write(notebook, source)
+    runs = []
+    for attempt in range(2):
+        start = len(server.requests)
+        target = str(tmp_path / f"out{attempt}.ipynb")
+        papermill.execute_notebook(
+            str(source), target, parameters={"week": 13}, kernel_name="python3", language="python"
+        )
+        runs.append(sent_prompts(server, start))
+    assert runs[0] == runs[1] and runs[0][0] == ["Summarise week 13"]
+    assert len(runs[0][1]) == 3  # the second question carries the first exchange, once
+    answered = nbformat.read(tmp_path / "out1.ipynb", as_version=4)
+    assert any("You said" in o.get("data", {}).get("text/plain", "") for o in answered.cells[-1].outputs)
+
+
 def test_after_a_huge_answer_the_next_question_still_carries_the_exchange_before_it(k, server):
     k.execute("%%acytoo\n[[echo]]the exchange before")
     k.execute("%%acytoo\n[[size=1000000 chunk=65536]]")
