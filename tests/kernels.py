@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,32 @@ class Kernel:
         result.status = reply["content"]["status"]
         result.payload = reply["content"].get("payload", [])
         return result
+
+    def execute_interrupted(self, code: str, timeout: float = 60) -> tuple[Execution, str]:
+        """Run ``code`` and interrupt the kernel as soon as the answer shows text, as a user would.
+
+        Returns the execution and the text that was showing ("" if no text ever showed).
+        """
+        shown: list[str] = []
+
+        def interrupt_on_first_text(msg: dict[str, Any]) -> None:
+            text = msg["content"].get("data", {}).get("text/plain", "")
+            streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
+            if streaming and not shown:
+                shown.append(text)
+                self.km.interrupt_kernel()
+
+        out = self.execute(code, timeout=timeout, on_message=interrupt_on_first_text)
+        return out, shown[0] if shown else ""
+
+    def history(self, thread: str = "default") -> list[dict[str, Any]]:
+        """The thread as the notebook's Assistant has stored it, as JSON dicts."""
+        out = self.execute(
+            "import acytoo_magic, json\n"
+            "a = acytoo_magic._magics.assistant\n"
+            f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
+        )
+        return json.loads(out.stdout)
 
     def restart(self) -> None:
         self.kc.stop_channels()

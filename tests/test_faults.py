@@ -104,16 +104,8 @@ def configure(k, fault: Fault) -> str:
     return "".join(f"m.{name} = {defaults[name]!r}\n" for name in settings)
 
 
-def stored(k, thread: str) -> list[dict]:
-    out = k.execute(
-        "a = acytoo_magic._magics.assistant\n"
-        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
-    )
-    return json.loads(out.stdout)
-
-
 def check_history(k, thread: str, fault: Fault) -> str:
-    messages = stored(k, thread)
+    messages = k.history(thread)
     if fault.history is None:
         assert messages == [], messages
         return "nothing recorded"

@@ -147,16 +147,7 @@ def test_the_magic_answers_from_the_bundled_model_with_no_server(k):
 
 
 def test_an_interrupt_stops_generation_at_the_next_token_and_the_next_cell_works(k):
-    interrupted = []
-
-    def interrupt_on_first_text(msg):
-        text = msg["content"].get("data", {}).get("text/plain", "")
-        streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
-        if streaming and not interrupted:
-            interrupted.append(text)
-            k.km.interrupt_kernel()
-
-    out = k.execute(f"%%acytoo --no-history\n{LONG}", on_message=interrupt_on_first_text, timeout=120)
+    out, interrupted = k.execute_interrupted(f"%%acytoo --no-history\n{LONG}", timeout=120)
     assert interrupted and out.status == "error" and out.error["ename"] == "AcytooInterrupted"
     generating, stopped, reason, tokens = generation(k)
     assert (generating, stopped, reason) == ("False", "True", "None")

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from kernels import Kernel, kernel
+from kernels import kernel
 
 pytestmark = pytest.mark.notebook
 
@@ -36,15 +36,6 @@ def text_of(execution) -> str:
 
 def status_of(execution) -> str:
     return execution.final_display["text/plain"].rsplit("\n— ", 1)[1]
-
-
-def history(k: Kernel, thread: str = "default") -> list[dict]:
-    out = k.execute(
-        "import acytoo_magic, json\n"
-        "a = acytoo_magic._magics.assistant\n"
-        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
-    )
-    return json.loads(out.stdout)
 
 
 def test_second_cell_proves_the_first_exchange_was_sent(k, server):
@@ -78,7 +69,7 @@ def test_two_notebooks_have_separate_histories(server, history_db):
         assert all(
             "secret of notebook a" not in m["content"] for m in server.requests[-1]["json"]["messages"]
         )
-        assert history(b)[0]["content"] == "hello from b"
+        assert b.history()[0]["content"] == "hello from b"
 
 
 def test_no_history_sends_only_the_prompt_and_records_nothing(k, server):
@@ -89,7 +80,7 @@ def test_no_history_sends_only_the_prompt_and_records_nothing(k, server):
         {"role": "system", "content": "be terse"},
         {"role": "user", "content": "alone"},
     ]
-    assert [m["content"] for m in history(k) if m["role"] == "user"] == ["first"]
+    assert [m["content"] for m in k.history() if m["role"] == "user"] == ["first"]
 
 
 def test_output_variable_and_options_reach_the_request(k, server):
@@ -98,7 +89,7 @@ def test_output_variable_and_options_reach_the_request(k, server):
     assert k.execute("print(repr(answer))").stdout.strip() == "'kept text'"
     body = server.requests[-1]["json"]
     assert (body["model"], body["temperature"]) == ("my-model", 0.1)
-    assert [m["content"] for m in history(k, "side")] == ["[[echo]]kept text", "kept text"]
+    assert [m["content"] for m in k.history("side")] == ["[[echo]]kept text", "kept text"]
 
 
 def test_format_code_creates_the_next_cell(k):
@@ -118,7 +109,7 @@ def test_http_500_is_one_line_and_records_nothing(k):
     assert out.error["ename"] == "AcytooError"
     (line,) = out.error["traceback"]
     assert "HTTP 500" in line and "Traceback" not in line
-    assert history(k) == []
+    assert k.history() == []
     assert k.execute("%%acytoo\nworks again").status == "ok"
 
 
@@ -128,7 +119,7 @@ def test_dropped_stream_keeps_the_partial_text_marked(k):
     shown = out.final_display
     assert shown["text/plain"].startswith('You said: "a message long')
     assert "partial: connection dropped" in shown["text/html"]
-    (_user, assistant) = history(k)
+    (_user, assistant) = k.history()
     assert assistant["status"] == "partial" and shown["text/plain"].startswith(assistant["content"])
 
 
@@ -142,22 +133,13 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
         "warnings.simplefilter('always', ResourceWarning)\n"
         "warnings.showwarning = lambda message, *a, **k: caught.append(str(message))\n"
     )
-    interrupted = []
-
-    def interrupt_on_first_text(msg):
-        text = msg["content"].get("data", {}).get("text/plain", "")
-        streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
-        if streaming and not interrupted:
-            interrupted.append(text)
-            k.km.interrupt_kernel()
-
-    out = k.execute("%%acytoo\n[[size=400000 chunk=64 delay=0.005]]", on_message=interrupt_on_first_text)
+    out, interrupted = k.execute_interrupted("%%acytoo\n[[size=400000 chunk=64 delay=0.005]]")
     assert interrupted, "the stream never showed text"
     assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
     final = out.final_display
     assert "interrupted" in final["text/html"]
     assert 0 < len(final["text/plain"]) < 400_000
-    (_user, assistant) = history(k)
+    (_user, assistant) = k.history()
     assert assistant["status"] == "interrupted" and len(assistant["content"]) < 400_000
     after = k.execute("%%acytoo\nstill alive?")
     assert after.status == "ok" and 'You said: "still alive?"' in text_of(after)

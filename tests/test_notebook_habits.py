@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from kernels import Kernel, kernel
+from kernels import kernel
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.notebook
@@ -41,15 +41,6 @@ def frames(execution) -> list[str]:
     """Every state of the output area, in order, without the waiting line."""
     shown = [c["data"]["text/plain"] for c in execution.of_type("display_data", "update_display_data")]
     return [text for text in shown if not text.startswith("⏳")]
-
-
-def history(k: Kernel, thread: str = "default") -> list[dict]:
-    out = k.execute(
-        "import acytoo_magic, json\n"
-        "a = acytoo_magic._magics.assistant\n"
-        f"print(json.dumps([m.to_json() for m in a.conversation({thread!r}).messages()]))"
-    )
-    return json.loads(out.stdout)
 
 
 def sent_prompts(server, start: int = 0) -> list[list[str]]:
@@ -92,7 +83,7 @@ def test_every_execution_context_streams_into_its_cell_and_records(k, server, tm
     assert len(shown) >= 3, shown  # the first text, at least one update, and the final state
     assert shown[-1].startswith("All work") and "3,000 characters" in shown[-1]
     assert len({len(text) for text in shown}) >= 2  # it grew in place: text arrived chunk by chunk
-    assert [m["content"] for m in history(k)] == [f"{STREAM} from {context}", shown[-1].split("\n— ")[0]]
+    assert [m["content"] for m in k.history()] == [f"{STREAM} from {context}", shown[-1].split("\n— ")[0]]
     assert k.execute("%%acytoo\n[[echo]]next cell works").status == "ok"
 
 
@@ -112,19 +103,10 @@ def test_capture_keeps_the_streamed_answer_and_line_magics_work(k):
 def test_interrupt_on_the_worker_loop_keeps_the_partial_answer(k, tmp_path, context):
     if context == "autoawait_off":
         k.execute("%autoawait False")
-    interrupted = []
-
-    def interrupt_on_first_text(msg):
-        data = msg["content"].get("data", {}).get("text/plain", "")
-        streaming = msg["msg_type"] == "update_display_data" and data and not data.startswith("⏳")
-        if streaming and not interrupted:
-            interrupted.append(data)
-            k.km.interrupt_kernel()
-
-    out = k.execute(ask_in(context, tmp_path, SLOW), on_message=interrupt_on_first_text)
+    out, interrupted = k.execute_interrupted(ask_in(context, tmp_path, SLOW))
     assert interrupted and out.status == "error"
     assert out.error["ename"] == "AcytooInterrupted"
-    (_user, assistant) = history(k)
+    (_user, assistant) = k.history()
     assert assistant["status"] == "interrupted" and 0 < len(assistant["content"]) < 400_000
     assert k.execute("%%acytoo\n[[echo]]still answering").status == "ok"
 
@@ -135,7 +117,7 @@ def test_a_re_run_cell_replaces_its_exchange_in_place(k, server):
     for attempt in ("draft 1", "draft 2", "final wording"):
         assert k.execute(f"%%acytoo\n[[echo]]{attempt}", cell_id="cell-b").status == "ok"
     k.execute("%%acytoo\n[[echo]]third question", cell_id="cell-c")
-    assert [m["content"] for m in history(k)] == [
+    assert [m["content"] for m in k.history()] == [
         "[[echo]]first question",
         "first question",
         "[[echo]]final wording",
@@ -154,7 +136,7 @@ def test_a_re_run_cell_replaces_its_exchange_in_place(k, server):
     # The widget's messages have no cell: they append, as a chat does.
     k.execute("from acytoo_magic import ChatWidget\nw = ChatWidget()\nawait w.send('[[echo]]from the chat')")
     k.execute("await w.send('[[echo]]from the chat')")
-    assert [m["content"] for m in history(k)].count("from the chat") == 2
+    assert [m["content"] for m in k.history()].count("from the chat") == 2
     assert "--- user · chat" in k.execute("%acytoo history").stdout
 
 
@@ -162,7 +144,7 @@ def test_several_answers_from_one_cell_are_kept_apart(k):
     loop = "for q in ['one', 'two', 'three']:\n    get_ipython().run_cell_magic('acytoo', '', '[[echo]]' + q)"
     k.execute(loop, cell_id="loop-cell")
     k.execute(loop, cell_id="loop-cell")
-    assert [m["content"] for m in history(k) if m["role"] == "assistant"] == ["one", "two", "three"]
+    assert [m["content"] for m in k.history() if m["role"] == "assistant"] == ["one", "two", "three"]
 
 
 def write_notebook(path: Path, prompts: list[str]) -> None:
@@ -290,7 +272,7 @@ def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, history_db):
         locker.close()
     assert waited < 60  # sanity only: the figure is measured in the closing note, not asserted
     k.execute("await w.send('[[echo]]after the lock')")
-    contents = [m["content"] for m in history(k)]
+    contents = [m["content"] for m in k.history()]
     assert f"{STREAM} while locked" in contents and "after the lock" in contents
 
 
@@ -303,7 +285,7 @@ def test_vs_code_notebook_path_keeps_the_thread_across_a_restart(server, history
         k.restart()
         k.execute(setup)
         assert "analysis.ipynb" in k.execute("%acytoo config").stdout
-        assert [m["content"] for m in history(k)] == ["[[echo]]remember me", "remember me"]
+        assert [m["content"] for m in k.history()] == ["[[echo]]remember me", "remember me"]
 
 
 def test_a_renamed_notebook_is_told_how_to_carry_its_threads_over(server, history_db):
@@ -317,7 +299,7 @@ def test_a_renamed_notebook_is_told_how_to_carry_its_threads_over(server, histor
         assert "'old name.ipynb' (2 messages)" in hint and "%acytoo threads --adopt old name.ipynb" in hint
         moved = new.execute("%acytoo threads --adopt 'old name.ipynb'").stdout
         assert "moved 2 messages" in moved and "plots: 2 messages" in moved
-        assert [m["content"] for m in history(new, "plots")] == ["[[echo]]kept", "kept"]
+        assert [m["content"] for m in new.history("plots")] == ["[[echo]]kept", "kept"]
 
 
 def test_a_failed_cell_s_locals_are_freed(k):
@@ -332,4 +314,4 @@ def test_a_failed_cell_s_locals_are_freed(k):
     assert k.execute("gc.collect()\nprint(ref() is None)").stdout.strip() == "True"
     count = int(k.execute("print(len(In) - 4)").stdout)
     assert k.execute(f"%acytoo explain {count}").status == "ok"  # the text is still there to explain
-    assert "ValueError: boom" in history(k)[0]["content"]
+    assert "ValueError: boom" in k.history()[0]["content"]
