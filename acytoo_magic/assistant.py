@@ -160,12 +160,18 @@ class Assistant(Configurable):
     # -- what a question is asked with ----------------------------------------------------------
     @property
     def store(self) -> HistoryStore:
-        """The history store; an unusable file gives one warning and in-memory history instead."""
+        """The history store; an unusable file gives one warning and in-memory history instead.
+
+        A file locked by another process is not unusable: the ``HistoryError`` says so, and the
+        next use opens it again (an answer meanwhile goes without history, with a warning).
+        """
         if self._store is None:
             store = HistoryStore(self.history_path)
             try:
                 store.threads("")  # opens and checks the file now, not in the middle of an answer
             except HistoryError as exc:
+                if HistoryStore.locked(exc):
+                    raise
                 print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
                 store = MemoryStore()
             self._store = store
@@ -208,6 +214,12 @@ class Assistant(Configurable):
         """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``)."""
         found = providers.resolve(provider or self.provider)
         name = providers.provider_name(found)
+        conversation, warning = None, ""
+        if history:
+            try:
+                conversation = self.conversation(thread)
+            except HistoryError as exc:  # locked by another process right now: answer without history
+                warning = str(exc)
         url = str(url or self.url) or None
         own = providers.is_builtin(found)
         target = found.base_url(url) if own else str(url or getattr(found, "url", "") or "")
@@ -232,7 +244,8 @@ class Assistant(Configurable):
             prompt=prompt,
             provider=found,
             model=model,
-            conversation=self.conversation(thread) if history else None,
+            conversation=conversation,
+            history_warning=warning,
             system=self.system_prompt if system is None else system,
             budget=self.max_history_chars,
             proxy=str(proxy or self.proxy) or None,

@@ -29,6 +29,7 @@ DEFAULT_THREAD = "default"
 # Seconds a write waits for another process's lock. Short: every store call from async code runs
 # off the event loop, but the cell that records still waits this long before it gives up.
 BUSY_TIMEOUT = 2.0
+SETUP_TIMEOUT = 30.0  # opening a file (creating or upgrading its table) waits for others this long
 # A past message longer than this share of the history budget is cut (marked), so one huge
 # answer never pushes every older exchange out of what is sent.
 MESSAGE_SHARE = 4
@@ -88,9 +89,15 @@ class HistoryStore:
     found the file locked is kept in memory and written before the next one, so nothing is lost.
     """
 
-    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = BUSY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        busy_timeout: float = BUSY_TIMEOUT,
+        setup_timeout: float | None = None,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.busy_timeout = busy_timeout
+        self.setup_timeout = SETUP_TIMEOUT if setup_timeout is None else setup_timeout
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[str, str, Message, Message]] = []
@@ -100,20 +107,31 @@ class HistoryStore:
             return self._db
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Setting the file up waits as long as it must: several kernels may open a new file at
+            # once, while another writes. Afterwards each call waits only ``busy_timeout``.
             db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, check_same_thread=False, isolation_level=None
+                self.path, timeout=self.setup_timeout, check_same_thread=False, isolation_level=None
             )
-            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             _create_schema(db)
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.OperationalError as exc:
+            if self.locked(exc):  # busy for setup_timeout: worth another try later, not unusable
+                raise self._error(exc) from None
+            raise HistoryError(f"history database {self.path} is unusable ({exc}); history is off") from None
         except (sqlite3.Error, OSError) as exc:
             raise HistoryError(f"history database {self.path} is unusable ({exc}); history is off") from None
         self._db = db
         return db
 
+    @staticmethod
+    def locked(exc: BaseException) -> bool:
+        """Whether the error is another process's lock (it passes) rather than a broken file."""
+        return "locked" in str(exc) or "busy" in str(exc)
+
     def _error(self, exc: sqlite3.Error) -> HistoryError:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if self.locked(exc):
             return HistoryError(
                 f"history database {self.path} is locked by another process (waited {self.busy_timeout:g} s)"
             )
@@ -269,11 +287,19 @@ def _row(notebook: str, thread: str, m: Message) -> tuple[Any, ...]:
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
-    db.executescript(_SCHEMA)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-    if "cell" not in columns:  # a file written before exchanges knew their cell
-        db.execute("ALTER TABLE messages ADD COLUMN cell TEXT")
-    db.execute(_CELL_INDEX)
+    """Create or upgrade the table in one write transaction, so concurrent openers take turns."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            db.execute(statement)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+        if "cell" not in columns:  # a file written before exchanges knew their cell
+            db.execute("ALTER TABLE messages ADD COLUMN cell TEXT")
+        db.execute(_CELL_INDEX)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _write_exchange(

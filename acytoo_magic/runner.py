@@ -92,6 +92,7 @@ class Request:
     cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
+    history_warning: str = ""  # the history could not be opened for this request (said with the answer)
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
@@ -185,6 +186,7 @@ async def answer(
     answer only, never the loop and whatever else streams on it.
     """
     reply = reply if reply is not None else Reply()
+    reply.history_warning = request.history_warning
     try:
         messages = await asyncio.to_thread(request.messages)
     except HistoryError as exc:  # the database went away mid-session: answer without history

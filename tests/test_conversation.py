@@ -145,3 +145,25 @@ def test_a_file_from_before_cells_is_upgraded_in_place(history_db):
         ("new q", "c1"),
         ("new a", "c1"),
     ]
+
+
+def test_a_file_locked_while_opening_is_tried_again_not_given_up(history_db, monkeypatch):
+    """Several kernels open one new file at once: a lock then is a wait, never in-memory history."""
+    from acytoo_magic import Assistant
+
+    HistoryStore(history_db).threads("")  # the file exists, in WAL mode
+    locker = sqlite3.connect(history_db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr("acytoo_magic.conversation.SETUP_TIMEOUT", 0.1)
+    assistant = Assistant(history_path=str(history_db))
+    with pytest.raises(HistoryError, match="locked by another process"):
+        assistant.store  # noqa: B018
+    request = assistant.request("asked while locked")
+    assert request.conversation is None and "locked" in request.history_warning  # answered, said so
+    locker.execute("ROLLBACK")
+    assistant.conversation().record("after", "the lock")
+    assert str(assistant.store.path) == str(history_db)  # the file, not memory
+    assert [m.content for m in HistoryStore(history_db).load(assistant.notebook, "default")] == [
+        "after",
+        "the lock",
+    ]
