@@ -71,3 +71,21 @@ def test_a_foreign_provider_gets_only_what_it_declares_and_is_told_once(k):
     seen = json.loads(k.execute("import json\nprint(json.dumps(seen))").stdout)
     # the URL under the keyword it declares, and nothing undeclared slipped into **kwargs
     assert seen == [{"api_base": "http://127.0.0.1:9/v1", "kwargs": []}] * 2
+
+
+def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k):
+    k.execute(
+        "%config Assistant.provider = 'g4f.Provider:Custom'\n"
+        f"%config Assistant.url = {k.url!r}\n"
+        "%config Assistant.model = 'scripted'\n"
+        "from acytoo_magic import ChatWidget\nimport asyncio\n"
+        "w = ChatWidget('g4f chat')\nw.send('[[size=200000 chunk=20 delay=0.01]]')\n"
+    )
+    waited = k.execute(  # polls the widget's own state from a cell, as a user would
+        "while not w.renderer or not w.renderer.draws or '⏳' in w.live.value:\n"
+        "    await asyncio.sleep(0.02)\nprint(w.streaming)"
+    )
+    assert waited.stdout.strip() == "True"
+    stopped = k.execute("w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 2e5, w.input.busy)")
+    assert stopped.stdout.split() == ["interrupted", "True", "False"]
+    assert "interrupted" in k.execute("%acytoo history -c 'g4f chat'").stdout
