@@ -48,7 +48,10 @@ def test_a_cell_runs_while_the_widget_streams(k):
     assert run(k, "r = await w.wait()\nprint(r.status, len(r.text), w.streaming)") == "complete 3000 False"
 
 
-def test_stop_keeps_the_partial_answer_marked_interrupted(k):
+@pytest.mark.parametrize("protocol", ["acytoo", "openai"])
+def test_stop_keeps_the_partial_answer_marked_interrupted(k, server, protocol):
+    if protocol == "openai":
+        run(k, f"%config Assistant.provider = 'openai'\n%config Assistant.url = '{server.url}/v1'")
     run(k, f"w = ChatWidget('t1')\nw.send({SLOW!r})")
     run(k, WAIT_FOR_TEXT)
     out = run(k, "w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 200000, w.input.busy)")
