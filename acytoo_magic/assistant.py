@@ -22,9 +22,9 @@ from . import providers
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError, ProviderNotFound
+from .errors import AcytooError, HistoryLocked, ProviderNotFound
 from .providers.base import redact, url_host
-from .providers.credentials import MaskedUnicode, configured_keys, key_for, shown_origin
+from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
 from .runner import Reply, Request, Runner, answer
 
@@ -170,7 +170,7 @@ class Assistant(Configurable):
             try:
                 store.threads("")  # opens and checks the file now, not in the middle of an answer
             except HistoryError as exc:
-                if HistoryStore.locked(exc):
+                if isinstance(exc, HistoryLocked):
                     raise
                 print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
                 store = MemoryStore()
@@ -182,7 +182,9 @@ class Assistant(Configurable):
         return notebook_id(self.shell)
 
     def conversation(self, thread: str | None = None) -> Conversation:
-        return Conversation(self.store, self.notebook, thread or DEFAULT_THREAD)
+        """A thread of this notebook; the history file is opened when it is first read or written
+        (in a thread, during an answer), never while a request is being built on the loop."""
+        return Conversation(lambda: self.store, self.notebook, thread or DEFAULT_THREAD)
 
     def context(self) -> NotebookContext:
         """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a script)."""
@@ -214,24 +216,15 @@ class Assistant(Configurable):
         """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``)."""
         found = providers.resolve(provider or self.provider)
         name = providers.provider_name(found)
-        conversation, warning = None, ""
-        if history:
-            try:
-                conversation = self.conversation(thread)
-            except HistoryError as exc:  # locked by another process right now: answer without history
-                warning = str(exc)
         url = str(url or self.url) or None
         own = providers.is_builtin(found)
         target = found.base_url(url) if own else str(url or getattr(found, "url", "") or "")
         where = url_host(target)
         model = model or self.model or str(getattr(found, "default_model", "") or "")
         # A key goes only to the host it was set for, and only to a provider that sends one.
-        default_url = found.base_url() if own else str(getattr(found, "url", "") or "")
-        api_key = None
-        if found.takes_api_key if own else "api_key" in providers.declared_keywords(found):
-            keys = configured_keys(str(self.api_key), str(self.url), default_url)
-            # "" tells a built-in provider not to look for a key itself; a foreign one gets none
-            api_key = key_for(target, keys) if own else key_for(target, keys) or None
+        keys = self._keys_for(found)
+        # "" tells a built-in provider not to look for a key itself; None means it gets none
+        api_key = None if keys is None else key_for(target, keys) or ("" if own else None)
         options = {
             "url": url,
             "temperature": self.temperature if temperature is None else temperature,
@@ -244,8 +237,7 @@ class Assistant(Configurable):
             prompt=prompt,
             provider=found,
             model=model,
-            conversation=conversation,
-            history_warning=warning,
+            conversation=self.conversation(thread) if history else None,
             system=self.system_prompt if system is None else system,
             budget=self.max_history_chars,
             proxy=str(proxy or self.proxy) or None,
@@ -313,6 +305,22 @@ class Assistant(Configurable):
             return self.provider, self.model
         return providers.provider_name(found), self.model or str(getattr(found, "default_model", "") or "")
 
+    def _keys_for(self, provider: Any) -> list[ScopedKey] | None:
+        """The keys ``provider`` may be given, each bound to its host; None: it is given none.
+
+        A foreign provider gets a key only if it also takes our URL setting (a ``base_url``-like
+        keyword): otherwise it posts to a host of its own, which the key was never set for.
+        """
+        if providers.is_builtin(provider):
+            if not provider.takes_api_key:
+                return None
+            return configured_keys(str(self.api_key), str(self.url), provider.base_url())
+        declared = providers.declared_keywords(provider)
+        takes_url = any(name in declared for name in providers.FOREIGN_KEYWORDS["url"])
+        if "api_key" not in declared or not takes_url:
+            return None
+        return configured_keys(str(self.api_key), str(self.url), "")
+
     def effective_config(self) -> dict[str, Any]:
         """The settings in force, secrets masked."""
         config = {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}
@@ -321,9 +329,8 @@ class Assistant(Configurable):
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
         with contextlib.suppress(ProviderNotFound):
-            provider = providers.resolve(self.provider)
-            if providers.is_builtin(provider) and provider.takes_api_key:  # each key only where it was set
-                keys = configured_keys(str(self.api_key), str(self.url), provider.base_url())
+            keys = self._keys_for(providers.resolve(self.provider))  # the rule request() follows
+            if keys is not None:
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"
         config["notebook"] = self.notebook

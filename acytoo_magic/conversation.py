@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import HistoryError
+from .errors import HistoryError, HistoryLocked
 from .status import COMPLETE
 
 T = TypeVar("T")
@@ -98,13 +98,14 @@ class HistoryStore:
         self.path = Path(path).expanduser()
         self.busy_timeout = busy_timeout
         self.setup_timeout = SETUP_TIMEOUT if setup_timeout is None else setup_timeout
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # record_exchange holds it across its pending list and write
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[str, str, Message, Message]] = []
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Setting the file up waits as long as it must: several kernels may open a new file at
@@ -116,24 +117,20 @@ class HistoryStore:
             db.execute("PRAGMA synchronous = NORMAL")
             _create_schema(db)
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        except sqlite3.OperationalError as exc:
-            if self.locked(exc):  # busy for setup_timeout: worth another try later, not unusable
-                raise self._error(exc) from None
-            raise HistoryError(f"history database {self.path} is unusable ({exc}); history is off") from None
         except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            if _is_lock(exc):  # busy for setup_timeout: worth another try later, not unusable
+                raise self._error(exc, self.setup_timeout) from None
             raise HistoryError(f"history database {self.path} is unusable ({exc}); history is off") from None
         self._db = db
         return db
 
-    @staticmethod
-    def locked(exc: BaseException) -> bool:
-        """Whether the error is another process's lock (it passes) rather than a broken file."""
-        return "locked" in str(exc) or "busy" in str(exc)
-
-    def _error(self, exc: sqlite3.Error) -> HistoryError:
-        if self.locked(exc):
-            return HistoryError(
-                f"history database {self.path} is locked by another process (waited {self.busy_timeout:g} s)"
+    def _error(self, exc: sqlite3.Error, waited: float | None = None) -> HistoryError:
+        if _is_lock(exc):
+            waited = self.busy_timeout if waited is None else waited
+            return HistoryLocked(
+                f"history database {self.path} is locked by another process (waited {waited:g} s)"
             )
         return HistoryError(f"history database {self.path}: {exc}")
 
@@ -173,21 +170,20 @@ class HistoryStore:
         If the file is locked past ``busy_timeout``, the exchange is kept and written first next
         time; the ``HistoryError`` says so.
         """
-        prompt, answer = replace(prompt, cell=cell), replace(answer, cell=cell)
+        exchange = (notebook, thread, replace(prompt, cell=cell), replace(answer, cell=cell))
 
         def write(db: sqlite3.Connection) -> None:
-            for pending in self._pending:
+            for pending in [*self._pending, exchange]:
                 _write_exchange(db, *pending)
-            _write_exchange(db, notebook, thread, prompt, answer)
 
-        try:
-            self._transaction(write)
-        except HistoryError as exc:
-            if "locked" not in str(exc):
-                raise
-            self._pending.append((notebook, thread, prompt, answer))
-            raise HistoryError(f"{exc}; the exchange is kept in memory and saved with the next one") from None
-        self._pending.clear()
+        with self._lock:  # the pending list and the write it goes into change together
+            try:
+                self._transaction(write)
+            except HistoryLocked as exc:
+                self._pending.append(exchange)
+                kept = f"{exc}; the exchange is kept in memory and saved with the next one"
+                raise HistoryLocked(kept) from None
+            self._pending.clear()
 
     def load(
         self, notebook: str, thread: str, limit: int | None = None, before: int | None = None
@@ -273,6 +269,15 @@ class MemoryStore(HistoryStore):
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
             _create_schema(self._db)
         return self._db
+
+
+def _is_lock(exc: BaseException) -> bool:
+    """Another process's lock (it passes), as opposed to a broken or unreadable file."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    locked = ("database is locked", "database table is locked")
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(locked)
 
 
 _END = 2**63 - 1
@@ -378,10 +383,16 @@ class Conversation:
     thread, and what is sent with it is only what stands before that place.
     """
 
-    def __init__(self, store: HistoryStore, notebook: str, thread: str = DEFAULT_THREAD) -> None:
-        self.store = store
+    def __init__(
+        self, store: HistoryStore | Callable[[], HistoryStore], notebook: str, thread: str = DEFAULT_THREAD
+    ) -> None:
+        self._store = store  # or how to get it: opened on first use, off the event loop
         self.notebook = notebook
         self.thread = thread
+
+    @property
+    def store(self) -> HistoryStore:
+        return self._store if isinstance(self._store, HistoryStore) else self._store()
 
     def messages(self, limit: int | None = None, before: int | None = None) -> list[Message]:
         return self.store.load(self.notebook, self.thread, limit, before)

@@ -23,6 +23,10 @@ class HistoryError(AcytooError, RuntimeError):
     """The history database cannot be used; the message names the file and what to do."""
 
 
+class HistoryLocked(HistoryError):
+    """Another process holds the history file's lock; it passes, so the next use tries again."""
+
+
 class ContextError(AcytooError, ValueError):
     """A reference in the prompt cannot be expanded; nothing was sent."""
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -84,15 +84,14 @@ class Request:
     conversation: Conversation | None = None
     system: str = ""
     budget: int = 12_000
-    proxy: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    proxy: str | None = field(default=None, repr=False)  # may carry credentials
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # holds the API key
     label: str = "contacting provider"
     provider_label: str = ""
     show_status: bool = True
     cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
-    history_warning: str = ""  # the history could not be opened for this request (said with the answer)
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
@@ -134,32 +133,49 @@ async def stream_reply(
     marks ``reply`` ``interrupted`` and is re-raised. The caller draws the final state.
     """
     reply = reply if reply is not None else Reply()
+    items = _provider_items(provider, provider.create_async_generator(model, messages, proxy, **kwargs))
     try:
-        async for chunk in provider.create_async_generator(model, messages, proxy, **kwargs):
-            if not isinstance(chunk, str):
-                _take_extra(reply, chunk)  # usage, a finish reason; others (images, reasoning) are skipped
-                continue
-            if not chunk:
-                continue
-            if reply.first_chunk is None:
-                reply.first_chunk = time.monotonic()
-            reply.buffer.append(chunk)
-            reply.chunks += 1
-            renderer.feed(chunk)
+        async with contextlib.aclosing(items):
+            async for chunk in items:
+                if not isinstance(chunk, str):
+                    _take_extra(reply, chunk)  # usage, a finish reason; others (images, reasoning) skipped
+                    continue
+                if not chunk:
+                    continue
+                if reply.first_chunk is None:
+                    reply.first_chunk = time.monotonic()
+                reply.buffer.append(chunk)
+                reply.chunks += 1
+                renderer.feed(chunk)
     except asyncio.CancelledError:
         reply.status = INTERRUPTED
         raise
     except ProviderError as exc:
         reply.error = exc
         reply.status = PARTIAL if reply.text else FAILED
-    except Exception as exc:  # a foreign provider's own failure: one line, never a traceback
-        reply.error = ProviderError(
-            f"{type(exc).__name__}: {redact(str(exc))}", provider=provider_name(provider)
-        )
-        reply.status = PARTIAL if reply.text else FAILED
     finally:
         reply.finished = time.monotonic()
     return reply
+
+
+async def _provider_items(provider: Any, stream: Any) -> AsyncIterator[Any]:
+    """The provider's stream, closed however it ends; its own failures become one-line errors.
+
+    Only what the provider raises is turned into a ``ProviderError``: a failure in drawing or a
+    callback is ours and stays what it is.
+    """
+    try:
+        async for item in stream:
+            yield item
+    except (ProviderError, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # a foreign provider's own failure: one line, never a traceback
+        message = f"{type(exc).__name__}: {redact(str(exc))}"
+        raise ProviderError(message, provider=provider_name(provider)) from None
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _take_extra(reply: Reply, item: Any) -> None:
@@ -186,26 +202,28 @@ async def answer(
     answer only, never the loop and whatever else streams on it.
     """
     reply = reply if reply is not None else Reply()
-    reply.history_warning = request.history_warning
-    try:
-        messages = await asyncio.to_thread(request.messages)
-    except HistoryError as exc:  # the database went away mid-session: answer without history
-        reply.history_warning = str(exc)
-        request.conversation = None
-        messages = request.messages()
 
     def on_retry(status: int, delay: float, attempt: int) -> None:
         reason = "rate limited" if status == 429 else "service unavailable"
         renderer.notify(f"{reason}, retrying in {delay:g} s")
 
-    reply.prompt_chars = sum(len(m["content"]) for m in messages)
-    kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
     renderer.start(request.label)
     try:
+        try:
+            messages = await asyncio.to_thread(request.messages)
+        except HistoryError as exc:  # the file is locked or went away: answer without history
+            reply.history_warning = str(exc)
+            request.conversation = None
+            messages = request.messages()
+        reply.prompt_chars = sum(len(m["content"]) for m in messages)
+        kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
         await stream_reply(
             request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs
         )
         return reply
+    except asyncio.CancelledError:  # also before the stream started (while reading the history)
+        reply.status = INTERRUPTED
+        raise
     finally:
         status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
         renderer.close(reply.text, reply.note, status)

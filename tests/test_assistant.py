@@ -80,3 +80,45 @@ def test_every_error_kind_is_an_acytoo_error(history_db):
         assistant.expand("{undefined_name}")
     for kind in (ProviderError, ProviderNotFound, ContextError, HistoryError):
         assert issubclass(kind, AcytooError), kind
+
+
+class TakesKeyOnly:
+    """A foreign provider that posts to a host of its own and takes a key."""
+
+    url = "https://third-party.example"
+
+    @classmethod
+    async def create_async_generator(cls, model, messages, proxy=None, api_key=None):
+        yield "x"
+
+
+class TakesKeyAndBase:
+    url = "https://third-party.example"
+
+    @classmethod
+    async def create_async_generator(cls, model, messages, proxy=None, api_key=None, base_url=None):
+        yield "x"
+
+
+def test_a_foreign_provider_gets_a_key_only_for_the_host_it_is_sent_to(history_db):
+    from acytoo_magic.providers import call_keywords
+
+    assistant = Assistant(url="http://my-server:8000/v1", api_key="sk-mine", history_path=str(history_db))
+    own_host = assistant.request("q", provider=TakesKeyOnly)
+    assert "api_key" not in call_keywords(own_host.provider, own_host.options)  # it would post elsewhere
+    ours = assistant.request("q", provider=TakesKeyAndBase)
+    passed = call_keywords(ours.provider, ours.options)
+    assert (passed["base_url"], passed["api_key"]) == ("http://my-server:8000/v1", "sk-mine")
+    assert "sk-mine" not in repr(ours)  # a request shown in a traceback or a debugger hides the key
+    elsewhere = assistant.request("q", provider=TakesKeyAndBase, url="http://other-host:9/v1")
+    assert "api_key" not in call_keywords(elsewhere.provider, elsewhere.options)
+
+
+def test_a_long_key_echoed_in_an_error_body_never_shows_in_part():
+    from acytoo_magic.providers.base import ProviderHTTPError
+
+    key = "sk-proj-" + "a" * 160
+    body = '{"error": {"message": "Incorrect API key provided: ' + key + '. \x1b]52;c;Zm9v\x07 See docs"}}'
+    error = ProviderHTTPError(401, body, provider="openai", url="http://h", secrets=[key])
+    assert "aaaa" not in str(error) and "\x1b" not in str(error)
+    assert "Incorrect API key provided: ***" in str(error)

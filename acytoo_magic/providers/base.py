@@ -24,6 +24,7 @@ import aiohttp
 
 from ..errors import AcytooError
 from ..loops import iterate
+from ..untrusted import printable
 
 Messages = Sequence[Mapping[str, str]]
 
@@ -78,7 +79,9 @@ class ProviderError(AcytooError):
     ) -> None:
         self.provider = provider
         self.url = redact(url)
-        self.message = redact(one_line(message, 400), secrets)
+        # Mask first, then cut: a secret that crossed the cut would no longer match and leak in part.
+        # Control characters go too: this line reaches terminals and saved notebooks.
+        self.message = one_line(printable(redact(message, secrets)), 400)
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -91,7 +94,7 @@ class ProviderHTTPError(ProviderError):
 
     def __init__(self, status: int, body: str = "", **kwargs: Any) -> None:
         self.status = status
-        self.body = redact(body[:200], kwargs.get("secrets", ()))
+        self.body = redact(body, kwargs.get("secrets", ()))[:200]
         reason = _STATUS_HINTS.get(status, "")
         detail = f": {one_line(self.body)}" if self.body.strip() else ""
         super().__init__(f"HTTP {status}{reason}{detail}", **kwargs)
