@@ -70,5 +70,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     if _magics is not None:
         with contextlib.suppress(ValueError):
             ipython.input_transformers_post.remove(_magics.transform_lines)
+        for kind in ("line", "cell"):  # %%acytoo is gone until it is loaded again
+            ipython.magics_manager.magics[kind].pop("acytoo", None)
+        ipython.magics_manager.registry.pop(type(_magics).__name__, None)
         _magics = None
     forget_shared_assistant(ipython)

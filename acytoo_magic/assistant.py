@@ -337,11 +337,16 @@ class Assistant(Configurable):
         config["history_file"] = str(self.store.path)
         return config
 
+    async def aclose(self) -> None:
+        """Close this loop's HTTP session: call it before a script's ``asyncio.run`` ends."""
+        await self.runner.aclose()
+
     def close(self) -> None:
         """Close the shared HTTP sessions, the loops this assistant owns, and the history file."""
         self.runner.close()
         if self._store is not None:
             self._store.close()
+            self._store = None
 
 
 def _ignore(_frame: Frame) -> None:

@@ -12,7 +12,9 @@ class AcytooError(Exception):
     """Base of every error of this package; IPython shows its one line instead of a traceback."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+        from .untrusted import printable  # the message may quote a server: no control characters
+
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {printable(str(self))}"]
 
 
 class AcytooInterrupted(AcytooError):

@@ -24,6 +24,7 @@ from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
 from .status import label
+from .untrusted import printable
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -175,7 +176,7 @@ class AcytooMagics(Magics):
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
 
         Cell magic: ``%%acytoo [options]`` then the prompt. Line magic: ``%acytoo help`` lists
-        the subcommands (history, reset, threads, providers, config, export).
+        the subcommands (history, reset, threads, providers, config, export, explain, chat).
         """
         if cell is None:
             return self._subcommand(line)
@@ -183,11 +184,13 @@ class AcytooMagics(Magics):
 
     async def run_cell_async(self, line: str, cell: str) -> None:
         """``%%acytoo`` awaited on the kernel's own loop (the cell is rewritten to call this)."""
+        # IPython expands {x} and $x in a magic's line before calling it; so does this path.
+        line = self.shell.var_expand(line, 1)
         await self._ask_async(*self._prepare_cell(line, cell))
 
     async def run_line_async(self, line: str) -> None:
         """``%acytoo ...`` awaited on the kernel's loop: ``explain`` streams, the rest are instant."""
-        words = line.split(None, 1)
+        words = self.shell.var_expand(line, 1).split(None, 1)
         if words and words[0] == "explain":
             await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
         else:
@@ -323,7 +326,7 @@ class AcytooMagics(Magics):
             print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
         for message in messages:
             mark = f" [{label(message.status)}]" if label(message.status) else ""
-            print(f"--- {message.role}{mark}{_origin(message)}\n{message.content}")
+            print(f"--- {message.role}{mark}{_origin(message)}\n{printable(message.content)}")
 
     def _reset(self, rest: str) -> None:
         """Forget a thread, or all threads of this notebook: %acytoo reset [-c THREAD | --all]."""

@@ -273,6 +273,13 @@ class Runner:
             self._sessions[loop] = session
         return session
 
+    async def aclose(self) -> None:
+        """Close the running loop's shared session: a loop the runner does not own (``asyncio.run``
+        in a script) ends before ``close`` could reach it."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None and not session.closed:
+            await session.close()
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to the end from synchronous code; on interrupt, cancel it, wait for its cleanup."""
         try:

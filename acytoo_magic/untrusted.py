@@ -30,6 +30,11 @@ def printable(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 
 
+def escaped(text: str) -> str:
+    """Plain text for an HTML context: printable, then escaped (notes, status lines, typed prompts)."""
+    return html.escape(printable(text))
+
+
 def link_is_safe(url: str) -> bool:
     """Whether a link target may be live: http(s), mailto, or relative (a path, ``?query``, ``#anchor``).
 
@@ -114,9 +119,9 @@ def with_cursor(body: str, cursor: str = " ▌") -> str:
 
 def note_html(note: str) -> str:
     """A short note (waiting, interrupted, partial...) as escaped HTML."""
-    return f'<p class="acytoo-note"><em>{html.escape(printable(note))}</em></p>' if note else ""
+    return f'<p class="acytoo-note"><em>{escaped(note)}</em></p>' if note else ""
 
 
 def status_html(status: str) -> str:
     """The status line under an answer as escaped HTML."""
-    return f'<p class="acytoo-status"><sub>{html.escape(printable(status))}</sub></p>' if status else ""
+    return f'<p class="acytoo-status"><sub>{escaped(status)}</sub></p>' if status else ""

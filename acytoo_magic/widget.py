@@ -1,6 +1,6 @@
 """ChatWidget: the same streaming answers as ``%%acytoo``, in an ipywidgets chat with a Stop button.
 
-A thin front end: sending schedules ``runner.answer`` as a task on the kernel's running loop and
+A thin front end: sending schedules ``Assistant.ask`` as a task on the kernel's running loop and
 returns at once, so other cells run while the answer streams; the throttling is the core's
 ``ThrottledRenderer``, the history the magic's own store and thread.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from typing import Any
 
 import anywidget
@@ -23,7 +22,7 @@ from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import Reply
 from .status import FAILED, label
-from .untrusted import printable, render_markdown
+from .untrusted import escaped, render_markdown, with_cursor
 
 _STYLE = """<style>
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
@@ -45,16 +44,18 @@ _STYLE = """<style>
 </style>"""
 
 
-def message_html(role: str, text: str, note: str = "") -> str:
+def message_html(role: str, text: str, note: str = "", streaming: bool = False) -> str:
     """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown.
 
-    Both go through the policy in ``render`` that the magic uses: the answer is untrusted text.
+    Both go through the policy in ``untrusted`` that the magic uses: the answer is untrusted text.
+    A streaming answer gets its cursor after rendering, never inside the Markdown.
     """
     if role == "user":
-        body = f'<div class="acytoo-typed">{html.escape(printable(text))}</div>'
+        body = f'<div class="acytoo-typed">{escaped(text)}</div>'
     else:
         body = render_markdown(text) if text else ""
-    note_html = f'<div class="acytoo-note">{html.escape(printable(note))}</div>' if note else ""
+        body = with_cursor(body) if streaming else body
+    note_html = f'<div class="acytoo-note">{escaped(note)}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
 
 
@@ -178,7 +179,7 @@ class ChatWidget(widgets.VBox):
             name, model = request.provider_label, request.model
         else:
             name, model = self.assistant.in_force()
-        self.indicator.value = f'<span class="acytoo-note">{html.escape(name)} · {html.escape(model)}</span>'
+        self.indicator.value = f'<span class="acytoo-note">{escaped(name)} · {escaped(model)}</span>'
 
     def _thread_changed(self, change: dict[str, Any]) -> None:
         new = (change["new"] or "").strip()
@@ -204,7 +205,7 @@ class ChatWidget(widgets.VBox):
 
     def _show_status(self, text: str, error: bool = False) -> None:
         css = "acytoo-error" if error else "acytoo-note"
-        self.status.value = f'<div class="{css}">{html.escape(text)}</div>' if text else ""
+        self.status.value = f'<div class="{css}">{escaped(text)}</div>' if text else ""
 
     def _set_busy(self, busy: bool) -> None:
         self.input.busy = busy
@@ -226,6 +227,10 @@ class ChatWidget(widgets.VBox):
         except (ContextError, ProviderNotFound) as exc:
             self.input.value = text  # back in the box, to be corrected
             self._show_status(str(exc), error=True)
+            return None
+        except Exception as exc:  # a summary or a provider module that fails: said, and nothing lost
+            self.input.value = text
+            self._show_status(f"acytoo: {type(exc).__name__}: {redact(str(exc))}", error=True)
             return None
         self._show_status("")
         self._update_indicator(request)  # settings may have changed since the widget was shown
@@ -260,7 +265,7 @@ class ChatWidget(widgets.VBox):
             self._append([Message("assistant", reply.text, reply.status)])
             if renderer.last_frame is not None and renderer.last_frame.status:
                 self.transcript.value += (
-                    f'<div class="acytoo-note">{html.escape(renderer.last_frame.status)}</div>'
+                    f'<div class="acytoo-note">{escaped(renderer.last_frame.status)}</div>'
                 )
         if reply.status == FAILED:
             self._restore(typed, before)
@@ -278,9 +283,9 @@ class ChatWidget(widgets.VBox):
 
     def _draw(self, frame: Frame) -> None:
         if frame.waiting:
-            self.live.value = f'<div class="acytoo-note">⏳ {html.escape(frame.note)}</div>'
+            self.live.value = f'<div class="acytoo-note">⏳ {escaped(frame.note)}</div>'
             return
-        self.live.value = message_html("assistant", frame.text + ("" if frame.final else " ▌"), frame.note)
+        self.live.value = message_html("assistant", frame.text, frame.note, streaming=not frame.final)
 
     def stop(self) -> None:
         """Cancel the streaming answer; the partial text stays, marked interrupted."""

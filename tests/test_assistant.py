@@ -19,6 +19,7 @@ def run_script(code: str, env: dict[str, str]) -> dict:
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
+    assert "Unclosed" not in done.stderr, done.stderr  # sessions and connections closed
     return json.loads(done.stdout.splitlines()[-1])
 
 
@@ -28,16 +29,20 @@ def test_a_script_asks_streams_and_keeps_history_without_ipython(server, history
     env = {**os.environ, "ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
     seen = run_script(
         """
-        import asyncio, json, sys
+        import asyncio, gc, json, sys, warnings
         from acytoo_magic import Assistant
 
         assistant = Assistant(max_history_chars=4000)
         first = assistant.ask_sync("[[echo chunk=2]]hello from a script", thread="script")
 
         async def chunks():
-            return [c async for c in assistant.stream("[[chunk=4 delay=0.002]] and again", thread="script")]
+            got = [c async for c in assistant.stream("[[chunk=4 delay=0.002]] and again", thread="script")]
+            await assistant.aclose()
+            return got
 
+        warnings.simplefilter("always", ResourceWarning)  # an unclosed session would say so on stderr
         pieces = asyncio.run(chunks())
+        gc.collect()
         front_ends = ("IPython", "ipywidgets", "ipykernel")
         print(json.dumps({
             "first": first.text, "status": first.status, "pieces": len(pieces), "joined": "".join(pieces),
@@ -68,7 +73,7 @@ async def test_ask_reports_failures_in_the_reply_and_stream_raises_them(server, 
         async for _chunk in assistant.stream("[[fault=500]] no"):
             pass
     assert assistant.conversation().messages() == []  # a failure records nothing
-    await assistant.runner.session()  # the loop's session, closed below
+    await assistant.aclose()  # this loop's session (pytest-asyncio's loop is not the runner's)
     assistant.close()
 
 
