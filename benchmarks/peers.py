@@ -242,6 +242,7 @@ def work(smoke: bool) -> dict[str, str]:
 
 
 FILLER = "All"  # the first token of the filler reply: "All "
+ANSWER_START = "You said"  # the scripted answer's first chunk of 8 characters
 PACED = "[[chunk=8 delay=0.01]]"  # the scripted answer (~110 characters) streamed as a model would
 TURN_ONE = f"{PACED}Remember this word: pelican."
 TURN_TWO = f"{PACED}Which word did I ask you to remember?"
@@ -303,8 +304,8 @@ def measure_peer(peer: Peer, url: str, venvs: Path, smoke: bool, repeats: int) -
             if peer.forget:
                 kernel.execute(peer.forget.format(**fill))
             server_requests(url, "DELETE")
-            one = run_cell(kernel, cell(TURN_ONE, "conversation"), "pelican")
-            two = run_cell(kernel, cell(TURN_TWO, "conversation"), "remember")
+            one = run_cell(kernel, cell(TURN_ONE, "conversation"), ANSWER_START)
+            two = run_cell(kernel, cell(TURN_TWO, "conversation"), ANSWER_START)
             sent = [r["json"] for r in server_requests(url) if r["path"] == "/v1/chat/completions"]
             result.figures["two-turn conversation"] = {
                 **summarize([two]),
