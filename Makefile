@@ -8,8 +8,10 @@ LOCAL_STAMP := $(VENV)/.local-installed
 # decode on this machine, GGML_NATIVE=OFF works. The wheel is cached so the next venv reuses it.
 WHEELS ?= $(HOME)/.cache/acytoo-magic/wheels
 LLAMA_VERSION := 0.3.36
+# The peers `make bench` compares with (chatlab, jupyter-ai) each get a venv of their own here.
+BENCH_VENVS ?= .bench
 
-.PHONY: venv local test lint browser demo bench screenshots clean
+.PHONY: venv local test lint browser demo bench bench-peers screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,8 +51,12 @@ demo: local
 screenshots: venv browser
 	DOCS_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py -q
 
-bench: venv
-	$(PY) benchmarks/run.py
+# A peer that pip cannot install is recorded (BENCH_VENVS/NAME/.failed) and shown so in the table.
+bench-peers: venv
+	$(PY) benchmarks/peers.py build $(BENCH_VENVS)
+
+bench: venv browser bench-peers
+	$(PY) benchmarks/run.py --peers $(BENCH_VENVS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENVS) build *.egg-info .pytest_cache

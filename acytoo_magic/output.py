@@ -11,15 +11,32 @@ from typing import Any
 from .render import Frame, ThrottledRenderer
 from .untrusted import note_html, printable, render_markdown, status_html, with_cursor
 
+# While an answer streams, text/plain carries at most its last this many characters: the frontends
+# that show the answer draw text/html, and the whole text in text/plain, which is what the saved
+# notebook keeps for other frontends, goes once, with the final update.
+STREAMING_PLAIN_CHARS = 2_000
+
+
+def streaming_plain(text: str) -> str:
+    """The answer so far as text/plain while it streams: whole when short, else its newest part."""
+    if len(text) <= STREAMING_PLAIN_CHARS:
+        return printable(text)
+    above = len(text) - STREAMING_PLAIN_CHARS
+    return f"[… {above:,} characters above; all of it with the final update]\n" + printable(
+        text[-STREAMING_PLAIN_CHARS:]
+    )
+
 
 def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     """A MIME bundle for a display update: the answer rendered to safe HTML, plain text as fallback.
 
     No ``text/markdown``: JupyterLab renders an executed cell's Markdown as trusted, raw HTML live.
+    A long answer's whole text goes in text/plain only with the final update (see ``streaming_plain``).
     """
     if frame.waiting:
         return {"text/plain": printable(f"⏳ {frame.note}"), "text/html": note_html(f"⏳ {frame.note}")}
-    text = printable(frame.text)
+    full = frame.final or fmt == "text"  # -f text has nothing else to show
+    text = printable(frame.text) if full else streaming_plain(frame.text)
     plain = text + (f"\n[{printable(frame.note)}]" if frame.note else "")
     plain += f"\n— {printable(frame.status)}" if frame.status else ""
     if fmt == "text":

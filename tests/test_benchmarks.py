@@ -32,6 +32,14 @@ def test_benchmark_smoke_run_produces_every_section(tmp_path):
         "history store",
         "kernel responsiveness",
         "context",
+        "peers",
+        "browser",
     }
     assert all(isinstance(row["value"], float) for row in results["rows"])
+    # The peer driver ran this project as the only peer (no peers' venvs in CI), on every kind of work.
+    [ours] = [p for p in results["peers"][1:] if p["peer"] == "acytoo-magic"]
+    assert ours["runs"] and len(ours["figures"]) == 3
+    assert ours["figures"]["two-turn conversation"]["carried"] is True
+    browser = results["browser"]
+    assert browser["runs"] or "chromium" in browser["status"]
     assert "benchmark" in done.stdout and "figures in" in done.stdout

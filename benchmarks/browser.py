@@ -1,0 +1,276 @@
+"""In the browser: JupyterLab and Chromium while a long Markdown answer streams, throttled or not.
+
+One notebook holds a cell per way of drawing the same answer (a Markdown document with headings,
+lists, code blocks and tables): ``%%acytoo`` as shipped, ``%%acytoo`` with ``render_interval = 0``,
+the chat widget, and a baseline that redraws the same HTML at every chunk, as chatlab does; and a
+cell that shows the final answer's HTML once. Each is run from the page (Shift+Enter) and measured
+until its final output is drawn: Chromium's long tasks (``PerformanceObserver``, buffered) and the
+main thread's scripting and task time (CDP ``Performance.getMetrics`` deltas).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+SECTION = "browser"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+QUESTION = "bench: the long answer"
+
+LONG_TASKS = """
+window.__longtasks = [];
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) window.__longtasks.push([entry.startTime, entry.duration]);
+}).observe({type: 'longtask', buffered: true});
+"""
+
+
+def long_markdown(size: int) -> str:
+    """A realistic long answer: sections with a heading, prose, a list, a code block and a table."""
+    parts, index = [], 0
+    while sum(map(len, parts)) < size:
+        index += 1
+        parts.append(
+            f"## {index}. Cleaning step {index}\n\n"
+            f"Check the column `col_{index}` for **missing values** and *outliers* before you "
+            f"aggregate; a join that matched nothing shows up as NaN here (see [the docs]"
+            f"(https://pandas.pydata.org/docs/)).\n\n"
+            f"- count them: `df['col_{index}'].isna().sum()`\n- look where they cluster\n"
+            f"- decide: drop, fill or flag\n\n"
+            f"```python\nshare = df['col_{index}'].isna().mean()\nif share < 0.05:\n"
+            f"    df = df.dropna(subset=['col_{index}'])\nprint(f'{{share:.1%}} missing')\n```\n\n"
+            f"| situation | what to do |\n|:---|:---|\n| a few rows | drop them |\n"
+            f"| skewed numbers | the median |\n| a category | an `unknown` level |\n\n"
+        )
+    return "".join(parts)[:size]
+
+
+class LongAnswer:
+    """The server's model: the same long Markdown answer to every question, in paced chunks."""
+
+    name = "bench"
+
+    def __init__(self, text: str, chunk: int, delay: float) -> None:
+        self.text, self.chunk, self.delay = text, chunk, delay
+        self.generations: list[Any] = []
+
+    async def stream(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        temperature: float = 0.7,
+        max_tokens: int | None = None,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> AsyncIterator[str]:
+        from acytoo_magic.local_model import Generation
+
+        record = Generation(started=time.monotonic())
+        for start in range(0, len(self.text), self.chunk):
+            yield self.text[start : start + self.chunk]
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        record.finish_reason = "stop"
+        yield record
+
+
+SETUP = """\
+%load_ext acytoo_magic
+import acytoo_magic, os
+from IPython.display import HTML, display
+from acytoo_magic import ChatWidget
+from acytoo_magic.output import markdown_bundle
+from acytoo_magic.providers import Acytoo
+from acytoo_magic.render import Frame
+QUESTION = {question!r}
+async def every_chunk():
+    # The baseline: the same safe HTML, redrawn at every chunk (as chatlab redraws its Markdown).
+    handle, text = display({{"text/plain": ""}}, raw=True, display_id=True), ""
+    stream = Acytoo.create_async_generator("m", [{{"role": "user", "content": QUESTION}}],
+                                           url=os.environ["ACYTOO_URL"])
+    async for piece in stream:
+        text += piece
+        handle.update(markdown_bundle(Frame(text)), raw=True)
+    handle.update(markdown_bundle(Frame(text, final=True, status="every chunk: done")), raw=True)
+print("setup: done")
+"""
+
+# name, an unmeasured cell run first (or ""), the measured cell, JS that is true once it is all drawn.
+# The checks are cheap (querySelector, polled every 200 ms) so they add little to what is measured.
+DRAWN = "cell.querySelector('.acytoo-status') !== null"
+MODES = [
+    ("%%acytoo", "", f"%%acytoo --no-history\n{QUESTION}", DRAWN),
+    ("ChatWidget", "", "w = ChatWidget('bench')\ndisplay(w)\nw.send(QUESTION);", "widget"),
+    (
+        "%%acytoo, render_interval = 0",
+        "%config Assistant.render_interval = 0",
+        f"%%acytoo --no-history\n{QUESTION}",
+        DRAWN,
+    ),
+    ("every chunk (baseline)", "%config Assistant.render_interval = 0.08", "await every_chunk()", DRAWN),
+    (
+        "one render of the final answer",
+        "",
+        "display(HTML(markdown_bundle(acytoo_magic._magics.last_renderer.last_frame)['text/html']"
+        " + '<p class=\"bench-done\">one render</p>'))",
+        "cell.querySelector('.bench-done') !== null",
+    ),
+]
+WIDGET_DRAWN = (
+    "document.querySelector('.acytoo-chat .acytoo-transcript .acytoo-assistant') !== null"
+    " && document.querySelector('.acytoo-chat .acytoo-live').textContent.trim() === ''"
+)
+
+
+def notebook(path: Path) -> list[tuple[str, int | None, int, str]]:
+    """Write the notebook; returns per mode its name, prep cell index, measured cell index and check."""
+    import nbformat
+
+    cells = [nbformat.v4.new_code_cell(SETUP.format(question=QUESTION))]
+    plan = []
+    for name, prep, source, drawn in MODES:
+        prep_index = None
+        if prep:
+            prep_index = len(cells)
+            cells.append(nbformat.v4.new_code_cell(prep))
+        plan.append((name, prep_index, len(cells), drawn))
+        cells.append(nbformat.v4.new_code_cell(source))
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return plan
+
+
+def cell_js(index: int, check: str) -> str:
+    if check == "widget":
+        return WIDGET_DRAWN
+    cell = f"document.querySelectorAll('.jp-Notebook .jp-Cell')[{index}]"
+    return f"(() => {{ const cell = {cell}; return {check}; }})()"
+
+
+def run_cell(page: Any, index: int, attempts: int = 4) -> None:
+    """Select the cell and press Shift+Enter; again if Lab dropped it (seen just as the kernel
+    connects: the prompt stays '[ ]'), as tests/test_browser.py's ``run_all_until`` does."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    started = (
+        f"/\\[[0-9*]+\\]/.test(document.querySelectorAll('.jp-Notebook .jp-Cell')[{index}]"
+        ".querySelector('.jp-InputPrompt').innerText)"
+    )
+    for attempt in range(attempts):
+        cell.locator(".jp-InputPrompt").click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function(started, timeout=15_000, polling=100)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
+def idle_after(page: Any, index: int) -> str:
+    """JS: the cell has run (its prompt shows a number) and the kernel is idle."""
+    return (
+        f"(() => {{ const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[{index}];"
+        " return /\\[[0-9]+\\]/.test(cell.querySelector('.jp-InputPrompt').innerText)"
+        " && document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null; })()"
+    )
+
+
+def metrics(cdp: Any) -> dict[str, float]:
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+
+def measure(page: Any, cdp: Any, index: int, drawn: str, timeout: float) -> dict[str, float]:
+    before, started = metrics(cdp), page.evaluate("performance.now()")
+    run_cell(page, index)
+    page.wait_for_function(cell_js(index, drawn), timeout=timeout * 1000, polling=200)
+    after, ended = metrics(cdp), page.evaluate("performance.now()")
+    tasks = page.evaluate(
+        "([from, to]) => window.__longtasks.filter(([start]) => start >= from && start <= to)"
+        ".map(([, duration]) => duration)",
+        [started, ended],
+    )
+    return {
+        "seconds": (ended - started) / 1000,
+        "script_ms": (after["ScriptDuration"] - before["ScriptDuration"]) * 1000,
+        "task_ms": (after["TaskDuration"] - before["TaskDuration"]) * 1000,
+        "long_tasks": len(tasks),
+        "longest_task_ms": max(tasks, default=0.0),
+    }
+
+
+def browser(table: Any, smoke: bool) -> dict[str, Any]:
+    """Every mode in one page of one JupyterLab; smoke: a 5 KB answer."""
+    from lab import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, jupyter_lab
+
+    from acytoo_magic.server import LocalServer, ServerConfig
+
+    reason = chromium_missing_reason()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = reason or "playwright is not installed"
+    if reason:
+        table.add(SECTION, "runs", 0.0, "", note=reason)
+        return {"runs": False, "status": reason}
+    size = 5_000 if smoke else 100_000
+    text = long_markdown(size)
+    model = LongAnswer(text, chunk=100, delay=0.005)  # ~1,000 chunks of a 100 KB answer in ~6 s
+    results: dict[str, Any] = {
+        "runs": True,
+        "answer_bytes": len(text.encode()),
+        "chunks": -(-len(text) // 100),
+    }
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(ServerConfig(model=model)) as server:
+        root = Path(tmp)
+        plan = notebook(root / "bench.ipynb")
+        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
+        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
+            base, token = address.split("|")
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+                page.add_init_script(LONG_TASKS)
+                page.goto(f"{base}/lab/workspaces/bench/tree/bench.ipynb?token={token}")
+                page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                run_cell(page, 0)
+                page.wait_for_function(idle_after(page, 0), timeout=120_000, polling=200)
+                for name, prep, index, drawn in plan:
+                    if prep is not None:
+                        run_cell(page, prep)
+                        page.wait_for_function(idle_after(page, prep), timeout=60_000, polling=200)
+                    results[name] = measure(page, cdp, index, drawn, 60 if smoke else 600)
+                    page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
+            except Exception:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "bench_browser_failure.png"))
+                raise
+            finally:
+                chromium.close()
+    one = results["one render of the final answer"]["script_ms"]
+    table.add(
+        SECTION, f"answer: {size // 1000} KB of Markdown in {results['chunks']} chunks", size / 1000, "KB"
+    )
+    for name, _prep, _index, _drawn in plan:
+        seen = results[name]
+        table.add(SECTION, f"{name}: main-thread scripting", seen["script_ms"], "ms")
+        table.add(SECTION, f"{name}: main-thread tasks", seen["task_ms"], "ms")
+        streams = name != "one render of the final answer"
+        target, ok = ("0", seen["long_tasks"] == 0) if name in ("%%acytoo", "ChatWidget") else ("", None)
+        table.add(SECTION, f"{name}: long tasks (> 50 ms)", seen["long_tasks"], "", target, ok)
+        table.add(SECTION, f"{name}: longest task", seen["longest_task_ms"], "ms")
+        if streams:
+            ratio = seen["script_ms"] / one if one else float("inf")
+            target, ok = ("<= 2", ratio <= 2) if name in ("%%acytoo", "ChatWidget") else ("", None)
+            table.add(SECTION, f"{name}: scripting / one render of the final answer", ratio, "x", target, ok)
+    return results

@@ -1,0 +1,60 @@
+"""What one display update of the magic carries: a long answer's whole text goes in text/plain once."""
+
+from __future__ import annotations
+
+import json
+
+from acytoo_magic.output import STREAMING_PLAIN_CHARS, markdown_bundle
+from acytoo_magic.render import Frame, ThrottledRenderer
+
+ANSWER = "".join(
+    f"## Part {i}\n\nSome text with `code` and a [link](https://example.org/{i}).\n\n" for i in range(2000)
+)
+
+
+def test_a_long_answer_streams_as_html_with_a_bounded_plain_text():
+    bundle = markdown_bundle(Frame(ANSWER))
+    assert "Part 1999" in bundle["text/html"] and "<h2>Part 0</h2>" in bundle["text/html"]  # all of it
+    plain = bundle["text/plain"]
+    assert len(plain) < STREAMING_PLAIN_CHARS + 100
+    assert plain.startswith("[… ") and "all of it with the final update" in plain
+    assert plain.endswith(ANSWER[-200:])  # the newest text, for frontends that show only text
+
+
+def test_the_final_update_has_the_complete_text_in_both_types():
+    bundle = markdown_bundle(Frame(ANSWER, final=True, status="acytoo · m"))
+    assert bundle["text/plain"] == ANSWER + "\n— acytoo · m"  # what the saved notebook keeps
+    assert "Part 1999" in bundle["text/html"] and "▌" not in bundle["text/html"]
+
+
+def test_a_short_answer_streams_whole_in_both_types():
+    bundle = markdown_bundle(Frame("All work and no play"))
+    assert bundle["text/plain"] == "All work and no play"
+    assert "All work and no play ▌" in bundle["text/html"]
+
+
+def test_plain_text_format_always_sends_the_whole_text():
+    assert markdown_bundle(Frame(ANSWER), fmt="text") == {"text/plain": ANSWER}
+
+
+def test_the_plain_text_while_streaming_is_cleaned_like_the_rest():
+    bundle = markdown_bundle(Frame("x" * STREAMING_PLAIN_CHARS + "\x1b[31mred\x07"))
+    assert "\x1b" not in bundle["text/plain"] and "\x07" not in bundle["text/plain"]
+    assert bundle["text/plain"].endswith("red")
+
+
+def test_a_streamed_answer_sends_its_plain_text_whole_once():
+    sizes = []
+
+    def draw(frame: Frame) -> None:
+        sizes.append(len(json.dumps(markdown_bundle(frame)["text/plain"])))
+
+    now = [0.0]
+    renderer = ThrottledRenderer(draw, interval=0.08, clock=lambda: now[0])  # one chunk every 100 ms
+    for start in range(0, len(ANSWER), 4096):
+        now[0] += 0.1
+        renderer.feed(ANSWER[start : start + 4096])
+    renderer.close(ANSWER)
+    streaming, final = sizes[:-1], sizes[-1]
+    assert len(streaming) > 10 and max(streaming) < STREAMING_PLAIN_CHARS + 200
+    assert final >= len(ANSWER)
