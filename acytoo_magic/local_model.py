@@ -82,10 +82,6 @@ def resolve_model(name: str | os.PathLike[str] | None) -> Path:
     raise ModelNotFound(f"unknown local model {spec!r}; choose {model_choices()}")
 
 
-def default_model_path() -> Path:
-    return resolve_model(None)
-
-
 def plain_prompt(messages: Sequence[Mapping[str, str]]) -> str:
     """The fallback when a model has no chat template."""
     lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]

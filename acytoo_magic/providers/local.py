@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import local_model
-from .base import AsyncGeneratorProvider, Messages, ProviderError, Usage
+from .base import AsyncGeneratorProvider, Messages, ProviderError, Usage, one_line
 
 # "" (no model setting) and g4f's "auto" mean "no model chosen": the bundled default.
 NO_MODEL_CHOSEN = frozenset({"", "auto", "default"})
@@ -47,10 +47,10 @@ class Local(AsyncGeneratorProvider):
             raise ProviderError(str(exc), provider="local") from None
         except (FileNotFoundError, ImportError) as exc:
             raise ProviderError(
-                f"cannot load the model ({one_line(exc)}): {local_model.INSTALL_HINT}", provider="local"
+                f"cannot load the model ({_reason(exc)}): {local_model.INSTALL_HINT}", provider="local"
             ) from None
         except ValueError as exc:  # llama.cpp: not a usable GGUF file
-            raise ProviderError(f"cannot load the model: {one_line(exc)}", provider="local") from None
+            raise ProviderError(f"cannot load the model: {_reason(exc)}", provider="local") from None
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]
@@ -79,10 +79,10 @@ class Local(AsyncGeneratorProvider):
                 else:
                     yield item
         except ValueError as exc:  # llama.cpp: the prompt does not fit the context window
-            raise ProviderError(one_line(exc), provider="local") from None
+            raise ProviderError(_reason(exc), provider="local") from None
         finally:
             await stream.aclose()  # stops the worker now, not when the generator is collected
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    return one_line(str(exc)) or type(exc).__name__
