@@ -129,6 +129,8 @@ class AcytooMagics(Magics):
 
     def transform_lines(self, lines: list[str]) -> list[str]:
         """The input transformer: top-level calls become awaited where top-level await applies."""
+        if not any(_CALL.match(line) for line in lines):  # most cells: no stack walk
+            return lines
         return await_acytoo_calls(lines) if top_level_await_applies(self.shell) else lines
 
     def cell_key(self, typed: str) -> str | None:
