@@ -11,6 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from kernels import Kernel, kernel
+
 from acytoo_magic.server import LocalServer, ServerConfig
 
 
@@ -23,6 +25,25 @@ def server() -> Iterator[LocalServer]:
 @pytest.fixture
 def history_db(tmp_path: Path) -> Path:
     return tmp_path / "history.sqlite3"
+
+
+@pytest.fixture
+def kernel_env(request: pytest.FixtureRequest, server: LocalServer, history_db: Path) -> dict[str, str]:
+    """What a notebook's kernel sees: the local server, a history file of the test's own, and the
+    notebook's name (a test module's ``NOTEBOOK``)."""
+    return {
+        "ACYTOO_URL": server.url,
+        "ACYTOO_HISTORY_DB": str(history_db),
+        "JPY_SESSION_NAME": getattr(request.module, "NOTEBOOK", "notebook.ipynb"),
+    }
+
+
+@pytest.fixture
+def k(kernel_env: dict[str, str]) -> Iterator[Kernel]:
+    """A real kernel with the extension loaded, as after a notebook's first cell."""
+    with kernel(**kernel_env) as running:
+        assert running.execute("%load_ext acytoo_magic").status == "ok"
+        yield running
 
 
 @pytest.fixture(autouse=True)

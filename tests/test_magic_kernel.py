@@ -13,20 +13,7 @@ pytestmark = pytest.mark.notebook
 FILLER_40K = 40_000
 
 
-@pytest.fixture
-def env(server, history_db):
-    return {
-        "ACYTOO_URL": server.url,
-        "ACYTOO_HISTORY_DB": str(history_db),
-        "JPY_SESSION_NAME": "analysis.ipynb",
-    }
-
-
-@pytest.fixture
-def k(env):
-    with kernel(**env) as running:
-        assert running.execute("%load_ext acytoo_magic").status == "ok"
-        yield running
+NOTEBOOK = "analysis.ipynb"  # the notebook the kernel belongs to (conftest's k fixture)
 
 
 def text_of(execution) -> str:

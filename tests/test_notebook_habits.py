@@ -21,20 +21,7 @@ STREAM = "[[size=3000 chunk=30 delay=0.005]]"  # about 100 chunks over half a se
 SLOW = "[[size=400000 chunk=64 delay=0.005]]"
 
 
-@pytest.fixture
-def env(server, history_db):
-    return {
-        "ACYTOO_URL": server.url,
-        "ACYTOO_HISTORY_DB": str(history_db),
-        "JPY_SESSION_NAME": "habits.ipynb",
-    }
-
-
-@pytest.fixture
-def k(env):
-    with kernel(**env) as running:
-        assert running.execute("%load_ext acytoo_magic").status == "ok"
-        yield running
+NOTEBOOK = "habits.ipynb"  # the notebook the kernel belongs to (conftest's k fixture)
 
 
 def frames(execution) -> list[str]:

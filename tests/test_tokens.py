@@ -5,19 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from kernels import kernel
 
 from acytoo_magic.server import count_tokens, prompt_tokens
 
 pytestmark = pytest.mark.notebook
 
 
-@pytest.fixture
-def k(server, history_db):
-    env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db), "JPY_SESSION_NAME": "tok.ipynb"}
-    with kernel(**env) as running:
-        assert running.execute("%load_ext acytoo_magic").status == "ok"
-        yield running
+NOTEBOOK = "tok.ipynb"
 
 
 def status_of(execution) -> str:
