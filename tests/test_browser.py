@@ -307,6 +307,31 @@ def test_math_in_an_answer_is_typeset_by_the_frontend(page):
     assert output.locator("mjx-merror").count() == 0  # \\{ kept its backslash: MathJax parsed it
 
 
+def test_links_inside_math_run_nothing(page):
+    """MathJax makes links of ``\\href``: the math is passed through, so the typesetter must not."""
+    page.evaluate("window.__pwned = 0")
+    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type(
+        # {{...}} is a literal brace in a prompt ({name} would be a variable)
+        "%%acytoo --no-history\n[[echo]]math-link: $\\href{javascript:window.__pwned=5}{{mathclick}}$"
+        " and $\\href{data:text/html,x}{{mathdata}}$ and $\\href{https://example.org/}{{mathok}}$"
+    )
+    page.keyboard.press("Shift+Enter")
+    cell = page.locator(".jp-CodeCell", has_text="math-link")
+    cell.locator("text=characters in").wait_for(timeout=30_000)
+    output = cell.locator(".jp-OutputArea-output").first
+    output.locator("mjx-container").first.wait_for(timeout=30_000)
+    assert output.locator("mjx-container").count() == 3 and output.locator("mjx-merror").count() == 0
+    links = output.locator("a[href^='javascript' i], a[href^='data' i], [href^='javascript' i]")
+    assert links.count() == 0, [links.nth(i).evaluate("e => e.outerHTML") for i in range(links.count())]
+    assert output.locator("[href^='https://example.org']").count() >= 1  # MathJax does make links
+    output.locator("mjx-container").first.click()
+    assert page.evaluate("window.__pwned") == 0
+
+
 # -- the magic: untrusted replies, live and after the notebook is saved and reopened -----------
 
 ALL_ANSWERED = (
