@@ -267,15 +267,21 @@ def test_script_and_links_in_a_reply_do_not_execute(page):
     assert page.dialogs == []
 
 
-def test_magic_answer_streams_in_place_in_lab(page):
+def run_in_a_new_cell(page, source: str, marker: str):
+    """Type ``source`` into a new cell below the last and run it, as a user does; returns the cell
+    (found by ``marker``, a text in its input) and its first output area."""
     page.locator(".jp-Notebook .jp-Cell").last.click()
     page.keyboard.press("Escape")
     page.keyboard.press("b")  # a new cell below
     page.keyboard.press("Enter")
-    page.keyboard.type(f"%%acytoo -c demo\n{QUESTION}")
+    page.keyboard.type(source)
     page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text=QUESTION)
-    output = cell.locator(".jp-OutputArea-output").first
+    cell = page.locator(".jp-CodeCell", has_text=marker)
+    return cell, cell.locator(".jp-OutputArea-output").first
+
+
+def test_magic_answer_streams_in_place_in_lab(page):
+    cell, output = run_in_a_new_cell(page, f"%%acytoo -c demo\n{QUESTION}", QUESTION)
     # Mid-stream, with a heading, list and table drawn and the code block arriving: the picture.
     output.locator("pre code").filter(has_text="share").wait_for(timeout=30_000)
     partial = output.inner_text()
@@ -289,18 +295,13 @@ def test_magic_answer_streams_in_place_in_lab(page):
 
 
 def test_math_in_an_answer_is_typeset_by_the_frontend(page):
-    page.locator(".jp-Notebook .jp-Cell").last.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("b")
-    page.keyboard.press("Enter")
-    page.keyboard.type(
+    cell, output = run_in_a_new_cell(
+        page,
         "%%acytoo --no-history\n[[echo]]math-check: $\\sigma^2 = \\sum_i (x_i - \\bar x)^2 / n$,"
-        " $a*b*c$ and\n\n$$\\left\\{ x \\right\\}$$"
+        " $a*b*c$ and\n\n$$\\left\\{ x \\right\\}$$",
+        "math-check",
     )
-    page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text="math-check")
     cell.locator("text=characters in").wait_for(timeout=30_000)  # the final frame
-    output = cell.locator(".jp-OutputArea-output").first
     output.locator("mjx-container").first.wait_for(timeout=30_000)  # one typesetting pass, all at once
     assert output.locator("mjx-container").count() == 3  # MathJax found all three
     assert output.locator("em").count() == 0  # $a*b*c$ was not read as emphasis
@@ -310,19 +311,14 @@ def test_math_in_an_answer_is_typeset_by_the_frontend(page):
 def test_links_inside_math_run_nothing(page):
     """MathJax makes links of ``\\href``: the math is passed through, so the typesetter must not."""
     page.evaluate("window.__pwned = 0")
-    page.locator(".jp-Notebook .jp-Cell").last.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("b")
-    page.keyboard.press("Enter")
-    page.keyboard.type(
+    cell, output = run_in_a_new_cell(
+        page,
         # {{...}} is a literal brace in a prompt ({name} would be a variable)
         "%%acytoo --no-history\n[[echo]]math-link: $\\href{javascript:window.__pwned=5}{{mathclick}}$"
-        " and $\\href{data:text/html,x}{{mathdata}}$ and $\\href{https://example.org/}{{mathok}}$"
+        " and $\\href{data:text/html,x}{{mathdata}}$ and $\\href{https://example.org/}{{mathok}}$",
+        "math-link",
     )
-    page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text="math-link")
     cell.locator("text=characters in").wait_for(timeout=30_000)
-    output = cell.locator(".jp-OutputArea-output").first
     output.locator("mjx-container").first.wait_for(timeout=30_000)
     assert output.locator("mjx-container").count() == 3 and output.locator("mjx-merror").count() == 0
     links = output.locator("a[href^='javascript' i], a[href^='data' i], [href^='javascript' i]")
