@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
@@ -26,6 +26,9 @@ from .errors import AcytooError, HistoryLocked, ProviderNotFound
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
+
+if TYPE_CHECKING:
+    from .agent import AgentView, Approve, Episode
 from .runner import Reply, Request, Runner, answer
 
 
@@ -120,6 +123,19 @@ class Assistant(Configurable):
         value_trait=List(Float(), minlen=2, maxlen=2),
         help="Price per million tokens by model, [prompt, completion], e.g. {'gpt-4o-mini': [0.15, 0.6]}: "
         "the status line then shows each answer's cost.",
+    ).tag(config=True)
+
+    agent_max_steps = Int(8, help="Agent mode: model calls per episode at most.").tag(config=True)
+    agent_max_tokens = Int(
+        30_000, help="Agent mode: tokens (prompt + completion, reported or estimated) per episode at most."
+    ).tag(config=True)
+    agent_max_retries = Int(
+        3, help="Agent mode: failed runs allowed after the first before the episode ends."
+    ).tag(config=True)
+    agent_auto_run = Bool(
+        False,
+        help="Agent mode: run the model's code WITHOUT asking (also where nobody can click, e.g. "
+        "nbclient). Off: every run waits for Run / Skip / Stop, and is refused where nobody can click.",
     ).tag(config=True)
 
     @classmethod
@@ -273,6 +289,25 @@ class Assistant(Configurable):
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
         return await answer(request, drawer, await self.runner.session(), reply)
+
+    async def agent(
+        self,
+        prompt: str,
+        *,
+        approve: Approve | None = None,
+        view: AgentView | None = None,
+        request: Request | None = None,
+        **options: Any,
+    ) -> Episode:
+        """Answer ``prompt`` in agent mode: the model may look at the notebook and propose code.
+
+        ``approve(code)`` (the front end's: buttons, a terminal prompt) returns ``Decision.RUN``,
+        ``SKIP`` or ``STOP`` for that exact code; None means nobody can click, and a run is refused
+        unless ``agent_auto_run`` is on. Raises ``ToolsUnsupported`` for a provider without tools.
+        """
+        from .agent import run_agent
+
+        return await run_agent(self, request or self.request(prompt, **options), approve, view)
 
     def ask_sync(self, prompt: str, **options: Any) -> Reply:
         """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""

@@ -71,6 +71,19 @@ class Message:
     def for_provider(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
+    def steps(self) -> list[dict[str, Any]]:
+        """An agent episode's assistant tool calls and tool results (before this answer), if any."""
+        return list((self.meta.get("episode") or {}).get("messages", []))
+
+    def provider_messages(self, tools: bool) -> list[dict[str, Any]]:
+        """This message as sent; an episode's answer with its calls and results first (``tools``)."""
+        return [*(self.steps() if tools else []), self.for_provider()]
+
+    def size(self) -> int:
+        """Characters it costs in a request: its text and an episode's steps."""
+        steps = self.steps()
+        return len(self.content) + (len(json.dumps(steps)) if steps else 0)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -350,6 +363,13 @@ def cut(message: Message, limit: int) -> Message:
     return replace(message, content=text[:head] + marker + (text[-tail:] if tail else ""))
 
 
+def without_steps(message: Message) -> Message:
+    """The answer alone: an episode's steps are sent whole or not at all."""
+    if not message.steps():
+        return message
+    return replace(message, meta={k: v for k, v in message.meta.items() if k != "episode"})
+
+
 def trim(messages: Sequence[Message], budget: int) -> list[Message]:
     """The system prompt, the newest whole exchanges that fit ``budget`` characters, the prompt.
 
@@ -367,8 +387,11 @@ def trim(messages: Sequence[Message], budget: int) -> list[Message]:
     limit = max(1, budget // MESSAGE_SHARE)
     kept: list[Message] = []
     for question, answer in reversed(exchanges(past)):
-        pair = [cut(question, limit), cut(answer, limit)]
-        size = sum(len(m.content) for m in pair)
+        answer = cut(answer, limit)
+        if answer.size() > limit:  # an episode too big for its share goes as prompt and answer
+            answer = without_steps(answer)
+        pair = [cut(question, limit), answer]
+        size = sum(m.size() for m in pair)
         if used + size > budget:
             break  # only the newest run of exchanges: a gap would confuse the model more than help
         kept[:0] = pair
@@ -398,15 +421,26 @@ class Conversation:
         return self.store.load(self.notebook, self.thread, limit, before)
 
     def to_send(
-        self, prompt: str, system: str = "", budget: int = 12_000, cell: str | None = None
-    ) -> list[dict[str, str]]:
-        """The provider's ``messages``: system prompt, as much recent history as fits, the prompt."""
+        self,
+        prompt: str,
+        system: str = "",
+        budget: int = 12_000,
+        cell: str | None = None,
+        tools: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The provider's ``messages``: system prompt, as much recent history as fits, the prompt.
+
+        ``tools``: the provider takes tool messages, so a past agent episode is sent with its
+        assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer.
+        """
         before = self.store.position(self.notebook, self.thread, cell) if cell is not None else None
         # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
         past = self.messages(limit=max(64, budget // 16), before=before)
         head = [Message("system", system)] if system else []
+        if not tools:
+            past = [without_steps(m) for m in past]
         chosen = trim([*head, *past, Message("user", prompt)], budget)
-        return [m.for_provider() for m in chosen]
+        return [sent for m in chosen for sent in m.provider_messages(tools)]
 
     def record(
         self,

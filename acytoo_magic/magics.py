@@ -173,6 +173,13 @@ class AcytooMagics(Magics):
     )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
     @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
+    @argument(
+        "--agent",
+        action="store_true",
+        help="agent mode: the model may list and summarise variables, read cells, and propose code, "
+        "which runs only when you click Run",
+    )
+    @argument("--auto-run", action="store_true", help="with --agent: run proposed code WITHOUT asking")
     @line_cell_magic
     def acytoo(self, line: str, cell: str | None = None) -> None:
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
@@ -238,6 +245,11 @@ class AcytooMagics(Magics):
 
     def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
+        if args.agent:
+            try:
+                return self.assistant.runner.run(self._agent(args, prompt, typed, on_loop=False))
+            except KeyboardInterrupt:
+                raise AcytooInterrupted("interrupted; the steps done so far are kept") from None
         request, renderer = self._start(args, prompt, typed)
         try:
             reply = self.assistant.runner.run(self.assistant.ask(prompt, request=request, renderer=renderer))
@@ -245,7 +257,21 @@ class AcytooMagics(Magics):
             raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
         self._finish(args, reply)
 
+    async def _agent(self, args: Any, prompt: str, typed: str, on_loop: bool = True) -> None:
+        """``--agent``: one episode drawn step by step; code runs only after Run (``agent_output``)."""
+        from .agent_output import run_agent_cell
+
+        request, _ = self._start(args, prompt, typed)
+        try:
+            episode = await run_agent_cell(self.assistant, request, self.shell, on_loop, args.auto_run)
+        except asyncio.CancelledError:  # a kernel interrupt: the episode recorded what was done
+            raise AcytooInterrupted("interrupted; the steps done so far are kept") from None
+        if args.output:
+            self.shell.user_ns[args.output] = episode.answer
+
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
+        if args.agent:
+            return await self._agent(args, prompt, typed)
         request, renderer = self._start(args, prompt, typed)
         try:
             reply = await self.assistant.ask(prompt, request=request, renderer=renderer)

@@ -22,7 +22,7 @@ from .conversation import Conversation
 from .errors import AcytooInterrupted, HistoryError
 from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
-from .providers.base import ProviderError, Usage, redact
+from .providers.base import ProviderError, ToolCall, ToolCalls, Usage, redact
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
@@ -45,6 +45,7 @@ class Reply:
     usage: Usage | None = None  # token counts, when the backend reported them
     finish_reason: str = ""  # "length" when the backend stopped at its token limit
     prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the reply ended with (agent mode)
 
     @property
     def text(self) -> str:
@@ -110,9 +111,10 @@ class Request:
             parts.append(reply.status)
         return " · ".join(p for p in parts if p)
 
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[dict[str, Any]]:
         if self.conversation is not None:
-            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell)
+            tools = bool(getattr(self.provider, "supports_tools", False))  # past episodes' steps too
+            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
 
@@ -180,6 +182,9 @@ async def _provider_items(provider: Any, stream: Any) -> AsyncIterator[Any]:
 
 def _take_extra(reply: Reply, item: Any) -> None:
     """Keep what a provider yields besides text that the status line can use (g4f's objects too)."""
+    if isinstance(item, ToolCalls):
+        reply.tool_calls = item.calls
+        return
     prompt, completion = getattr(item, "prompt_tokens", None), getattr(item, "completion_tokens", None)
     if isinstance(prompt, int) or isinstance(completion, int):
         reply.usage = Usage(prompt, completion)
@@ -215,7 +220,7 @@ async def answer(
             reply.history_warning = str(exc)
             request.conversation = None
             messages = request.messages()
-        reply.prompt_chars = sum(len(m["content"]) for m in messages)
+        reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
         kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
         await stream_reply(
             request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs

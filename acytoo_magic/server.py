@@ -89,6 +89,7 @@ class ServerConfig:
     failures: dict[str, int] = field(default_factory=dict)
     model: Any = None  # a local_model.LocalModel: real answers instead of the scripted ones
     log: bool = False  # print one line per generation (tokens, time to first token, tokens/s)
+    script: list[dict[str, Any]] = field(default_factory=list)  # scripted turns: see ScriptedTurns
 
     @property
     def keeps_request_log(self) -> bool:
@@ -238,6 +239,14 @@ class OpenAIReply:
         self.sent_role = True
         return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
+    def tool_delta(self, call: dict[str, Any]) -> bytes:
+        """One streamed piece of a tool call (``delta.tool_calls``), put together by its ``index``."""
+        delta: dict[str, Any] = {"tool_calls": [call]}
+        if not self.sent_role:
+            delta = {"role": "assistant", "content": None, **delta}
+        self.sent_role = True
+        return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
     def finish(self, reason: str) -> bytes:
         return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
 
@@ -276,6 +285,52 @@ def max_tokens_of(payload: Mapping[str, Any]) -> int | None:
 def include_usage(payload: Mapping[str, Any]) -> bool:
     options = payload.get("stream_options")
     return bool(payload.get("stream")) and isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+class ScriptedTurns:
+    """Scripted model turns with tool calls, for agent-mode tests: ``ServerConfig.script`` is a queue.
+
+    Each streamed request to ``/v1/chat/completions`` takes the next turn (the scripted replies
+    resume when the queue is empty). A turn is a dict:
+
+    - ``{"text": "..."}``: an answer (with ``calls`` too: text, then the calls);
+    - ``{"calls": [{"name": "describe_variable", "arguments": {"name": "df"}}, ...]}``: tool calls;
+    - ``{"obey": true}``: a gullible model: it proposes ``run_python`` with the code the newest
+      ``tool`` message tells it to run (the first ``run `...` `` in it), as a prompt injection
+      would have a real model do.
+    """
+
+    _ORDER = re.compile(r"\brun\s+`([^`]+)`", re.IGNORECASE)
+
+    @classmethod
+    def resolve(cls, turn: Mapping[str, Any], messages: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+        """(text, calls) of ``turn``: each call ``{"name", "arguments": JSON text}``."""
+        calls = [
+            {"name": str(c["name"]), "arguments": json.dumps(c.get("arguments", {}))}
+            for c in turn.get("calls", [])
+        ]
+        if turn.get("obey"):
+            tools = [str(m.get("content", "")) for m in messages if m.get("role") == "tool"]
+            found = cls._ORDER.search(tools[-1]) if tools else None
+            if found:
+                calls.append({"name": "run_python", "arguments": json.dumps({"code": found.group(1)})})
+        return str(turn.get("text", "")), calls
+
+    @staticmethod
+    def events(reply: OpenAIReply, text: str, calls: list[dict[str, Any]], step: int) -> list[bytes]:
+        """SSE events as OpenAI streams them: text deltas, then per call a first delta with its id and
+        name and the arguments in pieces (by ``index``), then ``finish_reason`` "tool_calls"."""
+        pieces = [reply.chunk(text[i : i + step]) for i in range(0, len(text), step)]
+        for index, call in enumerate(calls):
+            head = {"index": index, "id": f"call_{secrets.token_hex(6)}", "type": "function",
+                    "function": {"name": call["name"], "arguments": ""}}
+            pieces.append(reply.tool_delta(head))
+            arguments = call["arguments"]
+            for i in range(0, len(arguments), step):
+                piece = {"index": index, "function": {"arguments": arguments[i : i + step]}}
+                pieces.append(reply.tool_delta(piece))
+        pieces.append(reply.finish("tool_calls" if calls else "stop"))
+        return pieces
 
 
 class Backend:
@@ -464,6 +519,8 @@ class Backend:
         if self.config.model is not None:
             return await self._generate(request, payload, openai=True)
         messages = payload["messages"]
+        if self.config.script and payload.get("stream"):
+            return await self.scripted_turn(request, payload)
         plan = plan_reply(messages, self.config)
         if (response := self._status_fault(plan, messages, request, openai=True)) is not None:
             return response
@@ -487,6 +544,25 @@ class Backend:
             pieces.append(reply.usage_chunk(prompt_tokens(messages), count_tokens(text)))
         pieces.append(b"data: [DONE]\n\n")
         return await self._stream(request, plan, pieces, "text/event-stream")
+
+    async def scripted_turn(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        """The next ``config.script`` turn (tool calls and/or text) as OpenAI's streamed SSE."""
+        turn = self.config.script.pop(0)
+        reply = OpenAIReply(str(payload.get("model", "")), include_usage(payload))
+        text, calls = ScriptedTurns.resolve(turn, payload["messages"])
+        pieces = ScriptedTurns.events(reply, text, calls, max(1, self.config.chunk_size))
+        if reply.include_usage:
+            pieces.append(reply.usage_chunk(prompt_tokens(payload["messages"]), count_tokens(text)))
+        pieces.append(b"data: [DONE]\n\n")
+        return await self._stream(request, ReplyPlan(delay=self.config.delay), pieces, "text/event-stream")
+
+    async def set_script(self, request: web.Request) -> web.Response:
+        """``POST /_script``: a JSON list of turns replaces the script (for a server run from the CLI)."""
+        turns = await request.json()
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            return openai_error(400, "the script is a JSON list of objects")
+        self.config.script[:] = turns
+        return web.json_response({"turns": len(turns)})
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the scripted backend's one name, or the loaded model's."""
@@ -516,7 +592,11 @@ def create_app(config: ServerConfig | None = None) -> web.Application:
     )
     if backend.config.keeps_request_log:  # with a real model, /_requests is a 404
         app.add_routes(
-            [web.get("/_requests", backend.list_requests), web.delete("/_requests", backend.clear_requests)]
+            [
+                web.get("/_requests", backend.list_requests),
+                web.delete("/_requests", backend.clear_requests),
+                web.post("/_script", backend.set_script),
+            ]
         )
     return app
 
