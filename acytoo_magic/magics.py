@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 
 from . import providers
+from .agent import episode_steps
 from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
 from .conversation import DEFAULT_THREAD
@@ -354,7 +355,8 @@ class AcytooMagics(Magics):
             print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
         for message in messages:
             mark = f" [{label(message.status)}]" if label(message.status) else ""
-            print(f"--- {message.role}{mark}{_origin(message)}\n{printable(message.content)}")
+            steps = "".join(f"  · {printable(step.summary())}\n" for step in episode_steps(message.meta))
+            print(f"--- {message.role}{mark}{_origin(message)}\n{steps}{printable(message.content)}")
 
     def _reset(self, rest: str) -> None:
         """Forget a thread, or all threads of this notebook: %acytoo reset [-c THREAD | --all]."""

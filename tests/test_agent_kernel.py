@@ -232,3 +232,35 @@ def test_agent_with_a_provider_without_tools_is_one_line_error(k: Kernel, server
     assert out.status == "error"
     assert "UsageError: %%acytoo --agent: agent mode needs a provider with tool calls" in out.stderr
     assert sent(server) == []
+
+
+def test_kernel_interrupt_while_asking_ends_the_episode_and_removes_the_buttons(
+    k: Kernel, server: LocalServer
+) -> None:
+    server.config.script[:] = [
+        {"calls": [{"name": "list_variables"}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "interrupted_ran = 1"}}]},
+    ]
+
+    def interrupt_at_the_buttons(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "display_data" and WIDGET_VIEW in msg["content"]["data"]:
+            k.km.interrupt_kernel()
+
+    out = k.execute(agent_cell(server, "Look around"), on_message=interrupt_at_the_buttons)
+    assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
+    assert "interrupted: not run" in json.dumps(out.display_updates)
+    assert k.execute("print('interrupted_ran' in dir())").stdout == "False\n"
+    [stored] = [m for m in k.history() if m["role"] == "assistant"]
+    assert stored["status"] == "interrupted"
+    assert [s["name"] for s in stored["meta"]["episode"]["steps"]] == ["list_variables"]
+
+
+def test_history_lists_the_episode_steps(k: Kernel, server: LocalServer) -> None:
+    server.config.script[:] = [
+        {"calls": [{"name": "list_variables"}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "x = 1"}}]},
+        {"text": "All done."},
+    ]
+    assert execute_clicking(k, agent_cell(server, "Do it"), ["Skip"]).status == "ok"
+    shown = k.execute("%acytoo history").stdout
+    assert "  · list_variables({})\n  · run_python [skip]: x = 1\nAll done." in shown
