@@ -185,46 +185,45 @@ def test_prompt_injection_in_data_proposes_rmtree_and_nothing_runs_without_a_cli
     assert "shutil.rmtree" in html and "<script" not in html
 
 
-def test_nbclient_refuses_to_run_code(
-    server: LocalServer, kernel_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in kernel_env.items():
-        monkeypatch.setenv(name, value)
-    marker = tmp_path / "ran.txt"
+def run_unattended(server: LocalServer, marker: Path, flags: str = "") -> str:
+    """Run a notebook with nbclient (nobody to click) whose agent cell is asked to write ``marker``;
+    returns the agent cell's outputs as JSON."""
     server.config.script[:] = [
         {"calls": [{"name": "run_python", "arguments": {"code": f"open({str(marker)!r}, 'w').write('x')"}}]},
-        {"text": "I could not run it."},
+        {"text": "Answered."},
     ]
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext acytoo_magic"),
-        nbformat.v4.new_code_cell(agent_cell(server, "Write a file")),
+        nbformat.v4.new_code_cell(agent_cell(server, "Write a file", flags)),
     ]
     NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    return json.dumps(nb.cells[1].outputs)
+
+
+@pytest.fixture
+def unattended_env(kernel_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in kernel_env.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("unattended_env")
+def test_nbclient_refuses_to_run_code(server: LocalServer, tmp_path: Path) -> None:
+    marker = tmp_path / "ran.txt"
+    shown = run_unattended(server, marker)
     assert not marker.exists()
-    shown = json.dumps(nb.cells[1].outputs)
     assert "nobody can approve code here" in shown and WIDGET_VIEW not in shown
     assert "refused: nobody can approve code here" in sent(server)[-1][-1]["content"]
 
 
+@pytest.mark.usefixtures("unattended_env")
 def test_auto_run_is_an_explicit_opt_in_that_works_without_a_person(
-    server: LocalServer, kernel_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: LocalServer, tmp_path: Path
 ) -> None:
-    for name, value in kernel_env.items():
-        monkeypatch.setenv(name, value)
     marker = tmp_path / "ran.txt"
-    server.config.script[:] = [
-        {"calls": [{"name": "run_python", "arguments": {"code": f"open({str(marker)!r}, 'w').write('x')"}}]},
-        {"text": "Written."},
-    ]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext acytoo_magic"),
-        nbformat.v4.new_code_cell(agent_cell(server, "Write a file", "--auto-run")),
-    ]
-    NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    shown = run_unattended(server, marker, "--auto-run")
     assert marker.read_text() == "x"
-    assert "run without asking" in json.dumps(nb.cells[1].outputs)
+    assert "run without asking" in shown
 
 
 def test_agent_with_a_provider_without_tools_is_one_line_error(k: Kernel, server: LocalServer) -> None:

@@ -4,23 +4,17 @@ and after save and reload the episode is static output with no live button."""
 from __future__ import annotations
 
 import json
-import os
 
 import nbformat
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, jupyter_lab
+from lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+
+# test_browser fails in CI without chromium and skips without playwright, as for its own tests.
+from test_browser import open_notebook, playwright_api, reason, run_in_a_new_cell, save_shot
 
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.browser
-
-reason = chromium_missing_reason()
-if reason and os.environ.get("CI"):
-    pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-from test_browser import open_notebook, run_in_a_new_cell, save_shot  # noqa: E402  (after the skip)
 
 NOTEBOOK = "agent.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
