@@ -358,6 +358,39 @@ class AgentLoop:
             episode.history_warning = str(exc)
 
 
+@dataclass
+class Preview:
+    """What a request would send (``--dry-run``): the body without credentials, its size, its tokens."""
+
+    body: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body, indent=1, ensure_ascii=False)
+
+    @property
+    def chars(self) -> int:
+        return sum(len(json.dumps(m, ensure_ascii=False)) for m in self.body["messages"]) + len(
+            json.dumps(self.body.get("tools", []))
+        )
+
+    def summary(self) -> str:
+        count = len(self.body["messages"])
+        tokens = -(-self.chars // CHARS_PER_TOKEN)
+        return (
+            f"dry run: nothing sent · {count} messages · {self.chars:,} characters · ≈{tokens:,} tokens "
+            f"(≈{CHARS_PER_TOKEN} characters a token) to {self.body['model']}"
+        )
+
+
+def preview(request: Request, agent: bool = False) -> Preview:
+    """The exact messages (and tools) ``request`` would send; reads the history, sends nothing."""
+    body: dict[str, Any] = {"model": request.model, "messages": request.messages()}
+    if agent:
+        body["tools"] = TOOL_SPECS
+    return Preview(body)
+
+
 def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:
     """The steps stored with an answer (empty for an ordinary answer)."""
     stored = meta.get("episode") or {}

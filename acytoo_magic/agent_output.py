@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from .agent import AgentView, CodeRun, Decision, Step, ToolsUnsupported
+from .agent import AgentView, CodeRun, Decision, Preview, Step, ToolsUnsupported
 from .errors import AcytooError
 from .output import DisplayRenderer, TerminalRenderer
 from .untrusted import note_html, printable, render_markdown, status_html
@@ -161,6 +161,17 @@ class TerminalAgentView(AgentView):
         for line in (f"[{note}]" if note else "", f"— {status}" if status else ""):
             if line:
                 print(printable(line))
+
+
+def show_preview(shown: Preview, in_kernel: bool) -> None:
+    """``--dry-run``: what would be sent, as a code block through the rendering policy."""
+    if not in_kernel:
+        print(printable(f"{shown.text}\n[{shown.summary()}]"))
+        return
+    from IPython.display import display
+
+    html_text = note_html(shown.summary()) + render_markdown(fenced(shown.text, "json"))
+    display({"text/plain": f"[{shown.summary()}]\n{printable(shown.text)}", "text/html": html_text}, raw=True)
 
 
 def someone_can_click(shell: Any) -> bool:

@@ -181,6 +181,7 @@ class AcytooMagics(Magics):
         "which runs only when you click Run",
     )
     @argument("--auto-run", action="store_true", help="with --agent: run proposed code WITHOUT asking")
+    @argument("--dry-run", action="store_true", help="show the exact messages that would be sent, send none")
     @line_cell_magic
     def acytoo(self, line: str, cell: str | None = None) -> None:
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
@@ -246,6 +247,8 @@ class AcytooMagics(Magics):
 
     def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
+        if args.dry_run:
+            return self._dry_run(args, prompt, typed)
         if args.agent:
             try:
                 return self.assistant.runner.run(self._agent(args, prompt, typed, on_loop=False))
@@ -270,7 +273,17 @@ class AcytooMagics(Magics):
         if args.output:
             self.shell.user_ns[args.output] = episode.answer
 
+    def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
+        """``--dry-run``: the messages (and tools, with ``--agent``) as they would be sent; nothing is."""
+        from .agent import preview
+        from .agent_output import show_preview
+
+        request, _ = self._start(args, prompt, typed)
+        show_preview(preview(request, args.agent), getattr(self.shell, "kernel", None) is not None)
+
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
+        if args.dry_run:
+            return self._dry_run(args, prompt, typed)
         if args.agent:
             return await self._agent(args, prompt, typed)
         request, renderer = self._start(args, prompt, typed)

@@ -263,3 +263,19 @@ def test_history_lists_the_episode_steps(k: Kernel, server: LocalServer) -> None
     assert execute_clicking(k, agent_cell(server, "Do it"), ["Skip"]).status == "ok"
     shown = k.execute("%acytoo history").stdout
     assert "  · list_variables({})\n  · run_python [skip]: x = 1\nAll done." in shown
+
+
+def test_dry_run_shows_the_exact_messages_and_sends_nothing(k: Kernel, server: LocalServer) -> None:
+    server.config.script[:] = [{"calls": [{"name": "list_variables"}]}, {"text": "first answer"}]
+    assert execute_clicking(k, agent_cell(server, "What is there?"), []).status == "ok"
+    before = len(server.requests)
+    out = k.execute(agent_cell(server, "And now?", "--dry-run"))
+    assert out.status == "ok", out.error
+    assert len(server.requests) == before  # nothing sent
+    plain = out.final_display["text/plain"]
+    summary, _, body = plain.partition("\n")
+    shown = json.loads(body)
+    assert [m["role"] for m in shown["messages"]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert shown["messages"][-1]["content"] == "And now?" and shown["tools"][0]["function"]["name"]
+    assert summary.startswith("[dry run: nothing sent · 6 messages · ") and "≈" in summary
+    assert k.history()[-1]["content"] == "first answer"  # and nothing recorded
