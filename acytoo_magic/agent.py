@@ -398,7 +398,7 @@ def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:
 
 
 async def run_agent(
-    assistant: Any, request: Request, approve: Approve | None, view: AgentView | None
+    assistant: Any, request: Request, approve: Approve | None, view: AgentView | None, auto_run: bool = False
 ) -> Episode:
     """``Assistant.agent``'s body: refuse a provider without tools, then run one episode."""
     if not supports_tools(request.provider):
@@ -412,7 +412,7 @@ async def run_agent(
         assistant.agent_max_steps,
         assistant.agent_max_tokens,
         assistant.agent_max_retries,
-        assistant.agent_auto_run,
+        assistant.agent_auto_run or auto_run,
     )
     loop = AgentLoop(request, NotebookTools(assistant.context(), hidden), approve, view, limits, shell)
     return await loop.run(await assistant.runner.session())

@@ -201,14 +201,12 @@ async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool
         NotebookAgentView(assistant.render_interval) if in_kernel else TerminalAgentView()
     )
     approve = view.approve if someone_can_click(shell) and (on_loop or not in_kernel) else None
-    saved = assistant.agent_auto_run
-    assistant.agent_auto_run = saved or auto_run  # --auto-run: this cell's explicit opt-in
-    try:
-        episode = await assistant.agent(request.prompt, approve=approve, view=view, request=request)
+    try:  # auto_run: --auto-run, this cell's explicit opt-in
+        episode = await assistant.agent(
+            request.prompt, approve=approve, view=view, request=request, auto_run=auto_run
+        )
     except ToolsUnsupported as exc:
         raise UsageError(f"%%acytoo --agent: {exc}") from None
-    finally:
-        assistant.agent_auto_run = saved
     view.finish(episode.note, episode.status_line(request) if request.show_status else "")
     if episode.history_warning:
         print(f"acytoo: {episode.history_warning}", file=sys.stderr)

@@ -297,17 +297,19 @@ class Assistant(Configurable):
         approve: Approve | None = None,
         view: AgentView | None = None,
         request: Request | None = None,
+        auto_run: bool = False,
         **options: Any,
     ) -> Episode:
         """Answer ``prompt`` in agent mode: the model may look at the notebook and propose code.
 
         ``approve(code)`` (the front end's: buttons, a terminal prompt) returns ``Decision.RUN``,
         ``SKIP`` or ``STOP`` for that exact code; None means nobody can click, and a run is refused
-        unless ``agent_auto_run`` is on. Raises ``ToolsUnsupported`` for a provider without tools.
+        unless the user opted in to running unasked (``agent_auto_run``, or ``auto_run`` for this
+        call). Raises ``ToolsUnsupported`` for a provider without tools.
         """
         from .agent import run_agent
 
-        return await run_agent(self, request or self.request(prompt, **options), approve, view)
+        return await run_agent(self, request or self.request(prompt, **options), approve, view, auto_run)
 
     def ask_sync(self, prompt: str, **options: Any) -> Reply:
         """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""

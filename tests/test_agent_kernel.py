@@ -275,7 +275,14 @@ def test_dry_run_shows_the_exact_messages_and_sends_nothing(k: Kernel, server: L
     plain = out.final_display["text/plain"]
     summary, _, body = plain.partition("\n")
     shown = json.loads(body)
-    assert [m["role"] for m in shown["messages"]] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [m["role"] for m in shown["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
     assert shown["messages"][-1]["content"] == "And now?" and shown["tools"][0]["function"]["name"]
     assert summary.startswith("[dry run: nothing sent · 6 messages · ") and "≈" in summary
     assert k.history()[-1]["content"] == "first answer"  # and nothing recorded
