@@ -187,7 +187,7 @@ class AgentLoop:
         """Run the episode to its end; a cancel (kernel interrupt) keeps what was done and re-raises."""
         episode = self.episode
         try:
-            base = await asyncio.to_thread(self.request.messages)
+            base = await asyncio.to_thread(self.request.messages, True)
             for _ in range(self.limits.max_steps):
                 sent = [*base, *episode.messages]
                 estimate = -(-sum(len(json.dumps(m)) for m in sent) // CHARS_PER_TOKEN)
@@ -385,7 +385,7 @@ class Preview:
 
 def preview(request: Request, agent: bool = False) -> Preview:
     """The exact messages (and tools) ``request`` would send; reads the history, sends nothing."""
-    body: dict[str, Any] = {"model": request.model, "messages": request.messages()}
+    body: dict[str, Any] = {"model": request.model, "messages": request.messages(tools=agent)}
     if agent:
         body["tools"] = TOOL_SPECS
     return Preview(body)

@@ -26,10 +26,10 @@ from .errors import AcytooError, HistoryLocked, ProviderNotFound
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
+from .runner import Reply, Request, Runner, answer
 
 if TYPE_CHECKING:
     from .agent import AgentView, Approve, Episode
-from .runner import Reply, Request, Runner, answer
 
 
 def notebook_id(shell: Any = None) -> str:

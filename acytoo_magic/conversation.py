@@ -430,8 +430,9 @@ class Conversation:
     ) -> list[dict[str, Any]]:
         """The provider's ``messages``: system prompt, as much recent history as fits, the prompt.
 
-        ``tools``: the provider takes tool messages, so a past agent episode is sent with its
-        assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer.
+        ``tools``: the request carries tools (agent mode), so a past agent episode is sent with its
+        assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer, which
+        every provider accepts (some refuse tool messages in a request without ``tools``).
         """
         before = self.store.position(self.notebook, self.thread, cell) if cell is not None else None
         # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.

@@ -111,9 +111,9 @@ class Request:
             parts.append(reply.status)
         return " · ".join(p for p in parts if p)
 
-    def messages(self) -> list[dict[str, Any]]:
+    def messages(self, tools: bool = False) -> list[dict[str, Any]]:
+        """What is sent; ``tools`` (a request carrying tools): past agent episodes with their steps."""
         if self.conversation is not None:
-            tools = bool(getattr(self.provider, "supports_tools", False))  # past episodes' steps too
             return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]

@@ -178,7 +178,7 @@ def test_episodes_are_sent_whole_to_providers_with_tools_and_as_answers_to_other
     ]
     meta = Episode("q", messages=steps).meta()
     conversation.record("q", "the answer", cell="c1", answer_meta=meta)
-    with_tools = conversation.to_send("next", tools=True)
+    with_tools = conversation.to_send("next", tools=True)  # an agent request: it carries tools
     assert [m["role"] for m in with_tools] == ["user", "assistant", "tool", "assistant", "user"]
     assert [m["role"] for m in conversation.to_send("next")] == ["user", "assistant", "user"]
     small = conversation.to_send("next", budget=2_000, tools=True)  # the steps do not fit its share

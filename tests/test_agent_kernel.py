@@ -150,14 +150,25 @@ def test_rerun_replaces_the_episode_and_the_next_cell_carries_it(k: Kernel, serv
     assert execute_clicking(k, agent_cell(server, "What is there?"), [], cell_id="c1").status == "ok"
     history = k.history()
     assert [m["content"] for m in history] == ["What is there?", "second answer"]
-    out = k.execute(f"%%acytoo -p openai --url {server.url}/v1\nAnd then?", cell_id="c2")
-    assert out.status == "ok", out.error
+    server.config.script[:] = [{"text": "third answer"}]
+    assert execute_clicking(k, agent_cell(server, "And then?"), [], cell_id="c2").status == "ok"
     messages = sent(server)[-1]
     roles = [m["role"] for m in messages]
     assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
     assert messages[2]["tool_calls"][0]["function"]["name"] == "list_variables"
     assert messages[3]["tool_call_id"] == messages[2]["tool_calls"][0]["id"]
     assert messages[4]["content"] == "second answer"
+    # A plain cell sends no tools, so the episode goes as prompt and answer (every provider takes that).
+    out = k.execute(f"%%acytoo -p openai --url {server.url}/v1\nAnd plainly?", cell_id="c3")
+    assert out.status == "ok", out.error
+    assert [m["role"] for m in sent(server)[-1]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
 
 
 def test_prompt_injection_in_data_proposes_rmtree_and_nothing_runs_without_a_click(
