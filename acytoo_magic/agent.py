@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from .budget import BudgetExceeded
 from .errors import AcytooError
 from .providers import call_keywords, provider_name
 from .providers.base import ProviderError, ToolCall
@@ -198,6 +199,14 @@ class AgentLoop:
                         f"budget of {self.limits.max_tokens:,} (raise Assistant.agent_max_tokens)",
                     )
                     break
+                if self.request.spend is not None:
+                    try:
+                        await asyncio.to_thread(self.request.spend.check_messages, sent, self.request.price)
+                    except BudgetExceeded as exc:
+                        if not episode.steps:
+                            raise  # nothing done yet: refused like any request, nothing recorded
+                        self._end(PARTIAL, str(exc))
+                        break
                 reply = await self._ask(sent, session)
                 if reply.error is not None:
                     episode.error = reply.error
@@ -244,6 +253,8 @@ class AgentLoop:
                 **kwargs,
             )
         finally:
+            if request.spend is not None:
+                await asyncio.to_thread(request.spend.charge, reply, request.price)
             prompt, completion, estimated = reply.tokens()
             self.episode.prompt_tokens += prompt
             self.episode.completion_tokens += completion

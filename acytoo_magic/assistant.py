@@ -19,6 +19,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
 from . import providers
+from .budget import DailyBudget
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
@@ -125,6 +126,12 @@ class Assistant(Configurable):
         "the status line then shows each answer's cost.",
     ).tag(config=True)
 
+    daily_max_tokens = Int(
+        0, help="Tokens this notebook may spend per day (0: no limit); a request passing it is refused."
+    ).tag(config=True)
+    daily_max_cost = Float(
+        0.0, help="Cost (by `prices`) this notebook may spend per day (0: no limit); checked before sending."
+    ).tag(config=True)
     agent_max_steps = Int(8, help="Agent mode: model calls per episode at most.").tag(config=True)
     agent_max_tokens = Int(
         30_000, help="Agent mode: tokens (prompt + completion, reported or estimated) per episode at most."
@@ -264,6 +271,18 @@ class Assistant(Configurable):
             cell=cell if history else None,
             meta=dict(meta or {}),
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
+            spend=self.daily_budget(),
+        )
+
+    def daily_budget(self) -> DailyBudget:
+        """This notebook's daily spending limits over the ledger in the history file."""
+        notebook = self.notebook
+        return DailyBudget(
+            notebook,
+            self.daily_max_tokens,
+            self.daily_max_cost,
+            spent=lambda since: self.store.spent(notebook, since),
+            add=lambda tokens, cost: self.store.add_spend(notebook, tokens, cost),
         )
 
     # -- asking ---------------------------------------------------------------------------------
@@ -285,6 +304,8 @@ class Assistant(Configurable):
         raises it). Cancelling the task keeps the partial text, marked interrupted.
         """
         request = request or self.request(prompt, **options)
+        if request.spend is not None:  # BudgetExceeded: refused before sending
+            await asyncio.to_thread(request.spend.check_messages, request.messages(), request.price)
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)

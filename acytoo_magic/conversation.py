@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS messages (
     cell     TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (notebook, thread, id);
+CREATE TABLE IF NOT EXISTS spend (
+    notebook TEXT NOT NULL,
+    created  REAL NOT NULL,
+    tokens   INTEGER NOT NULL,
+    cost     REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS spend_by_day ON spend (notebook, created);
 """
 _CELL_INDEX = "CREATE INDEX IF NOT EXISTS messages_by_cell ON messages (notebook, thread, cell)"
 _COLUMNS = "id, role, content, status, created, meta, cell"
@@ -241,6 +248,24 @@ class HistoryStore:
                 estimated or bool(counts.get("tokens_estimated", "prompt_tokens" not in counts)),
             )
         return totals
+
+    def add_spend(self, notebook: str, tokens: int, cost: float = 0.0) -> None:
+        """Add one request's tokens and cost to the ledger daily budgets count (``budget``)."""
+        self._transaction(
+            lambda db: db.execute(
+                "INSERT INTO spend (notebook, created, tokens, cost) VALUES (?, ?, ?, ?)",
+                (notebook, time.time(), tokens, cost),
+            )
+        )
+
+    def spent(self, notebook: str, since: float) -> tuple[int, float]:
+        """(tokens, cost) the notebook's requests spent since ``since`` (a Unix time)."""
+        rows = self._run(
+            "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost), 0) FROM spend"
+            " WHERE notebook = ? AND created >= ?",
+            (notebook, since),
+        )
+        return int(rows[0][0]), float(rows[0][1])
 
     def notebooks(self) -> list[tuple[str, int]]:
         """(notebook, message count) for every notebook in the file, most recent first."""

@@ -394,7 +394,7 @@ class AcytooMagics(Magics):
             print(f"moved {moved} messages from {args.adopt!r} to {notebook!r}")
         rows = self.assistant.store.threads(notebook)
         tokens = self.assistant.store.tokens(notebook)
-        print(f"threads of {notebook!r}:")
+        print(f"threads of {notebook!r} ({self.assistant.daily_budget().shown()}):")
         for thread, count, _last in rows:
             prompt, completion, estimated = tokens.get(thread, (0, 0, False))
             about = "≈" if estimated else ""

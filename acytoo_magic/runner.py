@@ -93,6 +93,7 @@ class Request:
     cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
+    spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
@@ -232,6 +233,8 @@ async def answer(
     finally:
         status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
         renderer.close(reply.text, reply.note, status)
+        if request.spend is not None:
+            await asyncio.to_thread(request.spend.charge, reply, request.price)
         if request.conversation is not None:
             await asyncio.to_thread(_record, request, reply)
 

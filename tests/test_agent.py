@@ -184,3 +184,33 @@ def test_episodes_are_sent_whole_to_providers_with_tools_and_as_answers_to_other
     small = conversation.to_send("next", budget=2_000, tools=True)  # the steps do not fit its share
     assert [m["role"] for m in small] == ["user", "assistant", "user"]  # whole or not at all
     store.close()
+
+
+async def test_daily_budget_refuses_before_sending_and_counts_every_request(
+    assistant: Assistant, server: LocalServer
+) -> None:
+    from acytoo_magic.budget import BudgetExceeded
+
+    assistant.prices = {"gpt-4o-mini": [1000.0, 1000.0]}
+    first = await assistant.ask("hello there", history=False)  # not kept in history: still spent
+    spent_tokens, spent_cost = assistant.daily_budget().today()
+    assert spent_tokens == sum(first.tokens()[:2]) > 0 and spent_cost > 0
+
+    assistant.daily_max_tokens = spent_tokens + 5  # the next prompt alone is more than 5 tokens
+    before = len(chat_requests(server))
+    with pytest.raises(
+        BudgetExceeded, match=r"daily budget of .* tokens .* raise Assistant\.daily_max_tokens"
+    ):
+        await assistant.ask("a second question, long enough to pass what is left of the budget")
+    with pytest.raises(BudgetExceeded):
+        await assistant.agent("an agent question, also too long for what is left")
+    assert len(chat_requests(server)) == before  # refused before sending
+    assert (
+        "today: " in assistant.daily_budget().shown()
+        and f"of {spent_tokens + 5:,}" in assistant.daily_budget().shown()
+    )
+
+    assistant.daily_max_tokens = 0
+    assistant.daily_max_cost = spent_cost  # all spent already
+    with pytest.raises(BudgetExceeded, match=r"raise Assistant\.daily_max_cost"):
+        await assistant.ask("and now?")

@@ -297,3 +297,17 @@ def test_dry_run_shows_the_exact_messages_and_sends_nothing(k: Kernel, server: L
     assert shown["messages"][-1]["content"] == "And now?" and shown["tools"][0]["function"]["name"]
     assert summary.startswith("[dry run: nothing sent · 6 messages · ") and "≈" in summary
     assert k.history()[-1]["content"] == "first answer"  # and nothing recorded
+
+
+def test_daily_budget_refuses_a_cell_with_one_line_and_threads_shows_spend(
+    k: Kernel, server: LocalServer
+) -> None:
+    assert k.execute(f"%%acytoo -p openai --url {server.url}/v1\nhello").status == "ok"
+    assert k.execute("%config Assistant.daily_max_tokens = 10").status == "ok"
+    before = len(server.requests)
+    out = k.execute(f"%%acytoo -p openai --url {server.url}/v1\nanother question for the model, please")
+    assert out.status == "error" and out.error["ename"] == "BudgetExceeded"
+    assert "raise Assistant.daily_max_tokens" in out.error["evalue"] and len(out.error["traceback"]) == 1
+    assert len(server.requests) == before
+    shown = k.execute("%acytoo threads").stdout
+    assert "(today: " in shown and " tokens of 10)" in shown

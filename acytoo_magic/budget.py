@@ -1,0 +1,87 @@
+"""Spending limits per notebook per day: tokens, and cost where ``Assistant.prices`` knows the model.
+
+Every request that reached a provider adds its tokens (reported, else estimated) and cost to a
+ledger in the history file, whether or not the exchange is kept (``--no-history``, a re-run cell
+replacing its answer). Before sending, a request whose estimated prompt would pass a budget is
+refused with one line naming the budget and the setting that raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import AcytooError, HistoryError
+from .runner import CHARS_PER_TOKEN, Reply
+from .status import FAILED
+
+
+class BudgetExceeded(AcytooError):
+    """A request would pass a spending budget; nothing was sent."""
+
+
+def start_of_today() -> float:
+    """Local midnight as a Unix time: the day a daily budget counts."""
+    return datetime.datetime.combine(datetime.date.today(), datetime.time()).timestamp()
+
+
+@dataclass
+class DailyBudget:
+    """One notebook's daily limits (0: none) over a ledger: ``spent(since)`` and ``add(tokens, cost)``."""
+
+    notebook: str
+    max_tokens: int
+    max_cost: float
+    spent: Callable[[float], tuple[int, float]]
+    add: Callable[[int, float], None]
+
+    def today(self) -> tuple[int, float]:
+        return self.spent(start_of_today())
+
+    def check(self, prompt_chars: int, price: tuple[float, float] | None) -> None:
+        """Refuse (``BudgetExceeded``) a request of ``prompt_chars`` that would pass a budget."""
+        if not self.max_tokens and not self.max_cost:
+            return
+        estimate = -(-prompt_chars // CHARS_PER_TOKEN)
+        tokens, cost = self.today()
+        if self.max_tokens and tokens + estimate > self.max_tokens:
+            raise BudgetExceeded(
+                f"not sent: ≈{estimate:,} more tokens would pass the daily budget of {self.max_tokens:,} "
+                f"tokens for {self.notebook!r} ({tokens:,} used today); raise Assistant.daily_max_tokens"
+            )
+        more = estimate * price[0] / 1e6 if price is not None else 0.0
+        if self.max_cost and cost + more > self.max_cost:
+            raise BudgetExceeded(
+                f"not sent: the daily cost budget of {self.max_cost:g} for {self.notebook!r} is spent "
+                f"({cost:.4f} used today, ≈{more:.4f} more); raise Assistant.daily_max_cost"
+            )
+
+    def shown(self) -> str:
+        """Today's spend against the budget, for ``%acytoo threads``."""
+        tokens, cost = self.today()
+        parts = [f"today: {tokens:,} tokens" + (f" of {self.max_tokens:,}" if self.max_tokens else "")]
+        if cost or self.max_cost:
+            parts.append(f"{cost:.4f} cost" + (f" of {self.max_cost:g}" if self.max_cost else ""))
+        unset = " (no daily budget set)" if not (self.max_tokens or self.max_cost) else ""
+        return " · ".join(parts) + unset
+
+    def check_messages(self, messages: list[dict[str, Any]], price: tuple[float, float] | None) -> None:
+        """``check`` for these messages (what a request would send)."""
+        if self.max_tokens or self.max_cost:
+            self.check(sum(len(json.dumps(m, ensure_ascii=False)) for m in messages), price)
+
+    def charge(self, reply: Reply, price: tuple[float, float] | None) -> None:
+        """Add a finished request's tokens and cost; one that got nothing back (failed) costs nothing.
+
+        A locked history file loses this one entry rather than delaying the answer.
+        """
+        if reply.status == FAILED:
+            return
+        prompt, completion, _estimated = reply.tokens()
+        cost = (prompt * price[0] + completion * price[1]) / 1e6 if price is not None else 0.0
+        with contextlib.suppress(HistoryError):
+            self.add(prompt + completion, cost)
