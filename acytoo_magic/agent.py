@@ -199,7 +199,7 @@ class AgentLoop:
                         f"budget of {self.limits.max_tokens:,} (raise Assistant.agent_max_tokens)",
                     )
                     break
-                if self.request.spend is not None:
+                if self.request.spend is not None and self.request.spend.active:
                     try:
                         await asyncio.to_thread(self.request.spend.check_messages, sent, self.request.price)
                     except BudgetExceeded as exc:

@@ -304,7 +304,7 @@ class Assistant(Configurable):
         raises it). Cancelling the task keeps the partial text, marked interrupted.
         """
         request = request or self.request(prompt, **options)
-        if request.spend is not None:  # BudgetExceeded: refused before sending
+        if request.spend is not None and request.spend.active:  # BudgetExceeded: refused before sending
             await asyncio.to_thread(request.spend.check_messages, request.messages(), request.price)
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:

@@ -39,12 +39,17 @@ class DailyBudget:
     spent: Callable[[float], tuple[int, float]]
     add: Callable[[int, float], None]
 
+    @property
+    def active(self) -> bool:
+        """Whether any daily limit is set (otherwise nothing is checked, only counted)."""
+        return bool(self.max_tokens or self.max_cost)
+
     def today(self) -> tuple[int, float]:
         return self.spent(start_of_today())
 
     def check(self, prompt_chars: int, price: tuple[float, float] | None) -> None:
         """Refuse (``BudgetExceeded``) a request of ``prompt_chars`` that would pass a budget."""
-        if not self.max_tokens and not self.max_cost:
+        if not self.active:
             return
         estimate = -(-prompt_chars // CHARS_PER_TOKEN)
         tokens, cost = self.today()
@@ -66,12 +71,12 @@ class DailyBudget:
         parts = [f"today: {tokens:,} tokens" + (f" of {self.max_tokens:,}" if self.max_tokens else "")]
         if cost or self.max_cost:
             parts.append(f"{cost:.4f} cost" + (f" of {self.max_cost:g}" if self.max_cost else ""))
-        unset = " (no daily budget set)" if not (self.max_tokens or self.max_cost) else ""
+        unset = "" if self.active else " (no daily budget set)"
         return " · ".join(parts) + unset
 
     def check_messages(self, messages: list[dict[str, Any]], price: tuple[float, float] | None) -> None:
         """``check`` for these messages (what a request would send)."""
-        if self.max_tokens or self.max_cost:
+        if self.active:
             self.check(sum(len(json.dumps(m, ensure_ascii=False)) for m in messages), price)
 
     def charge(self, reply: Reply, price: tuple[float, float] | None) -> None:
