@@ -48,7 +48,7 @@ class Table:
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     """The scripted local server in its own process (it keeps a request log at /_requests)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--delay", "0", *args],
+        [sys.executable, "-m", "acytoo_magic.server", "--backend", "scripted", "--port", "0", "--delay", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
     )
