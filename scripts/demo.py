@@ -2,7 +2,7 @@
 
 DEMO_BACKEND picks what answers:
   local     (default) the `local` provider: SmolLM2 runs inside the notebook's kernel, no server
-  llama     the same model behind `python -m acytoo_magic.server --backend llama` (OpenAI/Acytoo protocol)
+  model     the same model behind `python -m acytoo_magic.server` (its default backend; `llama` too)
   scripted  the server's deterministic scripted backend
 DEMO_MODEL picks the model for local/llama: smollm2 (default), gemma3 or a .gguf path.
 """
@@ -35,7 +35,7 @@ FIGURES_CELL = (
 def start_server(backend: str) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m acytoo_magic.server`` on a free port; its per-answer figures go to a log."""
     command = [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--backend", backend]
-    command += ["--model", MODEL, "--max-tokens", "160"] if backend == "llama" else ["--delay", "0.01"]
+    command += ["--delay", "0.01"] if backend == "scripted" else ["--model", MODEL, "--max-tokens", "160"]
     OUT.mkdir(exist_ok=True)
     log = (OUT / "server.log").open("w")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
