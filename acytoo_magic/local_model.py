@@ -43,6 +43,7 @@ INSTALL_HINT = "pip install 'acytoo-magic[local]'"
 # llama.cpp's CPU code in the xllamacpp wheel is built for these (no runtime dispatch): on a CPU
 # without them the first matrix product is an illegal instruction, which kills the kernel.
 REQUIRED_CPU_FLAGS = ("avx2", "fma", "f16c")
+CPUINFO = Path("/proc/cpuinfo")  # where the flags are read (a test points it at another file)
 
 
 class ModelNotFound(ValueError):
@@ -65,7 +66,7 @@ def missing_cpu_flags(cpuinfo: str | None = None) -> list[str]:
     """
     if cpuinfo is None:
         try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+            cpuinfo = CPUINFO.read_text(errors="replace")
         except OSError:
             return []
     line = next((ln for ln in cpuinfo.splitlines() if ln.split(":")[0].strip() in ("flags", "Features")), "")
@@ -218,6 +219,7 @@ def shared_model(
     (an ``OSError``) when the model cannot be fetched.
     """
     global _loaded
+    check_cpu()  # before a model is fetched or llama.cpp's library is imported
     path = resolve_model(name, on_progress)
     with _LOAD_LOCK:
         if _loaded is None or _loaded.path != path or _loaded.n_ctx != n_ctx:
