@@ -120,13 +120,17 @@ def has_chat_template(path: str | os.PathLike[str]) -> bool:
     template tokens; such a model is prompted with a plain transcript instead.
     """
     with open(path, "rb") as file:
-        magic, _version, _tensors, count = struct.unpack("<4sIQQ", file.read(24))
-        if magic != b"GGUF":
+        header = file.read(24)
+        if header[:4] != b"GGUF" or len(header) < 24:
             raise ValueError(f"{os.fspath(path)} is not a GGUF file")
-        for _ in range(count):
-            if _string(file) == b"tokenizer.chat_template":
-                return True
-            _skip(file, struct.unpack("<I", file.read(4))[0])
+        (count,) = struct.unpack("<Q", header[16:])
+        try:
+            for _ in range(count):
+                if _string(file) == b"tokenizer.chat_template":
+                    return True
+                _skip(file, struct.unpack("<I", file.read(4))[0])
+        except struct.error:
+            raise ValueError(f"{os.fspath(path)}: the GGUF header is cut short") from None
     return False
 
 
