@@ -263,7 +263,14 @@ class LocalModel:
         name: str | None = None,
     ) -> None:
         check_cpu()
-        import xllamacpp
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            if "libgomp" in str(exc):  # the wheel links the system's OpenMP runtime
+                raise ImportError(
+                    "xllamacpp needs libgomp.so.1 (Debian/Ubuntu: apt install libgomp1)"
+                ) from None
+            raise
 
         self.path = Path(path)
         self.n_ctx = n_ctx

