@@ -150,9 +150,10 @@ def table(rows: list[dict[str, Any]], grown: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
+        about = "" if row["tokens_counted"] else "≈"
         lines.append(
             f"| {row['backend']} | {row['ttft_cold_s']:.2f} s | {row['ttft_warm_s']:.2f} s "
-            f"| {row['tokens_per_s']:.1f} | {row['kernel_rss_mb']:.0f} MB |"
+            f"| {about}{row['tokens_per_s']:.1f} | {row['kernel_rss_mb']:.0f} MB |"
         )
     uncached, cached = grown["uncached"], grown["cached"]
     lines += [
@@ -161,6 +162,10 @@ def table(rows: list[dict[str, Any]], grown: dict[str, Any]) -> str:
         f"first token after {uncached['ttft']:.2f} s reading it all (every turn, before the prompt cache), "
         f"{cached['ttft']:.2f} s from the prompt cache ({cached['cached_tokens']:,} tokens reused, "
         f"{uncached['ttft'] / max(cached['ttft'], 1e-9):.0f}× sooner).",
+        "",
+        "≈: the Acytoo protocol carries no token counts; estimated at 4 characters a token. "
+        "Kernel memory: the kernel's RSS after both answers (an in-kernel model's weights and "
+        "KV cache are in it; a server's are in the server's process).",
     ]
     return "\n".join(lines) + "\n"
 
