@@ -21,6 +21,7 @@ from acytoo_magic import local_model, model_files
 from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, resolve
 from acytoo_magic.providers.base import FinishReason, Progress, Usage
 from acytoo_magic.providers.local import Local
+from acytoo_magic.runner import stream_reply
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.local_model
@@ -176,6 +177,47 @@ async def test_a_grown_thread_shows_prefill_progress_then_reuses_the_prompt_cach
         f"\nsecond turn with {cold.prompt_tokens} tokens of history: first token after {cold_wait:.2f} s "
         f"uncached, {warm_wait:.2f} s from the prompt cache ({llm.name})"
     )
+
+
+class Notes:
+    """A renderer that keeps what the waiting line was told (the runner's side of Progress)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.text = ""
+
+    def start(self, label: str) -> None: ...
+    def notify(self, note: str) -> None:
+        self.notes.append(note)
+
+    def feed(self, chunk: str) -> None:
+        self.text += chunk
+
+    def close(self, text: str, note: str = "", status: str = "") -> None: ...
+
+
+async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_read():
+    await collect("smollm2", [{"role": "user", "content": "Reset the cache with this."}], max_tokens=1)
+    history = history_of(700)
+    renderer = Notes()
+    messages = [*history, {"role": "user", "content": "Say hi."}]
+    await stream_reply(Local, "smollm2", messages, renderer, max_tokens=2)
+    reading = [note for note in renderer.notes if note.startswith("reading ")]
+    assert reading and reading[-1].endswith("… 100%") and renderer.text  # then the answer came
+
+    async def leave_while_reading() -> local_model.Generation:
+        stream = Local.create_async_generator("smollm2", [*history_of(3000), *messages[-1:]])
+        async for item in stream:
+            if isinstance(item, Progress) and not item.note.endswith(" 0%"):
+                break  # a batch was read: Stop now
+        await stream.aclose()
+        return local_model.loaded().generations[-1]
+
+    record = await leave_while_reading()
+    assert record.stopped_early and not record.generating and record.first_token is None
+    assert record.completion_tokens == 0  # it never got to answer
+    text, _ = await collect("smollm2", PROMPT, max_tokens=2)  # and the model is free again
+    assert text
 
 
 async def test_an_answer_stopped_at_the_limit_names_it_and_how_to_raise_it(monkeypatch):
