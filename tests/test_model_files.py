@@ -1,4 +1,5 @@
-"""Before a model runs: the CPU check, fetching a model file once, reading a GGUF header.
+"""Before a model runs: the CPU check, fetching a model file once, reading a GGUF header, the
+history budget and settings the local provider brings.
 
 No model is loaded here: the CPU check must stop before llama.cpp's library is imported, and the
 fetch is served by a real aiohttp server on 127.0.0.1 (no hub is reachable in CI).
@@ -147,3 +148,23 @@ def test_the_gguf_header_says_whether_a_model_has_a_chat_template(tmp_path):
     (tmp_path / "c.gguf").write_bytes(b"PK\x03\x04 not a model")
     with pytest.raises(ValueError, match="not a GGUF file"):
         model_files.has_chat_template(tmp_path / "c.gguf")
+
+
+def test_the_local_provider_gets_a_history_budget_a_small_model_can_read(tmp_path):
+    from acytoo_magic import Assistant
+    from acytoo_magic.providers.local import Local
+
+    assistant = Assistant(provider="local", history_path=str(tmp_path / "h.sqlite3"))
+    try:
+        assert assistant.request("hi").budget == Local.max_history_chars < assistant.max_history_chars
+        assert assistant.request("hi", provider="openai").budget == assistant.max_history_chars
+        assistant.max_history_chars = 1_000  # the smaller of the two wins
+        assert assistant.request("hi").budget == 1_000
+        shown = assistant.effective_config()
+        assert shown["Local.max_tokens"] == Local.max_tokens and shown["Local.n_ctx"] == Local.n_ctx
+        assert (
+            "Local.max_tokens"
+            not in Assistant(provider="openai", history_path=str(tmp_path / "o")).effective_config()
+        )
+    finally:
+        assistant.close()
