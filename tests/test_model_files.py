@@ -162,9 +162,8 @@ def test_the_local_provider_gets_a_history_budget_a_small_model_can_read(tmp_pat
         assert assistant.request("hi").budget == 1_000
         shown = assistant.effective_config()
         assert shown["Local.max_tokens"] == Local.max_tokens and shown["Local.n_ctx"] == Local.n_ctx
-        assert (
-            "Local.max_tokens"
-            not in Assistant(provider="openai", history_path=str(tmp_path / "o")).effective_config()
-        )
+        other = Assistant(provider="openai", history_path=str(tmp_path / "o.sqlite3"))
+        assert "Local.max_tokens" not in other.effective_config()
+        other.close()
     finally:
         assistant.close()
