@@ -239,7 +239,8 @@ class Assistant(Configurable):
             model=model,
             conversation=self.conversation(thread) if history else None,
             system=self.system_prompt if system is None else system,
-            budget=self.max_history_chars,
+            # a provider may cap it: a small local model reads history at ~100 tokens/s
+            budget=min(self.max_history_chars, getattr(found, "max_history_chars", self.max_history_chars)),
             proxy=str(proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
@@ -329,7 +330,9 @@ class Assistant(Configurable):
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
         with contextlib.suppress(ProviderNotFound):
-            keys = self._keys_for(providers.resolve(self.provider))  # the rule request() follows
+            found = providers.resolve(self.provider)
+            config.update(getattr(found, "settings_shown", dict)())  # the provider's own (Local.max_tokens)
+            keys = self._keys_for(found)  # the rule request() follows
             if keys is not None:
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"

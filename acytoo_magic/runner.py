@@ -22,7 +22,7 @@ from .conversation import Conversation
 from .errors import AcytooInterrupted, HistoryError
 from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
-from .providers.base import ProviderError, Usage, redact
+from .providers.base import Progress, ProviderError, Usage, redact
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
@@ -44,6 +44,7 @@ class Reply:
     buffer: TextBuffer = field(default_factory=TextBuffer, repr=False)
     usage: Usage | None = None  # token counts, when the backend reported them
     finish_reason: str = ""  # "length" when the backend stopped at its token limit
+    finish_note: str = ""  # what the backend says about it ("stopped at the 512-token limit (raise ...)")
     prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
 
     @property
@@ -105,7 +106,7 @@ class Request:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
             parts.append(f"{about}{cost:.4f} cost")
         if reply.finish_reason == "length":
-            parts.append("stopped at the token limit")
+            parts.append(reply.finish_note or "stopped at the token limit")
         if reply.status != COMPLETE:
             parts.append(reply.status)
         return " · ".join(p for p in parts if p)
@@ -137,6 +138,9 @@ async def stream_reply(
     try:
         async with contextlib.aclosing(items):
             async for chunk in items:
+                if isinstance(chunk, Progress):  # shown on the waiting line until the first text
+                    renderer.notify(chunk.note)
+                    continue
                 if not isinstance(chunk, str):
                     _take_extra(reply, chunk)  # usage, a finish reason; others (images, reasoning) skipped
                     continue
@@ -186,6 +190,7 @@ def _take_extra(reply: Reply, item: Any) -> None:
     reason = getattr(item, "reason", None)
     if type(item).__name__ == "FinishReason" and isinstance(reason, str):
         reply.finish_reason = reason
+        reply.finish_note = str(getattr(item, "note", "") or "")
 
 
 async def answer(

@@ -41,6 +41,33 @@ class Usage:
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A note for the waiting line before the first text: a model being fetched, a long prompt read."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class FinishReason:
+    """Why the backend stopped, yielded after the text (g4f's class of this name has ``reason`` too).
+
+    ``limit`` and ``setting`` say, for ``length``, which token limit ended the answer and how to
+    raise it, so the status line can tell the user instead of leaving an answer cut mid-word.
+    """
+
+    reason: str
+    limit: int | None = None
+    setting: str = ""
+
+    @property
+    def note(self) -> str:
+        if self.reason != "length":
+            return ""
+        limit = f"the {self.limit:,}-token limit" if self.limit else "the token limit"
+        return f"stopped at {limit}" + (f" (raise it: {self.setting})" if self.setting else "")
+
+
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _MAX_RETRY_WAIT = 30.0
