@@ -22,7 +22,7 @@ from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
 from .errors import AcytooError, HistoryLocked, ProviderNotFound
-from .notebook import identity_for
+from .notebook import forget_identity, identity_for
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -392,4 +392,5 @@ def forget_shared_assistant(shell: Any) -> None:
             configurables.remove(found)
         with contextlib.suppress(ValueError, AttributeError):
             shell.events.unregister("post_run_cell", found.errors.post_run_cell)
+        forget_identity(shell)
         found.close()

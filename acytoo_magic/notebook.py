@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import urllib.request
 from collections import defaultdict
@@ -47,6 +48,9 @@ from .errors import HistoryError
 # Seconds one request to the local Jupyter server may take before the last known path is used.
 LOOKUP_TIMEOUT = 2.0
 EARLIER = " (earlier notebook, kernel {kernel})"
+# nbformat 4.5's cell id. Only such ids are evidence: they are saved in the file. A frontend that
+# sends something else as ``cellId`` (VS Code sends its cell's URI) leaves the name to decide.
+_CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 def kernel_id(shell: Any) -> str | None:
@@ -61,11 +65,17 @@ def kernel_id(shell: Any) -> str | None:
         return None
 
 
+def is_cell_id(value: Any) -> bool:
+    """An nbformat cell id, as saved in the notebook file."""
+    return isinstance(value, str) and _CELL_ID.fullmatch(value) is not None
+
+
 def cell_id_of(key: str | None) -> str | None:
     """The notebook cell id inside an exchange's cell key (``id:<cell id>#n``), None for others."""
     if not key or not key.startswith("id:"):
         return None
-    return key[3:].rpartition("#")[0] or key[3:]
+    found = key[3:].rpartition("#")[0] or key[3:]
+    return found if is_cell_id(found) else None
 
 
 def document_cells(path: str) -> set[str] | None:
@@ -77,7 +87,7 @@ def document_cells(path: str) -> set[str] | None:
             cells = json.load(file).get("cells", [])
     except (OSError, ValueError, AttributeError):
         return None
-    ids = {cell["id"] for cell in cells if isinstance(cell, dict) and cell.get("id")}
+    ids = {cell["id"] for cell in cells if isinstance(cell, dict) and is_cell_id(cell.get("id"))}
     return ids if ids or not cells else None  # cells without ids (nbformat < 4.5): unknown
 
 
@@ -153,7 +163,7 @@ class NotebookIdentity:
             self._note_cell((kernel.get_parent() or {}).get("metadata", {}).get("cellId"))
 
     def _note_cell(self, cell_id: Any) -> None:
-        if isinstance(cell_id, str) and cell_id:
+        if is_cell_id(cell_id):
             self.seen.add(cell_id)
             self.last_cell = cell_id
 
@@ -268,6 +278,8 @@ class NotebookIdentity:
             if where == key or not group.cells & cells:
                 continue
             there = document_cells(where)
+            if there is None and os.path.exists(where):
+                continue  # a file that cannot be read now: nothing is known about it
             if there is not None and group.cells & there:
                 continue  # the notebook there has these cells too (a copy): its thread stays
             store.move_rows(group.ids, key)
@@ -284,7 +296,7 @@ def _groups(rows: Iterable[tuple[int, str, str | None, Any, Any]]) -> dict[tuple
     for row_id, notebook, cell, kernel, anchor in rows:
         group = groups[(notebook, str(kernel or ""))]
         group.ids.append(row_id)
-        group.cells.update(c for c in (cell_id_of(cell), anchor) if isinstance(c, str) and c)
+        group.cells.update(c for c in (cell_id_of(cell), anchor) if is_cell_id(c))
     return groups
 
 
@@ -303,3 +315,11 @@ def identity_for(shell: Any) -> NotebookIdentity:
         if events is not None:
             events.register("pre_run_cell", found.pre_run_cell)
     return found
+
+
+def forget_identity(shell: Any) -> None:
+    """Stop watching the shell's cells (on ``%unload_ext``)."""
+    found = _identities.pop(id(shell), None)
+    if found is not None:
+        with contextlib.suppress(ValueError, AttributeError):
+            shell.events.unregister("pre_run_cell", found.pre_run_cell)

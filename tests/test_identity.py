@@ -59,7 +59,9 @@ class Lab:
         connection = self.root / ".runtime" / f"kernel-{session['kernel']['id']}.json"
         client = BlockingKernelClient(connection_file=str(connection))
         client.load_connection_file()
-        client.start_channels()
+        # No heartbeat: under load its first beat can come after the first kernel_info attempt,
+        # which jupyter_client then takes for a dead kernel. The kernel_info reply is the signal.
+        client.start_channels(hb=False)
         try:
             client.wait_for_ready(timeout=120)
             yield session["id"], Kernel(None, client)  # type: ignore[arg-type]
@@ -185,22 +187,34 @@ def test_a_notebook_renamed_while_closed_finds_its_thread_and_its_copy_does_not_
 def test_vs_code_rename_keeps_the_thread_and_a_new_file_at_the_old_path_sees_none(
     server, history_db, tmp_path
 ):
-    """VS Code starts the kernel itself (no Jupyter server) and keeps ``__vsc_ipynb_file__`` set."""
+    """VS Code starts the kernel itself (no Jupyter server) and keeps ``__vsc_ipynb_file__`` set; as
+    ``cellId`` it sends its own cell URIs, not the ids saved in the file."""
     env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(history_db)}
     old, new = tmp_path / "scratch.ipynb", tmp_path / "model.ipynb"
-    cell = "%%acytoo\nWhich features matter?"
+
+    def uri(path: Path, handle: str) -> str:
+        return f"vscode-notebook-cell:{path}#{handle}"
+
+    def start(k: Kernel, path: Path) -> None:
+        setup = f"__vsc_ipynb_file__ = {str(path)!r}\n%load_ext acytoo_magic"
+        assert k.execute(setup, cell_id=uri(path, "W0sZmlsZQ==")).status == "ok"
+
     with kernel(**env) as k:
-        k.execute(f"__vsc_ipynb_file__ = {str(old)!r}\n%load_ext acytoo_magic", cell_id="v-load")
-        ask(k, "v-1", "Which features matter?")
-        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell, id="v-1")]), old)
+        start(k, old)
+        ask(k, uri(old, "W1sZmlsZQ=="), "Which features matter?")
+        cell = nbformat.v4.new_code_cell("%%acytoo\nWhich features matter?", id="a1b2c3")
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), old)
         old.rename(new)
-        k.execute(f"__vsc_ipynb_file__ = {str(new)!r}", cell_id="v-load")
-        assert 'Before that you said: "Which features matter?"' in ask(k, "v-2", "Why?")
+        k.execute(f"__vsc_ipynb_file__ = {str(new)!r}", cell_id=uri(new, "W2sZmlsZQ=="))
+        assert 'Before that you said: "Which features matter?"' in ask(k, uri(new, "W3sZmlsZQ=="), "Why?")
     nbformat.write(nbformat.v4.new_notebook(), old)  # a new, empty notebook at the old path
     with kernel(**env) as fresh:
-        fresh.execute(f"__vsc_ipynb_file__ = {str(old)!r}\n%load_ext acytoo_magic", cell_id="w-load")
-        assert "(1 from you)" in ask(fresh, "w-1", "Hello?")
-    assert keys(history_db)[str(new)] == ["Which features matter?", "Why?"]
+        start(fresh, old)
+        assert "(1 from you)" in ask(fresh, uri(old, "W1sZmlsZQ=="), "Hello?")
+    with kernel(**env) as reopened:  # the next day: the renamed notebook, a new kernel
+        start(reopened, new)
+        assert "(3 from you)" in ask(reopened, uri(new, "W4sZmlsZQ=="), "Anything else?")
+    assert keys(history_db)[str(new)] == ["Which features matter?", "Why?", "Anything else?"]
 
 
 def test_nbclient_runs_are_separate_notebooks_and_each_keeps_its_own_thread(
@@ -220,3 +234,19 @@ def test_nbclient_runs_are_separate_notebooks_and_each_keeps_its_own_thread(
         assert 'Before that you said: "First question"' in second and "(2 from you)" in second
     stored = keys(history_db)
     assert len(stored) == 2 and all(key.startswith("kernel:") for key in stored)
+
+
+def test_what_a_saved_document_says_about_its_cells(tmp_path):
+    """Only a readable notebook with nbformat cell ids (or no cells yet) is evidence; else unknown."""
+    from acytoo_magic.notebook import cell_id_of, document_cells
+
+    new, saved, old_format = tmp_path / "new.ipynb", tmp_path / "saved.ipynb", tmp_path / "old.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), new)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", id="c-1")]), saved)
+    old_format.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "1"}], "nbformat": 4}))
+    assert document_cells(str(new)) == set()
+    assert document_cells(str(saved)) == {"c-1"}
+    assert document_cells(str(old_format)) is None
+    assert document_cells("saved.ipynb") is None and document_cells(str(tmp_path / "gone.ipynb")) is None
+    assert cell_id_of("id:c-1#0") == "c-1" and cell_id_of("text:abc#0") is None
+    assert cell_id_of("id:vscode-notebook-cell:/x.ipynb#W0sZmlsZQ==#0") is None
