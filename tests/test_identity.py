@@ -120,6 +120,9 @@ def test_a_renamed_notebook_keeps_its_thread_and_a_new_untitled_sees_none_of_it(
     with lab.session(b_path) as (b_session, b):
         assert b.execute("%load_ext acytoo_magic", cell_id="b-load").status == "ok"
         ask(b, "b-1", "What drives churn?")
+        # Asked from code (as the chat widget asks): the row has no cell, only the cell that ran.
+        code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask('Asked from code')"
+        assert b.execute(code, cell_id="b-code").status == "ok"
         lab.save(b_path, {"b-load": "%load_ext acytoo_magic", "b-1": "%%acytoo\nWhat drives churn?"})
         lab.rename(b_path, "churn_model.ipynb", b_session)
 
@@ -135,9 +138,10 @@ def test_a_renamed_notebook_keeps_its_thread_and_a_new_untitled_sees_none_of_it(
 
             # B, renamed, still has its thread, without --adopt.
             shown = ask(b, "b-2", "And which customers leave first?")
-            assert 'Before that you said: "What drives churn?"' in shown
+            assert 'Before that you said: "Asked from code"' in shown and "(3 from you)" in shown
             assert [m["content"] for m in b.history()][::2] == [
                 "What drives churn?",
+                "Asked from code",
                 "And which customers leave first?",
             ]
 
@@ -145,12 +149,17 @@ def test_a_renamed_notebook_keeps_its_thread_and_a_new_untitled_sees_none_of_it(
             lab.save("churn_model.ipynb", {"b-1": "%%acytoo\nWhat drives churn?", "b-2": "%%acytoo\n..."})
             lab.rename("churn_model.ipynb", "churn_final.ipynb", b_session)
             shown = ask(b, "b-3", "Summarise.")
-            assert "(3 from you)" in shown
+            assert "(4 from you)" in shown
             assert "churn_final.ipynb" in b.execute("%acytoo config").stdout
 
     root = str(lab.root)
     assert keys(history_db) == {
-        f"{root}/churn_final.ipynb": ["What drives churn?", "And which customers leave first?", "Summarise."],
+        f"{root}/churn_final.ipynb": [
+            "What drives churn?",
+            "Asked from code",
+            "And which customers leave first?",
+            "Summarise.",
+        ],
         f"{root}/Untitled.ipynb": ["What is in this notebook?"],
     }
 
@@ -171,17 +180,24 @@ def test_a_notebook_renamed_while_closed_finds_its_thread_and_its_copy_does_not_
     with lab.session("plan-Copy1.ipynb") as (_copy_session, copy):
         copy.execute("%load_ext acytoo_magic", cell_id="x-load")
         assert "(1 from you)" in ask(copy, "y-1", "Another plan?")
-    # A new notebook at the old name starts empty.
-    assert lab.new_notebook() == "Untitled.ipynb"
-    with lab.session("Untitled.ipynb") as (_session, fresh):
-        fresh.execute("%load_ext acytoo_magic", cell_id="z-load")
-        assert "(1 from you)" in ask(fresh, "z-1", "Hello?")
+    # A notebook that only asks from code (as its chat widget would): its rows carry no cell id,
+    # only the cell that was running. Closed and renamed, its name taken by a new notebook:
+    # the new one sees nothing of it.
+    code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask({!r})\nprint(reply.text)"
+    for prompt in ("Hello?", "Anyone there?"):
+        assert lab.new_notebook() == "Untitled.ipynb"
+        with lab.session("Untitled.ipynb") as (session, fresh):
+            fresh.execute("%load_ext acytoo_magic", cell_id=f"load-{len(prompt)}")
+            assert "(1 from you)" in fresh.execute(code.format(prompt), cell_id=f"ask-{len(prompt)}").stdout
+        lab.close(session)
+        lab.rename("Untitled.ipynb", f"chat-{len(prompt)}.ipynb")
     root = str(lab.root)
-    assert keys(history_db) == {
-        f"{root}/plan.ipynb": ["Plan the analysis.", "Go on."],
-        f"{root}/plan-Copy1.ipynb": ["Another plan?"],
-        f"{root}/Untitled.ipynb": ["Hello?"],
-    }
+    stored = keys(history_db)
+    assert stored.pop(f"{root}/plan.ipynb") == ["Plan the analysis.", "Go on."]
+    assert stored.pop(f"{root}/plan-Copy1.ipynb") == ["Another plan?"]
+    assert stored.pop(f"{root}/Untitled.ipynb") == ["Anyone there?"]
+    ((aside, prompts),) = stored.items()  # kept, listed as another notebook, adoptable
+    assert aside.startswith(f"{root}/Untitled.ipynb (earlier notebook, kernel ") and prompts == ["Hello?"]
 
 
 def test_vs_code_rename_keeps_the_thread_and_a_new_file_at_the_old_path_sees_none(
