@@ -148,6 +148,7 @@ class NotebookIdentity:
         self._server_known = self.kernel is None  # looked for once; none outside a kernel
         self._known: str | None = None  # the key resolved last: a change is a rename
         self._checked: set[str] = set()  # keys whose rows were sorted out for this kernel
+        self._live: dict[str | None, str] = {}  # kernel id -> its session's key, as last asked
         self._lock = threading.RLock()
         self._note_parent()
 
@@ -216,13 +217,12 @@ class NotebookIdentity:
 
     def _live_key(self) -> str | None:
         sessions = self._sessions()
+        if self._server is None:
+            return None
         if sessions is None:
-            return self._known if self._server is not None else None
-        assert self._server is not None
-        for session in sessions:
-            if _kernel_of(session) == self.kernel and session.get("path"):
-                return self._server.key(session)
-        return None
+            return self._known  # the server did not answer: the last key holds
+        self._live = {_kernel_of(s): self._server.key(s) for s in sessions if s.get("path")}
+        return self._live.get(self.kernel)
 
     def resolve(self, store: Any = None) -> str:
         """The key, after moving this document's rows to it (a rename) and others' away (a reused name)."""
@@ -248,12 +248,10 @@ class NotebookIdentity:
         if cells is None:
             return
         mine = cells | self.seen
-        server = self._server
-        live = {_kernel_of(s): server.key(s) for s in self._sessions() or []} if server else {}
         for (_where, writer), group in _groups(store.authors(key)).items():
             if writer == self.kernel or not group.cells or group.cells & mine:
                 continue
-            target = live.get(writer) if writer else None
+            target = self._live.get(writer) if writer else None  # that notebook's path now
             if not target or target == key:
                 target = key + EARLIER.format(kernel=(writer or "unknown")[:8])
             store.move_rows(group.ids, target)
