@@ -12,7 +12,6 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
@@ -23,6 +22,7 @@ from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
 from .errors import AcytooError, HistoryLocked, ProviderNotFound
+from .notebook import forget_identity, identity_for
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -30,27 +30,9 @@ from .runner import Reply, Request, Runner, answer
 
 
 def notebook_id(shell: Any = None) -> str:
-    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd.
-
-    VS Code sets ``__vsc_ipynb_file__``; JupyterLab and Notebook 7 set ``JPY_SESSION_NAME``, which
-    ipykernel copies to ``__session__``.
-    """
-    namespace = getattr(shell, "user_ns", None) or {}
-    session = (
-        namespace.get("__vsc_ipynb_file__")
-        or namespace.get("__session__")
-        or os.environ.get("JPY_SESSION_NAME")
-    )
-    if session:
-        return str(session)
-    if getattr(shell, "kernel", None) is not None:
-        try:
-            from ipykernel import get_connection_file
-
-            return "kernel:" + Path(get_connection_file()).stem.removeprefix("kernel-")
-        except Exception:  # not a normal ipykernel launch
-            pass
-    return f"terminal:{os.getcwd()}"
+    """The notebook's current path (live from the Jupyter server, VS Code's variable), else its
+    launch name, the kernel's id, the terminal's cwd: see ``notebook.NotebookIdentity``."""
+    return identity_for(shell).key()
 
 
 def _env_default(name: str, fallback: str) -> str:
@@ -147,6 +129,7 @@ class Assistant(Configurable):
         """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
         self._store: HistoryStore | None = None
         self.shell = shell
+        self.identity = identity_for(shell)  # follows the notebook document (rename, reused names)
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
         super().__init__(**kwargs)
@@ -179,12 +162,13 @@ class Assistant(Configurable):
 
     @property
     def notebook(self) -> str:
-        return notebook_id(self.shell)
+        """This notebook's history key, its rows sorted out when the key is new to this kernel."""
+        return self.identity.resolve(self.store)
 
     def conversation(self, thread: str | None = None) -> Conversation:
         """A thread of this notebook; the history file is opened when it is first read or written
         (in a thread, during an answer), never while a request is being built on the loop."""
-        return Conversation(lambda: self.store, self.notebook, thread or DEFAULT_THREAD)
+        return Conversation(lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD)
 
     def context(self) -> NotebookContext:
         """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a script)."""
@@ -247,7 +231,7 @@ class Assistant(Configurable):
             provider_label=name,
             show_status=self.show_status,
             cell=cell if history else None,
-            meta=dict(meta or {}),
+            meta={**self.identity.stamp(), **(meta or {})},
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
         )
 
@@ -411,4 +395,5 @@ def forget_shared_assistant(shell: Any) -> None:
             configurables.remove(found)
         with contextlib.suppress(ValueError, AttributeError):
             shell.events.unregister("post_run_cell", found.errors.post_run_cell)
+        forget_identity(shell)
         found.close()

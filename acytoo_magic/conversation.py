@@ -242,6 +242,26 @@ class HistoryStore:
             ).rowcount
         )
 
+    # -- which notebook document wrote what (notebook.py tells documents apart with these) --------
+    def authors(self, notebook: str | None = None) -> list[tuple[int, str, str | None, Any, Any]]:
+        """``(row id, notebook, cell, meta.kernel, meta.anchor)`` of the rows of ``notebook`` (or of
+        every row that points at a cell): who wrote what, to tell a notebook from one that reused
+        its name."""
+        columns = "id, notebook, cell, json_extract(meta, '$.kernel'), json_extract(meta, '$.anchor')"
+        if notebook is not None:
+            return self._run(f"SELECT {columns} FROM messages WHERE notebook = ?", (notebook,))
+        return self._run(
+            f"SELECT {columns} FROM messages"
+            " WHERE cell LIKE 'id:%' OR json_extract(meta, '$.anchor') IS NOT NULL"
+        )
+
+    def move_rows(self, ids: Sequence[int], target: str) -> int:
+        """Give these rows to notebook ``target`` (in one transaction); returns how many moved."""
+        rows = [(target, row_id) for row_id in ids]
+        return self._transaction(
+            lambda db: db.executemany("UPDATE messages SET notebook = ? WHERE id = ?", rows).rowcount
+        )
+
     def reset(self, notebook: str, thread: str | None = None) -> int:
         """Delete one thread (or all of the notebook's threads); returns how many messages went."""
         if thread is None:
@@ -384,15 +404,25 @@ class Conversation:
     """
 
     def __init__(
-        self, store: HistoryStore | Callable[[], HistoryStore], notebook: str, thread: str = DEFAULT_THREAD
+        self,
+        store: HistoryStore | Callable[[], HistoryStore],
+        notebook: str | Callable[[], str],
+        thread: str = DEFAULT_THREAD,
     ) -> None:
         self._store = store  # or how to get it: opened on first use, off the event loop
-        self.notebook = notebook
+        self._notebook = notebook  # or how to find it: resolved on first use, then kept
         self.thread = thread
 
     @property
     def store(self) -> HistoryStore:
         return self._store if isinstance(self._store, HistoryStore) else self._store()
+
+    @property
+    def notebook(self) -> str:
+        """The notebook's key; found on first use (off the event loop) and the same for the exchange."""
+        if not isinstance(self._notebook, str):
+            self._notebook = self._notebook()
+        return self._notebook
 
     def messages(self, limit: int | None = None, before: int | None = None) -> list[Message]:
         return self.store.load(self.notebook, self.thread, limit, before)

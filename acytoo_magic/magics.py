@@ -192,7 +192,9 @@ class AcytooMagics(Magics):
 
     async def run_line_async(self, line: str) -> None:
         """``%acytoo ...`` awaited on the kernel's loop: ``explain`` streams, the rest are instant."""
-        words = self.shell.var_expand(line, 1).split(None, 1)
+        # As IPython does for any line magic it calls: {x} and $x expanded, for every subcommand.
+        line = self.shell.var_expand(line, 1)
+        words = line.split(None, 1)
         if words and words[0] == "explain":
             await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
         else:
@@ -224,7 +226,9 @@ class AcytooMagics(Magics):
                 system=args.system,
                 history=not args.no_history,
                 cell=cell,
-                meta={"execution_count": self.shell.execution_count} if cell else None,
+                # IPython counts a stored cell before running it: this cell is In [count - 1]
+                # (ipykernel's execute_reply says the same)
+                meta={"execution_count": self.shell.execution_count - 1} if cell else None,
             )
         except ProviderNotFound as exc:
             raise UsageError(str(exc)) from None
