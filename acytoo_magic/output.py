@@ -33,8 +33,8 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     No ``text/markdown``: JupyterLab renders an executed cell's Markdown as trusted, raw HTML live.
     A long answer's whole text goes in text/plain only with the final update (see ``streaming_plain``).
     """
-    if frame.waiting:
-        return {"text/plain": printable(f"⏳ {frame.note}"), "text/html": note_html(f"⏳ {frame.note}")}
+    if frame.waiting:  # text, not an hourglass emoji: without an emoji font that is an empty box
+        return {"text/plain": printable(f"… {frame.note}"), "text/html": note_html(f"… {frame.note}")}
     full = frame.final or fmt == "text"  # -f text has nothing else to show
     text = printable(frame.text) if full else streaming_plain(frame.text)
     plain = text + (f"\n[{printable(frame.note)}]" if frame.note else "")

@@ -23,7 +23,7 @@ def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
     shell.run_cell_magic("acytoo", "", "[[echo chunk=3]]Hello from a terminal ✓")
     out = capsys.readouterr().out
     assert out.startswith("Hello from a terminal ✓\n— acytoo · gpt-3.5-turbo · ")
-    assert re.search(r" · 23 characters in \d+ chunks · ≈\d+ \+ ≈6 tokens\n$", out)
+    assert re.search(r" · 23 characters in \d+\.\d s · ≈\d+ tokens in, ≈6 out\n$", out)
     shell.run_cell_magic("acytoo", "", "second")
     assert 'Before that you said: "Hello from a terminal ✓"' in capsys.readouterr().out
     sent = server.requests[-1]["json"]["messages"]
