@@ -34,7 +34,7 @@ CELL_EXAMPLES = (
     "%%acytoo --no-history -o summary --context df   then: Summarise this data",
     "%config Assistant.provider = 'local'   then every cell answers offline",
 )
-INTERRUPTED_LINE = "Interrupted: the answer above stops here and is kept, marked interrupted."
+INTERRUPTED_LINE = "Interrupted: the answer above stops here; what came so far is kept."
 
 
 _CALL = re.compile(r"^get_ipython\(\)\.run_(?P<kind>cell|line)_magic\('acytoo', ")
