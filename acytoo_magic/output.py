@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .render import Frame, ThrottledRenderer
-from .untrusted import note_html, printable, render_markdown, status_html, with_cursor
+from .untrusted import note_html, printable, render_markdown, status_html, unlinkable, with_cursor
 
 # While an answer streams, text/plain carries at most its last this many characters: the frontends
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved
@@ -39,8 +39,8 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     text = printable(frame.text) if full else streaming_plain(frame.text)
     plain = text + (f"\n[{printable(frame.note)}]" if frame.note else "")
     plain += f"\n— {printable(frame.status)}" if frame.status else ""
-    if fmt == "text":
-        return {"text/plain": plain}
+    if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
+        return {"text/plain": unlinkable(plain)}
     body = render_markdown(frame.text)  # printable() inside
     if not frame.final:
         body = with_cursor(body)

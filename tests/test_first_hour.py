@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 from kernels import is_waiting
 
+from acytoo_magic.errors import AcytooError
 from acytoo_magic.untrusted import unlinkable
 
 pytestmark = pytest.mark.notebook
@@ -176,3 +177,12 @@ def test_history_of_unsafe_links_links_only_http_in_every_form(k):
         if command.endswith("--full"):
             assert links == ["https://example.org/ok"]  # the control: a safe link stays a link
             assert "[js](javascript:alert(3))" in bundle["text/html"]  # the unsafe one shows as text
+
+
+def test_other_text_showing_reply_text_links_only_http(k):
+    """``-f text`` shows as text/plain, which JupyterLab autolinks; so does an error line quoting a server."""
+    out = k.execute(f"%%acytoo -f text\n[[echo]]{UNSAFE_REPLY}")
+    assert list(out.final_display) == ["text/plain"]
+    assert LAB_WEB_LINK.findall(out.final_display["text/plain"]) == ["https://example.org/ok"]
+    (line,) = AcytooError(f"HTTP 500: the server said {UNSAFE_REPLY}")._render_traceback_()
+    assert LAB_WEB_LINK.findall(line) == ["https://example.org/ok"]
