@@ -253,7 +253,7 @@ class Runner:
     never comes here. ``run`` is for synchronous callers: a terminal shell (no loop runs: the
     runner's own loop, kept between cells), or a magic called from code inside a running loop (a
     worker thread with its own loop; the caller blocks as any cell does). Nesting the running loop
-    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see the README).
+    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see docs/internals.md).
     """
 
     def __init__(self) -> None:
