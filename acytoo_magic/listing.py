@@ -8,6 +8,7 @@ front ends in which no unsafe URL is left for a linkifier to make live (``unlink
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,8 +57,7 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
     """One line an exchange: where it was asked, the question and the answer's first line."""
     rows = []
     for question, answer in exchanges(messages):
-        asked = question or answer
-        assert asked is not None
+        asked = next(m for m in (question, answer) if m is not None)  # never both None
         mark = label(answer.status) if answer is not None else "no answer"
         rows.append(
             (
@@ -68,19 +68,22 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
             )
         )
     head = f"thread {thread!r}: {len(rows)} exchange{'s' if len(rows) != 1 else ''}, oldest first"
-    hint = f"%acytoo history --full{'' if thread == 'default' else f' -c {thread}'} shows them whole"
+    option = "" if thread == "default" else f" -c {shlex.quote(thread)}"
+    hint = f"%acytoo history --full{option} shows them whole"
     width = max((len(where) for where, *_ in rows), default=0)
     lines = [f"{head} ({hint})"]
     for where, prompt, reply, mark in rows:
         lines.append(f"  {where:<{width}}  {prompt} → {reply}" + (f"  [{mark}]" if mark else ""))
+    # Inline alignment (JupyterLab right-aligns table cells); no style sheet, as for answers.
+    left, keep = 'style="text-align: left"', 'style="text-align: left; white-space: nowrap"'
     cells = "".join(
-        f"<tr><td>{escaped(where)}</td><td>{escaped(prompt)}</td><td>{escaped(reply)}</td>"
-        f"<td><em>{escaped(mark)}</em></td></tr>"
+        f"<tr><td {keep}>{escaped(where)}</td><td {left}>{escaped(prompt)}</td>"
+        f"<td {left}>{escaped(reply)}</td><td {keep}><em>{escaped(mark)}</em></td></tr>"
         for where, prompt, reply, mark in rows
     )
     table = (
-        '<table class="acytoo-history"><thead><tr><th>asked in</th><th>question</th><th>answer</th>'
-        f"<th></th></tr></thead><tbody>{cells}</tbody></table>"
+        f'<table class="acytoo-history"><thead><tr><th {keep}>asked in</th><th {left}>question</th>'
+        f"<th {left}>answer</th><th></th></tr></thead><tbody>{cells}</tbody></table>"
     )
     page = f"<p>{escaped(head)} (<code>{escaped(hint)}</code>)</p>{table}"
     return Listing(unlinkable("\n".join(lines)), page)
@@ -91,8 +94,8 @@ def full(thread: str, messages: Sequence[Message], origin: Callable[[Message], s
     plain, parts = [f"thread {thread!r}: {len(messages)} messages, oldest first"], []
     for message in messages:
         mark = f" [{label(message.status)}]" if label(message.status) else ""
-        heading = f"--- {message.role}{mark} · {origin(message)}"
-        plain.append(f"{heading}\n{message.content}")
+        heading = f"{message.role}{mark} · {origin(message)}"
+        plain.append(f"--- {heading}\n{message.content}")
         body = (
             render_markdown(message.content)
             if message.role == "assistant"

@@ -404,7 +404,7 @@ class AcytooMagics(Magics):
         for thread, count, _last in rows:
             prompt, completion, estimated = tokens.get(thread, (0, 0, False))
             about = "≈" if estimated else ""
-            print(f"  {thread}: {count} messages · {about}{prompt:,} + {about}{completion:,} tokens")
+            print(f"  {thread}: {count} messages · {about}{prompt:,} tokens in, {about}{completion:,} out")
         if rows:
             return
         print("  (none yet)")
