@@ -12,9 +12,10 @@ class AcytooError(Exception):
     """Base of every error of this package; IPython shows its one line instead of a traceback."""
 
     def _render_traceback_(self) -> list[str]:
-        from .untrusted import printable  # the message may quote a server: no control characters
+        # The message may quote a server: no control characters, no scheme JupyterLab would autolink.
+        from .untrusted import unlinkable
 
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {printable(str(self))}"]
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {unlinkable(str(self))}"]
 
 
 class AcytooInterrupted(AcytooError):

@@ -95,20 +95,20 @@ class Request:
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
 
     def status_line(self, reply: Reply) -> str:
-        """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
+        """Provider, model, size and time, tokens (and cost): small print under a finished answer.
+
+        How an unfinished answer ended is not repeated here: the note above the line says it.
+        """
         parts = [self.provider_label or provider_name(self.provider), self.model]
-        parts.append(f"{reply.elapsed:.1f} s")
-        parts.append(f"{len(reply.text):,} characters in {reply.chunks:,} chunks")
+        parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
-        parts.append(f"{about}{prompt:,} + {about}{completion:,} tokens")
+        parts.append(f"{about}{prompt:,} tokens in, {about}{completion:,} out")
         if self.price is not None:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
             parts.append(f"{about}{cost:.4f} cost")
         if reply.finish_reason == "length":
             parts.append(reply.finish_note or "stopped at the token limit")
-        if reply.status != COMPLETE:
-            parts.append(reply.status)
         return " · ".join(p for p in parts if p)
 
     def messages(self) -> list[dict[str, str]]:
@@ -258,7 +258,7 @@ class Runner:
     never comes here. ``run`` is for synchronous callers: a terminal shell (no loop runs: the
     runner's own loop, kept between cells), or a magic called from code inside a running loop (a
     worker thread with its own loop; the caller blocks as any cell does). Nesting the running loop
-    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see the README).
+    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see docs/internals.md).
     """
 
     def __init__(self) -> None:
