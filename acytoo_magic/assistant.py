@@ -22,7 +22,7 @@ from . import providers
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError, HistoryLocked, ProviderNotFound
+from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -366,9 +366,17 @@ class _Tee:
     def notify(self, note: str) -> None:
         self._renderer.notify(note)
 
+    @property
+    def last_frame(self) -> Frame | None:
+        """What the wrapped renderer last drew (the record falls back to it if closing fails)."""
+        return getattr(self._renderer, "last_frame", None)
+
     def feed(self, chunk: str) -> None:
         self._renderer.feed(chunk)
-        self._on_chunk(chunk)
+        try:
+            self._on_chunk(chunk)
+        except Exception as exc:  # the caller's code: one line, and the answer ends marked
+            raise AnswerError.from_exception("the on_chunk callback", exc) from exc
 
     def close(self, text: str, note: str = "", status: str = "") -> None:
         self._renderer.close(text, note, status)

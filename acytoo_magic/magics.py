@@ -23,7 +23,7 @@ from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFou
 from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import label
+from .status import FAILED, label
 from .untrusted import printable
 
 FORMATS = ("markdown", "text", "code")
@@ -239,29 +239,39 @@ class AcytooMagics(Magics):
     def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = self.assistant.runner.run(self.assistant.ask(prompt, request=request, renderer=renderer))
+            asked = self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
+            self.assistant.runner.run(asked)
         except KeyboardInterrupt:
-            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
+            raise self._interrupted(args, reply) from None
         self._finish(args, reply)
 
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = await self.assistant.ask(prompt, request=request, renderer=renderer)
+            await self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
         except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
-            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
+            raise self._interrupted(args, reply) from None
         self._finish(args, reply)
+
+    def _interrupted(self, args: Any, reply: Reply) -> AcytooInterrupted:
+        """-o gets an interrupted answer's text too, as the history does."""
+        self.last_reply = reply
+        if args.output and reply.text:
+            self.shell.user_ns[args.output] = reply.text
+        return AcytooInterrupted("interrupted; the partial answer is kept, marked")
 
     def _finish(self, args: Any, reply: Reply) -> None:
         """After the stream: report, store ``-o``, create the code cell."""
         self.last_reply = reply
         if reply.history_warning:
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
+        if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
+            self.shell.user_ns[args.output] = reply.text
         if reply.error is not None:
             raise AcytooError(str(reply.error))
-        if args.output:
-            self.shell.user_ns[args.output] = reply.text
         if args.format == "code":
             code = extract_code(reply.text)
             if code is None:

@@ -84,9 +84,9 @@ class ThrottledRenderer:
 
     def _emit(self, frame: Frame) -> None:
         self.draws += 1
-        self.last_frame = frame
         started = self._clock()
         self._draw(frame)
+        self.last_frame = frame  # what the user last saw: only a frame whose draw succeeded
         self._last = self._clock()
         # Each draw re-sends and re-renders the whole text, so its cost grows with the text. The
         # gap to the next draw grows with it: one interval per SIZE_STEP characters (the frontend's

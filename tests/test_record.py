@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic import errors
+from acytoo_magic import Assistant, Reply, errors
 from acytoo_magic.conversation import Conversation, HistoryStore
 from acytoo_magic.migrations import SCHEMA_VERSION
+from acytoo_magic.render import Frame, ThrottledRenderer
 
 # The statements the history code ran before the schema had a version (commit 73dffba and earlier):
 # a file they made has the ``cell`` column and ``user_version`` 0.
@@ -94,3 +95,115 @@ def test_every_error_lives_in_errors_under_one_base():
     assert providers.ProviderError is errors.ProviderError and base.ProviderHTTPError is errors.ProviderHTTPError
     assert local_model.ModelNotFound is errors.ModelNotFound
     assert issubclass(errors.ModelNotFound, ValueError)  # what callers caught before
+
+
+# -- record = screen --------------------------------------------------------------------------
+class Screen:
+    """A drawer that keeps what it showed, and fails where a test says (a broken output area).
+
+    Draws are counted among frames with text: whether the waiting line is drawn first is timing.
+    """
+
+    def __init__(self, fail_on_draw: int | None = None, fail_close: bool = False, fail_from: int | None = None):
+        self.shown: list[Frame] = []
+        self.calls = 0
+        self.fail_on_draw, self.fail_close, self.fail_from = fail_on_draw, fail_close, fail_from
+
+    def draw(self, frame: Frame) -> None:
+        if frame.waiting:
+            self.shown.append(frame)
+            return
+        self.calls += 1
+        broken = self.calls == self.fail_on_draw or (self.fail_from is not None and self.calls >= self.fail_from)
+        if broken or (frame.final and self.fail_close):
+            raise RuntimeError("the output area went away")
+        self.shown.append(frame)
+
+    @property
+    def text(self) -> str:
+        """The answer text on screen now: the last frame drawn ("" for none or a waiting line)."""
+        last = self.shown[-1] if self.shown else None
+        return "" if last is None or last.waiting else last.text
+
+
+PROMPT = "count to six"
+ANSWER = "one two three four five six"
+
+
+class Words:
+    """A provider that answers word by word, each word its own chunk: no timing decides chunking."""
+
+    @classmethod
+    async def create_async_generator(cls, model, messages, proxy=None):
+        for word in ANSWER.split(" "):
+            yield word if word == "one" else " " + word
+
+
+def _stored(assistant: Assistant) -> list[tuple[str, str]]:
+    return [(m.content, m.status) for m in assistant.conversation().messages() if m.role == "assistant"]
+
+
+@pytest.fixture
+async def assistant(server, history_db):
+    found = Assistant(url=server.url, history_path=str(history_db), render_interval=0.0)
+    yield found
+    await found.aclose()
+    found.close()
+
+
+async def _ask(assistant: Assistant, screen: Screen, **options) -> Reply:
+    renderer = ThrottledRenderer(screen.draw, interval=0.0)
+    return await assistant.ask(PROMPT, renderer=renderer, provider=Words, **options)
+
+
+async def test_a_draw_failing_mid_stream_is_partial_and_the_record_is_the_final_frame(assistant):
+    screen = Screen(fail_on_draw=2)
+    reply = await _ask(assistant, screen)
+    assert reply.status == "partial" and isinstance(reply.error, errors.AnswerError)
+    assert str(reply.error) == "drawing the answer failed: RuntimeError: the output area went away"
+    assert screen.shown[-1].final and screen.text == reply.text and reply.text != ANSWER
+    assert _stored(assistant) == [(screen.text, "partial")]
+
+
+async def test_an_on_chunk_callback_failing_is_partial_and_recorded_as_shown(assistant):
+    seen: list[str] = []
+
+    def on_chunk(chunk: str) -> None:
+        seen.append(chunk)
+        if len(seen) == 3:
+            raise ValueError("caller's bug")
+
+    screen = Screen()
+    reply = await _ask(assistant, screen, on_chunk=on_chunk)
+    assert reply.status == "partial" and str(reply.error) == "the on_chunk callback failed: ValueError: caller's bug"
+    assert screen.text == reply.text == "".join(seen) and reply.text != ANSWER
+    assert _stored(assistant) == [(screen.text, "partial")]
+    assert "partial: the on_chunk callback failed" in screen.shown[-1].note
+
+
+async def test_a_final_draw_that_fails_records_the_frame_last_drawn(assistant):
+    screen = Screen(fail_close=True)
+    reply = await _ask(assistant, screen)
+    assert not screen.shown[-1].final  # the complete text never reached the screen
+    assert reply.status == "partial" and str(reply.error).startswith("showing the answer failed: RuntimeError")
+    assert reply.text == screen.text and _stored(assistant) == [(screen.text, "partial")]
+
+
+async def test_nothing_drawn_records_nothing_and_says_one_line(assistant):
+    reply = await _ask(assistant, Screen(fail_from=1))
+    assert reply.status == "failed" and reply.text == "" and "\n" not in str(reply.error)
+    assert _stored(assistant) == []
+
+
+async def test_a_failed_history_read_still_records_the_exchange(assistant, monkeypatch):
+    await assistant.ask("[[echo]]first")  # through the real local server
+    real_load = HistoryStore.load
+
+    def broken_load(self, *args, **kwargs):
+        monkeypatch.setattr(HistoryStore, "load", real_load)  # only this read fails
+        raise errors.HistoryError("history database x: disk I/O error")
+
+    monkeypatch.setattr(HistoryStore, "load", broken_load)
+    reply = await assistant.ask("[[echo]]second")
+    assert reply.status == "complete" and reply.history_warning == "history database x: disk I/O error"
+    assert _stored(assistant) == [("first", "complete"), ("second", "complete")]
