@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -145,17 +147,18 @@ class Assistant(Configurable):
 
     def __init__(self, shell: Any = None, errors: ErrorLog | None = None, **kwargs: Any) -> None:
         """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
-        self._store: HistoryStore | None = None
+        self._slot = _StoreSlot()
         self.shell = shell
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
         super().__init__(**kwargs)
+        # At interpreter exit (a kernel shutting down, a script ending): exchanges a lock held back
+        # are written, the HTTP sessions closed. Bound to the parts, so the Assistant can still go.
+        self._finalizer = weakref.finalize(self, _close_parts, self.runner, self._slot)
 
     @observe("history_path")
     def _history_path_changed(self, change: dict[str, Any]) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
 
     # -- what a question is asked with ----------------------------------------------------------
     @property
@@ -165,17 +168,19 @@ class Assistant(Configurable):
         A file locked by another process is not unusable: the ``HistoryError`` says so, and the
         next use opens it again (an answer meanwhile goes without history, with a warning).
         """
-        if self._store is None:
-            store = HistoryStore(self.history_path)
-            try:
-                store.threads("")  # opens and checks the file now, not in the middle of an answer
-            except HistoryError as exc:
-                if isinstance(exc, HistoryLocked):
-                    raise
-                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
-                store = MemoryStore()
-            self._store = store
-        return self._store
+        with self._slot.lock:
+            if self._slot.store is None:
+                store = HistoryStore(self.history_path)
+                try:
+                    store.threads("")  # opens and checks the file now, not in the middle of an answer
+                except HistoryError as exc:
+                    store.close()
+                    if isinstance(exc, HistoryLocked):
+                        raise
+                    print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
+                    store = MemoryStore()
+                self._slot.store = store
+            return self._slot.store
 
     @property
     def notebook(self) -> str:
@@ -337,16 +342,58 @@ class Assistant(Configurable):
         config["history_file"] = str(self.store.path)
         return config
 
+    async def __aenter__(self) -> Assistant:
+        """``async with Assistant() as a:``: everything it opens is closed when the block ends."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
-        """Close this loop's HTTP session: call it before a script's ``asyncio.run`` ends."""
+        """Close this loop's HTTP session, then what ``close`` closes (the history off the loop)."""
         await self.runner.aclose()
+        self.runner.close()
+        await asyncio.to_thread(_close_store, self._slot.release())
 
     def close(self) -> None:
-        """Close the shared HTTP sessions, the loops this assistant owns, and the history file."""
+        """Close the shared HTTP sessions, the loops this assistant owns, and the history file
+        (writing exchanges a lock held back first; one line on stderr if they could not be).
+        Using the assistant afterwards opens them again."""
         self.runner.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
+
+
+class _StoreSlot:
+    """An Assistant's history store, reached from the loop and from ``to_thread`` workers.
+
+    The lock makes one store per path; a replaced store is taken out under it and closed, so its
+    connection and pending exchanges are never left behind.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.store: HistoryStore | None = None
+
+    def release(self) -> HistoryStore | None:
+        """Take the store out of use (the next use opens the file again); the caller closes it."""
+        with self.lock:
+            store, self.store = self.store, None
+        return store
+
+
+def _close_store(store: HistoryStore | None) -> None:
+    """Close ``store``; exchanges that could not be saved are said on stderr, never dropped silently."""
+    if store is None:
+        return
+    try:
+        store.close()
+    except HistoryError as exc:
+        print(f"acytoo: {exc}", file=sys.stderr)
+
+
+def _close_parts(runner: Runner, slot: _StoreSlot) -> None:
+    runner.close()
+    _close_store(slot.release())
 
 
 def _ignore(_frame: Frame) -> None:

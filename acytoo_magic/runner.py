@@ -9,8 +9,10 @@ cells reuse connections. A kernel interrupt cancels the stream's task; it closes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -311,6 +313,10 @@ class Runner:
             weakref.WeakKeyDictionary()
         )
         self._closing: set[asyncio.Task[None]] = set()
+        # Per loop the runner does not own: a task that closes the loop's session when cancelled.
+        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session of the running loop, so consecutive cells reuse connections."""
@@ -319,12 +325,40 @@ class Runner:
         if session is None or session.closed:
             session = aiohttp.ClientSession()
             self._sessions[loop] = session
+            if not self._owns(loop):
+                self._close_with_loop(loop, session)
         return session
 
+    def _owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return loop is self._own_loop or (self._worker is not None and loop is self._worker.loop)
+
+    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        """Close ``session`` when its loop ends, though nobody tells us: ``asyncio.run`` cancels the
+        tasks still pending before it closes the loop, so a task that waits to be cancelled closes
+        the session then, and a script's one-liner leaves no "Unclosed client session" behind."""
+
+        async def close_when_cancelled() -> None:
+            try:
+                await loop.create_future()  # never resolved: only a cancel ends the wait
+            finally:
+                if self._sessions.get(loop) is session:
+                    del self._sessions[loop]
+                await session.close()
+
+        old = self._closers.get(loop)
+        if old is not None:
+            old.cancel()
+        self._closers[loop] = loop.create_task(close_when_cancelled(), name="acytoo: close the HTTP session")
+
     async def aclose(self) -> None:
-        """Close the running loop's shared session: a loop the runner does not own (``asyncio.run``
-        in a script) ends before ``close`` could reach it."""
-        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        """Close the running loop's shared session now (``async with Assistant()`` ends here)."""
+        loop = asyncio.get_running_loop()
+        closer = self._closers.pop(loop, None)
+        session = self._sessions.pop(loop, None)
+        if closer is not None:
+            closer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await closer
         if session is not None and not session.closed:
             await session.close()
 
@@ -341,6 +375,11 @@ class Runner:
             self._worker = LoopThread("acytoo-runner")
         return self._worker.run(coro)
 
+    def _close_soon(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        task = loop.create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def close(self) -> None:
         """Close every session this runner opened (on unload), and the loops it owns."""
         for loop, session in list(self._sessions.items()):
@@ -350,11 +389,13 @@ class Runner:
                 with contextlib.suppress(Exception):
                     self._worker.run(session.close(), timeout=10)
             elif loop is self._own_loop and not loop.is_running():
-                loop.run_until_complete(session.close())
+                _run_to_end(loop, session.close())
             elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
-                task = loop.create_task(session.close())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                closer = self._closers.pop(loop, None)
+                if closer is not None:
+                    loop.call_soon_threadsafe(closer.cancel)
+                else:
+                    loop.call_soon_threadsafe(self._close_soon, loop, session)
         self._sessions.clear()
         if self._worker is not None:
             self._worker.stop()
@@ -362,3 +403,24 @@ class Runner:
         if self._own_loop is not None and not self._own_loop.is_running():
             self._own_loop.close()
             self._own_loop = None
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """``loop.run_until_complete(coro)``; in a thread of its own if another loop runs in this one
+    (``aclose`` inside ``asyncio.run`` closing what ``ask_sync`` opened on the runner's loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop.run_until_complete(coro)
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(loop.run_until_complete(coro))
+        except BaseException as exc:  # re-raised in the caller's thread
+            future.set_exception(exc)
+
+    worker = threading.Thread(target=run, name="acytoo-close")
+    worker.start()
+    worker.join()
+    return future.result()

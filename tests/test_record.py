@@ -66,7 +66,7 @@ def test_a_file_made_by_the_unversioned_code_is_adopted_and_keeps_working(histor
     ]
     assert _version(history_db) == SCHEMA_VERSION
     conversation.store.close()
-    assert [m.content for m in Conversation(HistoryStore(history_db), "nb").messages()][0] == "new q"
+    assert Conversation(HistoryStore(history_db), "nb").messages()[0].content == "new q"
 
 
 def test_a_file_from_a_newer_version_is_refused_with_one_line(history_db):
@@ -92,7 +92,8 @@ def test_every_error_lives_in_errors_under_one_base():
         errors.AnswerError,
     ]
     assert all(issubclass(kind, errors.AcytooError) and kind.__module__ == errors.__name__ for kind in kinds)
-    assert providers.ProviderError is errors.ProviderError and base.ProviderHTTPError is errors.ProviderHTTPError
+    assert providers.ProviderError is errors.ProviderError
+    assert base.ProviderHTTPError is errors.ProviderHTTPError
     assert local_model.ModelNotFound is errors.ModelNotFound
     assert issubclass(errors.ModelNotFound, ValueError)  # what callers caught before
 
@@ -104,7 +105,7 @@ class Screen:
     Draws are counted among frames with text: whether the waiting line is drawn first is timing.
     """
 
-    def __init__(self, fail_on_draw: int | None = None, fail_close: bool = False, fail_from: int | None = None):
+    def __init__(self, fail_on_draw: int = 0, fail_close: bool = False, fail_from: int = 0) -> None:
         self.shown: list[Frame] = []
         self.calls = 0
         self.fail_on_draw, self.fail_close, self.fail_from = fail_on_draw, fail_close, fail_from
@@ -114,7 +115,7 @@ class Screen:
             self.shown.append(frame)
             return
         self.calls += 1
-        broken = self.calls == self.fail_on_draw or (self.fail_from is not None and self.calls >= self.fail_from)
+        broken = self.calls == self.fail_on_draw or 0 < self.fail_from <= self.calls
         if broken or (frame.final and self.fail_close):
             raise RuntimeError("the output area went away")
         self.shown.append(frame)
@@ -175,7 +176,8 @@ async def test_an_on_chunk_callback_failing_is_partial_and_recorded_as_shown(ass
 
     screen = Screen()
     reply = await _ask(assistant, screen, on_chunk=on_chunk)
-    assert reply.status == "partial" and str(reply.error) == "the on_chunk callback failed: ValueError: caller's bug"
+    assert reply.status == "partial"
+    assert str(reply.error) == "the on_chunk callback failed: ValueError: caller's bug"
     assert screen.text == reply.text == "".join(seen) and reply.text != ANSWER
     assert _stored(assistant) == [(screen.text, "partial")]
     assert "partial: the on_chunk callback failed" in screen.shown[-1].note
@@ -185,7 +187,8 @@ async def test_a_final_draw_that_fails_records_the_frame_last_drawn(assistant):
     screen = Screen(fail_close=True)
     reply = await _ask(assistant, screen)
     assert not screen.shown[-1].final  # the complete text never reached the screen
-    assert reply.status == "partial" and str(reply.error).startswith("showing the answer failed: RuntimeError")
+    assert reply.status == "partial"
+    assert str(reply.error).startswith("showing the answer failed: RuntimeError")
     assert reply.text == screen.text and _stored(assistant) == [(screen.text, "partial")]
 
 
@@ -207,3 +210,45 @@ async def test_a_failed_history_read_still_records_the_exchange(assistant, monke
     reply = await assistant.ask("[[echo]]second")
     assert reply.status == "complete" and reply.history_warning == "history database x: disk I/O error"
     assert _stored(assistant) == [("first", "complete"), ("second", "complete")]
+
+
+# -- the store: one per path, reached from threads; a replaced one closed with nothing lost ----
+def test_threads_opening_the_store_at_once_share_one(history_db):
+    import threading
+
+    assistant = Assistant(history_path=str(history_db))
+    start = threading.Barrier(12)
+    got: list[HistoryStore] = []
+
+    def first_use() -> None:
+        start.wait()
+        got.append(assistant.store)
+
+    workers = [threading.Thread(target=first_use) for _ in range(12)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len({id(store) for store in got}) == 1
+    assistant.close()
+
+
+def test_a_history_path_change_closes_the_old_store_and_writes_what_it_held_back(history_db, tmp_path):
+    assistant = Assistant(history_path=str(history_db))
+    conversation = assistant.conversation()
+    old = assistant.store
+    old.busy_timeout = 0.05
+    locker = sqlite3.connect(history_db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(errors.HistoryLocked):
+        conversation.record("held", "back")
+    locker.execute("ROLLBACK")
+    assistant.history_path = str(tmp_path / "other.sqlite3")
+    assert old.closed and old.pending == 0
+    written = HistoryStore(history_db).load(assistant.notebook, "default")
+    assert [m.content for m in written] == ["held", "back"]
+    with pytest.raises(errors.HistoryError, match="closed"):  # a worker still holding it cannot reopen it
+        old.load(assistant.notebook, "default")
+    conversation.record("after", "the change")  # an earlier Conversation follows to the new file
+    assert [m.content for m in assistant.conversation().messages()] == ["after", "the change"]
+    assistant.close()
