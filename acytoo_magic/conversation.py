@@ -275,7 +275,7 @@ class HistoryStore:
             self._connect().execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._transaction(write)
         except (HistoryError, sqlite3.Error) as exc:
-            reason = str(exc).removeprefix(f"history database {self.path}: ")
+            reason = str(exc).removeprefix(f"history database {self.path}").removeprefix(": ").strip()
             return HistoryError(
                 f"history database {self.path}: {count} exchange(s) held back by a lock could not be "
                 f"saved on closing ({reason})"
