@@ -148,6 +148,7 @@ class Assistant(Configurable):
     def __init__(self, shell: Any = None, errors: ErrorLog | None = None, **kwargs: Any) -> None:
         """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
         self._slot = _StoreSlot()
+        self._entered = 0  # ``async with`` blocks open on this assistant
         self.shell = shell
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
@@ -277,7 +278,9 @@ class Assistant(Configurable):
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
-        return await answer(request, drawer, await self.runner.session(), reply)
+        # A shell's loop (a kernel's) and an ``async with`` block keep one session across answers.
+        async with self.runner.lease(keep=self.shell is not None or self._entered > 0) as session:
+            return await answer(request, drawer, session, reply)
 
     def ask_sync(self, prompt: str, **options: Any) -> Reply:
         """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""
@@ -343,10 +346,13 @@ class Assistant(Configurable):
         return config
 
     async def __aenter__(self) -> Assistant:
-        """``async with Assistant() as a:``: everything it opens is closed when the block ends."""
+        """``async with Assistant() as a:`` reuses one HTTP session; everything it opened is closed
+        when the block ends."""
+        self._entered += 1
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._entered -= 1
         await self.aclose()
 
     async def aclose(self) -> None:

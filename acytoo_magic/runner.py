@@ -313,10 +313,6 @@ class Runner:
             weakref.WeakKeyDictionary()
         )
         self._closing: set[asyncio.Task[None]] = set()
-        # Per loop the runner does not own: a task that closes the loop's session when cancelled.
-        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
-            weakref.WeakKeyDictionary()
-        )
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session of the running loop, so consecutive cells reuse connections."""
@@ -325,40 +321,30 @@ class Runner:
         if session is None or session.closed:
             session = aiohttp.ClientSession()
             self._sessions[loop] = session
-            if not self._owns(loop):
-                self._close_with_loop(loop, session)
         return session
 
     def _owns(self, loop: asyncio.AbstractEventLoop) -> bool:
         return loop is self._own_loop or (self._worker is not None and loop is self._worker.loop)
 
-    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
-        """Close ``session`` when its loop ends, though nobody tells us: ``asyncio.run`` cancels the
-        tasks still pending before it closes the loop, so a task that waits to be cancelled closes
-        the session then, and a script's one-liner leaves no "Unclosed client session" behind."""
+    @contextlib.asynccontextmanager
+    async def lease(self, keep: bool = True) -> AsyncIterator[aiohttp.ClientSession]:
+        """The HTTP session for one request.
 
-        async def close_when_cancelled() -> None:
-            try:
-                await loop.create_future()  # never resolved: only a cancel ends the wait
-            finally:
-                if self._sessions.get(loop) is session:
-                    del self._sessions[loop]
-                await session.close()
-
-        old = self._closers.get(loop)
-        if old is not None:
-            old.cancel()
-        self._closers[loop] = loop.create_task(close_when_cancelled(), name="acytoo: close the HTTP session")
+        The running loop's shared one where someone will close it: a loop the runner owns (closed
+        with it), or ``keep`` (a kernel's loop, closed on unload; an ``async with Assistant()``
+        block). Otherwise (``asyncio.run(assistant.ask(...))`` in a script, whose loop ends without
+        a word to us) a session of its own, closed when the request ends: no "Unclosed client
+        session" is left behind.
+        """
+        if keep or self._owns(asyncio.get_running_loop()):
+            yield await self.session()
+            return
+        async with aiohttp.ClientSession() as session:
+            yield session
 
     async def aclose(self) -> None:
         """Close the running loop's shared session now (``async with Assistant()`` ends here)."""
-        loop = asyncio.get_running_loop()
-        closer = self._closers.pop(loop, None)
-        session = self._sessions.pop(loop, None)
-        if closer is not None:
-            closer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await closer
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None and not session.closed:
             await session.close()
 
@@ -391,11 +377,7 @@ class Runner:
             elif loop is self._own_loop and not loop.is_running():
                 _run_to_end(loop, session.close())
             elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
-                closer = self._closers.pop(loop, None)
-                if closer is not None:
-                    loop.call_soon_threadsafe(closer.cancel)
-                else:
-                    loop.call_soon_threadsafe(self._close_soon, loop, session)
+                loop.call_soon_threadsafe(self._close_soon, loop, session)
         self._sessions.clear()
         if self._worker is not None:
             self._worker.stop()
