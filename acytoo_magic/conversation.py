@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import HistoryError, HistoryLocked
+from .errors import HistoryError, HistoryLocked, StoreClosed
 from .migrations import migrate
 from .status import COMPLETE
 
@@ -167,13 +167,9 @@ class HistoryStore:
         """
         exchange = (notebook, thread, replace(prompt, cell=cell), replace(answer, cell=cell))
 
-        def write(db: sqlite3.Connection) -> None:
-            for pending in [*self._pending, exchange]:
-                _write_exchange(db, *pending)
-
         with self._lock:  # the pending list and the write it goes into change together
             try:
-                self._transaction(write)
+                self._transaction(lambda db: _write_exchanges(db, [*self._pending, exchange]))
             except HistoryLocked as exc:
                 self._pending.append(exchange)
                 kept = f"{exc}; the exchange is kept in memory and saved with the next one"
@@ -266,14 +262,9 @@ class HistoryStore:
 
     def _flush(self, timeout: float) -> HistoryError | None:
         count = len(self._pending)
-
-        def write(db: sqlite3.Connection) -> None:
-            for pending in self._pending:
-                _write_exchange(db, *pending)
-
         try:
             self._connect().execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self._transaction(write)
+            self._transaction(lambda db: _write_exchanges(db, self._pending))
         except (HistoryError, sqlite3.Error) as exc:
             reason = str(exc).removeprefix(f"history database {self.path}").removeprefix(": ").strip()
             return HistoryError(
@@ -282,10 +273,6 @@ class HistoryStore:
             )
         self._pending.clear()
         return None
-
-
-class StoreClosed(HistoryError):
-    """The store was closed (the history file changed, or the extension was unloaded)."""
 
 
 class MemoryStore(HistoryStore):
@@ -322,6 +309,11 @@ _INSERT = (
 
 def _row(notebook: str, thread: str, m: Message) -> tuple[Any, ...]:
     return (notebook, thread, m.role, m.content, m.status, m.created, json.dumps(m.meta), m.cell)
+
+
+def _write_exchanges(db: sqlite3.Connection, exchanges: Iterable[tuple[str, str, Message, Message]]) -> None:
+    for exchange in exchanges:
+        _write_exchange(db, *exchange)
 
 
 def _write_exchange(

@@ -64,6 +64,10 @@ class HistoryLocked(HistoryError):
     """Another process holds the history file's lock; it passes, so the next use tries again."""
 
 
+class StoreClosed(HistoryError):
+    """The store was closed (the history file changed, or the extension was unloaded)."""
+
+
 class ContextError(AcytooError, ValueError):
     """A reference in the prompt cannot be expanded; nothing was sent."""
 

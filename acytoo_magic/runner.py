@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -394,15 +393,5 @@ def _run_to_end(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -
         asyncio.get_running_loop()
     except RuntimeError:
         return loop.run_until_complete(coro)
-    future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-    def run() -> None:
-        try:
-            future.set_result(loop.run_until_complete(coro))
-        except BaseException as exc:  # re-raised in the caller's thread
-            future.set_exception(exc)
-
-    worker = threading.Thread(target=run, name="acytoo-close")
-    worker.start()
-    worker.join()
-    return future.result()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="acytoo-close") as pool:
+        return pool.submit(loop.run_until_complete, coro).result()
