@@ -100,20 +100,36 @@ def test_every_error_lives_in_errors_under_one_base():
 
 # -- record = screen --------------------------------------------------------------------------
 class Screen:
-    """A drawer that keeps what it showed, and fails where a test says (a broken output area).
+    """A front end's renderer that draws every chunk at once (no throttle: which chunk a draw
+    shows is then not a matter of timing), keeps what it showed, and fails where a test says.
 
-    Draws are counted among frames with text: whether the waiting line is drawn first is timing.
+    ``last_frame`` is the last frame whose draw succeeded, as ``ThrottledRenderer`` keeps it.
     """
 
     def __init__(self, fail_on_draw: int = 0, fail_close: bool = False, fail_from: int = 0) -> None:
         self.shown: list[Frame] = []
         self.calls = 0
         self.fail_on_draw, self.fail_close, self.fail_from = fail_on_draw, fail_close, fail_from
+        self._text = ""
+
+    @property
+    def last_frame(self) -> Frame | None:
+        return self.shown[-1] if self.shown else None
+
+    def start(self, label: str) -> None:
+        self.shown.append(Frame("", note=label, waiting=True))
+
+    def notify(self, note: str) -> None:
+        pass
+
+    def feed(self, chunk: str) -> None:
+        self._text += chunk
+        self.draw(Frame(self._text))
+
+    def close(self, text: str, note: str = "", status: str = "") -> None:
+        self.draw(Frame(text, note=note, final=True, status=status))
 
     def draw(self, frame: Frame) -> None:
-        if frame.waiting:
-            self.shown.append(frame)
-            return
         self.calls += 1
         broken = self.calls == self.fail_on_draw or 0 < self.fail_from <= self.calls
         if broken or (frame.final and self.fail_close):
@@ -153,8 +169,7 @@ async def assistant(server, history_db):
 
 
 async def _ask(assistant: Assistant, screen: Screen, **options) -> Reply:
-    renderer = ThrottledRenderer(screen.draw, interval=0.0)
-    return await assistant.ask(PROMPT, renderer=renderer, provider=Words, **options)
+    return await assistant.ask(PROMPT, renderer=screen, provider=Words, **options)
 
 
 async def test_a_draw_failing_mid_stream_is_partial_and_the_record_is_the_final_frame(assistant):
@@ -162,7 +177,7 @@ async def test_a_draw_failing_mid_stream_is_partial_and_the_record_is_the_final_
     reply = await _ask(assistant, screen)
     assert reply.status == "partial" and isinstance(reply.error, errors.AnswerError)
     assert str(reply.error) == "drawing the answer failed: RuntimeError: the output area went away"
-    assert screen.shown[-1].final and screen.text == reply.text and reply.text != ANSWER
+    assert screen.shown[-1].final and screen.text == reply.text == "one two"
     assert _stored(assistant) == [(screen.text, "partial")]
 
 
@@ -178,7 +193,7 @@ async def test_an_on_chunk_callback_failing_is_partial_and_recorded_as_shown(ass
     reply = await _ask(assistant, screen, on_chunk=on_chunk)
     assert reply.status == "partial"
     assert str(reply.error) == "the on_chunk callback failed: ValueError: caller's bug"
-    assert screen.text == reply.text == "".join(seen) and reply.text != ANSWER
+    assert screen.text == reply.text == "".join(seen) == "one two three"
     assert _stored(assistant) == [(screen.text, "partial")]
     assert "partial: the on_chunk callback failed" in screen.shown[-1].note
 
@@ -186,7 +201,7 @@ async def test_an_on_chunk_callback_failing_is_partial_and_recorded_as_shown(ass
 async def test_a_final_draw_that_fails_records_the_frame_last_drawn(assistant):
     screen = Screen(fail_close=True)
     reply = await _ask(assistant, screen)
-    assert not screen.shown[-1].final  # the complete text never reached the screen
+    assert not screen.shown[-1].final and screen.text == ANSWER  # the last draw had no status line
     assert reply.status == "partial"
     assert str(reply.error).startswith("showing the answer failed: RuntimeError")
     assert reply.text == screen.text and _stored(assistant) == [(screen.text, "partial")]
@@ -196,6 +211,35 @@ async def test_nothing_drawn_records_nothing_and_says_one_line(assistant):
     reply = await _ask(assistant, Screen(fail_from=1))
     assert reply.status == "failed" and reply.text == "" and "\n" not in str(reply.error)
     assert _stored(assistant) == []
+
+
+async def test_the_throttled_renderer_keeps_the_last_frame_it_drew_and_reports_a_timer_draw_failing():
+    """``last_frame`` is what the user last saw: a draw that failed does not count. A draw the
+    throttle's timer made that failed is raised by the next feed, into the answer (not the loop's log).
+
+    The throttle's clock stands still, so whether a chunk is drawn now or by the timer is decided
+    by the interval alone, never by how busy the machine is.
+    """
+    import asyncio
+
+    timer_draw_failed = asyncio.Event()
+    drawn: list[str] = []
+
+    def draw(frame: Frame) -> None:
+        if frame.text == "ab":
+            timer_draw_failed.set()
+            raise RuntimeError("the output area went away")
+        drawn.append(frame.text)
+
+    renderer = ThrottledRenderer(draw, interval=0.01, clock=lambda: 0.0)
+    renderer.feed("a")  # the first chunk is drawn at once
+    renderer.feed("b")  # within the interval: left to the timer
+    await timer_draw_failed.wait()
+    assert renderer.last_frame is not None and renderer.last_frame.text == "a" == drawn[-1]
+    with pytest.raises(RuntimeError, match="went away"):
+        renderer.feed("c")
+    renderer.close("abc")
+    assert renderer.last_frame.final and drawn[-1] == "abc"
 
 
 async def test_a_failed_history_read_still_records_the_exchange(assistant, monkeypatch):
