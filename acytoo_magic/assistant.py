@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from . import providers
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError, HistoryLocked, ProviderNotFound
+from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound
 from .notebook import forget_identity, identity_for
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
@@ -127,18 +129,20 @@ class Assistant(Configurable):
 
     def __init__(self, shell: Any = None, errors: ErrorLog | None = None, **kwargs: Any) -> None:
         """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
-        self._store: HistoryStore | None = None
+        self._slot = _StoreSlot()
+        self._entered = 0  # ``async with`` blocks open on this assistant
         self.shell = shell
         self.identity = identity_for(shell)  # follows the notebook document (rename, reused names)
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
         super().__init__(**kwargs)
+        # At interpreter exit (a kernel shutting down, a script ending): exchanges a lock held back
+        # are written, the HTTP sessions closed. Bound to the parts, so the Assistant can still go.
+        self._finalizer = weakref.finalize(self, _close_parts, self.runner, self._slot)
 
     @observe("history_path")
     def _history_path_changed(self, change: dict[str, Any]) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
 
     # -- what a question is asked with ----------------------------------------------------------
     @property
@@ -148,17 +152,19 @@ class Assistant(Configurable):
         A file locked by another process is not unusable: the ``HistoryError`` says so, and the
         next use opens it again (an answer meanwhile goes without history, with a warning).
         """
-        if self._store is None:
-            store = HistoryStore(self.history_path)
-            try:
-                store.threads("")  # opens and checks the file now, not in the middle of an answer
-            except HistoryError as exc:
-                if isinstance(exc, HistoryLocked):
-                    raise
-                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
-                store = MemoryStore()
-            self._store = store
-        return self._store
+        with self._slot.lock:
+            if self._slot.store is None:
+                store = HistoryStore(self.history_path)
+                try:
+                    store.threads("")  # opens and checks the file now, not in the middle of an answer
+                except HistoryError as exc:
+                    store.close()
+                    if isinstance(exc, HistoryLocked):
+                        raise
+                    print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
+                    store = MemoryStore()
+                self._slot.store = store
+            return self._slot.store
 
     @property
     def notebook(self) -> str:
@@ -257,7 +263,9 @@ class Assistant(Configurable):
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
-        return await answer(request, drawer, await self.runner.session(), reply)
+        # A shell's loop (a kernel's) and an ``async with`` block keep one session across answers.
+        async with self.runner.lease(keep=self.shell is not None or self._entered > 0) as session:
+            return await answer(request, drawer, session, reply)
 
     def ask_sync(self, prompt: str, **options: Any) -> Reply:
         """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""
@@ -324,16 +332,61 @@ class Assistant(Configurable):
         config["history_file"] = str(self.store.path)
         return config
 
+    async def __aenter__(self) -> Assistant:
+        """``async with Assistant() as a:`` reuses one HTTP session; everything it opened is closed
+        when the block ends."""
+        self._entered += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._entered -= 1
+        await self.aclose()
+
     async def aclose(self) -> None:
-        """Close this loop's HTTP session: call it before a script's ``asyncio.run`` ends."""
+        """Close this loop's HTTP session, then what ``close`` closes (the history off the loop)."""
         await self.runner.aclose()
+        self.runner.close()
+        await asyncio.to_thread(_close_store, self._slot.release())
 
     def close(self) -> None:
-        """Close the shared HTTP sessions, the loops this assistant owns, and the history file."""
+        """Close the shared HTTP sessions, the loops this assistant owns, and the history file
+        (writing exchanges a lock held back first; one line on stderr if they could not be).
+        Using the assistant afterwards opens them again."""
         self.runner.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
+
+
+class _StoreSlot:
+    """An Assistant's history store, reached from the loop and from ``to_thread`` workers.
+
+    The lock makes one store per path; a replaced store is taken out under it and closed, so its
+    connection and pending exchanges are never left behind.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.store: HistoryStore | None = None
+
+    def release(self) -> HistoryStore | None:
+        """Take the store out of use (the next use opens the file again); the caller closes it."""
+        with self.lock:
+            store, self.store = self.store, None
+        return store
+
+
+def _close_store(store: HistoryStore | None) -> None:
+    """Close ``store``; exchanges that could not be saved are said on stderr, never dropped silently."""
+    if store is None:
+        return
+    try:
+        store.close()
+    except HistoryError as exc:
+        print(f"acytoo: {exc}", file=sys.stderr)
+
+
+def _close_parts(runner: Runner, slot: _StoreSlot) -> None:
+    runner.close()
+    _close_store(slot.release())
 
 
 def _ignore(_frame: Frame) -> None:
@@ -353,9 +406,17 @@ class _Tee:
     def notify(self, note: str) -> None:
         self._renderer.notify(note)
 
+    @property
+    def last_frame(self) -> Frame | None:
+        """What the wrapped renderer last drew (the record falls back to it if closing fails)."""
+        return getattr(self._renderer, "last_frame", None)
+
     def feed(self, chunk: str) -> None:
         self._renderer.feed(chunk)
-        self._on_chunk(chunk)
+        try:
+            self._on_chunk(chunk)
+        except Exception as exc:  # the caller's code: one line, and the answer ends marked
+            raise AnswerError.from_exception("the on_chunk callback", exc) from exc
 
     def close(self, text: str, note: str = "", status: str = "") -> None:
         self._renderer.close(text, note, status)

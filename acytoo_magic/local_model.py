@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from . import model_files
+from .errors import ModelError, ModelNotFound, UnsupportedCPU
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_CTX = 4096
@@ -44,18 +45,6 @@ INSTALL_HINT = "pip install 'acytoo-magic[local]'"
 # without them the first matrix product is an illegal instruction, which kills the kernel.
 REQUIRED_CPU_FLAGS = ("avx2", "fma", "f16c")
 CPUINFO = Path("/proc/cpuinfo")  # where the flags are read (a test points it at another file)
-
-
-class ModelNotFound(ValueError):
-    """The model name names no bundled model and no .gguf file; the message lists the choices."""
-
-
-class UnsupportedCPU(RuntimeError):
-    """This CPU lacks an instruction set the bundled llama.cpp runtime is built for."""
-
-
-class ModelError(ValueError):
-    """llama.cpp refused a request (the prompt does not fit the context window, say): its message."""
 
 
 def missing_cpu_flags(cpuinfo: str | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFou
 from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import INTERRUPTED, label
+from .status import FAILED, INTERRUPTED, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -262,30 +262,40 @@ class AcytooMagics(Magics):
     def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = self.assistant.runner.run(self.assistant.ask(prompt, request=request, renderer=renderer))
+            asked = self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
+            self.assistant.runner.run(asked)
         except KeyboardInterrupt:
-            raise _one_line(AcytooInterrupted(INTERRUPTED_LINE)) from None
+            raise self._interrupted(args, reply) from None
         self._finish(args, reply, typed)
 
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = await self.assistant.ask(prompt, request=request, renderer=renderer)
+            await self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
         except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
             # Still an error, so Run All stops here; one calm line, the answer's note left out.
-            raise _one_line(AcytooInterrupted(INTERRUPTED_LINE)) from None
+            raise self._interrupted(args, reply) from None
         self._finish(args, reply, typed)
+
+    def _interrupted(self, args: Any, reply: Reply) -> AcytooInterrupted:
+        """-o gets an interrupted answer's text too, as the history does."""
+        self.last_reply = reply
+        if args.output and reply.text:
+            self.shell.user_ns[args.output] = reply.text
+        return _one_line(AcytooInterrupted(INTERRUPTED_LINE))
 
     def _finish(self, args: Any, reply: Reply, typed: str = "") -> None:
         """After the stream: report, store ``-o``, create the code cell."""
         self.last_reply = reply
         if reply.history_warning:
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
+        if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
+            self.shell.user_ns[args.output] = reply.text
         if reply.error is not None:
             raise AcytooError(str(reply.error))
-        if args.output:
-            self.shell.user_ns[args.output] = reply.text
         if args.format == "code":
             self._place_code(reply.text, typed)
 

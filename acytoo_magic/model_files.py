@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import FetchError
+
 Progress = Callable[[int, int], None]  # (bytes so far, total bytes)
 
 
@@ -45,10 +47,6 @@ SMOLLM2 = Download(
     size=98_362_432,
     url_variable="ACYTOO_SMOLLM2_URL",
 )
-
-
-class FetchError(OSError):
-    """A model file could not be fetched; the message says from where and what to do instead."""
 
 
 def cache_dir() -> Path:

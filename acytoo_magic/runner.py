@@ -9,24 +9,27 @@ cells reuse connections. A kernel interrupt cancels the stream's task; it closes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 
 from .conversation import Conversation
-from .errors import AcytooInterrupted, HistoryError
+from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
-from .providers.base import Progress, ProviderError, Usage, redact
+from .providers.base import Progress, Usage
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text, used only when no counts are reported
 
 
@@ -36,7 +39,7 @@ class Reply:
 
     chunks: int = 0
     status: str = COMPLETE
-    error: ProviderError | None = None
+    error: AcytooError | None = None  # a ProviderError, or an AnswerError (drawing, a callback)
     started: float = field(default_factory=time.monotonic)
     first_chunk: float | None = None
     finished: float | None = None
@@ -72,7 +75,8 @@ class Reply:
     @property
     def note(self) -> str:
         """What the output area says under the text when the answer is not complete."""
-        return label(self.status, self.error.message if self.error is not None else "")
+        reason = getattr(self.error, "message", str(self.error)) if self.error is not None else ""
+        return label(self.status, reason)
 
 
 @dataclass
@@ -111,8 +115,9 @@ class Request:
             parts.append(reply.finish_note or "stopped at the token limit")
         return " · ".join(p for p in parts if p)
 
-    def messages(self) -> list[dict[str, str]]:
-        if self.conversation is not None:
+    def messages(self, history: bool = True) -> list[dict[str, str]]:
+        """What is sent: with ``history``, the thread's recent exchanges before the prompt."""
+        if history and self.conversation is not None:
             return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
@@ -130,12 +135,15 @@ async def stream_reply(
 ) -> Reply:
     """Feed the provider's chunks to ``renderer``; return the reply however the stream ended.
 
-    Provider errors end the reply (``failed`` with no text, ``partial`` with some); cancellation
-    marks ``reply`` ``interrupted`` and is re-raised. The caller draws the final state.
+    Any failure ends the reply with a one-line ``error`` (``failed`` with no text, ``partial`` with
+    some): the provider's own (a ``ProviderError``), or drawing a chunk or a caller's ``on_chunk``
+    failing (an ``AnswerError``). Cancellation marks ``reply`` ``interrupted`` and is re-raised.
+    The text is everything that arrived; the caller's ``renderer.close`` draws it.
     """
     reply = reply if reply is not None else Reply()
-    items = _provider_items(provider, provider.create_async_generator(model, messages, proxy, **kwargs))
     try:
+        opened = lambda: provider.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
+        items = _provider_items(provider, opened)
         async with contextlib.aclosing(items):
             async for chunk in items:
                 if isinstance(chunk, Progress):  # shown on the waiting line until the first text
@@ -150,25 +158,39 @@ async def stream_reply(
                     reply.first_chunk = time.monotonic()
                 reply.buffer.append(chunk)
                 reply.chunks += 1
-                renderer.feed(chunk)
+                try:
+                    renderer.feed(chunk)
+                except AcytooError:
+                    raise
+                except Exception as exc:
+                    raise AnswerError.from_exception("drawing the answer", exc) from exc
     except asyncio.CancelledError:
         reply.status = INTERRUPTED
         raise
-    except ProviderError as exc:
-        reply.error = exc
-        reply.status = PARTIAL if reply.text else FAILED
+    except Exception as exc:
+        _fail(reply, exc, "streaming the answer")
     finally:
         reply.finished = time.monotonic()
     return reply
 
 
-async def _provider_items(provider: Any, stream: Any) -> AsyncIterator[Any]:
+def _fail(reply: Reply, exc: Exception, where: str) -> None:
+    """End ``reply`` with ``exc`` as its one-line error: partial if it has text, else failed."""
+    reply.error = exc if isinstance(exc, AcytooError) else AnswerError.from_exception(where, exc)
+    reply.status = PARTIAL if reply.text else FAILED
+    if not isinstance(exc, AcytooError):  # ours, not the network's: the traceback is for a debug log
+        log.debug("%s failed", where, exc_info=exc)
+
+
+async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
     """The provider's stream, closed however it ends; its own failures become one-line errors.
 
-    Only what the provider raises is turned into a ``ProviderError``: a failure in drawing or a
-    callback is ours and stays what it is.
+    Only what the provider raises (opening, iterating, decoding, closing its stream) is turned into
+    a ``ProviderError``: a failure in drawing or a callback is ours and stays what it is.
     """
+    stream = None
     try:
+        stream = open_stream()
         async for item in stream:
             yield item
     except (ProviderError, asyncio.CancelledError):
@@ -201,10 +223,13 @@ async def answer(
 ) -> Reply:
     """Send one prompt, stream it into ``renderer``, and record the exchange in its conversation.
 
-    A failure records nothing; a partial or interrupted answer is recorded and marked so. Pass
-    ``reply`` to keep the partial text when the task is cancelled (the cancel is re-raised).
-    History is read and written in a thread: a database locked by another process delays this
-    answer only, never the loop and whatever else streams on it.
+    Never raises for a failure (only the cancel is re-raised): the reply says how it ended, with a
+    one-line ``error``. What is recorded is what the user last saw: the text the final draw showed,
+    or, if that draw failed, the last frame drawn (``renderer.last_frame``), marked. A failure
+    with nothing shown records nothing. Pass ``reply`` to keep the partial text when the task is
+    cancelled. History is read and written in a thread: a database locked by another process
+    delays this answer only, never the loop and whatever else streams on it; a failed read means
+    an answer without history, still recorded.
     """
     reply = reply if reply is not None else Reply()
 
@@ -212,28 +237,52 @@ async def answer(
         reason = "rate limited" if status == 429 else "service unavailable"
         renderer.notify(f"{reason}, retrying in {delay:g} s")
 
-    renderer.start(request.label)
     try:
+        renderer.start(request.label)
         try:
             messages = await asyncio.to_thread(request.messages)
-        except HistoryError as exc:  # the file is locked or went away: answer without history
-            reply.history_warning = str(exc)
-            request.conversation = None
-            messages = request.messages()
+        except Exception as exc:  # the file is locked or went away: answer without history
+            reply.history_warning = _history_problem(exc)
+            messages = request.messages(history=False)
         reply.prompt_chars = sum(len(m["content"]) for m in messages)
         kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
         await stream_reply(
             request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs
         )
-        return reply
     except asyncio.CancelledError:  # also before the stream started (while reading the history)
         reply.status = INTERRUPTED
         raise
+    except Exception as exc:  # before the stream: starting the renderer, choosing keywords
+        _fail(reply, exc, "preparing the request")
     finally:
-        status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
-        renderer.close(reply.text, reply.note, status)
+        reply.finished = reply.finished or time.monotonic()
+        _close(request, renderer, reply)
         if request.conversation is not None:
             await asyncio.to_thread(_record, request, reply)
+    return reply
+
+
+def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
+    """The final draw; if it fails, the reply becomes what the last successful draw showed."""
+    status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
+    try:
+        renderer.close(reply.text, reply.note, status)
+    except Exception as exc:
+        frame = getattr(renderer, "last_frame", None)
+        shown = "" if frame is None or frame.waiting else frame.text
+        reply.buffer = TextBuffer()
+        reply.buffer.append(shown)
+        if reply.error is None:  # the first failure is the cause the user is told
+            reply.error = AnswerError.from_exception("showing the answer", exc)
+        if reply.status != INTERRUPTED or not shown:
+            reply.status = PARTIAL if shown else FAILED
+        log.debug("closing the renderer failed", exc_info=exc)
+
+
+def _history_problem(exc: Exception) -> str:
+    if isinstance(exc, AcytooError):
+        return str(exc)
+    return f"history failed: {type(exc).__name__}: {one_line(redact(str(exc)))}"
 
 
 def _record(request: Request, reply: Reply) -> None:
@@ -247,8 +296,8 @@ def _record(request: Request, reply: Reply) -> None:
         request.conversation.record(
             request.prompt, reply.text, reply.status, dict(request.meta), request.cell, answer_meta=tokens
         )
-    except HistoryError as exc:
-        reply.history_warning = str(exc)
+    except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
+        reply.history_warning = _history_problem(exc)
 
 
 class Runner:
@@ -278,9 +327,27 @@ class Runner:
             self._sessions[loop] = session
         return session
 
+    def _owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return loop is self._own_loop or (self._worker is not None and loop is self._worker.loop)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, keep: bool = True) -> AsyncIterator[aiohttp.ClientSession]:
+        """The HTTP session for one request.
+
+        The running loop's shared one where someone will close it: a loop the runner owns (closed
+        with it), or ``keep`` (a kernel's loop, closed on unload; an ``async with Assistant()``
+        block). Otherwise (``asyncio.run(assistant.ask(...))`` in a script, whose loop ends without
+        a word to us) a session of its own, closed when the request ends: no "Unclosed client
+        session" is left behind.
+        """
+        if keep or self._owns(asyncio.get_running_loop()):
+            yield await self.session()
+            return
+        async with aiohttp.ClientSession() as session:
+            yield session
+
     async def aclose(self) -> None:
-        """Close the running loop's shared session: a loop the runner does not own (``asyncio.run``
-        in a script) ends before ``close`` could reach it."""
+        """Close the running loop's shared session now (``async with Assistant()`` ends here)."""
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None and not session.closed:
             await session.close()
@@ -298,6 +365,11 @@ class Runner:
             self._worker = LoopThread("acytoo-runner")
         return self._worker.run(coro)
 
+    def _close_soon(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        task = loop.create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def close(self) -> None:
         """Close every session this runner opened (on unload), and the loops it owns."""
         for loop, session in list(self._sessions.items()):
@@ -307,11 +379,9 @@ class Runner:
                 with contextlib.suppress(Exception):
                     self._worker.run(session.close(), timeout=10)
             elif loop is self._own_loop and not loop.is_running():
-                loop.run_until_complete(session.close())
+                _run_to_end(loop, session.close())
             elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
-                task = loop.create_task(session.close())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                loop.call_soon_threadsafe(self._close_soon, loop, session)
         self._sessions.clear()
         if self._worker is not None:
             self._worker.stop()
@@ -319,3 +389,14 @@ class Runner:
         if self._own_loop is not None and not self._own_loop.is_running():
             self._own_loop.close()
             self._own_loop = None
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """``loop.run_until_complete(coro)``; in a thread of its own if another loop runs in this one
+    (``aclose`` inside ``asyncio.run`` closing what ``ask_sync`` opened on the runner's loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop.run_until_complete(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="acytoo-close") as pool:
+        return pool.submit(loop.run_until_complete, coro).result()

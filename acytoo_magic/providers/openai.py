@@ -16,16 +16,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from .base import (
-    AsyncGeneratorProvider,
-    HTTPStream,
-    Messages,
-    ProviderError,
-    ProviderHTTPError,
-    ProviderProtocolError,
-    Usage,
-    transport_options,
-)
+from ..errors import ProviderError, ProviderHTTPError, ProviderProtocolError
+from .base import AsyncGeneratorProvider, HTTPStream, Messages, Usage, transport_options
 from .credentials import OPENAI_DEFAULT_URL, env_keys, key_for
 
 DEFAULT_BASE_URL = OPENAI_DEFAULT_URL
