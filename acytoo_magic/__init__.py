@@ -12,14 +12,24 @@ from typing import Any
 
 from .assistant import Assistant, forget_shared_assistant, shared_assistant
 from .conversation import Conversation, HistoryStore, Message
-from .errors import AcytooError, AcytooInterrupted, ContextError, HistoryError, ProviderNotFound
-from .providers import AsyncGeneratorProvider, ProviderError, resolve
+from .errors import (
+    AcytooError,
+    AcytooInterrupted,
+    AnswerError,
+    ContextError,
+    HistoryError,
+    ModelNotFound,
+    ProviderError,
+    ProviderNotFound,
+)
+from .providers import AsyncGeneratorProvider, resolve
 from .runner import Reply, Request, Runner, answer
 
 __version__ = "0.1.0"
 __all__ = [
     "AcytooError",
     "AcytooInterrupted",
+    "AnswerError",
     "Assistant",
     "AsyncGeneratorProvider",
     "ChatWidget",
@@ -28,6 +38,7 @@ __all__ = [
     "HistoryError",
     "HistoryStore",
     "Message",
+    "ModelNotFound",
     "ProviderError",
     "ProviderNotFound",
     "Reply",

@@ -21,12 +21,11 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from .budget import BudgetExceeded
-from .errors import AcytooError
+from .errors import AcytooError, BudgetExceeded, ToolsUnsupported
 from .providers import call_keywords, provider_name
-from .providers.base import ProviderError, ToolCall
+from .providers.base import ToolCall
 from .render import Renderer
-from .runner import CHARS_PER_TOKEN, Reply, Request, stream_reply
+from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, history_problem, stream_reply
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
 
@@ -40,10 +39,6 @@ class Decision(str, Enum):
 
 
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
-
-
-class ToolsUnsupported(AcytooError, ValueError):
-    """Agent mode was asked of a provider that cannot call tools; nothing was sent."""
 
 
 def supports_tools(provider: Any) -> bool:
@@ -93,7 +88,7 @@ class Episode:
     answer: str = ""
     status: str = COMPLETE
     note: str = ""  # why it ended before an answer
-    error: ProviderError | None = None
+    error: AcytooError | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
@@ -111,6 +106,8 @@ class Episode:
         return self.answer or f"[{self.note or self.status}]"
 
     def status_line(self, request: Request) -> str:
+        """Small print under the episode, worded as an answer's; how an unfinished one ended is
+        the note above it, not repeated here."""
         about = "≈" if self.estimated else ""
         runs = sum(1 for step in self.steps if step.kind == "run")
         parts = [
@@ -118,13 +115,11 @@ class Episode:
             request.model,
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
             f"{len([s for s in self.steps if s.kind in ('tool', 'run')])} tool calls ({runs} runs)",
-            f"{about}{self.prompt_tokens:,} + {about}{self.completion_tokens:,} tokens",
+            f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
         ]
         if request.price is not None:
             cost = (self.prompt_tokens * request.price[0] + self.completion_tokens * request.price[1]) / 1e6
             parts.append(f"{about}{cost:.4f} cost")
-        if self.status != COMPLETE:
-            parts.append(str(self.status))
         return " · ".join(p for p in parts if p)
 
     def meta(self) -> dict[str, Any]:
@@ -188,7 +183,11 @@ class AgentLoop:
         """Run the episode to its end; a cancel (kernel interrupt) keeps what was done and re-raises."""
         episode = self.episode
         try:
-            base = await asyncio.to_thread(self.request.messages, True)
+            try:
+                base = await asyncio.to_thread(lambda: self.request.messages(tools=True))
+            except Exception as exc:  # the file is locked or went away: on without history, as answer does
+                episode.history_warning = history_problem(exc)
+                base = self.request.messages(history=False, tools=True)
             for _ in range(self.limits.max_steps):
                 sent = [*base, *episode.messages]
                 estimate = -(-sum(len(json.dumps(m)) for m in sent) // CHARS_PER_TOKEN)
@@ -254,7 +253,8 @@ class AgentLoop:
             )
         finally:
             if request.spend is not None:
-                await asyncio.to_thread(request.spend.charge, reply, request.price)
+                await asyncio.to_thread(charge_spend, request, reply)
+                self.episode.history_warning = self.episode.history_warning or reply.history_warning
             prompt, completion, estimated = reply.tokens()
             self.episode.prompt_tokens += prompt
             self.episode.completion_tokens += completion
@@ -351,8 +351,6 @@ class AgentLoop:
         self.view.show(step, run)
 
     def _record(self) -> None:
-        from .errors import HistoryError
-
         episode, request = self.episode, self.request
         if request.conversation is None:
             return
@@ -365,8 +363,8 @@ class AgentLoop:
                 request.cell,
                 answer_meta=episode.meta(),
             )
-        except HistoryError as exc:
-            episode.history_warning = str(exc)
+        except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
+            episode.history_warning = history_problem(exc)
 
 
 @dataclass
@@ -426,4 +424,5 @@ async def run_agent(
         assistant.agent_auto_run or auto_run,
     )
     loop = AgentLoop(request, NotebookTools(assistant.context(), hidden), approve, view, limits, shell)
-    return await loop.run(await assistant.runner.session())
+    async with assistant.session_lease() as session:
+        return await loop.run(session)

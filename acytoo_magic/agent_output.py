@@ -16,8 +16,8 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from .agent import AgentView, CodeRun, Decision, Preview, Step, ToolsUnsupported
-from .errors import AcytooError
+from .agent import AgentView, CodeRun, Decision, Preview, Step
+from .errors import AcytooError, ToolsUnsupported
 from .output import DisplayRenderer, TerminalRenderer
 from .untrusted import note_html, printable, render_markdown, status_html
 

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
@@ -23,7 +24,8 @@ from .budget import DailyBudget
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError, HistoryLocked, ProviderNotFound
+from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound
+from .notebook import forget_identity, identity_for
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -34,27 +36,9 @@ if TYPE_CHECKING:
 
 
 def notebook_id(shell: Any = None) -> str:
-    """The notebook's path when the frontend gives it, else the kernel's id, else the terminal's cwd.
-
-    VS Code sets ``__vsc_ipynb_file__``; JupyterLab and Notebook 7 set ``JPY_SESSION_NAME``, which
-    ipykernel copies to ``__session__``.
-    """
-    namespace = getattr(shell, "user_ns", None) or {}
-    session = (
-        namespace.get("__vsc_ipynb_file__")
-        or namespace.get("__session__")
-        or os.environ.get("JPY_SESSION_NAME")
-    )
-    if session:
-        return str(session)
-    if getattr(shell, "kernel", None) is not None:
-        try:
-            from ipykernel import get_connection_file
-
-            return "kernel:" + Path(get_connection_file()).stem.removeprefix("kernel-")
-        except Exception:  # not a normal ipykernel launch
-            pass
-    return f"terminal:{os.getcwd()}"
+    """The notebook's current path (live from the Jupyter server, VS Code's variable), else its
+    launch name, the kernel's id, the terminal's cwd: see ``notebook.NotebookIdentity``."""
+    return identity_for(shell).key()
 
 
 def _env_default(name: str, fallback: str) -> str:
@@ -168,17 +152,20 @@ class Assistant(Configurable):
 
     def __init__(self, shell: Any = None, errors: ErrorLog | None = None, **kwargs: Any) -> None:
         """``shell``: an IPython shell, for the notebook's namespace and identity (None in a script)."""
-        self._store: HistoryStore | None = None
+        self._slot = _StoreSlot()
+        self._entered = 0  # ``async with`` blocks open on this assistant
         self.shell = shell
+        self.identity = identity_for(shell)  # follows the notebook document (rename, reused names)
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
         super().__init__(**kwargs)
+        # At interpreter exit (a kernel shutting down, a script ending): exchanges a lock held back
+        # are written, the HTTP sessions closed. Bound to the parts, so the Assistant can still go.
+        self._finalizer = weakref.finalize(self, _close_parts, self.runner, self._slot)
 
     @observe("history_path")
     def _history_path_changed(self, change: dict[str, Any]) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
 
     # -- what a question is asked with ----------------------------------------------------------
     @property
@@ -188,26 +175,29 @@ class Assistant(Configurable):
         A file locked by another process is not unusable: the ``HistoryError`` says so, and the
         next use opens it again (an answer meanwhile goes without history, with a warning).
         """
-        if self._store is None:
-            store = HistoryStore(self.history_path)
-            try:
-                store.threads("")  # opens and checks the file now, not in the middle of an answer
-            except HistoryError as exc:
-                if isinstance(exc, HistoryLocked):
-                    raise
-                print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
-                store = MemoryStore()
-            self._store = store
-        return self._store
+        with self._slot.lock:
+            if self._slot.store is None:
+                store = HistoryStore(self.history_path)
+                try:
+                    store.threads("")  # opens and checks the file now, not in the middle of an answer
+                except HistoryError as exc:
+                    store.close()
+                    if isinstance(exc, HistoryLocked):
+                        raise
+                    print(f"acytoo: {exc}; using in-memory history for this session", file=sys.stderr)
+                    store = MemoryStore()
+                self._slot.store = store
+            return self._slot.store
 
     @property
     def notebook(self) -> str:
-        return notebook_id(self.shell)
+        """This notebook's history key, its rows sorted out when the key is new to this kernel."""
+        return self.identity.resolve(self.store)
 
     def conversation(self, thread: str | None = None) -> Conversation:
         """A thread of this notebook; the history file is opened when it is first read or written
         (in a thread, during an answer), never while a request is being built on the loop."""
-        return Conversation(lambda: self.store, self.notebook, thread or DEFAULT_THREAD)
+        return Conversation(lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD)
 
     def context(self) -> NotebookContext:
         """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a script)."""
@@ -262,27 +252,28 @@ class Assistant(Configurable):
             model=model,
             conversation=self.conversation(thread) if history else None,
             system=self.system_prompt if system is None else system,
-            budget=self.max_history_chars,
+            # a provider may cap it: a small local model reads history at ~100 tokens/s
+            budget=min(self.max_history_chars, getattr(found, "max_history_chars", self.max_history_chars)),
             proxy=str(proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
             provider_label=name,
             show_status=self.show_status,
             cell=cell if history else None,
-            meta=dict(meta or {}),
+            meta={**self.identity.stamp(), **(meta or {})},
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
             spend=self.daily_budget(),
         )
 
     def daily_budget(self) -> DailyBudget:
-        """This notebook's daily spending limits over the ledger in the history file."""
-        notebook = self.notebook
+        """This notebook's daily spending limits over the ledger in the history file (the notebook's
+        key and the file are found on first use, off the event loop, as for the conversation)."""
         return DailyBudget(
-            notebook,
+            lambda: self.notebook,
             self.daily_max_tokens,
             self.daily_max_cost,
-            spent=lambda since: self.store.spent(notebook, since),
-            add=lambda tokens, cost: self.store.add_spend(notebook, tokens, cost),
+            spent=lambda since: self.store.spent(self.notebook, since),
+            add=lambda tokens, cost: self.store.add_spend(self.notebook, tokens, cost),
         )
 
     # -- asking ---------------------------------------------------------------------------------
@@ -305,11 +296,17 @@ class Assistant(Configurable):
         """
         request = request or self.request(prompt, **options)
         if request.spend is not None and request.spend.active:  # BudgetExceeded: refused before sending
-            await asyncio.to_thread(request.spend.check_messages, request.messages(), request.price)
+            await asyncio.to_thread(request.spend.check_request, request)
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
-        return await answer(request, drawer, await self.runner.session(), reply)
+        async with self.session_lease() as session:
+            return await answer(request, drawer, session, reply)
+
+    def session_lease(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The HTTP session for one request: a shell's loop (a kernel's) and an ``async with`` block
+        keep one across answers (``Runner.lease``)."""
+        return self.runner.lease(keep=self.shell is not None or self._entered > 0)
 
     async def agent(
         self,
@@ -387,7 +384,9 @@ class Assistant(Configurable):
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
         with contextlib.suppress(ProviderNotFound):
-            keys = self._keys_for(providers.resolve(self.provider))  # the rule request() follows
+            found = providers.resolve(self.provider)
+            config.update(getattr(found, "settings_shown", dict)())  # the provider's own (Local.max_tokens)
+            keys = self._keys_for(found)  # the rule request() follows
             if keys is not None:
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"
@@ -395,16 +394,61 @@ class Assistant(Configurable):
         config["history_file"] = str(self.store.path)
         return config
 
+    async def __aenter__(self) -> Assistant:
+        """``async with Assistant() as a:`` reuses one HTTP session; everything it opened is closed
+        when the block ends."""
+        self._entered += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._entered -= 1
+        await self.aclose()
+
     async def aclose(self) -> None:
-        """Close this loop's HTTP session: call it before a script's ``asyncio.run`` ends."""
+        """Close this loop's HTTP session, then what ``close`` closes (the history off the loop)."""
         await self.runner.aclose()
+        self.runner.close()
+        await asyncio.to_thread(_close_store, self._slot.release())
 
     def close(self) -> None:
-        """Close the shared HTTP sessions, the loops this assistant owns, and the history file."""
+        """Close the shared HTTP sessions, the loops this assistant owns, and the history file
+        (writing exchanges a lock held back first; one line on stderr if they could not be).
+        Using the assistant afterwards opens them again."""
         self.runner.close()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        _close_store(self._slot.release())
+
+
+class _StoreSlot:
+    """An Assistant's history store, reached from the loop and from ``to_thread`` workers.
+
+    The lock makes one store per path; a replaced store is taken out under it and closed, so its
+    connection and pending exchanges are never left behind.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.store: HistoryStore | None = None
+
+    def release(self) -> HistoryStore | None:
+        """Take the store out of use (the next use opens the file again); the caller closes it."""
+        with self.lock:
+            store, self.store = self.store, None
+        return store
+
+
+def _close_store(store: HistoryStore | None) -> None:
+    """Close ``store``; exchanges that could not be saved are said on stderr, never dropped silently."""
+    if store is None:
+        return
+    try:
+        store.close()
+    except HistoryError as exc:
+        print(f"acytoo: {exc}", file=sys.stderr)
+
+
+def _close_parts(runner: Runner, slot: _StoreSlot) -> None:
+    runner.close()
+    _close_store(slot.release())
 
 
 def _ignore(_frame: Frame) -> None:
@@ -424,9 +468,17 @@ class _Tee:
     def notify(self, note: str) -> None:
         self._renderer.notify(note)
 
+    @property
+    def last_frame(self) -> Frame | None:
+        """What the wrapped renderer last drew (the record falls back to it if closing fails)."""
+        return getattr(self._renderer, "last_frame", None)
+
     def feed(self, chunk: str) -> None:
         self._renderer.feed(chunk)
-        self._on_chunk(chunk)
+        try:
+            self._on_chunk(chunk)
+        except Exception as exc:  # the caller's code: one line, and the answer ends marked
+            raise AnswerError.from_exception("the on_chunk callback", exc) from exc
 
     def close(self, text: str, note: str = "", status: str = "") -> None:
         self._renderer.close(text, note, status)
@@ -466,4 +518,5 @@ def forget_shared_assistant(shell: Any) -> None:
             configurables.remove(found)
         with contextlib.suppress(ValueError, AttributeError):
             shell.events.unregister("post_run_cell", found.errors.post_run_cell)
+        forget_identity(shell)
         found.close()

@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AcytooError, HistoryError
-from .runner import CHARS_PER_TOKEN, Reply
+from .errors import BudgetExceeded, HistoryError
+from .runner import CHARS_PER_TOKEN, Reply, Request
 from .status import FAILED
 
-
-class BudgetExceeded(AcytooError):
-    """A request would pass a spending budget; nothing was sent."""
+__all__ = ["BudgetExceeded", "DailyBudget", "start_of_today"]
 
 
 def start_of_today() -> float:
@@ -31,9 +29,13 @@ def start_of_today() -> float:
 
 @dataclass
 class DailyBudget:
-    """One notebook's daily limits (0: none) over a ledger: ``spent(since)`` and ``add(tokens, cost)``."""
+    """One notebook's daily limits (0: none) over a ledger: ``spent(since)`` and ``add(tokens, cost)``.
 
-    notebook: str
+    ``key()`` is the notebook's key, asked only when a message names it (finding it may read the
+    history file and ask the Jupyter server: never on the event loop).
+    """
+
+    key: Callable[[], str]
     max_tokens: int
     max_cost: float
     spent: Callable[[float], tuple[int, float]]
@@ -56,12 +58,12 @@ class DailyBudget:
         if self.max_tokens and tokens + estimate > self.max_tokens:
             raise BudgetExceeded(
                 f"not sent: ≈{estimate:,} more tokens would pass the daily budget of {self.max_tokens:,} "
-                f"tokens for {self.notebook!r} ({tokens:,} used today); raise Assistant.daily_max_tokens"
+                f"tokens for {self.key()!r} ({tokens:,} used today); raise Assistant.daily_max_tokens"
             )
         more = estimate * price[0] / 1e6 if price is not None else 0.0
         if self.max_cost and cost + more > self.max_cost:
             raise BudgetExceeded(
-                f"not sent: the daily cost budget of {self.max_cost:g} for {self.notebook!r} is spent "
+                f"not sent: the daily cost budget of {self.max_cost:g} for {self.key()!r} is spent "
                 f"({cost:.4f} used today, ≈{more:.4f} more); raise Assistant.daily_max_cost"
             )
 
@@ -78,6 +80,17 @@ class DailyBudget:
         """``check`` for these messages (what a request would send)."""
         if self.active:
             self.check(sum(len(json.dumps(m, ensure_ascii=False)) for m in messages), price)
+
+    def check_request(self, request: Request) -> None:
+        """``check_messages`` for what ``request`` would send; without the history when it cannot be
+        read, as ``runner.answer`` then sends it."""
+        if not self.active:
+            return
+        try:
+            messages = request.messages()
+        except Exception:
+            messages = request.messages(history=False)
+        self.check_messages(messages, request.price)
 
     def charge(self, reply: Reply, price: tuple[float, float] | None) -> None:
         """Add a finished request's tokens and cost; one that got nothing back (failed) costs nothing.

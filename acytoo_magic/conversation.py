@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import HistoryError, HistoryLocked
+from .errors import HistoryError, HistoryLocked, StoreClosed
+from .migrations import migrate
 from .status import COMPLETE
 
 T = TypeVar("T")
@@ -30,32 +31,11 @@ DEFAULT_THREAD = "default"
 # off the event loop, but the cell that records still waits this long before it gives up.
 BUSY_TIMEOUT = 2.0
 SETUP_TIMEOUT = 30.0  # opening a file (creating or upgrading its table) waits for others this long
+CLOSE_TIMEOUT = 10.0  # closing waits this long to save exchanges a lock held back: the last chance
 # A past message longer than this share of the history budget is cut (marked), so one huge
 # answer never pushes every older exchange out of what is sent.
 MESSAGE_SHARE = 4
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    notebook TEXT NOT NULL,
-    thread   TEXT NOT NULL,
-    role     TEXT NOT NULL,
-    content  TEXT NOT NULL,
-    status   TEXT NOT NULL DEFAULT 'complete',
-    created  REAL NOT NULL,
-    meta     TEXT NOT NULL DEFAULT '{}',
-    cell     TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (notebook, thread, id);
-CREATE TABLE IF NOT EXISTS spend (
-    notebook TEXT NOT NULL,
-    created  REAL NOT NULL,
-    tokens   INTEGER NOT NULL,
-    cost     REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS spend_by_day ON spend (notebook, created);
-"""
-_CELL_INDEX = "CREATE INDEX IF NOT EXISTS messages_by_cell ON messages (notebook, thread, cell)"
 _COLUMNS = "id, role, content, status, created, meta, cell"
 
 
@@ -121,10 +101,18 @@ class HistoryStore:
         self._lock = threading.RLock()  # record_exchange holds it across its pending list and write
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[str, str, Message, Message]] = []
+        self.closed = False
+
+    @property
+    def pending(self) -> int:
+        """Exchanges a lock held back, to be written with the next one (or on ``close``)."""
+        return len(self._pending)
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
+        if self.closed:  # a caller still holding a store that was replaced: it must not reopen the file
+            raise StoreClosed(f"history database {self.path}: this store was closed")
         db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +123,7 @@ class HistoryStore:
             )
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            _create_schema(db)
+            migrate(db, self.path)
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         except (sqlite3.Error, OSError) as exc:
             if db is not None:
@@ -192,13 +180,9 @@ class HistoryStore:
         """
         exchange = (notebook, thread, replace(prompt, cell=cell), replace(answer, cell=cell))
 
-        def write(db: sqlite3.Connection) -> None:
-            for pending in [*self._pending, exchange]:
-                _write_exchange(db, *pending)
-
         with self._lock:  # the pending list and the write it goes into change together
             try:
-                self._transaction(write)
+                self._transaction(lambda db: _write_exchanges(db, [*self._pending, exchange]))
             except HistoryLocked as exc:
                 self._pending.append(exchange)
                 kept = f"{exc}; the exchange is kept in memory and saved with the next one"
@@ -280,6 +264,26 @@ class HistoryStore:
             ).rowcount
         )
 
+    # -- which notebook document wrote what (notebook.py tells documents apart with these) --------
+    def authors(self, notebook: str | None = None) -> list[tuple[int, str, str | None, Any, Any]]:
+        """``(row id, notebook, cell, meta.kernel, meta.anchor)`` of the rows of ``notebook`` (or of
+        every row that points at a cell): who wrote what, to tell a notebook from one that reused
+        its name."""
+        columns = "id, notebook, cell, json_extract(meta, '$.kernel'), json_extract(meta, '$.anchor')"
+        if notebook is not None:
+            return self._run(f"SELECT {columns} FROM messages WHERE notebook = ?", (notebook,))
+        return self._run(
+            f"SELECT {columns} FROM messages"
+            " WHERE cell LIKE 'id:%' OR json_extract(meta, '$.anchor') IS NOT NULL"
+        )
+
+    def move_rows(self, ids: Sequence[int], target: str) -> int:
+        """Give these rows to notebook ``target`` (in one transaction); returns how many moved."""
+        rows = [(target, row_id) for row_id in ids]
+        return self._transaction(
+            lambda db: db.executemany("UPDATE messages SET notebook = ? WHERE id = ?", rows).rowcount
+        )
+
     def reset(self, notebook: str, thread: str | None = None) -> int:
         """Delete one thread (or all of the notebook's threads); returns how many messages went."""
         if thread is None:
@@ -288,11 +292,38 @@ class HistoryStore:
             sql, params = "DELETE FROM messages WHERE notebook = ? AND thread = ?", (notebook, thread)
         return self._transaction(lambda db: db.execute(sql, params).rowcount)
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Write the exchanges a lock held back, then close the file for good.
+
+        Waits up to ``timeout`` for another process's lock; if they still cannot be written,
+        ``HistoryError`` says how many were lost and why (the store is closed either way).
+        """
         with self._lock:
+            if self.closed:
+                return
+            failure: HistoryError | None = None
+            if self._pending:
+                failure = self._flush(timeout)
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self.closed = True
+            if failure is not None:
+                raise failure
+
+    def _flush(self, timeout: float) -> HistoryError | None:
+        count = len(self._pending)
+        try:
+            self._connect().execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._transaction(lambda db: _write_exchanges(db, self._pending))
+        except (HistoryError, sqlite3.Error) as exc:
+            reason = str(exc).removeprefix(f"history database {self.path}").removeprefix(": ").strip()
+            return HistoryError(
+                f"history database {self.path}: {count} exchange(s) held back by a lock could not be "
+                f"saved on closing ({reason})"
+            )
+        self._pending.clear()
+        return None
 
 
 class MemoryStore(HistoryStore):
@@ -304,8 +335,10 @@ class MemoryStore(HistoryStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            if self.closed:
+                raise StoreClosed("in-memory history: this store was closed")
             self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-            _create_schema(self._db)
+            migrate(self._db)
         return self._db
 
 
@@ -329,20 +362,9 @@ def _row(notebook: str, thread: str, m: Message) -> tuple[Any, ...]:
     return (notebook, thread, m.role, m.content, m.status, m.created, json.dumps(m.meta), m.cell)
 
 
-def _create_schema(db: sqlite3.Connection) -> None:
-    """Create or upgrade the table in one write transaction, so concurrent openers take turns."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in filter(str.strip, _SCHEMA.split(";")):
-            db.execute(statement)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
-        if "cell" not in columns:  # a file written before exchanges knew their cell
-            db.execute("ALTER TABLE messages ADD COLUMN cell TEXT")
-        db.execute(_CELL_INDEX)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+def _write_exchanges(db: sqlite3.Connection, exchanges: Iterable[tuple[str, str, Message, Message]]) -> None:
+    for exchange in exchanges:
+        _write_exchange(db, *exchange)
 
 
 def _write_exchange(
@@ -432,18 +454,37 @@ class Conversation:
     """
 
     def __init__(
-        self, store: HistoryStore | Callable[[], HistoryStore], notebook: str, thread: str = DEFAULT_THREAD
+        self,
+        store: HistoryStore | Callable[[], HistoryStore],
+        notebook: str | Callable[[], str],
+        thread: str = DEFAULT_THREAD,
     ) -> None:
         self._store = store  # or how to get it: opened on first use, off the event loop
-        self.notebook = notebook
+        self._notebook = notebook  # or how to find it: resolved on first use, then kept
         self.thread = thread
 
     @property
     def store(self) -> HistoryStore:
         return self._store if isinstance(self._store, HistoryStore) else self._store()
 
+    @property
+    def notebook(self) -> str:
+        """The notebook's key; found on first use (off the event loop) and the same for the exchange."""
+        if not isinstance(self._notebook, str):
+            self._notebook = self._notebook()
+        return self._notebook
+
+    def _with_store(self, work: Callable[[HistoryStore], T]) -> T:
+        """``work(store)``; if the store was replaced meanwhile (``history_path`` changed), on the new one."""
+        try:
+            return work(self.store)
+        except StoreClosed:
+            if isinstance(self._store, HistoryStore):
+                raise
+            return work(self.store)
+
     def messages(self, limit: int | None = None, before: int | None = None) -> list[Message]:
-        return self.store.load(self.notebook, self.thread, limit, before)
+        return self._with_store(lambda store: store.load(self.notebook, self.thread, limit, before))
 
     def to_send(
         self,
@@ -459,9 +500,13 @@ class Conversation:
         assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer, which
         every provider accepts (some refuse tool messages in a request without ``tools``).
         """
-        before = self.store.position(self.notebook, self.thread, cell) if cell is not None else None
-        # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
-        past = self.messages(limit=max(64, budget // 16), before=before)
+
+        def read(store: HistoryStore) -> list[Message]:
+            before = store.position(self.notebook, self.thread, cell) if cell is not None else None
+            # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
+            return store.load(self.notebook, self.thread, max(64, budget // 16), before)
+
+        past = self._with_store(read)
         head = [Message("system", system)] if system else []
         if not tools:
             past = [without_steps(m) for m in past]
@@ -479,10 +524,8 @@ class Conversation:
     ) -> None:
         """Store the exchange; ``meta`` goes with both messages, ``answer_meta`` (tokens) with the answer."""
         now = time.time()
-        self.store.record_exchange(
-            self.notebook,
-            self.thread,
-            Message("user", prompt, COMPLETE, now, meta or {}),
-            Message("assistant", answer, status, now, {**(meta or {}), **(answer_meta or {})}),
-            cell,
+        question = Message("user", prompt, COMPLETE, now, meta or {})
+        reply = Message("assistant", answer, status, now, {**(meta or {}), **(answer_meta or {})})
+        self._with_store(
+            lambda store: store.record_exchange(self.notebook, self.thread, question, reply, cell)
         )

@@ -15,8 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 
-from . import providers
-from .agent import episode_steps
+from . import listing, providers
 from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
 from .conversation import DEFAULT_THREAD
@@ -24,26 +23,19 @@ from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFou
 from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import label
-from .untrusted import printable
+from .status import FAILED, INTERRUPTED, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
     "%%acytoo                       then: Why does my groupby return NaN for {df}?",
+    "%%acytoo -p local              then: Explain a left join   (the bundled model: offline, no key)",
     "%%acytoo -c plots -f code      then: Plot sales per month from {sales}",
     "%%acytoo -p openai -m llama3.2 --url http://localhost:11434/v1   (Ollama)",
     "%%acytoo --no-history -o summary --context df   then: Summarise this data",
+    "%config Assistant.provider = 'local'   then every cell answers offline",
 )
-SUBCOMMAND_EXAMPLES = {
-    "history": "%acytoo history -c plots",
-    "reset": "%acytoo reset --all",
-    "threads": "%acytoo threads --adopt old_name.ipynb",
-    "providers": "%acytoo providers",
-    "config": "%config Assistant.model = 'gpt-4o-mini'; then %acytoo config",
-    "export": "%acytoo export -c plots plots.md",
-    "explain": "%acytoo explain 12",
-    "chat": "%acytoo chat -c default",
-}
+INTERRUPTED_LINE = "Interrupted: the answer above stops here; what came so far is kept."
+AGENT_INTERRUPTED_LINE = "Interrupted: the episode above stops here; the steps done so far are kept."
 
 
 _CALL = re.compile(r"^get_ipython\(\)\.run_(?P<kind>cell|line)_magic\('acytoo', ")
@@ -108,9 +100,30 @@ def split_args(line: str) -> list[str]:
 def _origin(message: Any) -> str:
     """Where an exchange came from, for ``%acytoo history``: the cell (execution count) or a chat."""
     if message.cell is None:
-        return " · chat"
+        return "chat"
     count = message.meta.get("execution_count")
-    return f" · cell In [{count}]" if count is not None else " · cell"
+    return f"cell In [{count}]" if count is not None else "cell"
+
+
+def _one_line(exc: BaseException) -> BaseException:
+    """The exception shown by IPython as its message alone: no class name, no traceback."""
+    exc._render_traceback_ = lambda: [str(exc)]  # type: ignore[attr-defined]  # IPython's hook
+    return exc
+
+
+class _InterruptSaidOnce:
+    """A drawer that leaves the "interrupted" note out: the cell's one-line error says it."""
+
+    def close(self, text: str, note: str = "", status: str = "") -> None:
+        super().close(text, "" if note == INTERRUPTED else note, status)  # type: ignore[misc]
+
+
+class CellOutput(_InterruptSaidOnce, DisplayRenderer):
+    """The notebook output area of one ``%%acytoo`` cell."""
+
+
+class TerminalOutput(_InterruptSaidOnce, TerminalRenderer):
+    """A terminal IPython's output of one ``%%acytoo`` cell."""
 
 
 def _subparser(name: str, help_text: str) -> SubcommandParser:
@@ -127,6 +140,7 @@ class AcytooMagics(Magics):
         self.last_reply: Reply | None = None
         self.last_renderer: ThrottledRenderer | None = None
         self._calls: tuple[str, int] = ("", 0)  # (execute request, answers it asked for so far)
+        self._placed: dict[str, str] = {}  # cell -> the code -f code last put below it (this session)
 
     def transform_lines(self, lines: list[str]) -> list[str]:
         """The input transformer: top-level calls become awaited where top-level await applies."""
@@ -141,19 +155,24 @@ class AcytooMagics(Magics):
         papermill send none, so there the text typed stands for the cell. The n-th answer a cell
         asks for in one run (a loop, ``%run other.ipynb``) is told apart by ``#n``.
         """
-        kernel = getattr(self.shell, "kernel", None)
-        if kernel is None:
+        if getattr(self.shell, "kernel", None) is None:
             return None
-        try:
-            parent = kernel.get_parent() or {}
-        except Exception:  # an older kernel without per-request parents
-            parent = {}
-        request = parent.get("header", {}).get("msg_id", "")
+        request = self._parent().get("header", {}).get("msg_id", "")
         calls = self._calls[1] + 1 if request and self._calls[0] == request else 0
         self._calls = (request, calls)
-        cell_id = parent.get("metadata", {}).get("cellId")
-        base = f"id:{cell_id}" if cell_id else "text:" + hashlib.sha256(typed.encode()).hexdigest()[:16]
-        return f"{base}#{calls}"
+        return f"{self._cell_base(typed)}#{calls}"
+
+    def _parent(self) -> dict[str, Any]:
+        """The execute request being answered ({} in a terminal, or an older kernel without one)."""
+        try:
+            return self.shell.kernel.get_parent() or {}
+        except Exception:
+            return {}
+
+    def _cell_base(self, typed: str) -> str:
+        """The asking cell: its id where the frontend sends one, else the text typed in it."""
+        cell_id = self._parent().get("metadata", {}).get("cellId")
+        return f"id:{cell_id}" if cell_id else "text:" + hashlib.sha256(typed.encode()).hexdigest()[:16]
 
     # -- the magic -------------------------------------------------------------------------
     @magic_arguments()
@@ -170,7 +189,7 @@ class AcytooMagics(Magics):
         "--format",
         choices=FORMATS,
         default="markdown",
-        help="markdown (default), text, or code (extracted code goes to a new cell)",
+        help="markdown (default), text, or code (the answer's code also goes into a new cell below)",
     )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
     @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
@@ -201,7 +220,9 @@ class AcytooMagics(Magics):
 
     async def run_line_async(self, line: str) -> None:
         """``%acytoo ...`` awaited on the kernel's loop: ``explain`` streams, the rest are instant."""
-        words = self.shell.var_expand(line, 1).split(None, 1)
+        # As IPython does for any line magic it calls: {x} and $x expanded, for every subcommand.
+        line = self.shell.var_expand(line, 1)
+        words = line.split(None, 1)
         if words and words[0] == "explain":
             await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
         else:
@@ -233,15 +254,17 @@ class AcytooMagics(Magics):
                 system=args.system,
                 history=not args.no_history,
                 cell=cell,
-                meta={"execution_count": self.shell.execution_count} if cell else None,
+                # IPython counts a stored cell before running it: this cell is In [count - 1]
+                # (ipykernel's execute_reply says the same)
+                meta={"execution_count": self.shell.execution_count - 1} if cell else None,
             )
         except ProviderNotFound as exc:
             raise UsageError(str(exc)) from None
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
-            renderer = DisplayRenderer(args.format, self.assistant.render_interval)
+            renderer = CellOutput(args.format, self.assistant.render_interval)
         else:
-            renderer = TerminalRenderer()
+            renderer = TerminalOutput()
         self.last_renderer = renderer
         return request, renderer
 
@@ -253,13 +276,15 @@ class AcytooMagics(Magics):
             try:
                 return self.assistant.runner.run(self._agent(args, prompt, typed, on_loop=False))
             except KeyboardInterrupt:
-                raise AcytooInterrupted("interrupted; the steps done so far are kept") from None
+                raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = self.assistant.runner.run(self.assistant.ask(prompt, request=request, renderer=renderer))
+            asked = self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
+            self.assistant.runner.run(asked)
         except KeyboardInterrupt:
-            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
-        self._finish(args, reply)
+            raise self._interrupted(args, reply) from None
+        self._finish(args, reply, typed)
 
     async def _agent(self, args: Any, prompt: str, typed: str, on_loop: bool = True) -> None:
         """``--agent``: one episode drawn step by step; code runs only after Run (``agent_output``)."""
@@ -269,9 +294,12 @@ class AcytooMagics(Magics):
         try:
             episode = await run_agent_cell(self.assistant, request, self.shell, on_loop, args.auto_run)
         except asyncio.CancelledError:  # a kernel interrupt: the episode recorded what was done
-            raise AcytooInterrupted("interrupted; the steps done so far are kept") from None
+            # Still an error, so Run All stops here; one calm line, said once (as for an answer).
+            raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         if args.output:
             self.shell.user_ns[args.output] = episode.answer
+        if args.format == "code" and episode.answer:
+            self._place_code(episode.answer, typed)
 
     def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
         """``--dry-run``: the messages (and tools, with ``--agent``) as they would be sent; nothing is."""
@@ -287,27 +315,60 @@ class AcytooMagics(Magics):
         if args.agent:
             return await self._agent(args, prompt, typed)
         request, renderer = self._start(args, prompt, typed)
+        reply = Reply()
         try:
-            reply = await self.assistant.ask(prompt, request=request, renderer=renderer)
+            await self.assistant.ask(prompt, request=request, renderer=renderer, reply=reply)
         except asyncio.CancelledError:  # ipykernel turns a kernel interrupt into a cancel
-            raise AcytooInterrupted("interrupted; the partial answer is kept, marked") from None
-        self._finish(args, reply)
+            # Still an error, so Run All stops here; one calm line, the answer's note left out.
+            raise self._interrupted(args, reply) from None
+        self._finish(args, reply, typed)
 
-    def _finish(self, args: Any, reply: Reply) -> None:
+    def _interrupted(self, args: Any, reply: Reply) -> AcytooInterrupted:
+        """-o gets an interrupted answer's text too, as the history does."""
+        self.last_reply = reply
+        if args.output and reply.text:
+            self.shell.user_ns[args.output] = reply.text
+        return _one_line(AcytooInterrupted(INTERRUPTED_LINE))
+
+    def _finish(self, args: Any, reply: Reply, typed: str = "") -> None:
         """After the stream: report, store ``-o``, create the code cell."""
         self.last_reply = reply
         if reply.history_warning:
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
+        if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
+            self.shell.user_ns[args.output] = reply.text
         if reply.error is not None:
             raise AcytooError(str(reply.error))
-        if args.output:
-            self.shell.user_ns[args.output] = reply.text
         if args.format == "code":
-            code = extract_code(reply.text)
-            if code is None:
-                print("acytoo: the answer has no fenced code block; no cell was created", file=sys.stderr)
-            else:
-                self.shell.set_next_input(code, replace=False)
+            self._place_code(reply.text, typed)
+
+    def _place_code(self, text: str, typed: str) -> None:
+        """Put the answer's code into a new cell below, and say so; a re-run with the same code adds none.
+
+        The kernel cannot see or replace the cell it created (the ``set_next_input`` payload either
+        inserts a cell below or, with ``replace=True``, overwrites the asking cell itself), so it
+        remembers what it put below each cell this session and does not insert the same code twice.
+        """
+        code = extract_code(text)
+        if code is None:
+            print("acytoo: the answer has no fenced code block, so no cell was added")
+            return
+        lines = f"{len(code.splitlines())} line{'s' if len(code.splitlines()) != 1 else ''}"
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        key = self._cell_base(typed)
+        digest = hashlib.sha256(code.encode()).hexdigest()
+        if in_kernel and self._placed.get(key) == digest:
+            print(f"acytoo: the answer's code ({lines}) is the same as last run's, already in the cell below")
+            return
+        before = self._placed.get(key) if in_kernel else None
+        self._placed[key] = digest
+        self.shell.set_next_input(code, replace=False)
+        if not in_kernel:
+            print(f"acytoo: the answer's code ({lines}) is in your next prompt")
+        elif before is None:
+            print(f"acytoo: the answer's code ({lines}) is in a new cell below")
+        else:
+            print(f"acytoo: the answer's code ({lines}) changed: a new cell below has it, last run's follows")
 
     def options(self, argv: list[str] | None = None) -> Any:
         """The cell magic's options parsed from ``argv`` (defaults when empty)."""
@@ -348,10 +409,9 @@ class AcytooMagics(Magics):
                 flags = ", ".join(action.option_strings)
                 lines.append(f"  {flags:<22} {action.help}")
         lines += ["", "Examples:", *(f"  {example}" for example in CELL_EXAMPLES), "", "Subcommands:"]
-        for name, handler in self.subcommands().items():
-            lines.append(f"  %acytoo {name:<10} {(handler.__doc__ or '').strip().splitlines()[0]}")
-            if name in SUBCOMMAND_EXAMPLES:
-                lines.append(f"  {'':<18} e.g. {SUBCOMMAND_EXAMPLES[name]}")
+        for handler in self.subcommands().values():  # each docstring's first line: "What it does: usage."
+            what, _, usage = (handler.__doc__ or "").strip().splitlines()[0].rstrip(".").partition(": %")
+            lines.append(f"  %{usage:<40} {what[0].lower()}{what[1:]}")
         lines += [
             "",
             "In a prompt: {df} a variable (summarised), {In[3]} / {Out[3]} a cell, {Err} the last error.",
@@ -359,17 +419,20 @@ class AcytooMagics(Magics):
         print("\n".join(lines))
 
     def _history(self, rest: str) -> None:
-        """Print a thread's messages: %acytoo history [-c THREAD]."""
-        parser = _subparser("history", "print a thread")
+        """List a thread, one line an exchange (--full: whole): %acytoo history [-c THREAD] [--full]."""
+        from IPython.display import display
+
+        parser = _subparser("history", "list a thread")
         parser.add_argument("-c", "--thread", default=None)
+        parser.add_argument("--full", action="store_true")
         args = self._parse(parser, rest)
+        thread = args.thread or DEFAULT_THREAD
         messages = self.assistant.conversation(args.thread).messages()
         if not messages:
-            print(f"(thread {args.thread or DEFAULT_THREAD!r} is empty)")
-        for message in messages:
-            mark = f" [{label(message.status)}]" if label(message.status) else ""
-            steps = "".join(f"  · {printable(step.summary())}\n" for step in episode_steps(message.meta))
-            print(f"--- {message.role}{mark}{_origin(message)}\n{steps}{printable(message.content)}")
+            print(f"(thread {thread!r} is empty)")
+            return
+        shown = (listing.full if args.full else listing.compact)(thread, messages, _origin)
+        display(shown.bundle(), raw=True)  # a reply is shown through the one policy, stored or live
 
     def _reset(self, rest: str) -> None:
         """Forget a thread, or all threads of this notebook: %acytoo reset [-c THREAD | --all]."""
@@ -398,7 +461,7 @@ class AcytooMagics(Magics):
         for thread, count, _last in rows:
             prompt, completion, estimated = tokens.get(thread, (0, 0, False))
             about = "≈" if estimated else ""
-            print(f"  {thread}: {count} messages · {about}{prompt:,} + {about}{completion:,} tokens")
+            print(f"  {thread}: {count} messages · {about}{prompt:,} tokens in, {about}{completion:,} out")
         if rows:
             return
         print("  (none yet)")
@@ -418,8 +481,13 @@ class AcytooMagics(Magics):
     def _config(self, rest: str) -> None:
         """Show the effective settings, secrets masked: %acytoo config."""
         self._parse(_subparser("config", "show settings"), rest)
-        for name, value in self.assistant.effective_config().items():
+        config = self.assistant.effective_config()
+        path = config.pop("history_file", None) or config.get("history_path")
+        config.pop("history_path", None)
+        for name, value in config.items():
             print(f"{name:<18} {value!r}")
+        move = "move it: %config Assistant.history_path = '...' (or ACYTOO_HISTORY_DB)"
+        print(f"{'history':<18} {path}\n{'':<18} {move}; clear it: %acytoo reset [--all]")
 
     def _explain(self, rest: str) -> None:
         """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""

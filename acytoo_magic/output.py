@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from .render import Frame, ThrottledRenderer
-from .untrusted import note_html, printable, render_markdown, status_html, with_cursor
+from .untrusted import note_html, printable, render_markdown, status_html, unlinkable, with_cursor
 
 # While an answer streams, text/plain carries at most its last this many characters: the frontends
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved
@@ -33,14 +33,14 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     No ``text/markdown``: JupyterLab renders an executed cell's Markdown as trusted, raw HTML live.
     A long answer's whole text goes in text/plain only with the final update (see ``streaming_plain``).
     """
-    if frame.waiting:
-        return {"text/plain": printable(f"⏳ {frame.note}"), "text/html": note_html(f"⏳ {frame.note}")}
+    if frame.waiting:  # text, not an hourglass emoji: without an emoji font that is an empty box
+        return {"text/plain": printable(f"… {frame.note}"), "text/html": note_html(f"… {frame.note}")}
     full = frame.final or fmt == "text"  # -f text has nothing else to show
     text = printable(frame.text) if full else streaming_plain(frame.text)
     plain = text + (f"\n[{printable(frame.note)}]" if frame.note else "")
     plain += f"\n— {printable(frame.status)}" if frame.status else ""
-    if fmt == "text":
-        return {"text/plain": plain}
+    if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
+        return {"text/plain": unlinkable(plain)}
     body = render_markdown(frame.text)  # printable() inside
     if not frame.final:
         body = with_cursor(body)

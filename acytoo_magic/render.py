@@ -81,12 +81,13 @@ class ThrottledRenderer:
         self.closed = False
         self._gap = self.interval
         self.last_frame: Frame | None = None
+        self._failed: Exception | None = None  # a timer's draw that failed, raised by the next feed
 
     def _emit(self, frame: Frame) -> None:
         self.draws += 1
-        self.last_frame = frame
         started = self._clock()
         self._draw(frame)
+        self.last_frame = frame  # what the user last saw: only a frame whose draw succeeded
         self._last = self._clock()
         # Each draw re-sends and re-renders the whole text, so its cost grows with the text. The
         # gap to the next draw grows with it: one interval per SIZE_STEP characters (the frontend's
@@ -106,7 +107,10 @@ class ThrottledRenderer:
 
         def fire() -> None:
             self._timer = None
-            callback()
+            try:
+                callback()
+            except Exception as exc:  # not into the loop's log: the next feed reports it to the answer
+                self._failed = exc
 
         self._timer = loop.call_later(max(0.0, delay), fire)
 
@@ -140,6 +144,9 @@ class ThrottledRenderer:
     def feed(self, chunk: str) -> None:
         """Add a chunk; it is drawn now if the last draw is old enough, else by a timer."""
         self._buffer.append(chunk)
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
         if not self._has_text:
             self._has_text = True
             self._cancel_timer()  # the waiting ticker ends with the first chunk

@@ -9,24 +9,27 @@ cells reuse connections. A kernel interrupt cancels the stream's task; it closes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
 
 from .conversation import Conversation
-from .errors import AcytooInterrupted, HistoryError
+from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
-from .providers.base import ProviderError, ToolCall, ToolCalls, Usage, redact
+from .providers.base import Progress, ToolCall, ToolCalls, Usage
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text, used only when no counts are reported
 
 
@@ -36,7 +39,7 @@ class Reply:
 
     chunks: int = 0
     status: str = COMPLETE
-    error: ProviderError | None = None
+    error: AcytooError | None = None  # a ProviderError, or an AnswerError (drawing, a callback)
     started: float = field(default_factory=time.monotonic)
     first_chunk: float | None = None
     finished: float | None = None
@@ -44,6 +47,7 @@ class Reply:
     buffer: TextBuffer = field(default_factory=TextBuffer, repr=False)
     usage: Usage | None = None  # token counts, when the backend reported them
     finish_reason: str = ""  # "length" when the backend stopped at its token limit
+    finish_note: str = ""  # what the backend says about it ("stopped at the 512-token limit (raise ...)")
     prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
     tool_calls: tuple[ToolCall, ...] = ()  # the calls the reply ended with (agent mode)
 
@@ -72,7 +76,8 @@ class Reply:
     @property
     def note(self) -> str:
         """What the output area says under the text when the answer is not complete."""
-        return label(self.status, self.error.message if self.error is not None else "")
+        reason = getattr(self.error, "message", str(self.error)) if self.error is not None else ""
+        return label(self.status, reason)
 
 
 @dataclass
@@ -96,25 +101,26 @@ class Request:
     spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
 
     def status_line(self, reply: Reply) -> str:
-        """Provider, model, time, size, tokens (and cost): small print under a finished answer."""
+        """Provider, model, size and time, tokens (and cost): small print under a finished answer.
+
+        How an unfinished answer ended is not repeated here: the note above the line says it.
+        """
         parts = [self.provider_label or provider_name(self.provider), self.model]
-        parts.append(f"{reply.elapsed:.1f} s")
-        parts.append(f"{len(reply.text):,} characters in {reply.chunks:,} chunks")
+        parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
-        parts.append(f"{about}{prompt:,} + {about}{completion:,} tokens")
+        parts.append(f"{about}{prompt:,} tokens in, {about}{completion:,} out")
         if self.price is not None:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
             parts.append(f"{about}{cost:.4f} cost")
         if reply.finish_reason == "length":
-            parts.append("stopped at the token limit")
-        if reply.status != COMPLETE:
-            parts.append(reply.status)
+            parts.append(reply.finish_note or "stopped at the token limit")
         return " · ".join(p for p in parts if p)
 
-    def messages(self, tools: bool = False) -> list[dict[str, Any]]:
-        """What is sent; ``tools`` (a request carrying tools): past agent episodes with their steps."""
-        if self.conversation is not None:
+    def messages(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
+        """What is sent: with ``history``, the thread's recent exchanges before the prompt; with
+        ``tools`` (a request carrying tools), past agent episodes with their steps."""
+        if history and self.conversation is not None:
             return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
@@ -132,14 +138,20 @@ async def stream_reply(
 ) -> Reply:
     """Feed the provider's chunks to ``renderer``; return the reply however the stream ended.
 
-    Provider errors end the reply (``failed`` with no text, ``partial`` with some); cancellation
-    marks ``reply`` ``interrupted`` and is re-raised. The caller draws the final state.
+    Any failure ends the reply with a one-line ``error`` (``failed`` with no text, ``partial`` with
+    some): the provider's own (a ``ProviderError``), or drawing a chunk or a caller's ``on_chunk``
+    failing (an ``AnswerError``). Cancellation marks ``reply`` ``interrupted`` and is re-raised.
+    The text is everything that arrived; the caller's ``renderer.close`` draws it.
     """
     reply = reply if reply is not None else Reply()
-    items = _provider_items(provider, provider.create_async_generator(model, messages, proxy, **kwargs))
     try:
+        opened = lambda: provider.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
+        items = _provider_items(provider, opened)
         async with contextlib.aclosing(items):
             async for chunk in items:
+                if isinstance(chunk, Progress):  # shown on the waiting line until the first text
+                    renderer.notify(chunk.note)
+                    continue
                 if not isinstance(chunk, str):
                     _take_extra(reply, chunk)  # usage, a finish reason; others (images, reasoning) skipped
                     continue
@@ -149,25 +161,39 @@ async def stream_reply(
                     reply.first_chunk = time.monotonic()
                 reply.buffer.append(chunk)
                 reply.chunks += 1
-                renderer.feed(chunk)
+                try:
+                    renderer.feed(chunk)
+                except AcytooError:
+                    raise
+                except Exception as exc:
+                    raise AnswerError.from_exception("drawing the answer", exc) from exc
     except asyncio.CancelledError:
         reply.status = INTERRUPTED
         raise
-    except ProviderError as exc:
-        reply.error = exc
-        reply.status = PARTIAL if reply.text else FAILED
+    except Exception as exc:
+        _fail(reply, exc, "streaming the answer")
     finally:
         reply.finished = time.monotonic()
     return reply
 
 
-async def _provider_items(provider: Any, stream: Any) -> AsyncIterator[Any]:
+def _fail(reply: Reply, exc: Exception, where: str) -> None:
+    """End ``reply`` with ``exc`` as its one-line error: partial if it has text, else failed."""
+    reply.error = exc if isinstance(exc, AcytooError) else AnswerError.from_exception(where, exc)
+    reply.status = PARTIAL if reply.text else FAILED
+    if not isinstance(exc, AcytooError):  # ours, not the network's: the traceback is for a debug log
+        log.debug("%s failed", where, exc_info=exc)
+
+
+async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
     """The provider's stream, closed however it ends; its own failures become one-line errors.
 
-    Only what the provider raises is turned into a ``ProviderError``: a failure in drawing or a
-    callback is ours and stays what it is.
+    Only what the provider raises (opening, iterating, decoding, closing its stream) is turned into
+    a ``ProviderError``: a failure in drawing or a callback is ours and stays what it is.
     """
+    stream = None
     try:
+        stream = open_stream()
         async for item in stream:
             yield item
     except (ProviderError, asyncio.CancelledError):
@@ -186,12 +212,16 @@ def _take_extra(reply: Reply, item: Any) -> None:
     if isinstance(item, ToolCalls):
         reply.tool_calls = item.calls
         return
+    if isinstance(item, ToolCalls):
+        reply.tool_calls = item.calls
+        return
     prompt, completion = getattr(item, "prompt_tokens", None), getattr(item, "completion_tokens", None)
     if isinstance(prompt, int) or isinstance(completion, int):
         reply.usage = Usage(prompt, completion)
     reason = getattr(item, "reason", None)
     if type(item).__name__ == "FinishReason" and isinstance(reason, str):
         reply.finish_reason = reason
+        reply.finish_note = str(getattr(item, "note", "") or "")
 
 
 async def answer(
@@ -202,10 +232,13 @@ async def answer(
 ) -> Reply:
     """Send one prompt, stream it into ``renderer``, and record the exchange in its conversation.
 
-    A failure records nothing; a partial or interrupted answer is recorded and marked so. Pass
-    ``reply`` to keep the partial text when the task is cancelled (the cancel is re-raised).
-    History is read and written in a thread: a database locked by another process delays this
-    answer only, never the loop and whatever else streams on it.
+    Never raises for a failure (only the cancel is re-raised): the reply says how it ended, with a
+    one-line ``error``. What is recorded is what the user last saw: the text the final draw showed,
+    or, if that draw failed, the last frame drawn (``renderer.last_frame``), marked. A failure
+    with nothing shown records nothing. Pass ``reply`` to keep the partial text when the task is
+    cancelled. History is read and written in a thread: a database locked by another process
+    delays this answer only, never the loop and whatever else streams on it; a failed read means
+    an answer without history, still recorded.
     """
     reply = reply if reply is not None else Reply()
 
@@ -213,30 +246,63 @@ async def answer(
         reason = "rate limited" if status == 429 else "service unavailable"
         renderer.notify(f"{reason}, retrying in {delay:g} s")
 
-    renderer.start(request.label)
     try:
+        renderer.start(request.label)
         try:
             messages = await asyncio.to_thread(request.messages)
-        except HistoryError as exc:  # the file is locked or went away: answer without history
-            reply.history_warning = str(exc)
-            request.conversation = None
-            messages = request.messages()
+        except Exception as exc:  # the file is locked or went away: answer without history
+            reply.history_warning = history_problem(exc)
+            messages = request.messages(history=False)
         reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
         kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
         await stream_reply(
             request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs
         )
-        return reply
     except asyncio.CancelledError:  # also before the stream started (while reading the history)
         reply.status = INTERRUPTED
         raise
+    except Exception as exc:  # before the stream: starting the renderer, choosing keywords
+        _fail(reply, exc, "preparing the request")
     finally:
-        status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
-        renderer.close(reply.text, reply.note, status)
+        reply.finished = reply.finished or time.monotonic()
+        _close(request, renderer, reply)
         if request.spend is not None:
-            await asyncio.to_thread(request.spend.charge, reply, request.price)
+            await asyncio.to_thread(charge_spend, request, reply)
         if request.conversation is not None:
             await asyncio.to_thread(_record, request, reply)
+    return reply
+
+
+def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
+    """The final draw; if it fails, the reply becomes what the last successful draw showed."""
+    status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
+    try:
+        renderer.close(reply.text, reply.note, status)
+    except Exception as exc:
+        frame = getattr(renderer, "last_frame", None)
+        shown = "" if frame is None or frame.waiting else frame.text
+        reply.buffer = TextBuffer()
+        reply.buffer.append(shown)
+        if reply.error is None:  # the first failure is the cause the user is told
+            reply.error = AnswerError.from_exception("showing the answer", exc)
+        if reply.status != INTERRUPTED or not shown:
+            reply.status = PARTIAL if shown else FAILED
+        log.debug("closing the renderer failed", exc_info=exc)
+
+
+def charge_spend(request: Request, reply: Reply) -> None:
+    """Add the request's spend to the budget's ledger; a failure is said, never raised."""
+    try:
+        request.spend.charge(reply, request.price)
+    except Exception as exc:
+        reply.history_warning = reply.history_warning or history_problem(exc)
+
+
+def history_problem(exc: Exception) -> str:
+    """A history failure as the one line a front end says (``history_warning``)."""
+    if isinstance(exc, AcytooError):
+        return str(exc)
+    return f"history failed: {type(exc).__name__}: {one_line(redact(str(exc)))}"
 
 
 def _record(request: Request, reply: Reply) -> None:
@@ -250,8 +316,8 @@ def _record(request: Request, reply: Reply) -> None:
         request.conversation.record(
             request.prompt, reply.text, reply.status, dict(request.meta), request.cell, answer_meta=tokens
         )
-    except HistoryError as exc:
-        reply.history_warning = str(exc)
+    except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
+        reply.history_warning = history_problem(exc)
 
 
 class Runner:
@@ -261,7 +327,7 @@ class Runner:
     never comes here. ``run`` is for synchronous callers: a terminal shell (no loop runs: the
     runner's own loop, kept between cells), or a magic called from code inside a running loop (a
     worker thread with its own loop; the caller blocks as any cell does). Nesting the running loop
-    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see the README).
+    with nest_asyncio is not used: under ipykernel 7 it loses shell messages (see docs/internals.md).
     """
 
     def __init__(self) -> None:
@@ -281,9 +347,27 @@ class Runner:
             self._sessions[loop] = session
         return session
 
+    def _owns(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return loop is self._own_loop or (self._worker is not None and loop is self._worker.loop)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, keep: bool = True) -> AsyncIterator[aiohttp.ClientSession]:
+        """The HTTP session for one request.
+
+        The running loop's shared one where someone will close it: a loop the runner owns (closed
+        with it), or ``keep`` (a kernel's loop, closed on unload; an ``async with Assistant()``
+        block). Otherwise (``asyncio.run(assistant.ask(...))`` in a script, whose loop ends without
+        a word to us) a session of its own, closed when the request ends: no "Unclosed client
+        session" is left behind.
+        """
+        if keep or self._owns(asyncio.get_running_loop()):
+            yield await self.session()
+            return
+        async with aiohttp.ClientSession() as session:
+            yield session
+
     async def aclose(self) -> None:
-        """Close the running loop's shared session: a loop the runner does not own (``asyncio.run``
-        in a script) ends before ``close`` could reach it."""
+        """Close the running loop's shared session now (``async with Assistant()`` ends here)."""
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None and not session.closed:
             await session.close()
@@ -301,6 +385,11 @@ class Runner:
             self._worker = LoopThread("acytoo-runner")
         return self._worker.run(coro)
 
+    def _close_soon(self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> None:
+        task = loop.create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def close(self) -> None:
         """Close every session this runner opened (on unload), and the loops it owns."""
         for loop, session in list(self._sessions.items()):
@@ -310,11 +399,9 @@ class Runner:
                 with contextlib.suppress(Exception):
                     self._worker.run(session.close(), timeout=10)
             elif loop is self._own_loop and not loop.is_running():
-                loop.run_until_complete(session.close())
+                _run_to_end(loop, session.close())
             elif loop.is_running():  # the kernel's loop: close as soon as this cell yields
-                task = loop.create_task(session.close())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                loop.call_soon_threadsafe(self._close_soon, loop, session)
         self._sessions.clear()
         if self._worker is not None:
             self._worker.stop()
@@ -322,3 +409,14 @@ class Runner:
         if self._own_loop is not None and not self._own_loop.is_running():
             self._own_loop.close()
             self._own_loop = None
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """``loop.run_until_complete(coro)``; in a thread of its own if another loop runs in this one
+    (``aclose`` inside ``asyncio.run`` closing what ``ask_sync`` opened on the runner's loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return loop.run_until_complete(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="acytoo-close") as pool:
+        return pool.submit(loop.run_until_complete, coro).result()

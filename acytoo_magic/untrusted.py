@@ -30,6 +30,26 @@ def printable(text: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 
 
+# What a text linkifier makes live: JupyterLab's (rendermime's ``autolink``, ``webLinkRegex``) links
+# any "scheme://" and any "data:" inside plain output, VS Code and terminal emulators do much the same.
+_LINKABLE = re.compile(r"data:|javascript:|vbscript:|[a-z][a-z0-9+.-]*:(?=//)", re.IGNORECASE)
+
+
+def unlinkable(text: str) -> str:
+    """Plain text in which a linkifier finds no unsafe link: ``data[:]``, ``javascript[:]//``...
+
+    For reply text shown as ``text/plain`` where a front end may turn URLs into live links (a
+    listing, a terminal): printable, and every URL scheme other than http(s) broken with ``[:]``
+    so it stays readable but is no link (mailto and relative paths are not linkified).
+    """
+
+    def defang(match: re.Match[str]) -> str:
+        scheme = match.group(0)
+        return scheme if scheme.lower() in ("http:", "https:") else scheme[:-1] + "[:]"
+
+    return _LINKABLE.sub(defang, printable(text))
+
+
 def escaped(text: str) -> str:
     """Plain text for an HTML context: printable, then escaped (notes, status lines, typed prompts)."""
     return html.escape(printable(text))

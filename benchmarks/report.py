@@ -1,4 +1,4 @@
-"""``python benchmarks/report.py [results.json]``: the README's Performance tables, in Markdown."""
+"""``python benchmarks/report.py [results.json]``: the Performance tables of docs/internals.md as Markdown."""
 
 from __future__ import annotations
 

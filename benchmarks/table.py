@@ -45,10 +45,13 @@ class Table:
             print(f"   {row['name']:<55} {value:>12}  {row['target']:<12} {mark} {row['note']}")
 
 
+SCRIPTED = ("--backend", "scripted", "--delay", "0")  # the test double, not a model
+
+
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str]:
     """The scripted local server in its own process (it keeps a request log at /_requests)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--delay", "0", *args],
+        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", *SCRIPTED, *args],
         stdout=subprocess.PIPE,
         text=True,
     )

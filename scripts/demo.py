@@ -2,7 +2,7 @@
 
 DEMO_BACKEND picks what answers:
   local     (default) the `local` provider: SmolLM2 runs inside the notebook's kernel, no server
-  llama     the same model behind `python -m acytoo_magic.server --backend llama` (OpenAI/Acytoo protocol)
+  model     the same model behind `python -m acytoo_magic.server` (its default backend; `llama` too)
   scripted  the server's deterministic scripted backend
 DEMO_MODEL picks the model for local/llama: smollm2 (default), gemma3 or a .gguf path.
 """
@@ -24,6 +24,9 @@ NOTEBOOKS = ROOT / "notebooks"
 OUT = NOTEBOOKS / "executed"
 BACKEND = os.environ.get("DEMO_BACKEND", "local")
 MODEL = os.environ.get("DEMO_MODEL", "smollm2")
+# Run in the kernel before the notebook (and removed from the saved copy): answers of a demo's length.
+# SmolLM2 sometimes repeats itself to the limit; 200 tokens keep a first run short on a busy machine.
+SETTINGS_CELL = "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 200"
 # Run in the kernel after the notebook (and removed from the saved copy): the figures of each answer.
 FIGURES_CELL = (
     "from acytoo_magic import local_model\n"
@@ -35,7 +38,7 @@ FIGURES_CELL = (
 def start_server(backend: str) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m acytoo_magic.server`` on a free port; its per-answer figures go to a log."""
     command = [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--backend", backend]
-    command += ["--model", MODEL, "--max-tokens", "160"] if backend == "llama" else ["--delay", "0.01"]
+    command += ["--delay", "0.01"] if backend == "scripted" else ["--model", MODEL, "--max-tokens", "160"]
     OUT.mkdir(exist_ok=True)
     log = (OUT / "server.log").open("w")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -56,12 +59,14 @@ def run(name: str, settings: dict[str, str]) -> tuple[Path, list[str]]:
         ACYTOO_HISTORY_DB=str(OUT / "demo-history.sqlite3"),
         JPY_SESSION_NAME=f"demo/{name}",
     )
+    notebook.cells.insert(0, new_code_cell(SETTINGS_CELL))
     notebook.cells.append(new_code_cell(FIGURES_CELL))
     started = time.monotonic()
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}
     ).execute()
     figures_cell = notebook.cells.pop()
+    notebook.cells.pop(0)
     figures = "".join(o.get("text", "") for o in figures_cell.outputs if o.get("name") == "stdout")
     target = OUT / name
     nbformat.write(notebook, target)

@@ -12,6 +12,11 @@ from typing import Any
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 
+def is_waiting(plain: str) -> bool:
+    """Whether a magic's output (its text/plain) is the waiting line drawn before the first text."""
+    return plain.startswith("… contacting")
+
+
 @dataclass
 class Execution:
     status: str
@@ -28,6 +33,17 @@ class Execution:
     @property
     def stderr(self) -> str:
         return "".join(c["text"] for c in self.of_type("stream") if c["name"] == "stderr")
+
+    @property
+    def shown(self) -> str:
+        """What the output area shows as text: printed lines and each display's text/plain, in order."""
+        parts = []
+        for m in self.messages:
+            if m["msg_type"] == "stream":
+                parts.append(m["content"]["text"])
+            elif m["msg_type"] in ("display_data", "execute_result"):
+                parts.append(m["content"]["data"].get("text/plain", "") + "\n")
+        return "".join(parts)
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -90,7 +106,7 @@ class Kernel:
 
         def interrupt_on_first_text(msg: dict[str, Any]) -> None:
             text = msg["content"].get("data", {}).get("text/plain", "")
-            streaming = msg["msg_type"] == "update_display_data" and text and not text.startswith("⏳")
+            streaming = msg["msg_type"] == "update_display_data" and text and not is_waiting(text)
             if streaming and not shown:
                 shown.append(text)
                 self.km.interrupt_kernel()

@@ -258,6 +258,9 @@ def test_kernel_interrupt_while_asking_ends_the_episode_and_removes_the_buttons(
 
     out = k.execute(agent_cell(server, "Look around"), on_message=interrupt_at_the_buttons)
     assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
+    # said once, as for an answer: one calm line, no class name, no traceback
+    said = "Interrupted: the episode above stops here; the steps done so far are kept."
+    assert out.error["traceback"] == [said]
     assert "interrupted: not run" in json.dumps(out.display_updates)
     assert k.execute("print('interrupted_ran' in dir())").stdout == "False\n"
     [stored] = [m for m in k.history() if m["role"] == "assistant"]
@@ -272,8 +275,12 @@ def test_history_lists_the_episode_steps(k: Kernel, server: LocalServer) -> None
         {"text": "All done."},
     ]
     assert execute_clicking(k, agent_cell(server, "Do it"), ["Skip"]).status == "ok"
-    shown = k.execute("%acytoo history").stdout
-    assert "  · list_variables({})\n  · run_python [skip]: x = 1\nAll done." in shown
+    full = k.execute("%acytoo history --full")
+    assert "  · list_variables({})\n  · run_python [skip]: x = 1\nAll done." in full.shown
+    html = full.final_display["text/html"]
+    assert '<ul class="acytoo-steps"><li><code>list_variables({})</code></li>' in html
+    compact = k.execute("%acytoo history").shown
+    assert "Do it → All done.  [agent: 2 steps]" in compact
 
 
 def test_dry_run_shows_the_exact_messages_and_sends_nothing(k: Kernel, server: LocalServer) -> None:

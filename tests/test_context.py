@@ -138,4 +138,4 @@ def test_expansions_reach_the_server_from_a_kernel(server, history_db):
         body = sent()
         assert body.startswith("This code in my notebook raised an error")
         assert "{}['nokey']" in body and "KeyError: 'nokey'" in body
-        assert "raised an error. Explain the cause" in k.execute("%acytoo history").stdout  # same thread
+        assert "raised an error. Explain the cause" in k.execute("%acytoo history --full").shown  # one thread

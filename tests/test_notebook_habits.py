@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from kernels import kernel
+from kernels import is_waiting, kernel
 from nbclient import NotebookClient
 
 pytestmark = pytest.mark.notebook
@@ -27,7 +27,7 @@ NOTEBOOK = "habits.ipynb"  # the notebook the kernel belongs to (conftest's k fi
 def frames(execution) -> list[str]:
     """Every state of the output area, in order, without the waiting line."""
     shown = [c["data"]["text/plain"] for c in execution.of_type("display_data", "update_display_data")]
-    return [text for text in shown if not text.startswith("⏳")]
+    return [text for text in shown if not is_waiting(text)]
 
 
 def sent_prompts(server, start: int = 0) -> list[list[str]]:
@@ -118,13 +118,13 @@ def test_a_re_run_cell_replaces_its_exchange_in_place(k, server):
     assert sent_prompts(server, start) == [
         ["[[echo]]first question", "first question", "[[echo]]final wording"]
     ]
-    shown = k.execute("%acytoo history").stdout
+    shown = k.execute("%acytoo history --full").shown
     assert shown.count("--- user · cell In [") == 3
     # The widget's messages have no cell: they append, as a chat does.
     k.execute("from acytoo_magic import ChatWidget\nw = ChatWidget()\nawait w.send('[[echo]]from the chat')")
     k.execute("await w.send('[[echo]]from the chat')")
     assert [m["content"] for m in k.history()].count("from the chat") == 2
-    assert "--- user · chat" in k.execute("%acytoo history").stdout
+    assert "--- user · chat" in k.execute("%acytoo history --full").shown
 
 
 def test_several_answers_from_one_cell_are_kept_apart(k):

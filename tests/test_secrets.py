@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from kernels import kernel
+from kernels import is_waiting, kernel
 
 from acytoo_magic.server import fingerprint
 
@@ -92,8 +92,8 @@ def test_secrets_appear_nowhere(server, history_db, tmp_path):
     )
     via_url = outputs[17]
     assert via_url.status == "ok"
-    waiting = [text for text in shown(via_url) if text.startswith("⏳")]  # drawn by the retry notice
-    assert waiting and waiting[0].startswith(f"⏳ contacting acytoo (127.0.0.1:{server.port}) ")
+    waiting = [text for text in shown(via_url) if is_waiting(text)]  # drawn by the retry notice
+    assert waiting and waiting[0].startswith(f"… contacting acytoo (127.0.0.1:{server.port}) ")
     assert 'You said: "url credentials"' in via_url.final_display["text/plain"]
     assert "\n— acytoo · " in via_url.final_display["text/plain"]  # the status line is there too
     assert server.requests[-1]["headers"]["Authorization"] == fingerprint(basic("carol", URL_PASSWORD))

@@ -49,7 +49,7 @@ def test_help_documents_every_mode():
 
 def test_server_process_answers_over_http():
     process = subprocess.Popen(
-        [sys.executable, "-m", "acytoo_magic.server", "--port", "0", "--delay", "0"],
+        [sys.executable, "-m", "acytoo_magic.server", "--backend", "scripted", "--port", "0", "--delay", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -128,7 +128,17 @@ async def test_a_model_server_keeps_no_request_log():
 def test_binding_beyond_loopback_warns_once_and_loopback_does_not():
     def first_lines(host: str) -> tuple[str, str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "acytoo_magic.server", "--host", host, "--port", "0"],
+            [
+                sys.executable,
+                "-m",
+                "acytoo_magic.server",
+                "--backend",
+                "scripted",
+                "--host",
+                host,
+                "--port",
+                "0",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

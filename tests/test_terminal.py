@@ -23,7 +23,7 @@ def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
     shell.run_cell_magic("acytoo", "", "[[echo chunk=3]]Hello from a terminal ✓")
     out = capsys.readouterr().out
     assert out.startswith("Hello from a terminal ✓\n— acytoo · gpt-3.5-turbo · ")
-    assert re.search(r" · 23 characters in \d+ chunks · ≈\d+ \+ ≈6 tokens\n$", out)
+    assert re.search(r" · 23 characters in \d+\.\d s · ≈\d+ tokens in, ≈6 out\n$", out)
     shell.run_cell_magic("acytoo", "", "second")
     assert 'Before that you said: "Hello from a terminal ✓"' in capsys.readouterr().out
     sent = server.requests[-1]["json"]["messages"]
@@ -51,3 +51,12 @@ def test_unload_closes_the_shared_session(shell):
     shell.run_line_magic("unload_ext", "acytoo_magic")
     assert session.closed
     shell.run_line_magic("load_ext", "acytoo_magic")
+
+
+def test_history_in_a_terminal_is_plain_text_with_no_unsafe_link(shell, capsys):
+    shell.run_cell_magic("acytoo", "", "[[echo]]see data:text/html,x and javascript://%0Aalert(1) and https://example.org/")
+    capsys.readouterr()
+    shell.run_line_magic("acytoo", "history --full")
+    shown = capsys.readouterr().out
+    assert "see data[:]text/html,x and javascript[:]//%0Aalert(1) and https://example.org/" in shown
+    assert "<" not in shown  # the plain form, not the HTML

@@ -26,10 +26,10 @@ def test_counts_are_reported_estimated_priced_and_totalled_per_thread(k, server)
     assert sent["stream_options"] == {"include_usage": True}
     prompt, completion = prompt_tokens(sent["messages"]), count_tokens("one two three")
     status = status_of(out)
-    assert f" · {prompt:,} + {completion} tokens · " in status  # what the server counted, no ≈
+    assert f" · {prompt:,} tokens in, {completion} out · " in status  # what the server counted, no ≈
     assert f" · {prompt + 2 * completion:.4f} cost" in status
     guessed = k.execute("%%acytoo -c guessed\n[[echo]]abcdefgh")  # the Acytoo protocol reports no usage
-    assert re.search(r" · ≈[\d,]+ \+ ≈2 tokens$", status_of(guessed))
+    assert re.search(r" · ≈[\d,]+ tokens in, ≈2 out$", status_of(guessed))
     threads = k.execute("%acytoo threads").stdout
-    assert f"counted: 2 messages · {prompt:,} + {completion} tokens" in threads
-    assert re.search(r"guessed: 2 messages · ≈[\d,]+ \+ ≈2 tokens", threads)
+    assert f"counted: 2 messages · {prompt:,} tokens in, {completion} out" in threads
+    assert re.search(r"guessed: 2 messages · ≈[\d,]+ tokens in, ≈2 out", threads)

@@ -9,17 +9,17 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import ProviderNotFound
-from .acytoo import Acytoo
-from .base import (
-    AsyncGeneratorProvider,
+from ..errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderHTTPError,
+    ProviderNotFound,
     ProviderProtocolError,
     ProviderTimeout,
     ResponseTooLarge,
 )
+from .acytoo import Acytoo
+from .base import AsyncGeneratorProvider
 from .local import Local
 from .openai import OpenAICompatible
 

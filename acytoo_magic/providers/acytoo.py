@@ -10,10 +10,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import AsyncGeneratorProvider, HTTPStream, Messages, Utf8Stream, transport_options
+from .base import (
+    AsyncGeneratorProvider,
+    HTTPStream,
+    Messages,
+    ProviderConnectionError,
+    Utf8Stream,
+    transport_options,
+)
 
 DEFAULT_URL = "https://chat.acytoo.com"
 DEFAULT_MODEL = "gpt-3.5-turbo"
+# With nothing configured the first question goes to DEFAULT_URL; when that cannot be reached, the
+# error's one line also says what to set up instead (once per process: after that, just the line).
+FIRST_CONTACT = (
+    "nothing is configured yet: set a server (%config Assistant.url = 'http://...' or ACYTOO_URL), "
+    "use the bundled model (-p local), or OpenAI (-p openai with OPENAI_API_KEY)"
+)
 
 
 def create_header() -> dict[str, str]:
@@ -59,8 +72,25 @@ class Acytoo(AsyncGeneratorProvider):
             **transport_options(kwargs),
         )
         text = Utf8Stream()
-        async for chunk in stream.chunks():
-            if piece := text.decode(chunk):
-                yield piece
+        try:
+            async for chunk in stream.chunks():
+                if piece := text.decode(chunk):
+                    yield piece
+        except ProviderConnectionError as exc:
+            if stream.opened or cls.base_url(url) != DEFAULT_URL or not _first_contact():
+                raise
+            raise ProviderConnectionError(
+                f"{exc.message}; {FIRST_CONTACT}", provider=exc.provider, url=exc.url
+            ) from None
         if tail := text.flush():
             yield tail
+
+
+_hinted = False
+
+
+def _first_contact() -> bool:
+    """True the first time in this process: the hint is said once, not under every failure."""
+    global _hinted
+    first, _hinted = not _hinted, True
+    return first

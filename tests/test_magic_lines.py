@@ -1,0 +1,56 @@
+"""Line magics in a real kernel: ``{var}`` in every subcommand, the cell numbers history shows, and
+what the very first question says when nothing is configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kernels import Execution, kernel
+
+pytestmark = pytest.mark.notebook
+NOTEBOOK = "lines.ipynb"
+
+
+def shown(out: Execution) -> str:
+    """Everything the cell showed as text: printed lines and any display's plain text."""
+    texts = [c["data"].get("text/plain", "") for c in out.of_type("display_data", "update_display_data")]
+    return out.stdout + "".join(texts)
+
+
+def test_history_numbers_each_exchange_with_the_cell_number_the_user_saw(k):
+    numbers = []
+    for prompt in ("[[echo]]first", "[[echo]]second"):
+        out = k.execute(f"%%acytoo\n{prompt}", cell_id=f"cell-{prompt}")
+        assert out.status == "ok"
+        numbers.append(out.of_type("execute_input")[0]["execution_count"])  # the cell's In [n]
+    assert [m["meta"]["execution_count"] for m in k.history()] == [n for n in numbers for _ in "ua"]
+    listing = shown(k.execute("%acytoo history"))
+    assert f"In [{numbers[0]}]" in listing and f"In [{numbers[1]}]" in listing
+    assert f"In [{numbers[1] + 1}]" not in listing
+
+
+def test_every_line_subcommand_expands_variables_as_ipython_does(k, tmp_path: Path):
+    k.execute("%%acytoo -c notes\n[[echo]]worth keeping")
+    target, nested = tmp_path / "notes.md", tmp_path / "nested.json"
+    out = k.execute(f"target = {str(target)!r}\nthread = 'notes'\n%acytoo export -c {{thread}} {{target}}")
+    assert out.status == "ok", out.error
+    assert "worth keeping" in target.read_text()
+    # Not awaited (inside %%capture): IPython's own line-magic call expands it as well.
+    out = k.execute(f"%%capture\nnested = {str(nested)!r}\n%acytoo export -c $thread {{nested}}")
+    assert out.status == "ok", out.error
+    assert "worth keeping" in nested.read_text()
+    assert not list(tmp_path.glob("{*"))
+
+
+def test_the_first_question_with_nothing_configured_says_what_to_set_up_once(history_db):
+    """No URL, no provider: the default server cannot be resolved here (no network), for real."""
+    with kernel(ACYTOO_HISTORY_DB=str(history_db), JPY_SESSION_NAME="first.ipynb") as k:
+        assert k.execute("%load_ext acytoo_magic").status == "ok"
+        first = k.execute("%%acytoo\nHello?").error
+        again = k.execute("%%acytoo\nHello again?").error
+    assert first is not None and again is not None
+    line = first["evalue"]
+    assert "\n" not in line and "cannot resolve the host name" in line and "chat.acytoo.com" in line
+    assert "ACYTOO_URL" in line and "-p local" in line and "-p openai" in line
+    assert "cannot resolve the host name" in again["evalue"] and "-p local" not in again["evalue"]
