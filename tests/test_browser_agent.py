@@ -7,14 +7,21 @@ import json
 
 import nbformat
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
-
-# test_browser fails in CI without chromium and skips without playwright, as for its own tests.
-from test_browser import open_notebook, playwright_api, reason, run_in_a_new_cell, save_shot
+from lab import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    browser_unavailable,
+    jupyter_lab,
+    open_notebook,
+    run_in_a_new_cell,
+    save_shot,
+)
 
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.browser
+reason = browser_unavailable()  # fails in CI without chromium
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 NOTEBOOK = "agent.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
