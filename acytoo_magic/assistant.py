@@ -14,12 +14,13 @@ import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
 from . import providers
+from .budget import DailyBudget
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
@@ -29,6 +30,9 @@ from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
 from .runner import Reply, Request, Runner, answer
+
+if TYPE_CHECKING:
+    from .agent import AgentView, Approve, Episode
 
 
 def notebook_id(shell: Any = None) -> str:
@@ -104,6 +108,25 @@ class Assistant(Configurable):
         value_trait=List(Float(), minlen=2, maxlen=2),
         help="Price per million tokens by model, [prompt, completion], e.g. {'gpt-4o-mini': [0.15, 0.6]}: "
         "the status line then shows each answer's cost.",
+    ).tag(config=True)
+
+    daily_max_tokens = Int(
+        0, help="Tokens this notebook may spend per day (0: no limit); a request passing it is refused."
+    ).tag(config=True)
+    daily_max_cost = Float(
+        0.0, help="Cost (by `prices`) this notebook may spend per day (0: no limit); checked before sending."
+    ).tag(config=True)
+    agent_max_steps = Int(8, help="Agent mode: model calls per episode at most.").tag(config=True)
+    agent_max_tokens = Int(
+        30_000, help="Agent mode: tokens (prompt + completion, reported or estimated) per episode at most."
+    ).tag(config=True)
+    agent_max_retries = Int(
+        3, help="Agent mode: failed runs allowed after the first before the episode ends."
+    ).tag(config=True)
+    agent_auto_run = Bool(
+        False,
+        help="Agent mode: run the model's code WITHOUT asking (also where nobody can click, e.g. "
+        "nbclient). Off: every run waits for Run / Skip / Stop, and is refused where nobody can click.",
     ).tag(config=True)
 
     @classmethod
@@ -239,6 +262,18 @@ class Assistant(Configurable):
             cell=cell if history else None,
             meta={**self.identity.stamp(), **(meta or {})},
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
+            spend=self.daily_budget(),
+        )
+
+    def daily_budget(self) -> DailyBudget:
+        """This notebook's daily spending limits over the ledger in the history file (the notebook's
+        key and the file are found on first use, off the event loop, as for the conversation)."""
+        return DailyBudget(
+            lambda: self.notebook,
+            self.daily_max_tokens,
+            self.daily_max_cost,
+            spent=lambda since: self.store.spent(self.notebook, since),
+            add=lambda tokens, cost: self.store.add_spend(self.notebook, tokens, cost),
         )
 
     # -- asking ---------------------------------------------------------------------------------
@@ -260,12 +295,39 @@ class Assistant(Configurable):
         raises it). Cancelling the task keeps the partial text, marked interrupted.
         """
         request = request or self.request(prompt, **options)
+        if request.spend is not None and request.spend.active:  # BudgetExceeded: refused before sending
+            await asyncio.to_thread(request.spend.check_request, request)
         drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
-        # A shell's loop (a kernel's) and an ``async with`` block keep one session across answers.
-        async with self.runner.lease(keep=self.shell is not None or self._entered > 0) as session:
+        async with self.session_lease() as session:
             return await answer(request, drawer, session, reply)
+
+    def session_lease(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The HTTP session for one request: a shell's loop (a kernel's) and an ``async with`` block
+        keep one across answers (``Runner.lease``)."""
+        return self.runner.lease(keep=self.shell is not None or self._entered > 0)
+
+    async def agent(
+        self,
+        prompt: str,
+        *,
+        approve: Approve | None = None,
+        view: AgentView | None = None,
+        request: Request | None = None,
+        auto_run: bool = False,
+        **options: Any,
+    ) -> Episode:
+        """Answer ``prompt`` in agent mode: the model may look at the notebook and propose code.
+
+        ``approve(code)`` (the front end's: buttons, a terminal prompt) returns ``Decision.RUN``,
+        ``SKIP`` or ``STOP`` for that exact code; None means nobody can click, and a run is refused
+        unless the user opted in to running unasked (``agent_auto_run``, or ``auto_run`` for this
+        call). Raises ``ToolsUnsupported`` for a provider without tools.
+        """
+        from .agent import run_agent
+
+        return await run_agent(self, request or self.request(prompt, **options), approve, view, auto_run)
 
     def ask_sync(self, prompt: str, **options: Any) -> Reply:
         """``ask`` from synchronous code: a script, a terminal, a function in a notebook cell."""

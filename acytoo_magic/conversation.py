@@ -58,6 +58,19 @@ class Message:
     def for_provider(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
+    def steps(self) -> list[dict[str, Any]]:
+        """An agent episode's assistant tool calls and tool results (before this answer), if any."""
+        return list((self.meta.get("episode") or {}).get("messages", []))
+
+    def provider_messages(self, tools: bool) -> list[dict[str, Any]]:
+        """This message as sent; an episode's answer with its calls and results first (``tools``)."""
+        return [*(self.steps() if tools else []), self.for_provider()]
+
+    def size(self) -> int:
+        """Characters it costs in a request: its text and an episode's steps."""
+        steps = self.steps()
+        return len(self.content) + (len(json.dumps(steps)) if steps else 0)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -220,6 +233,24 @@ class HistoryStore:
             )
         return totals
 
+    def add_spend(self, notebook: str, tokens: int, cost: float = 0.0) -> None:
+        """Add one request's tokens and cost to the ledger daily budgets count (``budget``)."""
+        self._transaction(
+            lambda db: db.execute(
+                "INSERT INTO spend (notebook, created, tokens, cost) VALUES (?, ?, ?, ?)",
+                (notebook, time.time(), tokens, cost),
+            )
+        )
+
+    def spent(self, notebook: str, since: float) -> tuple[int, float]:
+        """(tokens, cost) the notebook's requests spent since ``since`` (a Unix time)."""
+        rows = self._run(
+            "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost), 0) FROM spend"
+            " WHERE notebook = ? AND created >= ?",
+            (notebook, since),
+        )
+        return int(rows[0][0]), float(rows[0][1])
+
     def notebooks(self) -> list[tuple[str, int]]:
         """(notebook, message count) for every notebook in the file, most recent first."""
         rows = self._run("SELECT notebook, COUNT(*) FROM messages GROUP BY notebook ORDER BY MAX(id) DESC")
@@ -379,6 +410,13 @@ def cut(message: Message, limit: int) -> Message:
     return replace(message, content=text[:head] + marker + (text[-tail:] if tail else ""))
 
 
+def without_steps(message: Message) -> Message:
+    """The answer alone: an episode's steps are sent whole or not at all."""
+    if not message.steps():
+        return message
+    return replace(message, meta={k: v for k, v in message.meta.items() if k != "episode"})
+
+
 def trim(messages: Sequence[Message], budget: int) -> list[Message]:
     """The system prompt, the newest whole exchanges that fit ``budget`` characters, the prompt.
 
@@ -396,8 +434,11 @@ def trim(messages: Sequence[Message], budget: int) -> list[Message]:
     limit = max(1, budget // MESSAGE_SHARE)
     kept: list[Message] = []
     for question, answer in reversed(exchanges(past)):
-        pair = [cut(question, limit), cut(answer, limit)]
-        size = sum(len(m.content) for m in pair)
+        answer = cut(answer, limit)
+        if answer.size() > limit:  # an episode too big for its share goes as prompt and answer
+            answer = without_steps(answer)
+        pair = [cut(question, limit), answer]
+        size = sum(m.size() for m in pair)
         if used + size > budget:
             break  # only the newest run of exchanges: a gap would confuse the model more than help
         kept[:0] = pair
@@ -446,9 +487,19 @@ class Conversation:
         return self._with_store(lambda store: store.load(self.notebook, self.thread, limit, before))
 
     def to_send(
-        self, prompt: str, system: str = "", budget: int = 12_000, cell: str | None = None
-    ) -> list[dict[str, str]]:
-        """The provider's ``messages``: system prompt, as much recent history as fits, the prompt."""
+        self,
+        prompt: str,
+        system: str = "",
+        budget: int = 12_000,
+        cell: str | None = None,
+        tools: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The provider's ``messages``: system prompt, as much recent history as fits, the prompt.
+
+        ``tools``: the request carries tools (agent mode), so a past agent episode is sent with its
+        assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer, which
+        every provider accepts (some refuse tool messages in a request without ``tools``).
+        """
 
         def read(store: HistoryStore) -> list[Message]:
             before = store.position(self.notebook, self.thread, cell) if cell is not None else None
@@ -457,8 +508,10 @@ class Conversation:
 
         past = self._with_store(read)
         head = [Message("system", system)] if system else []
+        if not tools:
+            past = [without_steps(m) for m in past]
         chosen = trim([*head, *past, Message("user", prompt)], budget)
-        return [m.for_provider() for m in chosen]
+        return [sent for m in chosen for sent in m.provider_messages(tools)]
 
     def record(
         self,

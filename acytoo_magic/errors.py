@@ -1,7 +1,8 @@
 """One error family: everything the extension raises on purpose derives from ``AcytooError``.
 
 Callers catch the base, or a kind (``ProviderError`` and its subclasses, ``HistoryError``,
-``ContextError``, ``ProviderNotFound``, ``ModelNotFound``, ``AnswerError``, ``AcytooInterrupted``).
+``ContextError``, ``ProviderNotFound``, ``ModelNotFound``, ``AnswerError``, ``AcytooInterrupted``,
+``BudgetExceeded``, ``ToolsUnsupported``).
 Each message is one line that says what failed and where, with credentials masked; front ends show
 that line, never a traceback. ``redact`` and ``one_line`` are how a message is made so.
 """
@@ -91,6 +92,14 @@ class ModelError(AcytooError, ValueError):
 
 class FetchError(AcytooError, OSError):
     """A model file could not be fetched; the message says from where and what to do instead."""
+
+
+class BudgetExceeded(AcytooError):
+    """A request would pass a daily spending budget (``budget``); nothing was sent."""
+
+
+class ToolsUnsupported(AcytooError, ValueError):
+    """Agent mode was asked of a provider that cannot call tools; nothing was sent."""
 
 
 class ProviderError(AcytooError):

@@ -1,5 +1,8 @@
 """Listing a thread's stored exchanges (``%acytoo history``): one line an exchange, or in full.
 
+An agent episode's answer is marked with its number of steps in the compact view, and lists its
+steps (tool calls, runs and their decisions) above the answer in full.
+
 A stored reply is as untrusted as a live one, so a listing goes through ``untrusted``'s policy like
 an answer does: HTML for a notebook (escaped text in the compact view; in full, answers rendered
 with links restricted to http(s), mailto and relative), and a plain form for terminals and text
@@ -13,6 +16,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .agent import episode_steps
 from .conversation import Message
 from .status import label
 from .untrusted import escaped, render_markdown, unlinkable
@@ -59,6 +63,9 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
     for question, answer in exchanges(messages):
         asked = next(m for m in (question, answer) if m is not None)  # never both None
         mark = label(answer.status) if answer is not None else "no answer"
+        if answer is not None and (count := len(episode_steps(answer.meta))):
+            steps = f"agent: {count} step{'s' if count != 1 else ''}"
+            mark = f"{steps}, {mark}" if mark else steps
         rows.append(
             (
                 origin(asked),
@@ -95,11 +102,15 @@ def full(thread: str, messages: Sequence[Message], origin: Callable[[Message], s
     for message in messages:
         mark = f" [{label(message.status)}]" if label(message.status) else ""
         heading = f"{message.role}{mark} · {origin(message)}"
-        plain.append(f"--- {heading}\n{message.content}")
+        steps = [step.summary() for step in episode_steps(message.meta)]  # an agent episode's
+        plain.append(f"--- {heading}\n" + "".join(f"  · {step}\n" for step in steps) + message.content)
         body = (
             render_markdown(message.content)
             if message.role == "assistant"
             else f"<pre>{escaped(message.content)}</pre>"
         )
+        if steps:
+            items = "".join(f"<li><code>{escaped(step)}</code></li>" for step in steps)
+            body = f'<ul class="acytoo-steps">{items}</ul>{body}'
         parts.append(f"<div><p><strong>{escaped(heading)}</strong></p>{body}</div>")
     return Listing(unlinkable("\n".join(plain)), f"<p>{escaped(plain[0])}</p>" + "<hr>".join(parts))

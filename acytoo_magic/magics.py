@@ -35,6 +35,7 @@ CELL_EXAMPLES = (
     "%config Assistant.provider = 'local'   then every cell answers offline",
 )
 INTERRUPTED_LINE = "Interrupted: the answer above stops here; what came so far is kept."
+AGENT_INTERRUPTED_LINE = "Interrupted: the episode above stops here; the steps done so far are kept."
 
 
 _CALL = re.compile(r"^get_ipython\(\)\.run_(?P<kind>cell|line)_magic\('acytoo', ")
@@ -192,6 +193,14 @@ class AcytooMagics(Magics):
     )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
     @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
+    @argument(
+        "--agent",
+        action="store_true",
+        help="agent mode: the model may list and summarise variables, read cells, and propose code, "
+        "which runs only when you click Run",
+    )
+    @argument("--auto-run", action="store_true", help="with --agent: run proposed code WITHOUT asking")
+    @argument("--dry-run", action="store_true", help="show the exact messages that would be sent, send none")
     @line_cell_magic
     def acytoo(self, line: str, cell: str | None = None) -> None:
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
@@ -261,6 +270,13 @@ class AcytooMagics(Magics):
 
     def _ask(self, args: Any, prompt: str, typed: str) -> None:
         """Stream one answer from synchronous code (a terminal, or a call nested in user code)."""
+        if args.dry_run:
+            return self._dry_run(args, prompt, typed)
+        if args.agent:
+            try:
+                return self.assistant.runner.run(self._agent(args, prompt, typed, on_loop=False))
+            except KeyboardInterrupt:
+                raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         request, renderer = self._start(args, prompt, typed)
         reply = Reply()
         try:
@@ -270,7 +286,34 @@ class AcytooMagics(Magics):
             raise self._interrupted(args, reply) from None
         self._finish(args, reply, typed)
 
+    async def _agent(self, args: Any, prompt: str, typed: str, on_loop: bool = True) -> None:
+        """``--agent``: one episode drawn step by step; code runs only after Run (``agent_output``)."""
+        from .agent_output import run_agent_cell
+
+        request, _ = self._start(args, prompt, typed)
+        try:
+            episode = await run_agent_cell(self.assistant, request, self.shell, on_loop, args.auto_run)
+        except asyncio.CancelledError:  # a kernel interrupt: the episode recorded what was done
+            # Still an error, so Run All stops here; one calm line, said once (as for an answer).
+            raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
+        if args.output:
+            self.shell.user_ns[args.output] = episode.answer
+        if args.format == "code" and episode.answer:
+            self._place_code(episode.answer, typed)
+
+    def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
+        """``--dry-run``: the messages (and tools, with ``--agent``) as they would be sent; nothing is."""
+        from .agent import preview
+        from .agent_output import show_preview
+
+        request, _ = self._start(args, prompt, typed)
+        show_preview(preview(request, args.agent), getattr(self.shell, "kernel", None) is not None)
+
     async def _ask_async(self, args: Any, prompt: str, typed: str) -> None:
+        if args.dry_run:
+            return self._dry_run(args, prompt, typed)
+        if args.agent:
+            return await self._agent(args, prompt, typed)
         request, renderer = self._start(args, prompt, typed)
         reply = Reply()
         try:
@@ -414,7 +457,7 @@ class AcytooMagics(Magics):
             print(f"moved {moved} messages from {args.adopt!r} to {notebook!r}")
         rows = self.assistant.store.threads(notebook)
         tokens = self.assistant.store.tokens(notebook)
-        print(f"threads of {notebook!r}:")
+        print(f"threads of {notebook!r} ({self.assistant.daily_budget().shown()}):")
         for thread, count, _last in rows:
             prompt, completion, estimated = tokens.get(thread, (0, 0, False))
             about = "≈" if estimated else ""

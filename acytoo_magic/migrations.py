@@ -40,7 +40,26 @@ def _m002_cell(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS messages_by_cell ON messages (notebook, thread, cell)")
 
 
-MIGRATIONS: tuple[Step, ...] = (_m001_messages, _m002_cell)
+def _m003_spend(db: sqlite3.Connection) -> None:
+    """A ledger of what each request spent (tokens, cost), which daily budgets count (``budget``).
+
+    ``IF NOT EXISTS``: unversioned files written by the agent22 branch before this step already
+    have the table (their shape reads as step 2).
+    """
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS spend (
+            notebook TEXT NOT NULL,
+            created  REAL NOT NULL,
+            tokens   INTEGER NOT NULL,
+            cost     REAL NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS spend_by_day ON spend (notebook, created)")
+
+
+MIGRATIONS: tuple[Step, ...] = (_m001_messages, _m002_cell, _m003_spend)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

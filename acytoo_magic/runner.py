@@ -24,7 +24,7 @@ from .conversation import Conversation
 from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
 from .providers import call_keywords, provider_name
-from .providers.base import Progress, Usage
+from .providers.base import Progress, ToolCall, ToolCalls, Usage
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
@@ -49,6 +49,7 @@ class Reply:
     finish_reason: str = ""  # "length" when the backend stopped at its token limit
     finish_note: str = ""  # what the backend says about it ("stopped at the 512-token limit (raise ...)")
     prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls the reply ended with (agent mode)
 
     @property
     def text(self) -> str:
@@ -97,6 +98,7 @@ class Request:
     cell: str | None = None  # the notebook cell asking: its earlier exchange is replaced, not stacked
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
+    spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, size and time, tokens (and cost): small print under a finished answer.
@@ -115,10 +117,11 @@ class Request:
             parts.append(reply.finish_note or "stopped at the token limit")
         return " · ".join(p for p in parts if p)
 
-    def messages(self, history: bool = True) -> list[dict[str, str]]:
-        """What is sent: with ``history``, the thread's recent exchanges before the prompt."""
+    def messages(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
+        """What is sent: with ``history``, the thread's recent exchanges before the prompt; with
+        ``tools`` (a request carrying tools), past agent episodes with their steps."""
         if history and self.conversation is not None:
-            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell)
+            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
 
@@ -206,6 +209,12 @@ async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> Asyn
 
 def _take_extra(reply: Reply, item: Any) -> None:
     """Keep what a provider yields besides text that the status line can use (g4f's objects too)."""
+    if isinstance(item, ToolCalls):
+        reply.tool_calls = item.calls
+        return
+    if isinstance(item, ToolCalls):
+        reply.tool_calls = item.calls
+        return
     prompt, completion = getattr(item, "prompt_tokens", None), getattr(item, "completion_tokens", None)
     if isinstance(prompt, int) or isinstance(completion, int):
         reply.usage = Usage(prompt, completion)
@@ -242,9 +251,9 @@ async def answer(
         try:
             messages = await asyncio.to_thread(request.messages)
         except Exception as exc:  # the file is locked or went away: answer without history
-            reply.history_warning = _history_problem(exc)
+            reply.history_warning = history_problem(exc)
             messages = request.messages(history=False)
-        reply.prompt_chars = sum(len(m["content"]) for m in messages)
+        reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
         kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
         await stream_reply(
             request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs
@@ -257,6 +266,8 @@ async def answer(
     finally:
         reply.finished = reply.finished or time.monotonic()
         _close(request, renderer, reply)
+        if request.spend is not None:
+            await asyncio.to_thread(charge_spend, request, reply)
         if request.conversation is not None:
             await asyncio.to_thread(_record, request, reply)
     return reply
@@ -279,7 +290,16 @@ def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
         log.debug("closing the renderer failed", exc_info=exc)
 
 
-def _history_problem(exc: Exception) -> str:
+def charge_spend(request: Request, reply: Reply) -> None:
+    """Add the request's spend to the budget's ledger; a failure is said, never raised."""
+    try:
+        request.spend.charge(reply, request.price)
+    except Exception as exc:
+        reply.history_warning = reply.history_warning or history_problem(exc)
+
+
+def history_problem(exc: Exception) -> str:
+    """A history failure as the one line a front end says (``history_warning``)."""
     if isinstance(exc, AcytooError):
         return str(exc)
     return f"history failed: {type(exc).__name__}: {one_line(redact(str(exc)))}"
@@ -297,7 +317,7 @@ def _record(request: Request, reply: Reply) -> None:
             request.prompt, reply.text, reply.status, dict(request.meta), request.cell, answer_meta=tokens
         )
     except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
-        reply.history_warning = _history_problem(exc)
+        reply.history_warning = history_problem(exc)
 
 
 class Runner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -16,8 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from acytoo_magic.server import ServerConfig, plan_reply
 
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -34,6 +38,14 @@ def chromium_missing_reason() -> str | None:
     if not Path(CHROMIUM).exists():
         return f"{CHROMIUM} is not installed (make test installs it with apt-get when run as root)"
     return None
+
+
+def browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here (None: they can); in CI that is a failure, not a skip."""
+    reason = chromium_missing_reason()
+    if reason and os.environ.get("CI"):
+        pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
+    return reason
 
 
 def free_port() -> int:
@@ -194,3 +206,107 @@ class CannedModel:
             yield text[start : start + chunk]
             if delay:
                 await asyncio.sleep(delay)
+
+
+# -- JupyterLab pages (Playwright): opening a notebook, running a cell, pictures --------------
+
+# Elements that run, load or submit something, and links that would run: none may ever appear in
+# an answer's output, not even for one frame while it streams.
+DANGEROUS = (
+    "script, img, iframe, frame, object, embed, svg, math, style, link, meta, base, form, button, input,"
+    " textarea, video, audio, a[href^='javascript' i], a[href^='data' i], a[href^='vbscript' i]"
+)
+# Installed before the page's own scripts, so it sees every frame of every answer, on reload too.
+# %(scope)s: where answers are drawn (the widget's own textarea, buttons and style are not answers).
+WATCH_ANSWERS = """
+window.__seen = [];
+new MutationObserver((records) => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node.nodeType !== 1) continue;
+      for (const el of [node, ...node.querySelectorAll('*')]) {
+        if (!el.closest(%(scope)s) || el.outerHTML.includes('__canary')) continue;
+        const handler = [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on'));
+        if (handler || el.matches(%(dangerous)s)) window.__seen.push(el.outerHTML.slice(0, 300));
+      }
+    }
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+
+
+def open_notebook(lab, name: str, ready: str, answers: str):
+    """A page with the notebook open (in a workspace of its own), its cells run until ``ready`` holds;
+    elements that could run anything are recorded in ``window.__seen`` whenever one is drawn inside
+    ``answers`` (a CSS selector)."""
+    page = lab["browser"].new_page(viewport={"width": 1280, "height": 1000})
+    page.dialogs = []  # any alert/confirm/prompt an answer managed to open
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
+    workspace = Path(name).stem
+    page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
+    try:
+        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        run_all_until(page, ready)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"lab_setup_failure_{workspace}.png"))
+        raise
+    return page
+
+
+def run_all_until(page, ready: str, attempts: int = 4) -> None:
+    """Run All, and run it again only if JupyterLab dropped it. Seen under load: clicked just as
+    the kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel; or Lab replaces
+    the kernel it just started, and the cells after the first come back unexecuted. A slow but
+    running run is waited for, not restarted."""
+    started = (
+        "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
+    )
+    dropped = (
+        "(() => { const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".map(p => p.innerText);"
+        " return document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+        " && !prompts.some(p => p.includes('[*]')) && prompts.some(p => /\\[ \\]/.test(p)); })()"
+    )
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+        if select.is_visible():  # "Select Kernel", in case the settings did not take
+            select.click()
+        try:
+            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=5_000)
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=5_000)
+            page.wait_for_function(started, timeout=15_000)
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            continue
+        page.wait_for_function(f"({ready}) || {dropped}", timeout=180_000)
+        if page.evaluate(ready):
+            return
+    raise AssertionError(f"Run All was dropped {attempts} times")
+
+
+def save_shot(target, name: str) -> None:
+    """Into tests/artifacts/ always; also into $DOCS_SCREENSHOTS (``make screenshots`` sets docs/)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    target.screenshot(path=str(ARTIFACTS / name))
+    if os.environ.get("DOCS_SCREENSHOTS"):
+        target.screenshot(path=str(Path(os.environ["DOCS_SCREENSHOTS"]) / name))
+
+
+def run_in_a_new_cell(page, source: str, marker: str):
+    """Type ``source`` into a new cell below the last and run it, as a user does; returns the cell
+    (found by ``marker``, a text in its input) and its first output area."""
+    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below
+    page.keyboard.press("Enter")
+    page.keyboard.type(source)
+    page.keyboard.press("Shift+Enter")
+    cell = page.locator(".jp-CodeCell", has_text=marker)
+    return cell, cell.locator(".jp-OutputArea-output").first

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, CannedModel, chromium_missing_reason, copy_notebook, jupyter_lab
+from lab import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DANGEROUS,
+    CannedModel,
+    browser_unavailable,
+    copy_notebook,
+    jupyter_lab,
+    open_notebook,
+    run_in_a_new_cell,
+    save_shot,
+)
 
 from acytoo_magic.server import LocalServer, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 pytestmark = pytest.mark.browser
 
-reason = chromium_missing_reason()
-if reason and os.environ.get("CI"):
-    pytest.fail(f"browser tests must run in CI: {reason}", pytrace=False)
+reason = browser_unavailable()
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
@@ -32,30 +39,6 @@ RECORD_STATES = """() => {
   new MutationObserver(() => window.__states.push(live.innerText))
     .observe(live, {subtree: true, childList: true, characterData: true});
 }"""
-
-# Elements that run, load or submit something, and links that would run: none may ever appear in
-# an answer's output, not even for one frame while it streams.
-DANGEROUS = (
-    "script, img, iframe, frame, object, embed, svg, math, style, link, meta, base, form, button, input,"
-    " textarea, video, audio, a[href^='javascript' i], a[href^='data' i], a[href^='vbscript' i]"
-)
-# Installed before the page's own scripts, so it sees every frame of every answer, on reload too.
-# %(scope)s: where answers are drawn (the widget's own textarea, buttons and style are not answers).
-WATCH_ANSWERS = """
-window.__seen = [];
-new MutationObserver((records) => {
-  for (const record of records) {
-    for (const node of record.addedNodes) {
-      if (node.nodeType !== 1) continue;
-      for (const el of [node, ...node.querySelectorAll('*')]) {
-        if (!el.closest(%(scope)s) || el.outerHTML.includes('__canary')) continue;
-        const handler = [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on'));
-        if (handler || el.matches(%(dangerous)s)) window.__seen.push(el.outerHTML.slice(0, 300));
-      }
-    }
-  }
-}).observe(document, {subtree: true, childList: true});
-"""
 
 # (name, what the reply contains, a piece of it the user must see as text)
 PAYLOADS = [
@@ -114,60 +97,6 @@ def lab(tmp_path_factory):
             browser.close()
 
 
-def open_notebook(lab, name: str, ready: str, answers: str):
-    """A page with the notebook open (in a workspace of its own), its cells run until ``ready`` holds;
-    elements that could run anything are recorded in ``window.__seen`` whenever one is drawn inside
-    ``answers`` (a CSS selector)."""
-    page = lab["browser"].new_page(viewport={"width": 1280, "height": 1000})
-    page.dialogs = []  # any alert/confirm/prompt an answer managed to open
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-    page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
-    workspace = Path(name).stem
-    page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
-    try:
-        page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-        run_all_until(page, ready)
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"lab_setup_failure_{workspace}.png"))
-        raise
-    return page
-
-
-def run_all_until(page, ready: str, attempts: int = 4) -> None:
-    """Run All, and run it again only if JupyterLab dropped it. Seen under load: clicked just as
-    the kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel; or Lab replaces
-    the kernel it just started, and the cells after the first come back unexecuted. A slow but
-    running run is waited for, not restarted."""
-    started = (
-        "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
-        ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
-    )
-    dropped = (
-        "(() => { const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
-        ".map(p => p.innerText);"
-        " return document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
-        " && !prompts.some(p => p.includes('[*]')) && prompts.some(p => /\\[ \\]/.test(p)); })()"
-    )
-    for attempt in range(attempts):
-        select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-        if select.is_visible():  # "Select Kernel", in case the settings did not take
-            select.click()
-        try:
-            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=5_000)
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=5_000)
-            page.wait_for_function(started, timeout=15_000)
-        except playwright_api.TimeoutError:
-            if attempt == attempts - 1:
-                raise
-            continue
-        page.wait_for_function(f"({ready}) || {dropped}", timeout=180_000)
-        if page.evaluate(ready):
-            return
-    raise AssertionError(f"Run All was dropped {attempts} times")
-
-
 @pytest.fixture(scope="module")
 def page(lab):
     page = open_notebook(
@@ -180,14 +109,6 @@ def page(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "lab_after_tests.png"))
     page.close()
-
-
-def save_shot(target, name: str) -> None:
-    """Into tests/artifacts/ always; also into $DOCS_SCREENSHOTS (``make screenshots`` sets docs/)."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    target.screenshot(path=str(ARTIFACTS / name))
-    if os.environ.get("DOCS_SCREENSHOTS"):
-        target.screenshot(path=str(Path(os.environ["DOCS_SCREENSHOTS"]) / name))
 
 
 def transcript(page) -> str:
@@ -265,19 +186,6 @@ def test_script_and_links_in_a_reply_do_not_execute(page):
     assert page.evaluate("window.__pwned") == 0
     assert page.evaluate("window.__seen") == []
     assert page.dialogs == []
-
-
-def run_in_a_new_cell(page, source: str, marker: str):
-    """Type ``source`` into a new cell below the last and run it, as a user does; returns the cell
-    (found by ``marker``, a text in its input) and its first output area."""
-    page.locator(".jp-Notebook .jp-Cell").last.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("b")  # a new cell below
-    page.keyboard.press("Enter")
-    page.keyboard.type(source)
-    page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text=marker)
-    return cell, cell.locator(".jp-OutputArea-output").first
 
 
 def test_magic_answer_streams_in_place_in_lab(page):

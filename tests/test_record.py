@@ -69,6 +69,31 @@ def test_a_file_made_by_the_unversioned_code_is_adopted_and_keeps_working(histor
     assert Conversation(HistoryStore(history_db), "nb").messages()[0].content == "new q"
 
 
+def test_a_file_at_version_2_gets_the_spend_ledger_and_keeps_its_exchanges(history_db):
+    from acytoo_magic.migrations import MIGRATIONS
+
+    old = sqlite3.connect(history_db, isolation_level=None)
+    for step in MIGRATIONS[:2]:  # the file as the release before the ledger made it
+        step(old)
+    old.execute("PRAGMA user_version = 2")
+    old.execute(
+        "INSERT INTO messages (notebook, thread, role, content, created, cell) VALUES"
+        " ('nb', 'default', 'user', 'old q', 1, 'id:c1#0'),"
+        " ('nb', 'default', 'assistant', 'old a', 1, 'id:c1#0')"
+    )
+    old.close()
+    store = HistoryStore(history_db)
+    assert store.spent("nb", 0) == (0, 0.0)  # the table exists now: nothing spent yet
+    store.add_spend("nb", 12, 0.5)
+    assert store.spent("nb", 0) == (12, 0.5)
+    assert [m.content for m in Conversation(store, "nb").messages()] == ["old q", "old a"]
+    store.close()
+    assert _version(history_db) == SCHEMA_VERSION == 3
+    with sqlite3.connect(history_db) as db:
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(spend)")}
+    assert "spend_by_day" in indexes
+
+
 def test_a_file_from_a_newer_version_is_refused_with_one_line(history_db):
     HistoryStore(history_db).threads("nb")
     with sqlite3.connect(history_db) as db:
@@ -90,6 +115,8 @@ def test_every_error_lives_in_errors_under_one_base():
         errors.ResponseTooLarge,
         errors.ModelNotFound,
         errors.AnswerError,
+        errors.BudgetExceeded,
+        errors.ToolsUnsupported,
     ]
     assert all(issubclass(kind, errors.AcytooError) and kind.__module__ == errors.__name__ for kind in kinds)
     assert providers.ProviderError is errors.ProviderError

@@ -34,7 +34,7 @@ from ..errors import (  # one_line and ProviderError: also imported from here by
 )
 from ..loops import iterate
 
-Messages = Sequence[Mapping[str, str]]
+Messages = Sequence[Mapping[str, Any]]  # tool calls and results carry lists and ids too
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,27 @@ class Usage:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call a model asked for: ``arguments`` is the JSON text as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def for_provider(self) -> dict[str, Any]:
+        """The call as an assistant message's ``tool_calls`` entry (OpenAI's shape)."""
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The calls a reply ended with, yielded after its text by a provider that speaks tools."""
+
+    calls: tuple[ToolCall, ...]
 
 
 @dataclass(frozen=True)

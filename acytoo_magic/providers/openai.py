@@ -5,6 +5,12 @@ POST ``{base_url}/chat/completions`` with ``stream: true``; the reply is Server-
 (``stream_options: {include_usage: true}``); the server sends them in a last event whose
 ``choices`` is empty, and they are yielded as a ``Usage`` after the text. A server that rejects the
 option is asked again without it, and not asked with it again in this process.
+
+Tools: given ``tools`` (OpenAI's function schemas), the request carries them; the streamed
+``delta.tool_calls`` pieces are put together by their ``index`` (the id and name come first, the
+arguments in pieces) and yielded as one ``ToolCalls`` after the text. The next request sends them
+back as an assistant message's ``tool_calls`` followed by ``tool`` messages, as OpenAI, Ollama,
+vLLM and llama.cpp's server accept.
 """
 
 from __future__ import annotations
@@ -17,7 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ProviderError, ProviderHTTPError, ProviderProtocolError
-from .base import AsyncGeneratorProvider, HTTPStream, Messages, Usage, transport_options
+from .base import (
+    AsyncGeneratorProvider,
+    HTTPStream,
+    Messages,
+    ToolCall,
+    ToolCalls,
+    Usage,
+    transport_options,
+)
 from .credentials import OPENAI_DEFAULT_URL, env_keys, key_for
 
 DEFAULT_BASE_URL = OPENAI_DEFAULT_URL
@@ -36,6 +50,7 @@ class OpenAICompatible(AsyncGeneratorProvider):
     url_env = "OPENAI_BASE_URL"
     supports_gpt_35_turbo = True
     takes_api_key = True
+    supports_tools = True  # native tool calls: agent mode works with this provider
     default_model = "gpt-4o-mini"  # when no model is set; Ollama, vLLM and others need -m
 
     @classmethod
@@ -48,8 +63,9 @@ class OpenAICompatible(AsyncGeneratorProvider):
         url: str | None = None,
         api_key: str | None = None,
         temperature: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[str | Usage]:
+    ) -> AsyncIterator[str | Usage | ToolCalls]:
         """Stream the answer's deltas, then its ``Usage`` if the server reports one. Also takes
         ``session``, ``timeout``, ``retries``, ``max_response_bytes`` and ``on_retry`` (see
         ``HTTPStream``); other keywords are ignored.
@@ -65,6 +81,8 @@ class OpenAICompatible(AsyncGeneratorProvider):
         body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "stream": True}
         if temperature is not None:
             body["temperature"] = float(temperature)
+        if tools:
+            body["tools"] = tools
         ask_usage = base not in _no_stream_options
         while True:
             stream = HTTPStream(
@@ -101,9 +119,10 @@ def refuses_stream_options(error: ProviderHTTPError) -> bool:
     return error.status in (400, 422)
 
 
-async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage]:
-    """The text of each delta, then the last ``Usage`` the server reported, if any."""
+async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCalls]:
+    """The text of each delta, then the tool calls asked for and the last ``Usage``, if any."""
     usage = None
+    calls: dict[int, dict[str, str]] = {}
     async with contextlib.aclosing(stream.chunks(lines=True)) as lines:
         async for raw in lines:
             event = parse_sse_line(raw, stream)
@@ -113,9 +132,37 @@ async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage]:
                 continue
             if text := delta_text(event, stream):
                 yield text
+            add_tool_call_deltas(calls, event, stream)
             usage = usage_of(event) or usage
+    if calls:
+        yield ToolCalls(tuple(ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())))
     if usage is not None:
         yield usage
+
+
+def add_tool_call_deltas(calls: dict[int, dict[str, str]], event: dict[str, Any], stream: HTTPStream) -> None:
+    """Merge one event's ``delta.tool_calls`` into ``calls`` by index: id and name are set once,
+    the arguments' JSON text arrives in pieces and is concatenated."""
+    choices = event.get("choices") or []
+    first = choices[0] if choices and isinstance(choices[0], dict) else {}
+    deltas = (first.get("delta") or {}).get("tool_calls")
+    if not deltas:
+        return
+    if not isinstance(deltas, list):
+        raise stream.error(ProviderProtocolError, "delta.tool_calls is not a list")
+    for delta in deltas:
+        if not isinstance(delta, dict):
+            raise stream.error(ProviderProtocolError, "a tool call delta is not an object")
+        index = delta.get("index", len(calls))
+        if not isinstance(index, int):
+            raise stream.error(ProviderProtocolError, "a tool call delta has no integer index")
+        call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        function = delta.get("function") or {}
+        call["id"] = call["id"] or str(delta.get("id") or "")
+        call["name"] = call["name"] or str(function.get("name") or "")
+        call["arguments"] += str(function.get("arguments") or "")
+    for index, call in calls.items():
+        call["id"] = call["id"] or f"call_{index}"  # some servers (older llama.cpp) send no id
 
 
 DONE = object()

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -65,6 +66,9 @@ endpoints:
   GET  /_requests                JSON list of the requests received (DELETE clears it); scripted
                                  backend only. Credential headers (Authorization, Proxy-Authorization,
                                  Cookie, API-key headers) are kept only as "sha256:<12 hex digits>".
+  POST /_script                  a JSON list of scripted turns (tool calls and/or text) that the next
+                                 streamed /v1/chat/completions requests take in order; scripted
+                                 backend only (agent-mode tests, see ScriptedTurns)
 """
 
 _DIRECTIVE = re.compile(r"\[\[([^\[\]]*)\]\]")
@@ -95,6 +99,7 @@ class ScriptConfig:
     fault: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    script: list[dict[str, Any]] = field(default_factory=list)  # scripted turns: see ScriptedTurns
 
 
 def fingerprint(value: str) -> str:
@@ -192,6 +197,52 @@ def prompt_tokens(messages: Sequence[Any]) -> int:
     return sum(count_tokens(str(m.get("content", ""))) for m in messages if isinstance(m, Mapping))
 
 
+class ScriptedTurns:
+    """Scripted model turns with tool calls, for agent-mode tests: ``ScriptConfig.script`` is a queue.
+
+    Each streamed request to ``/v1/chat/completions`` takes the next turn (the scripted replies
+    resume when the queue is empty). A turn is a dict:
+
+    - ``{"text": "..."}``: an answer (with ``calls`` too: text, then the calls);
+    - ``{"calls": [{"name": "describe_variable", "arguments": {"name": "df"}}, ...]}``: tool calls;
+    - ``{"obey": true}``: a gullible model: it proposes ``run_python`` with the code the newest
+      ``tool`` message tells it to run (the first ``run `...` `` in it), as a prompt injection
+      would have a real model do.
+    """
+
+    _ORDER = re.compile(r"\brun\s+`([^`]+)`", re.IGNORECASE)
+
+    @classmethod
+    def resolve(cls, turn: Mapping[str, Any], messages: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+        """(text, calls) of ``turn``: each call ``{"name", "arguments": JSON text}``."""
+        calls = [
+            {"name": str(c["name"]), "arguments": json.dumps(c.get("arguments", {}))}
+            for c in turn.get("calls", [])
+        ]
+        if turn.get("obey"):
+            tools = [str(m.get("content", "")) for m in messages if m.get("role") == "tool"]
+            found = cls._ORDER.search(tools[-1]) if tools else None
+            if found:
+                calls.append({"name": "run_python", "arguments": json.dumps({"code": found.group(1)})})
+        return str(turn.get("text", "")), calls
+
+    @staticmethod
+    def events(reply: OpenAIReply, text: str, calls: list[dict[str, Any]], step: int) -> list[bytes]:
+        """SSE events as OpenAI streams them: text deltas, then per call a first delta with its id and
+        name and the arguments in pieces (by ``index``), then ``finish_reason`` "tool_calls"."""
+        pieces = [reply.chunk(text[i : i + step]) for i in range(0, len(text), step)]
+        for index, call in enumerate(calls):
+            head = {"index": index, "id": f"call_{secrets.token_hex(6)}", "type": "function",
+                    "function": {"name": call["name"], "arguments": ""}}
+            pieces.append(reply.tool_delta(head))
+            arguments = call["arguments"]
+            for i in range(0, len(arguments), step):
+                piece = {"index": index, "function": {"arguments": arguments[i : i + step]}}
+                pieces.append(reply.tool_delta(piece))
+        pieces.append(reply.finish("tool_calls" if calls else "stop"))
+        return pieces
+
+
 class ScriptedBackend:
     """The request handlers of the test double: scripted replies, injected faults, a request log."""
 
@@ -199,13 +250,15 @@ class ScriptedBackend:
         self.config = config
 
     def routes(self) -> list[web.RouteDef]:
-        """The two protocols, the model list, and the request log (``GET``/``DELETE /_requests``)."""
+        """The two protocols, the model list, the request log (``GET``/``DELETE /_requests``) and the
+        scripted turns (``POST /_script``)."""
         return [
             web.post("/api/completions", self.acytoo),
             web.post("/v1/chat/completions", self.openai),
             web.get("/v1/models", self.models),
             web.get("/_requests", self.list_requests),
             web.delete("/_requests", self.clear_requests),
+            web.post("/_script", self.set_script),
         ]
 
     def _log(self, request: web.Request, payload: Any) -> None:
@@ -289,6 +342,8 @@ class ScriptedBackend:
     async def openai(self, request: web.Request) -> web.StreamResponse:
         payload = await self._read(request, openai=True)
         messages = payload["messages"]
+        if self.config.script and payload.get("stream"):
+            return await self.scripted_turn(request, payload)
         plan = plan_reply(messages, self.config)
         if (response := self._status_fault(plan, messages, request, openai=True)) is not None:
             return response
@@ -312,6 +367,25 @@ class ScriptedBackend:
             pieces.append(reply.usage_chunk(prompt_tokens(messages), count_tokens(text)))
         pieces.append(DONE)
         return await self._stream(request, plan, pieces, SSE)
+
+    async def scripted_turn(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        """The next ``config.script`` turn (tool calls and/or text) as OpenAI's streamed SSE."""
+        turn = self.config.script.pop(0)
+        reply = OpenAIReply(str(payload.get("model", "")), include_usage(payload))
+        text, calls = ScriptedTurns.resolve(turn, payload["messages"])
+        pieces = ScriptedTurns.events(reply, text, calls, max(1, self.config.chunk_size))
+        if reply.include_usage:
+            pieces.append(reply.usage_chunk(prompt_tokens(payload["messages"]), count_tokens(text)))
+        pieces.append(DONE)
+        return await self._stream(request, ReplyPlan(delay=self.config.delay), pieces, SSE)
+
+    async def set_script(self, request: web.Request) -> web.Response:
+        """``POST /_script``: a JSON list of turns replaces the script (for a server run from the CLI)."""
+        turns = await read_json(request, openai=True)
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            return openai_error(400, "the script is a JSON list of objects")
+        self.config.script[:] = turns
+        return web.json_response({"turns": len(turns)})
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: one name, "scripted"."""

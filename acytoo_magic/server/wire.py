@@ -89,6 +89,14 @@ class OpenAIReply:
         self.sent_role = True
         return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
+    def tool_delta(self, call: dict[str, Any]) -> bytes:
+        """One streamed piece of a tool call (``delta.tool_calls``), put together by its ``index``."""
+        delta: dict[str, Any] = {"tool_calls": [call]}
+        if not self.sent_role:
+            delta = {"role": "assistant", "content": None, **delta}
+        self.sent_role = True
+        return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+
     def finish(self, reason: str) -> bytes:
         return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
 

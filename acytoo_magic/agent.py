@@ -1,0 +1,428 @@
+"""Agent mode: one episode in which the model may look at the notebook and, with approval, run code.
+
+``Assistant.agent(prompt, approve=...)`` runs the loop: ask the model with the tools of ``tools``;
+run each read-only call at once; for ``run_python`` ask ``approve(code)``, the front end's
+callback, with the exact code that would run, and run that same string only if it answers
+``Decision.RUN``. Approval never comes from text: nothing a reply or a tool result says is read
+as one. With ``approve=None`` (nobody can click: nbclient, papermill, a script) a run is refused
+and the model is told so, unless the user opted in (``auto_run``). The episode is bounded by a
+step cap, a token budget and a number of failed runs; Stop or a kernel interrupt ends it at once,
+keeping what was done. The whole episode is recorded as the cell's exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import AcytooError, BudgetExceeded, ToolsUnsupported
+from .providers import call_keywords, provider_name
+from .providers.base import ToolCall
+from .render import Renderer
+from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, history_problem, stream_reply
+from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
+from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
+
+
+class Decision(str, Enum):
+    """The user's answer to a proposed run."""
+
+    RUN = "run"
+    SKIP = "skip"
+    STOP = "stop"
+
+
+Approve = Callable[[str], "Awaitable[Decision] | Decision"]
+
+
+def supports_tools(provider: Any) -> bool:
+    """Whether ``provider`` takes ``tools=`` and yields ``ToolCalls`` (a class attribute it declares)."""
+    return bool(getattr(provider, "supports_tools", False))
+
+
+@dataclass
+class Limits:
+    """An episode's bounds (``Assistant.agent_*`` settings)."""
+
+    max_steps: int = 8  # model calls
+    max_tokens: int = 30_000  # prompt + completion tokens over the episode (reported, else estimated)
+    max_retries: int = 3  # failed runs after the first before the episode ends
+    auto_run: bool = False  # run without asking: the user's explicit opt-in
+
+
+@dataclass
+class Step:
+    """One thing that happened, as shown: model text, a tool call and its result, a run and its decision."""
+
+    kind: str  # "text", "tool", "run", "note"
+    text: str = ""  # model text; a tool's result; a run's result as the model was sent it
+    name: str = ""
+    arguments: str = ""
+    code: str = ""
+    decision: str = ""  # run: "run", "skip", "stop", "refused", "auto"
+    failed: bool = False
+
+    def summary(self) -> str:
+        """One plain line (``%acytoo history``)."""
+        if self.kind == "run":
+            first = self.code.strip().splitlines()[0] if self.code.strip() else ""
+            return f"run_python [{self.decision}{', failed' if self.failed else ''}]: {first}"
+        if self.kind == "tool":
+            return f"{self.name}({self.arguments})"
+        return self.text.splitlines()[0] if self.text else ""
+
+
+@dataclass
+class Episode:
+    """What an agent episode did and how it ended: the cell's exchange, as the user saw it."""
+
+    prompt: str
+    steps: list[Step] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # assistant tool_calls + tool results
+    answer: str = ""
+    status: str = COMPLETE
+    note: str = ""  # why it ended before an answer
+    error: AcytooError | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    history_warning: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def content(self) -> str:
+        """What the history stores as the answer: the model's answer, else why there is none."""
+        return self.answer or f"[{self.note or self.status}]"
+
+    def status_line(self, request: Request) -> str:
+        """Small print under the episode, worded as an answer's; how an unfinished one ended is
+        the note above it, not repeated here."""
+        about = "≈" if self.estimated else ""
+        runs = sum(1 for step in self.steps if step.kind == "run")
+        parts = [
+            request.provider_label or provider_name(request.provider),
+            request.model,
+            f"{(self.finished or time.monotonic()) - self.started:.1f} s",
+            f"{len([s for s in self.steps if s.kind in ('tool', 'run')])} tool calls ({runs} runs)",
+            f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
+        ]
+        if request.price is not None:
+            cost = (self.prompt_tokens * request.price[0] + self.completion_tokens * request.price[1]) / 1e6
+            parts.append(f"{about}{cost:.4f} cost")
+        return " · ".join(p for p in parts if p)
+
+    def meta(self) -> dict[str, Any]:
+        """Stored with the answer: the steps (for ``history``) and the messages (for later turns)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "tokens_estimated": self.estimated,
+            "episode": {"steps": [asdict(s) for s in self.steps], "messages": self.messages},
+        }
+
+
+class AgentView:
+    """What a front end draws; the defaults draw nothing (a script reads the returned ``Episode``)."""
+
+    def renderer(self) -> Renderer | None:
+        """A renderer for the next model call's streamed text (None: not drawn)."""
+        return None
+
+    def show(self, step: Step, run: CodeRun | None = None) -> None:
+        """A finished step (``run``: what the approved code printed and displayed)."""
+
+
+class _Silent:
+    def start(self, label: str) -> None: ...
+    def notify(self, note: str) -> None: ...
+    def feed(self, chunk: str) -> None: ...
+    def close(self, text: str, note: str = "", status: str = "") -> None: ...
+
+
+async def _decide(approve: Approve, code: str) -> Decision:
+    answer = approve(code)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return Decision(answer)  # anything but the three values is an error, never a run
+
+
+class AgentLoop:
+    """One episode over ``request`` (its provider, history and cell) with ``tools`` in ``namespace``."""
+
+    def __init__(
+        self,
+        request: Request,
+        tools: NotebookTools,
+        approve: Approve | None,
+        view: AgentView | None = None,
+        limits: Limits | None = None,
+        shell: Any = None,
+    ) -> None:
+        self.request = request
+        self.tools = tools
+        self.approve = approve
+        self.view = view or AgentView()
+        self.limits = limits or Limits()
+        self.shell = shell
+        self.episode = Episode(request.prompt)
+        self._failures = 0
+        self._stop = ""  # set when the episode must end: the note saying why
+
+    async def run(self, session: Any = None) -> Episode:
+        """Run the episode to its end; a cancel (kernel interrupt) keeps what was done and re-raises."""
+        episode = self.episode
+        try:
+            try:
+                base = await asyncio.to_thread(lambda: self.request.messages(tools=True))
+            except Exception as exc:  # the file is locked or went away: on without history, as answer does
+                episode.history_warning = history_problem(exc)
+                base = self.request.messages(history=False, tools=True)
+            for _ in range(self.limits.max_steps):
+                sent = [*base, *episode.messages]
+                estimate = -(-sum(len(json.dumps(m)) for m in sent) // CHARS_PER_TOKEN)
+                if episode.tokens + estimate > self.limits.max_tokens:
+                    self._end(
+                        PARTIAL,
+                        f"stopped: the next request (≈{estimate:,} tokens) would pass the episode's token "
+                        f"budget of {self.limits.max_tokens:,} (raise Assistant.agent_max_tokens)",
+                    )
+                    break
+                if self.request.spend is not None and self.request.spend.active:
+                    try:
+                        await asyncio.to_thread(self.request.spend.check_messages, sent, self.request.price)
+                    except BudgetExceeded as exc:
+                        if not episode.steps:
+                            raise  # nothing done yet: refused like any request, nothing recorded
+                        self._end(PARTIAL, str(exc))
+                        break
+                reply = await self._ask(sent, session)
+                if reply.error is not None:
+                    episode.error = reply.error
+                    self._end(PARTIAL if episode.steps or reply.text else FAILED, str(reply.error))
+                    break
+                if not reply.tool_calls:
+                    episode.answer = reply.text
+                    break
+                await self._take_calls(reply)
+                if self._stop:
+                    break
+            else:
+                self._end(
+                    PARTIAL, f"stopped: {self.limits.max_steps} steps taken (raise Assistant.agent_max_steps)"
+                )
+        except asyncio.CancelledError:
+            self._end(INTERRUPTED, "interrupted; the steps done so far are kept")
+            raise
+        finally:
+            episode.finished = time.monotonic()
+            if self.request.conversation is not None and episode.status != FAILED:
+                await asyncio.to_thread(self._record)
+        return episode
+
+    def _end(self, status: str, note: str) -> None:
+        self.episode.status = status
+        self.episode.note = note
+        self._stop = note
+
+    async def _ask(self, messages: list[dict[str, Any]], session: Any) -> Reply:
+        request = self.request
+        renderer = self.view.renderer() or _Silent()
+        reply = Reply(prompt_chars=sum(len(json.dumps(m)) for m in messages))
+        renderer.start(request.label)
+        kwargs = call_keywords(request.provider, {**request.options, "tools": TOOL_SPECS}, session)
+        try:
+            await stream_reply(
+                request.provider,
+                request.model,
+                messages,
+                renderer,
+                proxy=request.proxy,
+                reply=reply,
+                **kwargs,
+            )
+        finally:
+            if request.spend is not None:
+                await asyncio.to_thread(charge_spend, request, reply)
+                self.episode.history_warning = self.episode.history_warning or reply.history_warning
+            prompt, completion, estimated = reply.tokens()
+            self.episode.prompt_tokens += prompt
+            self.episode.completion_tokens += completion
+            self.episode.estimated |= estimated
+            renderer.close(reply.text, reply.note, "")
+        return reply
+
+    async def _take_calls(self, reply: Reply) -> None:
+        episode = self.episode
+        if reply.text:
+            episode.steps.append(Step("text", reply.text))
+        episode.messages.append(
+            {
+                "role": "assistant",
+                "content": reply.text,
+                "tool_calls": [c.for_provider() for c in reply.tool_calls],
+            }
+        )
+        for call in reply.tool_calls:
+            if self._stop:  # every call needs its result message, or the next request is refused
+                result = "not run: the episode was stopped"
+            else:
+                result = await self._call(call)
+            episode.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+    async def _call(self, call: ToolCall) -> str:
+        budget = self.tools.context.budget
+        try:
+            arguments = json.loads(call.arguments or "{}")
+            if not isinstance(arguments, dict):
+                raise ValueError
+        except ValueError:
+            result = f"error: the arguments of {call.name} are not a JSON object"
+            self._show(Step("tool", result, call.name, call.arguments, failed=True))
+            return result
+        if call.name == RUN_PYTHON:
+            return await self._run(arguments.get("code"), budget)
+        try:
+            result = self.tools.call(call.name, arguments)
+            failed = False
+        except ToolError as exc:
+            result, failed = f"error: {exc}", True
+        self._show(Step("tool", result, call.name, call.arguments, failed=failed))
+        return result
+
+    async def _run(self, code: Any, budget: int) -> str:
+        if not isinstance(code, str) or not code.strip():
+            result = "error: run_python takes the code as a non-empty string"
+            self._show(Step("run", result, RUN_PYTHON, code=str(code or ""), decision="refused", failed=True))
+            return result
+        if self.limits.auto_run:
+            decision = Decision.RUN
+            shown_as = "auto"
+        elif self.approve is None:
+            result = (
+                "refused: nobody can approve code here (no one to click), so it was not run; answer "
+                "without running code"
+            )
+            self._show(Step("run", result, RUN_PYTHON, code=code, decision="refused"))
+            return result
+        else:
+            decision = await _decide(self.approve, code)  # the user's, from the front end
+            shown_as = decision.value
+        if decision is Decision.STOP:
+            self._end(INTERRUPTED, "stopped by the user; the steps done so far are kept")
+            self._show(
+                Step("run", "not run: the user stopped the episode", RUN_PYTHON, code=code, decision="stop")
+            )
+            return "not run: the user stopped the episode"
+        if decision is Decision.SKIP:
+            result = "not run: the user skipped this code"
+            self._show(Step("run", result, RUN_PYTHON, code=code, decision="skip"))
+            return result
+        namespace = self.tools.context.namespace
+        run = run_code(code, namespace, self.shell, budget)  # type: ignore[arg-type]  # the user's dict
+        result = run.for_model(budget)
+        self._show(Step("run", result, RUN_PYTHON, code=code, decision=shown_as, failed=run.failed), run)
+        if run.interrupted:
+            self._end(INTERRUPTED, "interrupted while the code ran; the steps done so far are kept")
+        elif run.failed:
+            self._failures += 1
+            if self._failures > self.limits.max_retries:
+                self._end(
+                    PARTIAL,
+                    f"stopped: the code failed {self._failures} times "
+                    f"(Assistant.agent_max_retries = {self.limits.max_retries})",
+                )
+        else:
+            self._failures = 0
+        return result
+
+    def _show(self, step: Step, run: CodeRun | None = None) -> None:
+        self.episode.steps.append(step)
+        self.view.show(step, run)
+
+    def _record(self) -> None:
+        episode, request = self.episode, self.request
+        if request.conversation is None:
+            return
+        try:
+            request.conversation.record(
+                request.prompt,
+                episode.content,
+                episode.status,
+                dict(request.meta),
+                request.cell,
+                answer_meta=episode.meta(),
+            )
+        except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
+            episode.history_warning = history_problem(exc)
+
+
+@dataclass
+class Preview:
+    """What a request would send (``--dry-run``): the body without credentials, its size, its tokens."""
+
+    body: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body, indent=1, ensure_ascii=False)
+
+    @property
+    def chars(self) -> int:
+        return sum(len(json.dumps(m, ensure_ascii=False)) for m in self.body["messages"]) + len(
+            json.dumps(self.body.get("tools", []))
+        )
+
+    def summary(self) -> str:
+        count = len(self.body["messages"])
+        tokens = -(-self.chars // CHARS_PER_TOKEN)
+        return (
+            f"dry run: nothing sent · {count} messages · {self.chars:,} characters · ≈{tokens:,} tokens "
+            f"(≈{CHARS_PER_TOKEN} characters a token) to {self.body['model']}"
+        )
+
+
+def preview(request: Request, agent: bool = False) -> Preview:
+    """The exact messages (and tools) ``request`` would send; reads the history, sends nothing."""
+    body: dict[str, Any] = {"model": request.model, "messages": request.messages(tools=agent)}
+    if agent:
+        body["tools"] = TOOL_SPECS
+    return Preview(body)
+
+
+def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:
+    """The steps stored with an answer (empty for an ordinary answer)."""
+    stored = meta.get("episode") or {}
+    return [Step(**step) for step in stored.get("steps", [])]
+
+
+async def run_agent(
+    assistant: Any, request: Request, approve: Approve | None, view: AgentView | None, auto_run: bool = False
+) -> Episode:
+    """``Assistant.agent``'s body: refuse a provider without tools, then run one episode."""
+    if not supports_tools(request.provider):
+        raise ToolsUnsupported(
+            f"agent mode needs a provider with tool calls; {request.provider_label or 'this one'} has none: "
+            "use -p openai (OpenAI, Ollama, vLLM, llama.cpp server, the local server)"
+        )
+    shell = assistant.shell
+    hidden = getattr(shell, "user_ns_hidden", None) or {}
+    limits = Limits(
+        assistant.agent_max_steps,
+        assistant.agent_max_tokens,
+        assistant.agent_max_retries,
+        assistant.agent_auto_run or auto_run,
+    )
+    loop = AgentLoop(request, NotebookTools(assistant.context(), hidden), approve, view, limits, shell)
+    async with assistant.session_lease() as session:
+        return await loop.run(session)

@@ -1,0 +1,215 @@
+"""Drawing an agent episode in a notebook: each step as it happens, and Run / Skip / Stop buttons.
+
+Everything shown that came from the model or the notebook's data (its text, proposed code, tool
+results) goes through ``untrusted``'s policy, as a reply does. The buttons are ipywidgets that
+resolve a future the episode awaits on the kernel's loop: ipykernel 7 dispatches comm messages
+(a click) while an async cell waits (``Kernel.shell_main``). Once decided, the buttons' output is
+replaced by static HTML saying what was decided, so a saved notebook holds no live button at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from .agent import AgentView, CodeRun, Decision, Preview, Step
+from .errors import AcytooError, ToolsUnsupported
+from .output import DisplayRenderer, TerminalRenderer
+from .untrusted import note_html, printable, render_markdown, status_html
+
+_DECIDED = {
+    "run": "▶ run (approved by you)",
+    "auto": "▶ run without asking (agent_auto_run)",
+    "skip": "⏭ skipped by you: not run",
+    "stop": "⏹ stopped by you: not run",
+    "refused": "⛔ not run: nobody can approve code here",
+    "interrupted": "⏹ interrupted: not run",
+}
+
+
+def fenced(text: str, info: str = "") -> str:
+    """``text`` as a Markdown code block whose fence no backtick run inside it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
+def code_html(code: str, caption: str) -> str:
+    """Proposed code as the policy renders a reply's code block, under an escaped caption."""
+    return f'<div class="acytoo-run">{note_html(caption)}{render_markdown(fenced(code, "python"))}</div>'
+
+
+def step_html(step: Step) -> str:
+    """A finished step as safe HTML: the call (or the decided code) and its result as a code block."""
+    if step.kind == "run":
+        head = code_html(step.code, f"run_python: {_DECIDED.get(step.decision, step.decision)}")
+        if step.decision in ("run", "auto"):
+            caption = "result (failed)" if step.failed else "result"
+            return head + note_html(caption) + render_markdown(fenced(step.text))
+        return head
+    if step.kind == "tool":
+        call = f"🔎 {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
+        return note_html(call) + render_markdown(fenced(step.text))
+    return render_markdown(step.text)
+
+
+def step_plain(step: Step) -> str:
+    return f"[{step.summary()}]\n{step.text}"
+
+
+class NotebookAgentView(AgentView):
+    """An episode in a cell's output: streamed model text, tool steps, and approval buttons."""
+
+    def __init__(self, interval: float = 0.08) -> None:
+        from IPython.display import display
+
+        self._display = display
+        self.interval = interval
+
+    def renderer(self) -> DisplayRenderer:
+        return DisplayRenderer("markdown", self.interval)
+
+    def show(self, step: Step, run: CodeRun | None = None) -> None:
+        if step.kind == "run" and step.decision in ("skip", "stop"):
+            return  # the approval area already says so, in place of the buttons
+        if step.kind == "run" and step.decision == "run":  # the code shows above, with its decision
+            caption = "result (failed)" if step.failed else "result"
+            html_text = note_html(caption) + render_markdown(fenced(step.text))
+            self._display({"text/plain": f"[{caption}]\n{step.text}", "text/html": html_text}, raw=True)
+        else:
+            self._display({"text/plain": step_plain(step), "text/html": step_html(step)}, raw=True)
+        for bundle in run.rich if run is not None else []:
+            self._display(bundle, raw=True)  # what the approved code displayed, as a cell would show it
+
+    async def approve(self, code: str) -> Decision:
+        """Show ``code`` with Run / Skip / Stop; return the button clicked (the only source of approval)."""
+        import ipywidgets as widgets
+
+        caption = "run_python: the model wants to run this code in your notebook"
+        shown = self._display(
+            {"text/plain": f"[{caption}]\n{code}", "text/html": code_html(code, caption)},
+            raw=True,
+            display_id=True,
+        )
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        buttons = []
+        for decision, style in ((Decision.RUN, "success"), (Decision.SKIP, ""), (Decision.STOP, "danger")):
+            button = widgets.Button(description=decision.value.capitalize(), button_style=style)
+            button.add_class(f"acytoo-agent-{decision.value}")
+            button.on_click(lambda _b, d=decision: future.done() or future.set_result(d))
+            buttons.append(button)
+        box = widgets.HBox(buttons)
+        box.add_class("acytoo-agent-approval")
+        area = self._display(box, display_id=True)
+        decided = "interrupted"
+        try:
+            decision = await future
+            decided = decision.value
+            return decision
+        finally:  # also on interrupt: no live button stays behind
+            area.update(
+                {"text/plain": _DECIDED[decided], "text/html": note_html(_DECIDED[decided])}, raw=True
+            )
+            box.close()
+            for button in buttons:
+                button.close()
+            shown.update(
+                {
+                    "text/plain": f"[run_python: {_DECIDED[decided]}]\n{code}",
+                    "text/html": code_html(code, f"run_python: {_DECIDED[decided]}"),
+                },
+                raw=True,
+            )
+
+    def finish(self, note: str, status: str) -> None:
+        """The episode's last line: why it ended early (if it did), and the status line."""
+        plain = "\n".join(
+            part for part in (f"[{note}]" if note else "", f"— {status}" if status else "") if part
+        )
+        if plain:
+            self._display({"text/plain": plain, "text/html": note_html(note) + status_html(status)}, raw=True)
+
+
+class TerminalAgentView(AgentView):
+    """An episode in a terminal: text as it streams, steps printed, approval typed."""
+
+    def renderer(self) -> TerminalRenderer:
+        return TerminalRenderer()
+
+    def show(self, step: Step, run: CodeRun | None = None) -> None:
+        print(printable(step_plain(step)))
+
+    def approve(self, code: str) -> Decision:
+        print(f"\nThe model wants to run this code:\n{printable(code)}\n")
+        keys = {
+            "r": Decision.RUN,
+            "run": Decision.RUN,
+            "s": Decision.SKIP,
+            "skip": Decision.SKIP,
+            "t": Decision.STOP,
+            "stop": Decision.STOP,
+        }
+        while (answer := input("run it? [r]un / [s]kip / s[t]op: ").strip().lower()) not in keys:
+            pass
+        return keys[answer]
+
+    def finish(self, note: str, status: str) -> None:
+        for line in (f"[{note}]" if note else "", f"— {status}" if status else ""):
+            if line:
+                print(printable(line))
+
+
+def show_preview(shown: Preview, in_kernel: bool) -> None:
+    """``--dry-run``: what would be sent, as a code block through the rendering policy."""
+    if not in_kernel:
+        print(printable(f"{shown.text}\n[{shown.summary()}]"))
+        return
+    from IPython.display import display
+
+    html_text = note_html(shown.summary()) + render_markdown(fenced(shown.text, "json"))
+    display({"text/plain": f"[{shown.summary()}]\n{printable(shown.text)}", "text/html": html_text}, raw=True)
+
+
+def someone_can_click(shell: Any) -> bool:
+    """Whether a person is at the frontend that ran this cell: it accepts input (``allow_stdin``).
+
+    JupyterLab, Notebook 7 and VS Code send ``allow_stdin: true``; nbclient and papermill send
+    false, and there a proposed run is refused (unless the user opted in to running unasked).
+    """
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        return sys.stdin is not None and sys.stdin.isatty()
+    try:
+        parent = kernel.get_parent() or {}
+    except Exception:  # an older kernel without per-request parents
+        return False
+    return bool(parent.get("content", {}).get("allow_stdin", False))
+
+
+async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool, auto_run: bool) -> Any:
+    """``%%acytoo --agent``'s body: an episode drawn in the cell (or a terminal), approval by buttons.
+
+    ``on_loop``: the cell is awaited on the kernel's loop, where a click can arrive while it waits.
+    Nested in user code (``%%time``) the loop is blocked, so no button could work: runs are refused.
+    """
+    in_kernel = getattr(shell, "kernel", None) is not None
+    view: NotebookAgentView | TerminalAgentView = (
+        NotebookAgentView(assistant.render_interval) if in_kernel else TerminalAgentView()
+    )
+    approve = view.approve if someone_can_click(shell) and (on_loop or not in_kernel) else None
+    try:  # auto_run: --auto-run, this cell's explicit opt-in
+        episode = await assistant.agent(
+            request.prompt, approve=approve, view=view, request=request, auto_run=auto_run
+        )
+    except ToolsUnsupported as exc:
+        raise UsageError(f"%%acytoo --agent: {exc}") from None
+    view.finish(episode.note, episode.status_line(request) if request.show_status else "")
+    if episode.history_warning:
+        print(f"acytoo: {episode.history_warning}", file=sys.stderr)
+    if episode.error is not None:
+        raise AcytooError(str(episode.error))
+    return episode
