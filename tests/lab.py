@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -11,12 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from acytoo_magic.server import ServerConfig, plan_reply
+from standin import StandInModel
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -164,33 +162,19 @@ df = df.drop_duplicates()        # keeps the first copy
 }
 
 
-class CannedModel:
+class CannedModel(StandInModel):
     """A stand-in for the server's local model: a realistic Markdown answer to a question in
     ``ANSWERS``, streamed at a reading pace; anything else exactly as the scripted backend would
-    reply (``[[echo]]``, ``[[size=...]]``, chunking and delays). Faults are not simulated."""
+    reply (``[[echo]]``, ``[[size=...]]``, chunking and delays). Faults are not simulated. Every
+    stream ends as a real server's does (finish_reason, usage, ``[DONE]``, end of body)."""
 
     name = "canned"
 
     def __init__(self, chunk: int = 6, delay: float = 0.04) -> None:
-        self.config = ServerConfig(chunk_size=chunk, delay=delay)
-        self.generations: list[Any] = []
+        super().__init__(chunk=chunk, delay=delay)
 
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        temperature: float = 0.7,
-        max_tokens: int | None = None,
-        gone: Callable[[], bool] = lambda: False,
-    ) -> AsyncIterator[str]:
+    def answer(self, messages: Sequence[Mapping[str, str]]) -> tuple[str, int, float]:
         question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         if question.strip() in ANSWERS:
-            text, chunk, delay = ANSWERS[question.strip()], 8, 0.05
-        else:
-            plan = plan_reply(messages, self.config)
-            text, chunk, delay = plan.body.decode(), plan.chunk, plan.delay
-        for start in range(0, len(text), chunk):
-            if gone():
-                return
-            yield text[start : start + chunk]
-            if delay:
-                await asyncio.sleep(delay)
+            return ANSWERS[question.strip()], 8, 0.05
+        return super().answer(messages)
