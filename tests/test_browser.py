@@ -110,7 +110,7 @@ def lab(tmp_path_factory):
         with jupyter_lab(root, env) as address, playwright_api.sync_playwright() as playwright:
             base, token = address.split("|")
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield {"browser": browser, "base": base, "token": token, "root": root}
+            yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
             browser.close()
 
 
@@ -120,7 +120,15 @@ def open_notebook(lab, name: str, ready: str, answers: str):
     ``answers`` (a CSS selector)."""
     page = lab["browser"].new_page(viewport={"width": 1280, "height": 1000})
     page.dialogs = []  # any alert/confirm/prompt an answer managed to open
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog) -> None:
+        if dialog.type == "beforeunload":  # Lab's own "unsaved changes" on a reload: leave
+            dialog.accept()
+        else:
+            page.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
     workspace = Path(name).stem
     page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
@@ -138,8 +146,8 @@ def open_notebook(lab, name: str, ready: str, answers: str):
 def run_all_until(page, ready: str, attempts: int = 4) -> None:
     """Run All, and run it again only if JupyterLab dropped it. Seen under load: clicked just as
     the kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel; or Lab replaces
-    the kernel it just started, and the cells after the first come back unexecuted. A slow but
-    running run is waited for, not restarted."""
+    the kernel it just started, and the cells after the first come back unexecuted; or the
+    widget is not displayed. A slow but running run is waited for, not restarted."""
     started = (
         "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
         ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
@@ -150,7 +158,25 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
         " return document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
         " && !prompts.some(p => p.includes('[*]')) && prompts.some(p => /\\[ \\]/.test(p)); })()"
     )
+    # Seen under load, when Lab replaced the kernel connection as the page opened: the run ends but
+    # the widget says "Error displaying widget: model not found", and so does every widget made
+    # after it (the page's widget manager is tied to the connection it first saw; cf.
+    # jupyterlab/jupyterlab#10533). A reloaded page has a new manager: reload, run again. Outputs of
+    # an earlier attempt are marked stale (a re-run replaces them with new elements).
+    # Also seen: the page ends up with "No Kernel" (the session lost its kernel); a reload starts one.
+    lost = (
+        "((document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+        " && [...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".some(o => !o.dataset.stale && o.innerText.includes('Error displaying widget')))"
+        " || [...document.querySelectorAll('.jp-Toolbar-kernelName')]"
+        ".some(k => k.innerText.includes('No Kernel')))"
+    )
     for attempt in range(attempts):
+        if attempt and page.evaluate(lost):
+            page.reload()
+            page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.evaluate("document.querySelectorAll('.jp-OutputArea-output').forEach(o => o.dataset.stale = 1)")
         select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
         if select.is_visible():  # "Select Kernel", in case the settings did not take
             select.click()
@@ -162,7 +188,7 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
             if attempt == attempts - 1:
                 raise
             continue
-        page.wait_for_function(f"({ready}) || {dropped}", timeout=180_000)
+        page.wait_for_function(f"({ready}) || {dropped} || {lost}", timeout=180_000)
         if page.evaluate(ready):
             return
     raise AssertionError(f"Run All was dropped {attempts} times")
@@ -326,6 +352,18 @@ def test_links_inside_math_run_nothing(page):
     assert output.locator("[href^='https://example.org']").count() >= 1  # MathJax does make links
     output.locator("mjx-container").first.click()
     assert page.evaluate("window.__pwned") == 0
+
+
+def test_magic_answer_over_the_openai_endpoint_ends_as_a_server_ends_it(lab, page):
+    """The stand-in model ends an SSE stream as a real server does (finish_reason, a usage chunk,
+    ``[DONE]``): the answer is complete and the status line has the server's token counts."""
+    source = f"%%acytoo --no-history -p openai --url {lab['url']}/v1\n[[echo]]sse-end: the whole answer"
+    cell, output = run_in_a_new_cell(page, source, "sse-end")
+    cell.locator("text=characters in").wait_for(timeout=30_000)
+    shown = output.inner_text()
+    status = shown.rsplit("\n", 1)[-1]
+    assert "sse-end: the whole answer" in shown and "▌" not in shown and " tokens" in status, shown
+    assert "≈" not in status and "partial" not in status, status  # usage counted by the server
 
 
 # -- the magic: untrusted replies, live and after the notebook is saved and reopened -----------
