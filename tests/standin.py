@@ -6,9 +6,10 @@ backend would (``[[echo]]``, ``[[size=N chunk=N delay=S]]``; faults are not simu
 stream as a real server does: a finished generation, so the server sends ``finish_reason``, the
 usage, ``[DONE]`` and the end of the body.
 
-``[[hold]]`` (or ``[[hold=N]]``) in the question stops the stream after its first (N-th) chunk until
-the test calls ``release()``: "the answer is still streaming" is then a state the test controls,
-not a race between a short stream and a kernel round trip.
+``[[hold]]`` (or ``[[hold=N]]``) in the question stops the stream after its first (N-th) chunk
+until the test calls ``release()``; ``[[hold=0]]`` before its first byte. "The answer is still
+streaming" is then a state the test controls, not a race between a short stream and a kernel
+round trip.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class StandInModel:
         """The answer in chunks, then its ``Generation`` (stop, or length at ``max_tokens``)."""
         users = [m.get("content", "") for m in messages if m.get("role") == "user"]
         directives, _ = parse_directives(users[-1] if users else "")
-        hold_after = int(directives.get("hold") or 1) if "hold" in directives else 0
+        hold_after = int(directives.get("hold") or 1) if "hold" in directives else None
         text, chunk, delay = self.answer(messages)
         reason = "stop"
         if max_tokens is not None:
@@ -92,6 +93,8 @@ class StandInModel:
             reason = "length" if cut else "stop"
         record = Generation(started=time.monotonic(), prompt_tokens=prompt_tokens(messages))
         self.generations.append(record)
+        if hold_after == 0:  # silent until released: the client is still waiting for a first byte
+            await asyncio.to_thread(self._hold)
         for index, start in enumerate(range(0, len(text), chunk), 1):
             piece = text[start : start + chunk]
             record.first_token = record.first_token or time.monotonic()
