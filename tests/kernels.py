@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,8 +97,11 @@ class Kernel:
         result.payload = reply["content"].get("payload", [])
         return result
 
-    def execute_interrupted(self, code: str, timeout: float = 60) -> tuple[Execution, str]:
-        """Run ``code`` and interrupt the kernel as soon as the answer shows text, as a user would.
+    def execute_interrupted(
+        self, code: str, timeout: float = 60, after_interrupt: Callable[[], object] | None = None
+    ) -> tuple[Execution, str]:
+        """Run ``code`` and interrupt the kernel as soon as the answer shows text, as a user would;
+        then call ``after_interrupt`` (release a held stream, say).
 
         Returns the execution and the text that was showing ("" if no text ever showed).
         """
@@ -106,10 +109,14 @@ class Kernel:
 
         def interrupt_on_first_text(msg: dict[str, Any]) -> None:
             text = msg["content"].get("data", {}).get("text/plain", "")
-            streaming = msg["msg_type"] == "update_display_data" and text and not is_waiting(text)
+            # The first text may create the output area (no waiting line before it) or update it.
+            drawn = msg["msg_type"] in ("display_data", "update_display_data")
+            streaming = drawn and text and not is_waiting(text)
             if streaming and not shown:
                 shown.append(text)
                 self.km.interrupt_kernel()
+                if after_interrupt is not None:
+                    after_interrupt()
 
         out = self.execute(code, timeout=timeout, on_message=interrupt_on_first_text)
         return out, shown[0] if shown else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -12,14 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from acytoo_magic.server import ServerConfig, plan_reply
+from standin import StandInModel
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -176,36 +173,22 @@ df = df.drop_duplicates()        # keeps the first copy
 }
 
 
-class CannedModel:
+class CannedModel(StandInModel):
     """A stand-in for the server's local model: a realistic Markdown answer to a question in
     ``ANSWERS``, streamed at a reading pace; anything else exactly as the scripted backend would
-    reply (``[[echo]]``, ``[[size=...]]``, chunking and delays). Faults are not simulated."""
+    reply (``[[echo]]``, ``[[size=...]]``, chunking and delays). Faults are not simulated. Every
+    stream ends as a real server's does (finish_reason, usage, ``[DONE]``, end of body)."""
 
     name = "canned"
 
     def __init__(self, chunk: int = 6, delay: float = 0.04) -> None:
-        self.config = ServerConfig(chunk_size=chunk, delay=delay)
-        self.generations: list[Any] = []
+        super().__init__(chunk=chunk, delay=delay)
 
-    async def stream(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        temperature: float = 0.7,
-        max_tokens: int | None = None,
-        gone: Callable[[], bool] = lambda: False,
-    ) -> AsyncIterator[str]:
+    def answer(self, messages: Sequence[Mapping[str, str]]) -> tuple[str, int, float]:
         question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         if question.strip() in ANSWERS:
-            text, chunk, delay = ANSWERS[question.strip()], 8, 0.05
-        else:
-            plan = plan_reply(messages, self.config)
-            text, chunk, delay = plan.body.decode(), plan.chunk, plan.delay
-        for start in range(0, len(text), chunk):
-            if gone():
-                return
-            yield text[start : start + chunk]
-            if delay:
-                await asyncio.sleep(delay)
+            return ANSWERS[question.strip()], 8, 0.05
+        return super().answer(messages)
 
 
 # -- JupyterLab pages (Playwright): opening a notebook, running a cell, pictures --------------
@@ -241,7 +224,15 @@ def open_notebook(lab, name: str, ready: str, answers: str):
     ``answers`` (a CSS selector)."""
     page = lab["browser"].new_page(viewport={"width": 1280, "height": 1000})
     page.dialogs = []  # any alert/confirm/prompt an answer managed to open
-    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog) -> None:
+        if dialog.type == "beforeunload":  # Lab's own "unsaved changes" on a reload: leave
+            dialog.accept()
+        else:
+            page.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
     workspace = Path(name).stem
     page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
@@ -259,8 +250,8 @@ def open_notebook(lab, name: str, ready: str, answers: str):
 def run_all_until(page, ready: str, attempts: int = 4) -> None:
     """Run All, and run it again only if JupyterLab dropped it. Seen under load: clicked just as
     the kernel connects, the cells stay unexecuted ('[ ]') with an idle kernel; or Lab replaces
-    the kernel it just started, and the cells after the first come back unexecuted. A slow but
-    running run is waited for, not restarted."""
+    the kernel it just started, and the cells after the first come back unexecuted; or the
+    widget is not displayed. A slow but running run is waited for, not restarted."""
     started = (
         "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
         ".some(p => /\\[[0-9*]+\\]/.test(p.innerText))"
@@ -271,9 +262,27 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
         " return document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
         " && !prompts.some(p => p.includes('[*]')) && prompts.some(p => /\\[ \\]/.test(p)); })()"
     )
+    # Seen under load, when Lab replaced the kernel connection as the page opened: the run ends but
+    # the widget says "Error displaying widget: model not found", and so does every widget made
+    # after it (the page's widget manager is tied to the connection it first saw; cf.
+    # jupyterlab/jupyterlab#10533). A reloaded page has a new manager: reload, run again. Outputs of
+    # an earlier attempt are marked stale (a re-run replaces them with new elements).
+    # Also seen: the page ends up with "No Kernel" (the session lost its kernel); a reload starts one.
+    lost = (
+        "((document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+        " && [...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".some(o => !o.dataset.stale && o.innerText.includes('Error displaying widget')))"
+        " || [...document.querySelectorAll('.jp-Toolbar-kernelName')]"
+        ".some(k => k.innerText.includes('No Kernel')))"
+    )
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(attempts):
+        if attempt and page.evaluate(lost):
+            page.reload()
+            page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.evaluate("document.querySelectorAll('.jp-OutputArea-output').forEach(o => o.dataset.stale = 1)")
         select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
         if select.is_visible():  # "Select Kernel", in case the settings did not take
             select.click()
@@ -285,7 +294,7 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
             if attempt == attempts - 1:
                 raise
             continue
-        page.wait_for_function(f"({ready}) || {dropped}", timeout=180_000)
+        page.wait_for_function(f"({ready}) || {dropped} || {lost}", timeout=180_000)
         if page.evaluate(ready):
             return
     raise AssertionError(f"Run All was dropped {attempts} times")

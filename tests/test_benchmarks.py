@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,17 @@ def test_benchmark_smoke_run_produces_every_section(tmp_path):
         "peers",
         "browser",
     }
-    assert all(isinstance(row["value"], float) for row in results["rows"])
+    # Every figure is a measurement (the figures themselves are not asserted: timing): NaN or infinity
+    # means a section timed nothing or divided by nothing, a ratio of zero that its numerator did.
+    for row in results["rows"]:
+        value = row["value"]
+        assert 0 <= value < math.inf, row  # (the longest of no long tasks is 0 ms)
+        if row["unit"] == "x":  # ratios
+            assert value > 0, row
+        elif row["unit"] == "":  # counts: runs, output messages, long tasks, a conversation carried
+            assert value.is_integer(), row
+        else:
+            assert row["unit"] in ("ms", "KB"), row
     # The peer driver ran this project as the only peer (no peers' venvs in CI), on every kind of work.
     [ours] = [p for p in results["peers"][1:] if p["peer"] == "acytoo-magic"]
     assert ours["runs"] and len(ours["figures"]) == 3

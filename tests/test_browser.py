@@ -93,7 +93,7 @@ def lab(tmp_path_factory):
         with jupyter_lab(root, env) as address, playwright_api.sync_playwright() as playwright:
             base, token = address.split("|")
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield {"browser": browser, "base": base, "token": token, "root": root}
+            yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
             browser.close()
 
 
@@ -234,6 +234,18 @@ def test_links_inside_math_run_nothing(page):
     assert output.locator("[href^='https://example.org']").count() >= 1  # MathJax does make links
     output.locator("mjx-container").first.click()
     assert page.evaluate("window.__pwned") == 0
+
+
+def test_magic_answer_over_the_openai_endpoint_ends_as_a_server_ends_it(lab, page):
+    """The stand-in model ends an SSE stream as a real server does (finish_reason, a usage chunk,
+    ``[DONE]``): the answer is complete and the status line has the server's token counts."""
+    source = f"%%acytoo --no-history -p openai --url {lab['url']}/v1\n[[echo]]sse-end: the whole answer"
+    cell, output = run_in_a_new_cell(page, source, "sse-end")
+    cell.locator("text=characters in").wait_for(timeout=30_000)
+    shown = output.inner_text()
+    status = shown.rsplit("\n", 1)[-1]
+    assert "sse-end: the whole answer" in shown and "▌" not in shown and " tokens" in status, shown
+    assert "≈" not in status and "partial" not in status, status  # usage counted by the server
 
 
 # -- the magic: untrusted replies, live and after the notebook is saved and reopened -----------

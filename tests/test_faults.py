@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kernels import kernel
+from standin import StandInServer
 
-from acytoo_magic.server import LocalServer, ServerConfig
+from acytoo_magic.server import filler
 
 pytestmark = pytest.mark.notebook
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -77,20 +77,37 @@ FAULTS = [
     ),
 ]
 ROWS: dict[tuple[str, str], tuple[str, str, str]] = {}
+HELD = "[[size=400000 chunk=64 delay=0.005 hold]] a long answer"  # held after 64 characters
+SHOWN = filler(64).decode()
+KEPT = "recorded, marked interrupted"
+WAIT_FOR_TEXT = (  # a condition the widget's own state meets, checked from a cell as a user would
+    "import asyncio\n"
+    "async def shown():\n"
+    f"    while w.renderer.last_frame is None or w.renderer.last_frame.text != {SHOWN!r}:\n"
+    "        await asyncio.sleep(0.01)\n"
+    "await asyncio.wait_for(shown(), 60)"
+)
 
 
 @pytest.fixture(scope="module")
-def k(tmp_path_factory):
-    db = tmp_path_factory.mktemp("faults") / "history.sqlite3"
-    with (
-        LocalServer(ServerConfig(chunk_size=4, delay=0.0)) as server,
-        kernel(ACYTOO_URL=server.url, ACYTOO_HISTORY_DB=str(db), JPY_SESSION_NAME="faults.ipynb") as running,
-    ):
-        running.execute(
-            "%load_ext acytoo_magic\nimport acytoo_magic, json\nfrom acytoo_magic import ChatWidget"
-        )
-        running.url = server.url
-        yield running
+def k(module_k, module_server):
+    """The module's kernel (conftest's ``module_k``) with what every case uses imported, and a
+    stand-in server whose streams stay open until released: an interrupt always comes mid-answer."""
+    with StandInServer() as standin:
+        module_k.execute("import acytoo_magic, json\nfrom acytoo_magic import ChatWidget")
+        module_k.url, module_k.standin = module_server.url, standin
+        yield module_k
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_matrix():
+    """Once the module has run: the rows its tests measured, as a table for the closing note."""
+    yield
+    lines = ["| fault | front end | message | history | recovery |", "|---|---|---|---|---|"]
+    for (name, front), (message, history, recovery) in ROWS.items():
+        lines.append(f"| {name} | {front} | {message.replace('|', '/')} | {history} | {recovery} |")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "fault_matrix.md").write_text("\n".join(lines) + "\n")
 
 
 def configure(k, fault: Fault) -> str:
@@ -159,21 +176,51 @@ def test_widget(k, fault):
     ROWS[(fault.name, "widget")] = (message, history, "next request answered")
 
 
-def test_interrupt_rows_and_write_the_matrix():
-    """Interrupts are tested in test_magic_kernel / test_widget_kernel; the table lists them too."""
-    ROWS[("kernel interrupt / Stop", "magic")] = (
-        "interrupted; the partial answer is kept, marked",
-        "recorded, marked interrupted",
-        "next cell answered",
-    )
-    ROWS[("kernel interrupt / Stop", "widget")] = (
-        "(Stop) partial answer kept",
-        "recorded, marked interrupted",
-        "next request answered",
-    )
-    lines = ["| fault | front end | message | history | recovery |", "|---|---|---|---|---|"]
-    for (name, front), (message, history, recovery) in ROWS.items():
-        lines.append(f"| {name} | {front} | {message.replace('|', '/')} | {history} | {recovery} |")
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "fault_matrix.md").write_text("\n".join(lines) + "\n")
-    assert len(ROWS) >= 2 * len(FAULTS)
+def recovers(k, thread: str) -> None:
+    after = k.execute(f"%%acytoo -c {json.dumps(thread)}\nrecovered?")
+    assert after.status == "ok" and 'You said: "recovered?"' in after.final_display["text/plain"]
+
+
+def test_magic_kernel_interrupt_keeps_what_was_shown(k):
+    """Interrupted while the server is silent; the stream is released right after the interrupt:
+    ipykernel acts on an interrupt of a top-level await only once the loop wakes up
+    (ipython/ipykernel#881), here on the next chunk instead of the 60 s read timeout."""
+    thread = "magic kernel interrupt"
+    k.execute(f"m = acytoo_magic._magics.assistant\nm.url = {k.standin.url!r}")
+    try:
+        out, shown = k.execute_interrupted(
+            f"%%acytoo -c {json.dumps(thread)}\n{HELD}", after_interrupt=k.standin.release
+        )
+    finally:
+        k.execute(f"m.url = {k.url!r}")
+    assert out.status == "error" and out.error["ename"] == "AcytooInterrupted"
+    (line,) = out.error["traceback"]
+    assert "\n" not in line and "Traceback" not in line
+    _user, assistant = k.history(thread)
+    assert shown == SHOWN and assistant["status"] == "interrupted"
+    kept = assistant["content"]  # what the last frame showed, however far the stream got after
+    assert kept.startswith(SHOWN) and out.final_display["text/plain"].startswith(kept + "\n[interrupted]")
+    recovers(k, thread)
+    ROWS[("kernel interrupt", "magic")] = (out.error["evalue"], KEPT, "next request answered")
+
+
+def test_widget_stop_keeps_what_was_shown(k):
+    thread = "widget Stop"
+    k.execute(f"m = acytoo_magic._magics.assistant\nm.url = {k.standin.url!r}")
+    try:
+        k.execute(f"w = ChatWidget({thread!r})\nw.send({HELD!r})")
+        k.execute(WAIT_FOR_TEXT)  # all the stand-in sends before its hold is on screen
+        stopped = k.execute(
+            "w.stop()\nr = await w.wait()\nprint(r.status)\nprint(w.renderer.last_frame.note)"
+        )
+    finally:
+        k.standin.release()
+        k.execute(f"m.url = {k.url!r}")
+    status, note = stopped.stdout.strip().split("\n")
+    assert status == "interrupted" and note
+    assert k.execute("print(w.input.busy, w.stop_button.disabled)").stdout.strip() == "False True"
+    _user, assistant = k.history(thread)
+    assert assistant["status"] == "interrupted" and assistant["content"] == SHOWN
+    k.execute("w.send('recovered?')\nr = await w.wait()")
+    assert k.execute("print(r.status)").stdout.strip() == "complete"
+    ROWS[("Stop button", "widget")] = (f"(no error) {note}", KEPT, "next request answered")

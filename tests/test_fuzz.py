@@ -167,12 +167,22 @@ def test_option_strings_and_prompt_bodies_parse_or_give_a_usage_error(magics, wo
         assert "\n" not in str(exc)
 
 
-@given(body=st.text(alphabet=st.sampled_from("{}[]abc0123 Err In Out df_.-\n"), max_size=60))
+BRACES_AND_NAMES = st.text(alphabet=st.sampled_from("{}[]abc0123 Err In Out df_.-\n"), max_size=60)
+
+
+@given(body=BRACES_AND_NAMES)
 @FUZZ
 def test_unbalanced_braces_and_references(magics, body):
     try:
-        _args, prompt, _typed = magics._prepare_cell("--no-history", body or "x")
+        magics._prepare_cell("--no-history", body or "x")
     except UsageError as exc:
-        assert str(exc).startswith("%%acytoo:")
-    else:
-        assert isinstance(prompt, str)
+        assert str(exc).startswith("%%acytoo:") and "\n" not in str(exc)
+
+
+@given(text=BRACES_AND_NAMES.filter(str.strip))
+@FUZZ
+def test_doubled_braces_always_give_the_text_back(magics, text):
+    """Whatever looks like a reference, a user can send it literally by doubling its braces."""
+    escaped = text.replace("{", "{{").replace("}", "}}")
+    _args, prompt, _typed = magics._prepare_cell("--no-history", escaped)
+    assert prompt == text.strip()

@@ -5,34 +5,34 @@ from __future__ import annotations
 import json
 
 import pytest
-from kernels import kernel
 
 pytestmark = pytest.mark.notebook
 
 CUSTOM = "-p g4f.Provider:Custom -m scripted"
 
 
+NOTEBOOK = "g4f.ipynb"  # conftest's k
+
+
 @pytest.fixture
-def k(server, history_db):
-    with kernel(ACYTOO_HISTORY_DB=str(history_db), JPY_SESSION_NAME="g4f.ipynb") as running:
-        assert running.execute("%load_ext acytoo_magic").status == "ok"
-        running.url = server.url + "/v1"
-        yield running
+def url(server):
+    """The local server's OpenAI-compatible endpoint, as g4f's Custom provider takes it."""
+    return server.url + "/v1"
 
 
 def status_of(execution) -> str:
     return execution.final_display["text/plain"].rsplit("\n— ", 1)[1]
 
 
-def test_g4f_custom_gets_the_url_streams_keeps_history_and_reports_usage(k, server):
-    first = k.execute(f"%%acytoo {CUSTOM} --url {k.url}\n[[chunk=4]] hello from g4f")
+def test_g4f_custom_gets_the_url_streams_keeps_history_and_reports_usage(k, url, server):
+    first = k.execute(f"%%acytoo {CUSTOM} --url {url}\n[[chunk=4]] hello from g4f")
     assert first.status == "ok", first.error
     assert first.final_display["text/plain"].startswith('You said: "hello from g4f"')
     assert len(first.display_updates) >= 1  # streamed into the output area
     status = status_of(first)
     assert status.startswith("g4f Custom · scripted · ")  # a label, not g4f.Provider.needs_auth.Custom:Custom
     assert " tokens" in status and "≈" not in status  # g4f's Usage object, counted by the server
-    second = k.execute(f"%%acytoo {CUSTOM} --url {k.url}\nand again")
+    second = k.execute(f"%%acytoo {CUSTOM} --url {url}\nand again")
     assert 'Before that you said: "hello from g4f"' in second.final_display["text/plain"]
     sent = server.requests[-1]["json"]
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
@@ -41,8 +41,8 @@ def test_g4f_custom_gets_the_url_streams_keeps_history_and_reports_usage(k, serv
     assert loop.stdout.strip() == "False"  # g4f's async path leaves the kernel's loop alone
 
 
-def test_g4f_failure_is_one_line_and_records_nothing(k):
-    out = k.execute(f"%%acytoo {CUSTOM} --url {k.url} -c errors\n[[fault=500]] fails")
+def test_g4f_failure_is_one_line_and_records_nothing(k, url):
+    out = k.execute(f"%%acytoo {CUSTOM} --url {url} -c errors\n[[fault=500]] fails")
     assert out.status == "error" and out.error["ename"] == "AcytooError"
     (line,) = out.error["traceback"]
     assert "g4f Custom" in line and "500" in line and "Traceback" not in line
@@ -73,10 +73,10 @@ def test_a_foreign_provider_gets_only_what_it_declares_and_is_told_once(k):
     assert seen == [{"api_base": "http://127.0.0.1:9/v1", "kwargs": []}] * 2
 
 
-def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k):
+def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k, url):
     k.execute(
         "%config Assistant.provider = 'g4f.Provider:Custom'\n"
-        f"%config Assistant.url = {k.url!r}\n"
+        f"%config Assistant.url = {url!r}\n"
         "%config Assistant.model = 'scripted'\n"
         "from acytoo_magic import ChatWidget\nimport asyncio\n"
         "w = ChatWidget('g4f chat')\nw.send('[[size=200000 chunk=20 delay=0.01]]')\n"

@@ -222,8 +222,16 @@ def test_status_line_figures_match_what_the_server_sent(k, server):
     assert "<sub>" not in quiet.final_display["text/html"]
 
 
-def test_waiting_indicator_shows_until_the_first_chunk(k):
-    out = k.execute("%%acytoo --no-history\n[[stall=1]] slow server")
+def test_waiting_indicator_shows_until_the_first_chunk(k, standin):
+    """The stand-in sends nothing until the waiting line has counted past half a second."""
+
+    def release_after_half_a_second(msg) -> None:
+        text = msg["content"].get("data", {}).get("text/plain", "")
+        if text.startswith("⏳") and float(text.split()[-2]) >= 0.5:
+            standin.release()
+
+    k.execute(f"%config Assistant.url = {standin.url!r}")
+    out = k.execute("%%acytoo --no-history\n[[hold=0]] slow server", on_message=release_after_half_a_second)
     shown = [
         m["content"]["data"]["text/plain"] for m in out.messages if m["msg_type"].endswith("display_data")
     ]

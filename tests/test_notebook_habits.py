@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import nbformat
@@ -15,10 +14,15 @@ import pytest
 from kernels import is_waiting, kernel
 from nbclient import NotebookClient
 
+from acytoo_magic.server import filler
+
 pytestmark = pytest.mark.notebook
 
 STREAM = "[[size=3000 chunk=30 delay=0.005]]"  # about 100 chunks over half a second
-SLOW = "[[size=400000 chunk=64 delay=0.005]]"
+# On the stand-in server (conftest's ``standin``): held after its first chunk until the test has
+# seen that chunk on screen, so "still streaming" is a state the test controls, not a race.
+HELD = "[[size=3000 chunk=30 hold]]"
+HELD_LONG = "[[size=400000 chunk=64 delay=0.005 hold]]"
 
 
 NOTEBOOK = "habits.ipynb"  # the notebook the kernel belongs to (conftest's k fixture)
@@ -60,17 +64,34 @@ def ask_in(context: str, tmp_path: Path, prompt: str) -> str:
 CONTEXTS = ["top_level", "time", "timeit", "function", "loop", "autoawait_off", "run_ipy", "run_ipynb"]
 
 
+def release_on_first_text(standin):
+    """An ``on_message`` callback: releases the held stream once its first text is on screen."""
+    seen = []
+
+    def on_message(msg) -> None:
+        text = msg["content"].get("data", {}).get("text/plain", "")
+        if msg["msg_type"].endswith("display_data") and text and not text.startswith("⏳") and not seen:
+            seen.append(text)
+            standin.release()
+
+    return on_message
+
+
 @pytest.mark.parametrize("context", CONTEXTS)
-def test_every_execution_context_streams_into_its_cell_and_records(k, server, tmp_path, context):
+def test_every_execution_context_streams_into_its_cell_and_records(k, standin, tmp_path, context):
+    k.execute(f"%config Assistant.url = {standin.url!r}")
     if context == "autoawait_off":
         assert k.execute("%autoawait False").status == "ok"
-    out = k.execute(ask_in(context, tmp_path, f"{STREAM} from {context}"))
+    prompt = f"{HELD} from {context}"
+    out = k.execute(ask_in(context, tmp_path, prompt), on_message=release_on_first_text(standin))
     assert out.status == "ok", out.error
+    answer = filler(3000).decode()
     shown = frames(out)
-    assert len(shown) >= 3, shown  # the first text, at least one update, and the final state
-    assert shown[-1].startswith("All work") and "3,000 characters" in shown[-1]
-    assert len({len(text) for text in shown}) >= 2  # it grew in place: text arrived chunk by chunk
-    assert [m["content"] for m in k.history()] == [f"{STREAM} from {context}", shown[-1].split("\n— ")[0]]
+    assert shown[0] == answer[:30]  # the first chunk, on screen while the rest was held back
+    assert shown[-1].startswith(answer + "\n— ") and "3,000 characters" in shown[-1]
+    drawn = out.of_type("display_data", "update_display_data")
+    assert len({d["transient"]["display_id"] for d in drawn}) == 1  # one output area, updated in place
+    assert [m["content"] for m in k.history()] == [prompt, answer]
     assert k.execute("%%acytoo\n[[echo]]next cell works").status == "ok"
 
 
@@ -87,14 +108,15 @@ def test_capture_keeps_the_streamed_answer_and_line_magics_work(k):
 
 
 @pytest.mark.parametrize("context", [c for c in CONTEXTS if c != "top_level"])
-def test_interrupt_on_the_worker_loop_keeps_the_partial_answer(k, tmp_path, context):
+def test_interrupt_on_the_worker_loop_keeps_the_partial_answer(k, standin, tmp_path, context):
+    k.execute(f"%config Assistant.url = {standin.url!r}")
     if context == "autoawait_off":
         k.execute("%autoawait False")
-    out, interrupted = k.execute_interrupted(ask_in(context, tmp_path, SLOW))
-    assert interrupted and out.status == "error"
+    out, interrupted = k.execute_interrupted(ask_in(context, tmp_path, HELD_LONG))
+    assert interrupted == filler(64).decode() and out.status == "error"  # the stream was held there
     assert out.error["ename"] == "AcytooInterrupted"
     (_user, assistant) = k.history()
-    assert assistant["status"] == "interrupted" and 0 < len(assistant["content"]) < 400_000
+    assert assistant["status"] == "interrupted" and assistant["content"] == interrupted
     assert k.execute("%%acytoo\n[[echo]]still answering").status == "ok"
 
 
@@ -238,18 +260,19 @@ def test_the_widget_recovers_from_any_failure(k):
     assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.status)").stdout.strip() == "complete"
 
 
-def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, history_db):
+def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, standin, history_db):
     """Another process holds the write lock while the widget streams: the stream and other cells
     go on; the exchange is kept in memory and written with the next one."""
+    k.execute(f"%config Assistant.url = {standin.url!r}")
     k.execute("%%acytoo\n[[echo]]opens the file")
     locker = sqlite3.connect(history_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
-        k.execute(f"from acytoo_magic import ChatWidget\nw = ChatWidget()\nw.send('{STREAM} while locked')")
+        k.execute(f"from acytoo_magic import ChatWidget\nw = ChatWidget()\nw.send('{HELD} while locked')")
+        standin.wait_held()  # the answer is streaming (its first chunk sent, the rest held back)
         assert k.execute("print(w.streaming, 6 * 7)").stdout.split() == ["True", "42"]
-        started = time.monotonic()
+        standin.release()
         done = k.execute("r = await w.wait()\nprint(r.status, len(r.text))")
-        waited = time.monotonic() - started
         assert done.stdout.split() == ["complete", "3000"]
         assert "is locked by another process" in k.execute("print(w.status.value)").stdout
         quick = k.execute("print('not blocked')")
@@ -257,10 +280,9 @@ def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, history_db):
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    assert waited < 60  # sanity only: the figure is measured in the closing note, not asserted
     k.execute("await w.send('[[echo]]after the lock')")
     contents = [m["content"] for m in k.history()]
-    assert f"{STREAM} while locked" in contents and "after the lock" in contents
+    assert f"{HELD} while locked" in contents and "after the lock" in contents
 
 
 def test_vs_code_notebook_path_keeps_the_thread_across_a_restart(server, history_db):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from dataclasses import fields
 
 import aiohttp
 import openai
@@ -14,37 +16,70 @@ from acytoo_magic.local_model import Generation
 from acytoo_magic.providers import Acytoo
 from acytoo_magic.server import (
     LocalServer,
+    ReplyPlan,
     ServerConfig,
     count_tokens,
+    create_app,
     fingerprint,
     parse_directives,
     scripted_reply,
 )
 
 
-def test_help_documents_every_mode():
-    out = subprocess.run(
+def server_help() -> str:
+    return subprocess.run(
         [sys.executable, "-m", "acytoo_magic.server", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for word in (
-        "--port",
-        "--chunk-size",
-        "--delay",
-        "--fault",
-        "echo",
-        "size=N",
-        "stall=S",
-        "stall_mid=S",
-        "drop",
-        "bad_utf8",
-        "bad_sse",
-        "huge",
-        "429",
-        "retry_after",
-        "/api/completions",
-        "/v1/chat/completions",
-    ):
-        assert word in out, word
+
+
+def documented() -> tuple[set[str], list[str]]:
+    """The directives ``--help`` lists, and the fault modes it lists under ``fault=MODE``."""
+    out = server_help()
+    section = out.split("directives, written in the last user message")[1].split("\n\n")[0]
+    names, modes, in_fault = set(), [], False
+    for line in section.splitlines()[1:]:
+        if entry := re.match(r"  (\w+)(?:=\w+)?\s+(\S+)", line):
+            names.add(entry[1])
+            in_fault = entry[1] == "fault"
+            modes += entry[2].split("|") if in_fault else []
+        elif in_fault and (mode := re.match(r"\s{10,}(\w+)\s", line)):
+            modes.append(mode[1])
+    return names, modes
+
+
+def test_help_lists_exactly_the_endpoints_served():
+    endpoints = server_help().split("\nendpoints:\n")[1]
+    listed = set(re.findall(r"^  (GET|POST) +(/\S+)", endpoints, re.M))
+    served = {(r.method, r.resource.canonical) for r in create_app().router.routes() if r.method != "HEAD"}
+    assert listed == served - {("DELETE", "/_requests")} and ("DELETE", "/_requests") in served
+    assert "(DELETE clears it)" in endpoints
+
+
+async def test_every_documented_directive_and_fault_mode_does_what_help_says(server):
+    names, modes = documented()
+    # every setting a reply plan has is documented, and nothing else is
+    assert names == {"echo", "size"} | {f.name for f in fields(ReplyPlan)} - {"body"}
+    assert modes == ["400", "401", "403", "404", "429", "500", "503", "drop", "bad_utf8", "bad_sse", "huge"]
+
+    async def ask(session: aiohttp.ClientSession, directive: str, path: str = "/api/completions"):
+        body = {"messages": [{"role": "user", "content": f"{directive} hello"}], "stream": True}
+        return await session.post(server.url + path, json=body)
+
+    async with aiohttp.ClientSession() as session:
+        normal = await (await ask(session, "")).read()
+        for status in modes[:7]:
+            async with await ask(session, f"[[fault={status}]]") as response:
+                assert response.status == int(status)
+        async with await ask(session, "[[fault=drop]]") as response:
+            with pytest.raises(aiohttp.ClientPayloadError):  # half the reply, then the connection is cut
+                await response.read()
+        async with await ask(session, "[[fault=bad_utf8]]") as response:
+            assert b"\xff\xfe" in await response.read()
+        async with await ask(session, "[[fault=bad_sse]]", "/v1/chat/completions") as response:
+            assert b"data: {not json\n\n" in await response.read()
+        async with await ask(session, "[[fault=huge chunk=1048576]]") as response:
+            assert len(await response.read()) == 64 * 1024 * 1024
+    assert normal.startswith(b'You said: "hello"')
 
 
 def test_server_process_answers_over_http():
