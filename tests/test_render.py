@@ -12,8 +12,11 @@ import pytest
 
 from acytoo_magic.output import TerminalRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
-from acytoo_magic.untrusted import link_is_safe, printable, render_markdown
+from acytoo_magic.untrusted import CODE_STYLE, link_is_safe, printable, render_markdown
 from acytoo_magic.widget import message_html
+
+
+PRE = f'<pre class="acytoo-code" style="{CODE_STYLE}">'
 
 
 class FakeClock:
@@ -75,7 +78,7 @@ def test_markdown_bundle_is_html_and_plain_text_never_markdown():
     assert "▌" in markdown_bundle(Frame("so far"))["text/html"]
     assert "▌" not in markdown_bundle(Frame("done", final=True))["text/html"]
     assert markdown_bundle(Frame("- a\n- b"))["text/html"].endswith("<li>b ▌</li>\n</ul>\n")
-    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == "<pre><code>x &lt; 1 ▌</code></pre>\n"
+    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == f'{PRE}<code>x &lt; 1 ▌</code></pre>\n'
     assert "[r]: ▌" in markdown_bundle(Frame("[x][r]\n\n[r]: "))["text/html"]  # never a link to the cursor
 
 
@@ -178,9 +181,18 @@ def dangerous(html: str) -> list[str]:
         for name, value in attrs.items():
             if name not in ALLOWED_ATTRS:
                 found.append(f"{tag}[{name}]")
-            if name == "href" and not re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value):
+            # a relative "javascript" is flagged too, as the browser test's a[href^='javascript' i] is
+            scheme = re.match(r"[\x00-\x20]*(javascript|data|vbscript)", value, re.IGNORECASE)
+            if name == "href" and (scheme or not re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value)):
                 found.append(f"href={value!r}")
-            if name == "style" and not re.fullmatch(r"text-align:(left|right|center)", value):
+            if name == "style" and not (
+                re.fullmatch(r"text-align:(left|right|center)", value)
+                or value == CODE_STYLE
+                or re.fullmatch(r"(?:(?:color|background-color|border): #[0-9a-fA-F]{3,6}|font-weight: bold"
+                                r"|font-style: italic|text-decoration: underline)(?:; |$)"
+                                r"(?:(?:color|background-color|border): #[0-9a-fA-F]{3,6}|font-weight: bold"
+                                r"|font-style: italic|text-decoration: underline|(?:; )|$)*", value)
+            ):
                 found.append(f"style={value!r}")
     return found
 
@@ -265,7 +277,9 @@ def test_markdown_still_renders():
     html = render_markdown(answer)
     assert "<h1>Missing values</h1>" in html and "<h2>Steps</h2>" in html
     assert "<li>count them</li>" in html
-    assert "<pre><code class=\"language-python\">if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')" in html
+    code = re.search(r'<pre class="acytoo-code" [^>]*><code class="language-python">(.*?)</code></pre>', html, re.S)
+    assert code and re.sub("<[^>]+>", "", code.group(1)) == "if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')\n"
+    assert '<span style="color: #008000; font-weight: bold">if</span>' in code.group(1)  # highlighted
     assert "<code>df.isna()</code>" in html and "<strong>check</strong>" in html
     assert "<th>column</th>" in html and '<td style="text-align:right">3</td>' in html
     assert dangerous(html) == []
