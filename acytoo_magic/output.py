@@ -61,6 +61,7 @@ class DisplayRenderer(ThrottledRenderer):
     """
 
     commit_chars = 4_000
+    size_step: float | None = None  # each draw sends the tail, not the answer (see ThrottledRenderer)
 
     def __init__(self, fmt: str = "markdown", interval: float = 0.08, **throttle: Any) -> None:
         from IPython.display import display
@@ -72,7 +73,7 @@ class DisplayRenderer(ThrottledRenderer):
         self._pending: list[Block] = []  # finished blocks still drawn in the tail output
         self._pending_chars = 0
         self.segments: list[tuple[Any, list[Block]]] = []  # (output, its blocks), in order
-        throttle.setdefault("size_step", None if fmt != "text" else SIZE_STEP)
+        throttle.setdefault("size_step", self.size_step if fmt != "text" else SIZE_STEP)
         super().__init__(self._update, interval, **throttle)
 
     def _show(self, bundle: dict[str, Any]) -> None:
@@ -95,7 +96,7 @@ class DisplayRenderer(ThrottledRenderer):
         sources = "".join(block.source for block in self._pending) + update.tail_source
         if frame.final:
             self._revise(update.revised)
-            plain = printable(sources) + (f"\n[{printable(frame.note)}]" if frame.note else "")
+            plain = sources + (f"\n[{printable(frame.note)}]" if frame.note else "")  # sources are clean
             plain += f"\n— {printable(frame.status)}" if frame.status else ""
             html = pending + update.tail_html + note_html(f"— {frame.note}" if frame.note else "")
             self._show({"text/plain": plain, "text/html": html + status_html(frame.status)})

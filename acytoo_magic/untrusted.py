@@ -34,6 +34,8 @@ LINK_REL = "noopener noreferrer nofollow"
 
 def printable(text: str) -> str:
     """The text with ANSI escapes and control characters (all but newline and tab) removed."""
+    if _CONTROL.search(text) is None:  # the usual case, one scan (ESC and CR are control characters)
+        return text
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 
 
