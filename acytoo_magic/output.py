@@ -92,10 +92,11 @@ class DisplayRenderer(ThrottledRenderer):
         self._pending_chars += sum(len(block.source) for block in update.frozen)
         if not frame.final and self._pending_chars >= self.commit_chars:
             self._commit()
+        if frame.final:
+            self._revise(update.revised)
         pending = "".join(block.html for block in self._pending)
         sources = "".join(block.source for block in self._pending) + update.tail_source
         if frame.final:
-            self._revise(update.revised)
             plain = sources + (f"\n[{printable(frame.note)}]" if frame.note else "")  # sources are clean
             plain += f"\n— {printable(frame.status)}" if frame.status else ""
             html = pending + update.tail_html + note_html(f"— {frame.note}" if frame.note else "")
