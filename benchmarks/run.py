@@ -35,7 +35,7 @@ from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
 from acytoo_magic.output import markdown_bundle  # noqa: E402
 from acytoo_magic.providers import Acytoo  # noqa: E402
 from acytoo_magic.providers.acytoo import create_header, create_payload  # noqa: E402
-from acytoo_magic.render import ThrottledRenderer  # noqa: E402
+from acytoo_magic.render import SIZE_STEP, ThrottledRenderer  # noqa: E402
 from acytoo_magic.runner import Request, answer  # noqa: E402
 
 
@@ -216,7 +216,9 @@ class _Handle:
         self.sizes.append(len(json.dumps({"data": bundle, "metadata": {}})))
 
 
-def render_cost(size: int, interval: float, adaptive: bool) -> tuple[float, int, int, float]:
+def render_cost(
+    size: int, interval: float, adaptive: bool, whole: bool = False
+) -> tuple[float, int, int, float]:
     """Kernel-side cost of the magic drawing a Markdown reply (``long_markdown``: headings, prose,
     lists, code, tables) arriving as 64-byte chunks every millisecond, through its own
     ``DisplayRenderer`` with display updates serialised. The clock is simulated arrival time plus
@@ -238,10 +240,17 @@ def render_cost(size: int, interval: float, adaptive: bool) -> tuple[float, int,
         handle.update(bundle)
         return handle
 
-    throttle = {} if adaptive else {"cost_factor": 0.0}
-    renderer = DisplayRenderer("markdown", interval, **throttle)
-    renderer._display = display  # type: ignore[assignment]
-    renderer._clock = clock
+    throttle: dict[str, Any] = {} if adaptive else {"cost_factor": 0.0}
+    renderer: ThrottledRenderer
+    if whole:  # before issue 21: every draw rendered and sent the whole answer, spaced by its size
+        throttle["size_step"] = SIZE_STEP if adaptive else None
+        handle = _Handle(sizes)
+        draw_whole = lambda frame: handle.update(markdown_bundle(frame))  # noqa: E731
+        renderer = ThrottledRenderer(draw_whole, interval, clock, **throttle)
+    else:
+        renderer = DisplayRenderer("markdown", interval, **throttle)
+        renderer._display = display  # type: ignore[attr-defined]
+        renderer._clock = clock
     draw = renderer._draw
 
     def timed(frame: Any) -> None:
@@ -263,6 +272,7 @@ def render_cost(size: int, interval: float, adaptive: bool) -> tuple[float, int,
 
 
 def rendering(table: Table, smoke: bool) -> None:
+    render_cost(10_000, 0.08, adaptive=True)  # warm-up: imports, Pygments' lexer, regex compilation
     sizes = [10_000, 100_000] if smoke else [10_000, 100_000, 1_000_000]
     costs, every = {}, {}
     for size in sizes:
@@ -284,6 +294,22 @@ def rendering(table: Table, smoke: bool) -> None:
                 every[size] / cost,
                 "x",
                 note=f"{every_draws} draws",
+            )
+        if size <= 100_000:  # the design before, in the same run: the whole answer at every draw
+            whole = sorted(render_cost(size, 0.08, adaptive=True, whole=True) for _ in range(3))[1]
+            table.add(
+                "render cost",
+                f"{size // 1000} KB reply: throttled drawing, whole answer per draw (before) / blocks",
+                whole[0] / cost,
+                "x",
+                note=f"{whole[1]} draws",
+            )
+            every_whole = render_cost(size, 0.0, adaptive=False, whole=True)[0]
+            table.add(
+                "render cost",
+                f"{size // 1000} KB reply: drawing every chunk, whole answer per draw (before) / blocks",
+                every_whole / every[size],
+                "x",
             )
     big, small = sizes[-1], sizes[-2]
     ratio = costs[big] / costs[small]
