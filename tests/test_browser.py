@@ -82,11 +82,11 @@ CANARY = """<img src=x onerror="window.__canary = (window.__canary || 0) + 1">""
 # included): deterministic, where a stream's frames depend on how the machine coalesces chunks.
 DRAW_EVERY_FRAME = """\
 from acytoo_magic.output import DisplayRenderer
-def draw_every_frame(answer):
+def draw_every_frame(text):
     renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
-    for character in answer:
+    for character in text:
         renderer.feed(character)
-    renderer.close(answer, status=f"every frame drawn · {len(answer)} characters in {len(answer)} chunks")
+    renderer.close(text, status=f"every frame drawn · {len(text)} characters in {len(text)} chunks")
 """
 SPLIT_CELL = "draw_every_frame(text={!r})"
 
