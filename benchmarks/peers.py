@@ -178,7 +178,7 @@ def carries(content: dict[str, Any], marker: str) -> bool:
     return any(isinstance(value, str) and marker in value for value in content.get("data", {}).values())
 
 
-def run_cell(kernel: Any, code: str, marker: str, timeout: float = 120) -> Seen:
+def run_cell(kernel: Any, code: str, marker: str, timeout: float = 900) -> Seen:  # chatlab, loaded
     seen = Seen()
 
     def on_message(msg: dict[str, Any]) -> None:
