@@ -15,6 +15,7 @@ from .untrusted import Block, MarkdownStream, note_html, printable, render_markd
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved
 # notebook keeps for other frontends, goes once, with the final update.
 STREAMING_PLAIN_CHARS = 2_000
+SEGMENT_GROWTH = 0.2  # a segment is at least this share of the answer already committed
 
 
 def streaming_plain(text: str) -> str:
@@ -61,6 +62,7 @@ class DisplayRenderer(ThrottledRenderer):
     """
 
     commit_chars = 4_000
+    max_segments = 40
     size_step: float | None = None  # each draw sends the tail, not the answer (see ThrottledRenderer)
 
     def __init__(self, fmt: str = "markdown", interval: float = 0.08, **throttle: Any) -> None:
@@ -72,6 +74,7 @@ class DisplayRenderer(ThrottledRenderer):
         self.stream = MarkdownStream()
         self._pending: list[Block] = []  # finished blocks still drawn in the tail output
         self._pending_chars = 0
+        self._committed_chars = 0
         self.segments: list[tuple[Any, list[Block]]] = []  # (output, its blocks), in order
         throttle.setdefault("size_step", self.size_step if fmt != "text" else SIZE_STEP)
         super().__init__(self._update, interval, **throttle)
@@ -90,7 +93,7 @@ class DisplayRenderer(ThrottledRenderer):
         update = self.stream.update(final=frame.final)
         self._pending.extend(update.frozen)
         self._pending_chars += sum(len(block.source) for block in update.frozen)
-        if not frame.final and self._pending_chars >= self.commit_chars:
+        if not frame.final and self._pending_chars >= self._commit_at():
             self._commit()
         if frame.final:
             self._revise(update.revised)
@@ -106,8 +109,18 @@ class DisplayRenderer(ThrottledRenderer):
         html = with_cursor(pending + update.tail_html)
         self._show({"text/plain": streaming_plain(sources), "text/html": html})
 
+    def _commit_at(self) -> float:
+        """How many characters of finished blocks make a segment. JupyterLab shows at most 50
+        outputs of a cell (``maxNumberOutputs``) and hides the rest, the live tail included, behind
+        "Show more outputs"; so segments grow with what is already committed (a fifth of it), which
+        keeps a 1 MB answer to ~30 outputs, and after ``max_segments`` everything stays in the tail."""
+        if len(self.segments) >= self.max_segments:
+            return float("inf")
+        return max(self.commit_chars, self._committed_chars * SEGMENT_GROWTH)
+
     def _commit(self) -> None:
         """The tail output keeps the finished blocks gathered in it; a new tail output opens below."""
+        self._committed_chars += self._pending_chars
         blocks, self._pending, self._pending_chars = self._pending, [], 0
         self._show(segment_bundle(blocks))
         self.segments.append((self.handle, blocks))

@@ -108,12 +108,6 @@ COMMIT = "acytoo_magic.output.DisplayRenderer.commit_chars = {}"
 MODES = [
     ("%%acytoo", "", f"%%acytoo --no-history\n{QUESTION}", DRAWN),
     ("ChatWidget", "", "w = ChatWidget('bench')\ndisplay(w)\nw.send(QUESTION);", "widget"),
-    (
-        "%%acytoo, render_interval = 0",
-        "%config Assistant.render_interval = 0",
-        f"%%acytoo --no-history\n{QUESTION}",
-        DRAWN,
-    ),
     # The alternatives to the default segment size (4,000 characters of finished blocks per output).
     (
         "%%acytoo, a segment per frame",
@@ -121,7 +115,6 @@ MODES = [
         f"%%acytoo --no-history\n{QUESTION}",
         DRAWN,
     ),
-    ("%%acytoo, segments of 16,000", COMMIT.format(16_000), f"%%acytoo --no-history\n{QUESTION}", DRAWN),
     (
         "%%acytoo, one output redrawn whole (before)",
         COMMIT.format("10**12") + "\nacytoo_magic.output.DisplayRenderer.size_step = 16_000",

@@ -304,13 +304,6 @@ def rendering(table: Table, smoke: bool) -> None:
                 "x",
                 note=f"{whole[1]} draws",
             )
-            every_whole = render_cost(size, 0.0, adaptive=False, whole=True)[0]
-            table.add(
-                "render cost",
-                f"{size // 1000} KB reply: drawing every chunk, whole answer per draw (before) / blocks",
-                every_whole / every[size],
-                "x",
-            )
     big, small = sizes[-1], sizes[-2]
     ratio = costs[big] / costs[small]
     name = f"growth {big // 1000} KB / {small // 1000} KB"
@@ -591,7 +584,11 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    in_browser = browser(table, args.smoke)
+    try:
+        in_browser = browser(table, args.smoke)
+    except Exception as exc:  # the rest of the table is still worth keeping
+        in_browser = {"runs": False, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}"}
+        table.add("browser", "runs", 0.0, "", note=in_browser["status"])
     table.print()
     elapsed = time.perf_counter() - started
     print(f"\n{len(table.rows)} figures in {elapsed:.0f} s -> {args.output}")

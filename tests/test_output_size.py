@@ -105,3 +105,18 @@ def test_the_magic_sends_each_finished_block_once_and_ends_as_one_render():
         assert drawn <= 60, (n, drawn)
     sent = sum(len(json.dumps(bundle)) for bundle in outputs.sent)
     assert sent < 40 * len(json.dumps(outputs.shown)), sent  # was quadratic: every frame re-sent all
+
+
+def test_a_long_answer_stays_within_the_outputs_jupyterlab_shows():
+    # JupyterLab shows 50 outputs of a cell and hides the rest (the live tail too) behind
+    # "Show more outputs": segments grow with the answer, so a long one stays well under that.
+    answer = "".join(f"Paragraph {n} of a long answer, with some words in it.\n\n" for n in range(20_000))
+    outputs = Outputs()
+    renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
+    renderer._display = outputs.display
+    renderer.commit_chars = 500
+    for start in range(0, len(answer), 2048):
+        renderer.feed(answer[start : start + 2048])
+    renderer.close(answer)
+    assert 10 < len(outputs.shown) <= 41, len(outputs.shown)
+    assert "".join(o["text/html"] for o in outputs.shown) == render_markdown(answer)
