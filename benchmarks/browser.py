@@ -123,7 +123,7 @@ MODES = [
     ),
     (
         "every chunk (baseline)",
-        COMMIT.format(4_000) + "\nacytoo_magic.output.DisplayRenderer.size_step = None",
+        COMMIT.format(4_000),
         "await every_chunk()",
         DRAWN,
     ),

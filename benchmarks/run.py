@@ -240,10 +240,10 @@ def render_cost(
         handle.update(bundle)
         return handle
 
-    throttle: dict[str, Any] = {} if adaptive else {"cost_factor": 0.0}
+    throttle: dict[str, Any] = {} if adaptive else {"cost_factor": 0.0, "size_step": None}
     renderer: ThrottledRenderer
     if whole:  # before issue 21: every draw rendered and sent the whole answer, spaced by its size
-        throttle["size_step"] = SIZE_STEP if adaptive else None
+        throttle["size_step"] = SIZE_STEP if adaptive else None  # as it was
         handle = _Handle(sizes)
         draw_whole = lambda frame: handle.update(markdown_bundle(frame))  # noqa: E731
         renderer = ThrottledRenderer(draw_whole, interval, clock, **throttle)
