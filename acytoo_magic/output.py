@@ -55,13 +55,14 @@ class DisplayRenderer(ThrottledRenderer):
     The answer is drawn as a few outputs: *segments* of finished top-level blocks, each sent once
     and never redrawn, and one live *tail* output (``display_id``) updated in place. A block that
     finishes stays in the tail until ``commit_chars`` characters of finished blocks have gathered
-    there; then the tail output is updated one last time to hold just those blocks (it becomes a
-    segment) and a new tail output is opened below it. The page then renders each block about
-    once, plus the small tail per frame (see docs/render21.md for the alternatives measured).
+    there (and a fifth of what is already committed); then the tail output is updated one last time
+    to hold just those blocks (it becomes a segment) and a new tail output is opened below it. The
+    page then renders each block about once, plus the small tail per frame (see docs/render21.md
+    for the alternatives measured).
     ``-f text`` draws the whole text in one output as before (it is all it shows).
     """
 
-    commit_chars = 4_000
+    commit_chars = 0  # the least a segment holds (4,000 cost the page more: docs/render21.md)
     max_segments = 40
     # Measured in JupyterLab (docs/render21.md): an update costs the page ~10 ms whatever its size
     # (model, shared document, layout), more than rendering the small tail; so draws still thin out
