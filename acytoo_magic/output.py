@@ -8,13 +8,23 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .render import Frame, ThrottledRenderer
-from .untrusted import note_html, printable, render_markdown, status_html, unlinkable, with_cursor
+from .render import SIZE_STEP, Frame, ThrottledRenderer
+from .untrusted import (
+    Block,
+    MarkdownStream,
+    note_html,
+    printable,
+    render_markdown,
+    status_html,
+    unlinkable,
+    with_cursor,
+)
 
 # While an answer streams, text/plain carries at most its last this many characters: the frontends
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved
 # notebook keeps for other frontends, goes once, with the final update.
 STREAMING_PLAIN_CHARS = 2_000
+SEGMENT_GROWTH = 0.2  # a segment is at least this share of the answer already committed
 
 
 def streaming_plain(text: str) -> str:
@@ -41,7 +51,7 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     plain += f"\n— {printable(frame.status)}" if frame.status else ""
     if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
         return {"text/plain": unlinkable(plain)}
-    body = render_markdown(frame.text)  # printable() inside
+    body = render_markdown(frame.text, unfinished=not frame.final)  # printable() inside
     if not frame.final:
         body = with_cursor(body)
     body += note_html(f"— {frame.note}" if frame.note else "")
@@ -49,22 +59,104 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
 
 
 class DisplayRenderer(ThrottledRenderer):
-    """Renders into one notebook output area, created with ``display_id`` and updated in place."""
+    """Renders into the notebook's output area: finished blocks once, the growing tail in place.
 
-    def __init__(self, fmt: str = "markdown", interval: float = 0.08) -> None:
+    The answer is drawn as a few outputs: *segments* of finished top-level blocks, each sent once
+    and never redrawn, and one live *tail* output (``display_id``) updated in place. A block that
+    finishes stays in the tail until ``commit_chars`` characters of finished blocks have gathered
+    there (and a fifth of what is already committed); then the tail output is updated one last time
+    to hold just those blocks (it becomes a segment) and a new tail output is opened below it. The
+    page then renders each block about once, plus the small tail per frame (see docs/render21.md
+    for the alternatives measured).
+    ``-f text`` draws the whole text in one output as before (it is all it shows).
+    """
+
+    # The least a segment holds: an answer shorter than this stays one output, as before. 0 (a
+    # segment per frame) measured cheaper in the page but splits even a short answer (docs/render21.md).
+    commit_chars = 4_000
+    max_segments = 40
+    # Measured in JupyterLab (docs/render21.md): an update costs the page ~10 ms whatever its size
+    # (model, shared document, layout), more than rendering the small tail; so draws still thin out
+    # as the answer grows, as before, and the number of updates grows with its log.
+    size_step: float | None = SIZE_STEP
+
+    def __init__(self, fmt: str = "markdown", interval: float = 0.08, **throttle: Any) -> None:
         from IPython.display import display
 
         self.fmt = fmt
         self._display = display
-        self.handle: Any = None
-        super().__init__(self._update, interval)
+        self.handle: Any = None  # the live tail output
+        self.stream = MarkdownStream()
+        self._pending: list[Block] = []  # finished blocks still drawn in the tail output
+        self._pending_chars = 0
+        self._committed_chars = 0
+        self.segments: list[tuple[Any, list[Block]]] = []  # (output, its blocks), in order
+        throttle.setdefault("size_step", self.size_step if fmt != "text" else SIZE_STEP)
+        super().__init__(self._update, interval, **throttle)
 
-    def _update(self, frame: Frame) -> None:
-        bundle = markdown_bundle(frame, self.fmt)
+    def _show(self, bundle: dict[str, Any]) -> None:
         if self.handle is None:  # the first frame creates the output area; later ones replace it
             self.handle = self._display(bundle, raw=True, display_id=True)
         else:
             self.handle.update(bundle, raw=True)
+
+    def _update(self, frame: Frame) -> None:
+        if frame.waiting or self.fmt == "text":
+            self._show(markdown_bundle(frame, self.fmt))
+            return
+        self.stream.feed(frame.added)
+        update = self.stream.update(final=frame.final)
+        self._pending.extend(update.frozen)
+        self._pending_chars += sum(len(block.source) for block in update.frozen)
+        if not frame.final and self._pending_chars >= self._commit_at():
+            self._commit()
+        if frame.final:
+            self._revise(update.revised)
+        pending = "".join(block.html for block in self._pending)
+        sources = "".join(block.source for block in self._pending) + update.tail_source
+        if frame.final:
+            plain = sources + (f"\n[{printable(frame.note)}]" if frame.note else "")  # sources are clean
+            plain += f"\n— {printable(frame.status)}" if frame.status else ""
+            html = pending + update.tail_html + note_html(f"— {frame.note}" if frame.note else "")
+            self._show({"text/plain": plain, "text/html": html + status_html(frame.status)})
+            self.segments.append((self.handle, self._pending))
+            return
+        html = with_cursor(pending + update.tail_html)
+        self._show({"text/plain": streaming_plain(sources), "text/html": html})
+
+    def _commit_at(self) -> float:
+        """How many characters of finished blocks make a segment. JupyterLab shows at most 50
+        outputs of a cell (``maxNumberOutputs``) and hides the rest, the live tail included, behind
+        "Show more outputs"; so segments grow with what is already committed (a fifth of it), which
+        keeps a 1 MB answer to ~30 outputs, and after ``max_segments`` everything stays in the tail."""
+        if len(self.segments) >= self.max_segments:
+            return float("inf")
+        return max(self.commit_chars, self._committed_chars * SEGMENT_GROWTH)
+
+    def _commit(self) -> None:
+        """The tail output keeps the finished blocks gathered in it; a new tail output opens below."""
+        self._committed_chars += self._pending_chars
+        blocks, self._pending, self._pending_chars = self._pending, [], 0
+        self._show(segment_bundle(blocks))
+        self.segments.append((self.handle, blocks))
+        self.handle = None
+
+    def _revise(self, revised: list[Block]) -> None:
+        """Redraw the segments holding blocks that a late reference definition changed."""
+        changed = {block.index: block for block in revised}
+        for handle, blocks in self.segments:
+            if any(block.index in changed for block in blocks):
+                blocks[:] = [changed.get(block.index, block) for block in blocks]
+                handle.update(segment_bundle(blocks), raw=True)
+        self._pending = [changed.get(block.index, block) for block in self._pending]
+
+
+def segment_bundle(blocks: list[Block]) -> dict[str, Any]:
+    """Finished blocks as one output: their HTML, and their text for the front ends that read only text."""
+    return {
+        "text/plain": "".join(block.source for block in blocks),
+        "text/html": "".join(block.html for block in blocks),
+    }
 
 
 class TerminalRenderer(ThrottledRenderer):
@@ -72,7 +164,6 @@ class TerminalRenderer(ThrottledRenderer):
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout
-        self._shown = 0
         super().__init__(self._write, interval=0.0)
 
     def _write(self, frame: Frame) -> None:
@@ -80,8 +171,7 @@ class TerminalRenderer(ThrottledRenderer):
             return
         # Control characters go piece by piece: an escape sequence split across two writes loses its
         # ESC, so its rest shows as text and the terminal acts on nothing (colours, title, clipboard).
-        self.stream.write(printable(frame.text[self._shown :]))
-        self._shown = len(frame.text)
+        self.stream.write(printable(frame.added))
         if frame.final:
             self.stream.write(f"\n[{printable(frame.note)}]\n" if frame.note else "\n")
             if frame.status:

@@ -13,22 +13,53 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 COST_FACTOR = 5.0
 SIZE_STEP = 16_000
+FIRST_GAP = 0.25  # the gap after the first draw, in intervals
 
 
-@dataclass(frozen=True)
 class Frame:
-    """What to show now: the answer so far, and a short note (waiting, interrupted, partial...)."""
+    """What to show now: the answer so far, and a short note (waiting, interrupted, partial...).
 
-    text: str
-    note: str = ""
-    final: bool = False
-    waiting: bool = False
-    status: str = ""
+    ``added`` is the text that arrived since the previous frame, so a drawer can do work per new
+    text; ``text`` (the whole answer) is joined only when a drawer reads it.
+    """
+
+    __slots__ = ("_text", "added", "final", "note", "status", "waiting")
+
+    def __init__(
+        self,
+        text: str | tuple[TextBuffer, int] = "",
+        note: str = "",
+        final: bool = False,
+        waiting: bool = False,
+        status: str = "",
+        added: str | None = None,
+    ) -> None:
+        self._text = text
+        self.note, self.final, self.waiting, self.status = note, final, waiting, status
+        self.added = added if added is not None else self.text
+
+    @property
+    def text(self) -> str:
+        if not isinstance(self._text, str):  # (buffer, length): the text as it was at this frame
+            buffer, length = self._text
+            self._text = buffer.text[:length]
+        return self._text
+
+    def _key(self) -> tuple[str, str, bool, bool, str]:
+        return (self.text, self.note, self.final, self.waiting, self.status)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        text, note, final, waiting, status = self._key()
+        return f"Frame({text!r}, note={note!r}, final={final}, waiting={waiting}, status={status!r})"
 
 
 class TextBuffer:
@@ -66,10 +97,17 @@ class ThrottledRenderer:
         draw: Callable[[Frame], None],
         interval: float = 0.08,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        cost_factor: float = COST_FACTOR,
+        size_step: float | None = SIZE_STEP,
     ) -> None:
         self._draw = draw
         self.interval = max(0.0, float(interval))
         self._clock = clock
+        self.cost_factor = cost_factor
+        self.size_step = size_step  # None: a draw's cost does not grow with the text (it draws what is new)
+        self._added: list[str] = []  # text since the last drawn frame
+        self._length = 0
         self._last: float | None = None
         self._buffer = TextBuffer()
         self._has_text = False
@@ -89,13 +127,18 @@ class ThrottledRenderer:
         self._draw(frame)
         self.last_frame = frame  # what the user last saw: only a frame whose draw succeeded
         self._last = self._clock()
-        # Each draw re-sends and re-renders the whole text, so its cost grows with the text. The
-        # gap to the next draw grows with it: one interval per SIZE_STEP characters (the frontend's
-        # re-render, which the kernel cannot time) and at least COST_FACTOR times what this draw
-        # took here. Draws then thin out geometrically and a reply's total cost stays linear in
-        # its length, however fast the chunks arrive.
-        size_gap = self.interval * len(frame.text) / SIZE_STEP
-        self._gap = max(self.interval, size_gap, COST_FACTOR * (self._last - started))
+        # A drawer that re-sends the whole text costs more with every draw, so the gap to the next
+        # draw grows with it: one interval per ``size_step`` characters (the frontend's re-render,
+        # which the kernel cannot time) and at least ``cost_factor`` times what this draw took here.
+        # Draws then thin out geometrically and a reply's total cost stays linear in its length,
+        # however fast the chunks arrive. A drawer that sends only what is new sets no size_step.
+        size_gap = self.interval * self._length / self.size_step if self.size_step else 0.0
+        self._gap = max(self.interval, size_gap, self.cost_factor * (self._last - started))
+
+    def _frame(self, **state: object) -> Frame:
+        added = "".join(self._added)
+        self._added.clear()
+        return Frame((self._buffer, self._length), added=added, **state)  # type: ignore[arg-type]
 
     def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:
@@ -144,27 +187,37 @@ class ThrottledRenderer:
     def feed(self, chunk: str) -> None:
         """Add a chunk; it is drawn now if the last draw is old enough, else by a timer."""
         self._buffer.append(chunk)
+        self._added.append(chunk)
+        self._length += len(chunk)
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise failed
         if not self._has_text:
             self._has_text = True
             self._cancel_timer()  # the waiting ticker ends with the first chunk
-            self._emit(Frame(self._buffer.text))
+            self._emit(self._frame())
+            # The first chunk may be a word's first letters: the next draw comes sooner, so the
+            # first words show at once even when tiny tokens arrive in a burst.
+            self._gap = min(self._gap, self.interval * FIRST_GAP)
             return
         elapsed = self._clock() - (self._last or 0.0)
         if elapsed >= self._gap:
             self._cancel_timer()
-            self._emit(Frame(self._buffer.text))
+            self._emit(self._frame())
         else:
             self._schedule(self._gap - elapsed, self._flush)
 
     def _flush(self) -> None:
-        if self._has_text and not self.closed:
-            self._emit(Frame(self._buffer.text))
+        if self._has_text and not self.closed and self._added:
+            self._emit(self._frame())
 
     def close(self, text: str, note: str = "", status: str = "") -> None:
         """Draw the complete text, its interrupted/partial note and the status line; always draws."""
         self._cancel_timer()
         self.closed = True
-        self._emit(Frame(text, note=note, final=True, status=status))
+        # What arrived since the last frame: the closing text extends what was fed (the runner
+        # closes with the reply's own text); otherwise the whole closing text is new.
+        drawn = self._length - sum(map(len, self._added))
+        added = text[drawn:] if drawn <= len(text) else text
+        self._added.clear()
+        self._emit(Frame(text, note=note, final=True, status=status, added=added))

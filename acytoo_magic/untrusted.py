@@ -8,18 +8,25 @@ wrote, with links restricted to http(s), mailto and relative targets and images 
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import urllib.parse
+from dataclasses import dataclass, field
 from typing import Any
 
+import pygments
 from markdown_it import MarkdownIt
-from markdown_it.common.utils import escapeHtml
+from markdown_it.common.utils import escapeHtml, unescapeAll
 from mdit_py_plugins.dollarmath import dollarmath_plugin
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
 
 # ANSI escape sequences (CSI, OSC, two-byte ESC forms), then any other C0/C1 control character
-# except newline and tab: a terminal or JupyterLab's ANSI colouring would act on them.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+# except newline and tab: a terminal or JupyterLab's ANSI colouring would act on them. An OSC ends at
+# a newline too, so cleaning is line-local: a streamed answer can be cleaned line by line.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SAFE_SCHEMES = ("http:", "https:", "mailto:")
 LINK_REL = "noopener noreferrer nofollow"
@@ -27,6 +34,8 @@ LINK_REL = "noopener noreferrer nofollow"
 
 def printable(text: str) -> str:
     """The text with ANSI escapes and control characters (all but newline and tab) removed."""
+    if _CONTROL.search(text) is None:  # the usual case, one scan (ESC and CR are control characters)
+        return text
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 
 
@@ -98,6 +107,61 @@ def _image_as_link(self: Any, tokens: list[Any], idx: int, options: Any, env: An
     )
 
 
+# Code is highlighted with Pygments' inline styles: no class needs a style sheet, so it looks the
+# same in the magic's output, the widget, a reloaded (sanitized) notebook and other front ends. The
+# box is styled on the element too: JupyterLab's own <pre> has no background or padding and wraps
+# long lines anywhere (mid-number); here a long line scrolls instead.
+CODE_STYLE = (
+    "background:#f6f8fa;color:#1f2328;padding:8px 12px;border-radius:4px;overflow-x:auto;"
+    "white-space:pre;word-break:normal;overflow-wrap:normal;line-height:1.4"
+)
+_CODE_FORMATTER = HtmlFormatter(nowrap=True, noclasses=True, style="default")
+
+
+@functools.lru_cache(maxsize=64)
+def _lexer(language: str) -> Any:
+    try:
+        return get_lexer_by_name(language, stripnl=False, ensurenl=False) if language else None
+    except ClassNotFound:
+        return None
+
+
+def highlight_code(code: str, language: str) -> str:
+    """Code as escaped HTML with Pygments' inline-styled spans (plain escaped text for an unknown language).
+
+    Only Pygments writes tags and attributes here; the code itself is always escaped text.
+    """
+    lexer = _lexer(language.lower())
+    return pygments.highlight(code, lexer, _CODE_FORMATTER) if lexer is not None else escapeHtml(code)
+
+
+def _code(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    info = unescapeAll(token.info).strip() if token.info else ""
+    language = info.split(maxsplit=1)[0] if info else ""
+    body = highlight_code(token.content, language)
+    cls = f' class="language-{escapeHtml(language)}"' if language else ""
+    return f'<pre class="acytoo-code" style="{CODE_STYLE}"><code{cls}>{body}</code></pre>\n'
+
+
+# While an answer streams, its last line is not finished: ``[r]: javascript`` may still become
+# ``[r]: javascript:...``. A reference definition that reaches that line is not used until the line
+# is complete (links to it stay text); every other link needs its closing ``)`` or ``>``, so its
+# target is already whole.
+_OPEN_LINE = "acytoo_open_line"
+_SETTLED = "acytoo_settled_references"
+
+
+def _unfinished_references(state: Any) -> None:
+    open_line = state.env.get(_OPEN_LINE)
+    references = state.env.get("references")
+    if open_line is None or not references:
+        return
+    settled = state.env.get(_SETTLED, ())
+    for label in [k for k, ref in references.items() if k not in settled and ref["map"][1] > open_line]:
+        del references[label]
+
+
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML shows as text
     md.validateLink = link_is_safe  # type: ignore[method-assign]  # Markdown links, references, autolinks
@@ -109,32 +173,158 @@ def _markdown() -> MarkdownIt:
         md.add_render_rule(rule, _math)
     md.add_render_rule("link_open", _link_open)
     md.add_render_rule("image", _image_as_link)
+    md.add_render_rule("fence", _code)
+    md.add_render_rule("code_block", _code)
+    md.core.ruler.after("block", "acytoo_unfinished_references", _unfinished_references)
     return md
 
 
 _MARKDOWN = _markdown()
 
 
-def render_markdown(text: str) -> str:
+def render_markdown(text: str, unfinished: bool = False) -> str:
     """A reply as HTML that is safe to insert live: Markdown rendered, raw HTML shown as text.
 
     No tag or attribute in the output comes from the reply: ``<script>`` or ``<img onerror>``
     show as text, ``javascript:``/``data:`` links stay unlinked text, images become links, and
-    ``$...$`` math is kept literally for the frontend's typesetter.
+    ``$...$`` math is kept literally for the frontend's typesetter. ``unfinished``: the text is
+    still streaming, so a reference definition on its last line is not used yet.
     """
-    return _MARKDOWN.render(printable(text))
+    text = printable(text)
+    return _MARKDOWN.render(text, {_OPEN_LINE: text.count("\n") if unfinished else None})
 
 
-_TRAILING_CLOSE = re.compile(r"((?:\s*</[a-z0-9]+>)*\s*)\Z")
+_CLOSING_TAG = re.compile(r"</[a-z0-9]+>\Z")
 
 
 def with_cursor(body: str, cursor: str = " ▌") -> str:
     """Rendered HTML with a cursor after its last text, inside the last paragraph, item or code block.
 
     Added after rendering, so the cursor never becomes part of the Markdown (a half-streamed
-    ``[ref]: `` would otherwise turn into a link to it).
+    ``[ref]: `` would otherwise turn into a link to it). Scans back from the end over whitespace
+    and closing tags only, so its cost is the length of that tail, not of the body.
     """
-    return _TRAILING_CLOSE.sub(lambda match: cursor + match.group(1), body, count=1)
+    end = len(body)
+    while True:
+        end = len(body[:end].rstrip())
+        tag = _CLOSING_TAG.search(body, max(0, end - 16), end) if body.endswith(">", 0, end) else None
+        if tag is None:
+            return body[:end] + cursor + body[end:]
+        end = tag.start()
+
+
+@dataclass(frozen=True)
+class Block:
+    """A finished top-level block of a streamed answer (with the blank lines and reference
+    definitions after it): its cleaned source and its HTML. Its index never changes."""
+
+    index: int
+    source: str
+    html: str
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """What changed since the previous update: blocks finished since then (each reported once), the
+    unfinished rest as HTML (it replaces the previous tail) and its source, and, on the final
+    update only, earlier blocks whose HTML changed because a reference definition came after them."""
+
+    frozen: list[Block]
+    tail_html: str
+    tail_source: str
+    revised: list[Block] = field(default_factory=list)
+
+
+class MarkdownStream:
+    """An answer rendered as it streams: each finished top-level block once, the unfinished rest anew.
+
+    ``feed`` chunks, then call ``update()`` per frame: the work is proportional to the unfinished
+    tail, not to the answer. A block is finished once a later block starts on a complete line that
+    is itself followed by a complete line (a table's delimiter row or a setext underline can only
+    change the block just before it), and no unclosed ``$$`` precedes it (a closing ``$$`` could
+    still join the lines since into one math block). ``update(final=True)`` renders the rest and
+    re-renders, once, finished blocks whose ``[text][ref]`` links might use a reference defined
+    later, so the frozen blocks plus the final tail are exactly ``render_markdown`` of the whole text.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []  # the raw text from the first unfinished line on
+        self._references: dict[str, Any] = {}  # defined in finished blocks, first definition wins
+        self.blocks: list[Block] = []
+        self._known: list[int] = []  # per block: how many references were defined when it froze
+        self.closed = False
+
+    def feed(self, chunk: str) -> None:
+        self._parts.append(chunk)
+
+    def update(self, final: bool = False) -> StreamUpdate:
+        raw = "".join(self._parts)
+        self._parts = [raw]
+        text = printable(raw)  # line-local, so cleaning the tail alone cleans the same as the whole
+        open_line = text.count("\n")
+        env: dict[str, Any] = {
+            "references": dict(self._references),
+            _SETTLED: frozenset(self._references),
+            _OPEN_LINE: None if final else open_line,
+        }
+        tokens = _MARKDOWN.parse(text, env)
+        starts = [i for i, token in enumerate(tokens) if token.level == 0 and token.nesting >= 0]
+        lines = [0, *(match.end() for match in _NEWLINE.finditer(text))]  # where each line starts
+        keep = 0  # how many leading blocks are finished
+        while not final and keep + 1 < len(starts) and tokens[starts[keep + 1]].map[0] + 1 < open_line:
+            token = tokens[starts[keep]]
+            if token.type != "math_block" and _opens_math(text, lines[token.map[0]]):
+                break  # an unclosed $$: a later $$ may still make everything since one math block
+            keep += 1
+        frozen: list[Block] = []
+        for number in range(keep):
+            begin, end = lines[tokens[starts[number]].map[0]] if number else 0, starts[number + 1]
+            upto = lines[tokens[end].map[0]]
+            html = _MARKDOWN.renderer.render(tokens[starts[number] : end], _MARKDOWN.options, env)
+            frozen.append(Block(len(self.blocks) + number, text[begin:upto], html))
+        if keep:
+            cut_line = tokens[starts[keep]].map[0]
+            for label, ref in env["references"].items():
+                if label not in self._references and ref["map"][1] <= cut_line:
+                    self._references[label] = ref
+            self.blocks.extend(frozen)
+            self._known.extend([len(self._references)] * keep)
+            raw_cut = 0
+            for _ in range(cut_line):  # raw and cleaned text have the same lines
+                raw_cut = raw.index("\n", raw_cut) + 1
+            self._parts = [raw[raw_cut:]]
+            text = text[lines[cut_line] :]
+        tail = tokens[starts[keep] :] if starts else []
+        tail_html = _MARKDOWN.renderer.render(tail, _MARKDOWN.options, env)
+        revised: list[Block] = []
+        if final:
+            self.closed = True
+            revised = self._revise(env["references"])
+        return StreamUpdate(frozen, tail_html, text, revised)
+
+    def _revise(self, references: dict[str, Any]) -> list[Block]:
+        """Blocks that froze before a reference they may use was defined, rendered again with all."""
+        revised = []
+        for number, block in enumerate(self.blocks):
+            if self._known[number] >= len(references) or "]" not in block.source:
+                continue
+            env = {"references": dict(references)}
+            html = _MARKDOWN.render(block.source, env)
+            if html != block.html:
+                self.blocks[number] = Block(number, block.source, html)
+                revised.append(self.blocks[number])
+        return revised
+
+
+_NEWLINE = re.compile("\n")
+
+
+def _opens_math(text: str, start: int) -> bool:
+    """Whether the line at ``start`` opens a ``$$`` block (up to three spaces before it)."""
+    indent = 0
+    while indent < 3 and text.startswith(" ", start + indent):
+        indent += 1
+    return text.startswith("$$", start + indent)
 
 
 def note_html(note: str) -> str:

@@ -104,16 +104,32 @@ print("setup: done")
 # name, an unmeasured cell run first (or ""), the measured cell, JS that is true once it is all drawn.
 # The checks are cheap (querySelector, polled every 200 ms) so they add little to what is measured.
 DRAWN = "cell.querySelector('.acytoo-status') !== null"
+COMMIT = "acytoo_magic.output.DisplayRenderer.commit_chars = {}"
+WARM_UP = "%%acytoo --no-history\n[[echo]]# Warm up\n\nShort: `code`, a [link](https://e.org), $x^2$."
 MODES = [
-    ("%%acytoo", "", f"%%acytoo --no-history\n{QUESTION}", DRAWN),
+    # The prep cell warms the page (first render, MathJax, Lab's code paths): the first mode
+    # measured used to pay for that alone.
+    ("%%acytoo", WARM_UP, f"%%acytoo --no-history\n{QUESTION}", DRAWN),
     ("ChatWidget", "", "w = ChatWidget('bench')\ndisplay(w)\nw.send(QUESTION);", "widget"),
+    # The alternatives to the default segment size (4,000 characters of finished blocks per output).
     (
-        "%%acytoo, render_interval = 0",
-        "%config Assistant.render_interval = 0",
+        "%%acytoo, a segment per frame",
+        COMMIT.format(0),
         f"%%acytoo --no-history\n{QUESTION}",
         DRAWN,
     ),
-    ("every chunk (baseline)", "%config Assistant.render_interval = 0.08", "await every_chunk()", DRAWN),
+    (
+        "%%acytoo, one output redrawn whole (before)",
+        COMMIT.format("10**12") + "\nacytoo_magic.output.DisplayRenderer.size_step = 16_000",
+        f"%%acytoo --no-history\n{QUESTION}",
+        DRAWN,
+    ),
+    (
+        "every chunk (baseline)",
+        COMMIT.format(4_000),
+        "await every_chunk()",
+        DRAWN,
+    ),
     (
         "one render of the final answer",
         "",
@@ -266,11 +282,13 @@ def browser(table: Any, smoke: bool) -> dict[str, Any]:
         table.add(SECTION, f"{name}: main-thread scripting", seen["script_ms"], "ms")
         table.add(SECTION, f"{name}: main-thread tasks", seen["task_ms"], "ms")
         streams = name != "one render of the final answer"
-        target, ok = ("0", seen["long_tasks"] == 0) if name in ("%%acytoo", "ChatWidget") else ("", None)
+        goal = name in ("%%acytoo", "ChatWidget")  # issue 21: no long task beyond one render's
+        allowed = results["one render of the final answer"]["long_tasks"]
+        target, ok = (f"<= {allowed}", seen["long_tasks"] <= allowed) if goal else ("", None)
         table.add(SECTION, f"{name}: long tasks (> 50 ms)", seen["long_tasks"], "", target, ok)
         table.add(SECTION, f"{name}: longest task", seen["longest_task_ms"], "ms")
         if streams:
             ratio = seen["script_ms"] / one if one else float("inf")
-            target, ok = ("<= 2", ratio <= 2) if name in ("%%acytoo", "ChatWidget") else ("", None)
+            target, ok = ("<= 1.5", ratio <= 1.5) if goal else ("", None)
             table.add(SECTION, f"{name}: scripting / one render of the final answer", ratio, "x", target, ok)
     return results

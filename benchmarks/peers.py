@@ -178,7 +178,7 @@ def carries(content: dict[str, Any], marker: str) -> bool:
     return any(isinstance(value, str) and marker in value for value in content.get("data", {}).values())
 
 
-def run_cell(kernel: Any, code: str, marker: str, timeout: float = 120) -> Seen:
+def run_cell(kernel: Any, code: str, marker: str, timeout: float = 900) -> Seen:  # chatlab, loaded
     seen = Seen()
 
     def on_message(msg: dict[str, Any]) -> None:
@@ -376,7 +376,24 @@ def peers(table: Any, url: str, smoke: bool, venvs: Path) -> list[dict[str, Any]
         results.append(
             {"peer": result.name, "runs": result.runs, "status": result.status, "figures": result.figures}
         )
+    against_chatlab(table, results)
     return [{"floors": {k: {"first": v[0], "total": v[1]} for k, v in floors.items()}}, *results]
+
+
+def against_chatlab(table: Any, results: list[dict[str, Any]]) -> None:
+    """Issue 21's per-reply goal: on the burst and the two-turn rows, at or ahead of chatlab (ours /
+    chatlab <= 1, first visible text and whole cell), measured in the same run."""
+    found = {r["peer"]: r["figures"] for r in results if r["runs"]}
+    if "acytoo-magic" not in found or "chatlab" not in found:
+        return
+    ours, theirs = found["acytoo-magic"], found["chatlab"]
+    for label in ours:
+        if label not in theirs or ("tiny tokens" not in label and label != "two-turn conversation"):
+            continue
+        for figure, what in (("first", "first visible text"), ("total", "whole cell")):
+            ratio = ours[label][figure] / theirs[label][figure]
+            name = f"acytoo-magic / chatlab, {label}: {what}"
+            table.add(SECTION, name, ratio, "x", "<= 1", ratio <= 1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``python benchmarks/report.py [results.json]``: the Performance tables of docs/internals.md as Markdown."""
+"""``python benchmarks/report.py [results.json] [--before earlier.json]``: the Performance tables
+of docs/internals.md, in Markdown; with ``--before``, every row beside the earlier run's."""
 
 from __future__ import annotations
 
@@ -58,14 +59,38 @@ def browser_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def before_after(results: dict[str, Any], before: dict[str, Any]) -> str:
+    """Every row of this run beside the same row of an earlier run ("-" where it had none)."""
+    earlier = {(row["section"], row["name"]): row for row in before["rows"]}
+    lines = ["| section | benchmark | before | after | target |", "|---|---|---:|---:|---|"]
+    for row in results["rows"]:
+        old = earlier.get((row["section"], row["name"]))
+        was = f"{old['value']:.3g} {old['unit']}" if old else "-"
+        mark = {True: "", False: " **missed**", None: ""}[row["meets_target"]]
+        lines.append(
+            f"| {row['section']} | {row['name']} | {was} | {row['value']:.3g} {row['unit']}"
+            f" | {row['target']}{mark} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
-    results = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else RESULTS).read_text())
+    args = sys.argv[1:]
+    before = None
+    if "--before" in args:
+        at = args.index("--before")
+        before = json.loads(Path(args[at + 1]).read_text())
+        del args[at : at + 2]
+    results = json.loads(Path(args[0] if args else RESULTS).read_text())
     print(json.dumps(results["machine"]))
     print()
     print(peers_table(results))
     print()
     print(browser_table(results))
     print()
+    if before is not None:
+        print(before_after(results, before))
+        return
     for row in results["rows"]:
         if row["section"] not in ("peers", "browser"):
             value = f"{row['value']:.3g} {row['unit']}"

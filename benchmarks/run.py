@@ -35,7 +35,7 @@ from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
 from acytoo_magic.output import markdown_bundle  # noqa: E402
 from acytoo_magic.providers import Acytoo  # noqa: E402
 from acytoo_magic.providers.acytoo import create_header, create_payload  # noqa: E402
-from acytoo_magic.render import ThrottledRenderer  # noqa: E402
+from acytoo_magic.render import SIZE_STEP, ThrottledRenderer  # noqa: E402
 from acytoo_magic.runner import Request, answer  # noqa: E402
 
 
@@ -206,49 +206,78 @@ def kernel_stream_times(url: str, prompts: list[str], repeats: int) -> dict[str,
 
 
 # -- 2. render cost growth, 3. first visible chunk ---------------------------------------------
-def render_cost(size: int, interval: float, adaptive: bool) -> tuple[float, int, int]:
-    """Kernel-side cost of drawing a reply arriving as 64-byte chunks every millisecond.
+class _Handle:
+    """A display handle that serialises what it is given, as publishing a display update does."""
 
-    A draw builds the MIME bundle and serialises it, as publishing a display update does. The
-    clock is simulated arrival time plus the real time spent drawing.
-    """
-    import acytoo_magic.render as render
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def update(self, bundle: dict[str, Any], raw: bool = True) -> None:
+        self.sizes.append(len(json.dumps({"data": bundle, "metadata": {}})))
+
+
+def render_cost(
+    size: int, interval: float, adaptive: bool, whole: bool = False
+) -> tuple[float, int, int, float]:
+    """Kernel-side cost of the magic drawing a Markdown reply (``long_markdown``: headings, prose,
+    lists, code, tables) arriving as 64-byte chunks every millisecond, through its own
+    ``DisplayRenderer`` with display updates serialised. The clock is simulated arrival time plus
+    the real time spent drawing. Returns (time drawing, draws, chunks, largest draw's time)."""
+    from browser import long_markdown
+
+    from acytoo_magic.output import DisplayRenderer
 
     simulated = [0.0]
     spent = [0.0]
+    largest = [0.0]
+    sizes: list[int] = []
 
     def clock() -> float:
         return simulated[0] + spent[0]
 
-    def draw(frame: Any) -> None:
-        started = time.perf_counter()
-        json.dumps({"data": markdown_bundle(frame), "metadata": {}})
-        spent[0] += time.perf_counter() - started
+    def display(bundle: dict[str, Any], raw: bool = True, display_id: bool = True) -> _Handle:
+        handle = _Handle(sizes)
+        handle.update(bundle)
+        return handle
 
-    saved = render.COST_FACTOR, render.SIZE_STEP
-    if not adaptive:
-        render.COST_FACTOR, render.SIZE_STEP = 0.0, float("inf")
-    try:
-        renderer = ThrottledRenderer(draw, interval, clock)
-        text, chunks = "", 0
-        while len(text) < size:
-            simulated[0] += 0.001
-            chunk = "All work and no play makes a notebook a dull book. Lorem ipsum. "[:64]
-            text += chunk
-            chunks += 1
-            renderer.feed(chunk)
-        renderer.close(text)
-    finally:
-        render.COST_FACTOR, render.SIZE_STEP = saved
-    return spent[0], renderer.draws, chunks
+    throttle: dict[str, Any] = {} if adaptive else {"cost_factor": 0.0, "size_step": None}
+    renderer: ThrottledRenderer
+    if whole:  # before issue 21: every draw rendered and sent the whole answer, spaced by its size
+        throttle["size_step"] = SIZE_STEP if adaptive else None  # as it was
+        handle = _Handle(sizes)
+        draw_whole = lambda frame: handle.update(markdown_bundle(frame))  # noqa: E731
+        renderer = ThrottledRenderer(draw_whole, interval, clock, **throttle)
+    else:
+        renderer = DisplayRenderer("markdown", interval, **throttle)
+        renderer._display = display  # type: ignore[attr-defined]
+        renderer._clock = clock
+    draw = renderer._draw
+
+    def timed(frame: Any) -> None:
+        started = time.perf_counter()
+        draw(frame)
+        took = time.perf_counter() - started
+        spent[0] += took
+        largest[0] = max(largest[0], took)
+
+    renderer._draw = timed  # type: ignore[assignment]
+    text = long_markdown(size)
+    chunks = 0
+    for start in range(0, len(text), 64):
+        simulated[0] += 0.001
+        renderer.feed(text[start : start + 64])
+        chunks += 1
+    renderer.close(text)
+    return spent[0], renderer.draws, chunks, largest[0]
 
 
 def rendering(table: Table, smoke: bool) -> None:
+    render_cost(10_000, 0.08, adaptive=True)  # warm-up: imports, Pygments' lexer, regex compilation
     sizes = [10_000, 100_000] if smoke else [10_000, 100_000, 1_000_000]
-    costs = {}
+    costs, every = {}, {}
     for size in sizes:
         runs = [render_cost(size, 0.08, adaptive=True) for _ in range(3)]
-        cost, draws, chunks = sorted(runs)[1]  # the median run
+        cost, draws, chunks, _ = sorted(runs)[1]  # the median run
         costs[size] = cost
         table.add(
             "render cost",
@@ -257,18 +286,104 @@ def rendering(table: Table, smoke: bool) -> None:
             "ms",
             note=f"{draws} draws for {chunks} chunks",
         )
-        if size <= 100_000 or not smoke:
-            every, every_draws, _ = render_cost(size, 0.0, adaptive=False)
+        if size <= 100_000:  # every chunk of 1 MB is 15,600 draws: minutes on a loaded machine
+            every[size], every_draws, _, _ = render_cost(size, 0.0, adaptive=False)
             table.add(
                 "render cost",
                 f"{size // 1000} KB reply: drawing every chunk / throttled",
-                every / cost,
+                every[size] / cost,
                 "x",
                 note=f"{every_draws} draws",
             )
-    if 1_000_000 in costs:
-        ratio = costs[1_000_000] / costs[100_000]
-        table.add("render cost", "growth 1 MB / 100 KB", ratio, "x", "<= 12", ratio <= 12)
+        if size <= 100_000:  # the design before, in the same run: the whole answer at every draw
+            whole = sorted(render_cost(size, 0.08, adaptive=True, whole=True) for _ in range(3))[1]
+            table.add(
+                "render cost",
+                f"{size // 1000} KB reply: throttled drawing, whole answer per draw (before) / blocks",
+                whole[0] / cost,
+                "x",
+                note=f"{whole[1]} draws",
+            )
+    big, small = sizes[-1], sizes[-2]
+    ratio = costs[big] / costs[small]
+    name = f"growth {big // 1000} KB / {small // 1000} KB"
+    table.add("render cost", name, ratio, "x", "<= 12", ratio <= 12)
+    # Drawing every chunk: 10x the chunks, each update's work the tail's, so ~10x (it was ~100x when
+    # every update rendered the whole answer).
+    ratio = every[100_000] / every[10_000]
+    table.add(
+        "render cost",
+        "drawing every chunk: growth 100 KB / 10 KB (work per update follows the tail)",
+        ratio,
+        "x",
+        "<= 15",
+        ratio <= 15,
+    )
+
+
+# -- linear time: the cursor, the headless paths ------------------------------------------------
+class Chunks:
+    """A provider in this process: ``count`` chunks of 10 characters, as fast as they can be read."""
+
+    count = 0
+
+    @classmethod
+    async def create_async_generator(
+        cls, model: str, messages: Any, proxy: Any = None, temperature: Any = None, timeout: Any = None
+    ):
+        for _ in range(cls.count):
+            yield "0123456789"
+
+
+def linear(table: Table, smoke: bool) -> None:
+    """Each path at two sizes ten times apart: linear is 10x, the old quadratic paths were ~100x."""
+    import io
+
+    from acytoo_magic import Assistant
+    from acytoo_magic.output import TerminalRenderer
+    from acytoo_magic.untrusted import render_markdown, with_cursor
+
+    section = "linear time"
+    spaces = [1_600, 16_000] if smoke else [16_000, 160_000]
+    took = []
+    for count in spaces:
+        body = render_markdown("```\n" + " " * count + "x\n```")
+        started = time.perf_counter()
+        for _ in range(10):
+            with_cursor(body)
+        took.append((time.perf_counter() - started) / 10)
+        table.add(section, f"with_cursor, {count:,} spaces then text", took[-1] * 1000, "ms")
+    ratio = took[1] / took[0]
+    table.add(section, "with_cursor growth (10x the spaces)", ratio, "x", "<= 15", ratio <= 15)
+
+    counts = [10_000, 100_000] if smoke else [100_000, 1_000_000]
+    assistant = Assistant(history_path=str(Path(tempfile.mkdtemp()) / "h.db"), show_status=False)
+
+    async def stream(count: int) -> None:
+        async for _ in assistant.stream("q", provider=Chunks, history=False):
+            pass
+
+    def terminal(count: int) -> None:
+        assistant.ask_sync("q", provider=Chunks, history=False, renderer=TerminalRenderer(io.StringIO()))
+
+    paths = {
+        "ask_sync": lambda count: assistant.ask_sync("q", provider=Chunks, history=False),
+        "stream": lambda count: assistant.runner.run(stream(count)),
+        "terminal drawing": terminal,
+    }
+    try:
+        for name, run in paths.items():
+            took = []
+            for count in counts:
+                Chunks.count = count
+                started = time.perf_counter()
+                run(count)
+                took.append(time.perf_counter() - started)
+                table.add(section, f"{name}, {count:,} chunks of 10 characters (interval 0)", took[-1], "s")
+            ratio = took[1] / took[0]
+            table.add(section, f"{name} growth (10x the chunks)", ratio, "x", "<= 15", ratio <= 15)
+    finally:
+        assistant.close()
 
 
 async def first_visible(url: str, repeats: int) -> tuple[float, float]:
@@ -455,6 +570,7 @@ def main() -> None:
     try:
         streaming(table, url, args.smoke)
         rendering(table, args.smoke)
+        linear(table, args.smoke)
         delay, first = asyncio.run(first_visible(url, 5 if args.smoke else 20))
         table.add("first visible chunk", "server stall to first chunk (raw)", first * 1000, "ms")
         table.add(
@@ -468,7 +584,11 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-    in_browser = browser(table, args.smoke)
+    try:
+        in_browser = browser(table, args.smoke)
+    except Exception as exc:  # the rest of the table is still worth keeping
+        in_browser = {"runs": False, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}"}
+        table.add("browser", "runs", 0.0, "", note=in_browser["status"])
     table.print()
     elapsed = time.perf_counter() - started
     print(f"\n{len(table.rows)} figures in {elapsed:.0f} s -> {args.output}")

@@ -28,6 +28,7 @@ def test_benchmark_smoke_run_produces_every_section(tmp_path):
     assert sections == {
         "streaming overhead",
         "render cost",
+        "linear time",
         "first visible chunk",
         "connection reuse",
         "history store",

@@ -59,22 +59,34 @@ PAYLOADS = [
     ),
     ("raw-a", "<a href=\"javascript:window.__pwned='raw-a'\">click me</a>", "<a href=\"javascript:"),
 ]
-SPLIT = "[[echo chunk=3 delay=0.02]]"  # several frames per answer, most of them cut mid-tag
 CANARY = """<img src=x onerror="window.__canary = (window.__canary || 0) + 1">"""
+# Split answers are drawn frame by frame by the magic's own drawer, one character more per frame, so
+# every prefix of every payload reaches the page (a half-streamed "[r]: javascript" before its ':'
+# included): deterministic, where a stream's frames depend on how the machine coalesces chunks.
+DRAW_EVERY_FRAME = """\
+from acytoo_magic.output import DisplayRenderer
+def draw_every_frame(text):
+    renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
+    for character in text:
+        renderer.feed(character)
+    renderer.close(text, status=f"every frame drawn · {len(text)} characters in {len(text)} chunks")
+"""
+SPLIT_CELL = "draw_every_frame(text={!r})"
 
 
 def untrusted_notebook(path: Path) -> None:
-    """Each payload in one chunk and split mid-tag, a realistic answer, and a canary: raw HTML in
-    ``text/markdown`` (what the magic used to send), which runs wherever outputs are trusted."""
+    """Each payload in one chunk through the magic and drawn frame by frame, a realistic answer, and a
+    canary: raw HTML in ``text/markdown`` (what the magic used to send), which runs wherever outputs
+    are trusted."""
     cells = [
         nbformat.v4.new_code_cell("%load_ext acytoo_magic"),
         nbformat.v4.new_code_cell(f"from IPython.display import Markdown\nMarkdown({CANARY!r})"),
+        nbformat.v4.new_code_cell(DRAW_EVERY_FRAME),
     ]
     for name, payload, _shown in PAYLOADS:
-        for directive, mode in (("[[echo]]", "whole"), (SPLIT, "split")):
-            cells.append(
-                nbformat.v4.new_code_cell(f"%%acytoo --no-history\n{directive}case {name} {mode}: {payload}")
-            )
+        whole = f"%%acytoo --no-history\n[[echo]]case {name} whole: {payload}"
+        cells.append(nbformat.v4.new_code_cell(whole))
+        cells.append(nbformat.v4.new_code_cell(SPLIT_CELL.format(f"case {name} split: {payload}")))
     cells.append(nbformat.v4.new_code_cell(f"%%acytoo --no-history\n{QUESTION}"))
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
 
@@ -252,12 +264,12 @@ def test_magic_answer_over_the_openai_endpoint_ends_as_a_server_ends_it(lab, pag
 
 ALL_ANSWERED = (
     "[...document.querySelectorAll('.jp-CodeCell')]"
-    ".filter(c => c.innerText.includes('%%acytoo'))"
+    ".filter(c => c.innerText.includes('%%acytoo') || c.innerText.includes('draw_every_frame(text='))"
     f".filter(c => c.innerText.includes('characters in')).length === {2 * len(PAYLOADS) + 1}"
 )
 CHECK_OUTPUTS = """(dangerous) => {
   const cells = [...document.querySelectorAll('.jp-CodeCell')]
-    .filter((c) => c.querySelector('.jp-InputArea').innerText.includes('%%acytoo'));
+    .filter((c) => /%%acytoo|draw_every_frame\\(text=/.test(c.querySelector('.jp-InputArea').innerText));
   return cells.map((cell) => {
     const outputs = [...cell.querySelectorAll('.jp-OutputArea-output')];
     const found = outputs.flatMap((o) => [...o.querySelectorAll('*')])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from standin import StandInServer
 
-from acytoo_magic.server import filler
+from acytoo_magic.server.scripted import filler
 
 pytestmark = pytest.mark.notebook
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -14,7 +14,7 @@ import pytest
 from kernels import is_waiting, kernel
 from nbclient import NotebookClient
 
-from acytoo_magic.server import filler
+from acytoo_magic.server.scripted import filler
 
 pytestmark = pytest.mark.notebook
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from acytoo_magic.output import STREAMING_PLAIN_CHARS, markdown_bundle
+from acytoo_magic.output import STREAMING_PLAIN_CHARS, DisplayRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
+from acytoo_magic.untrusted import render_markdown, status_html
 
 ANSWER = "".join(
     f"## Part {i}\n\nSome text with `code` and a [link](https://example.org/{i}).\n\n" for i in range(2000)
@@ -58,3 +60,63 @@ def test_a_streamed_answer_sends_its_plain_text_whole_once():
     streaming, final = sizes[:-1], sizes[-1]
     assert len(streaming) > 10 and max(streaming) < STREAMING_PLAIN_CHARS + 200
     assert final >= len(ANSWER)
+
+
+class Outputs:
+    """A stand-in for IPython's ``display``: the notebook's output list, updated in place by id."""
+
+    def __init__(self) -> None:
+        self.shown: list[dict[str, Any]] = []  # what each output shows now
+        self.sent: list[dict[str, Any]] = []  # every bundle sent, in order
+
+    def display(self, bundle: dict[str, Any], raw: bool = True, display_id: bool = True) -> Any:
+        self.shown.append(bundle)
+        self.sent.append(bundle)
+        index, outputs = len(self.shown) - 1, self
+
+        class Handle:
+            def update(self, bundle: dict[str, Any], raw: bool = True) -> None:
+                outputs.shown[index] = bundle
+                outputs.sent.append(bundle)
+
+        return Handle()
+
+
+def test_the_magic_sends_each_finished_block_once_and_ends_as_one_render():
+    answer = "".join(
+        f"## Block {n}\n\n{n}. step {n}\n\nSee [docs][d] for block {n}.\n\n```python\nx = {n}\n```\n\n"
+        for n in range(1, 41)
+    ) + "[d]: https://example.org/docs\n"
+    outputs = Outputs()
+    renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)  # a draw for every chunk
+    renderer._display = outputs.display
+    renderer.commit_chars = 500
+    for start in range(0, len(answer), 16):
+        renderer.feed(answer[start : start + 16])
+    renderer.close(answer, status="done")
+    final_html = "".join(o["text/html"] for o in outputs.shown)
+    assert final_html == render_markdown(answer) + status_html("done")  # late [d] revised at the end
+    assert "".join(o["text/plain"] for o in outputs.shown) == answer + "\n— done"
+    assert len(outputs.shown) > 5  # segments, then the tail
+    # A block is drawn while it is the growing tail, then once more when its segment is committed
+    # (and once again for the late reference); never again for every later chunk.
+    for n in range(1, 41):
+        drawn = sum(f"<h2>Block {n}</h2>" in bundle.get("text/html", "") for bundle in outputs.sent)
+        assert drawn <= 60, (n, drawn)
+    sent = sum(len(json.dumps(bundle)) for bundle in outputs.sent)
+    assert sent < 40 * len(json.dumps(outputs.shown)), sent  # was quadratic: every frame re-sent all
+
+
+def test_a_long_answer_stays_within_the_outputs_jupyterlab_shows():
+    # JupyterLab shows 50 outputs of a cell and hides the rest (the live tail too) behind
+    # "Show more outputs": segments grow with the answer, so a long one stays well under that.
+    answer = "".join(f"Paragraph {n} of a long answer, with some words in it.\n\n" for n in range(20_000))
+    outputs = Outputs()
+    renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
+    renderer._display = outputs.display
+    renderer.commit_chars = 500
+    for start in range(0, len(answer), 2048):
+        renderer.feed(answer[start : start + 2048])
+    renderer.close(answer)
+    assert 10 < len(outputs.shown) <= 41, len(outputs.shown)
+    assert "".join(o["text/html"] for o in outputs.shown) == render_markdown(answer)

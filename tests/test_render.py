@@ -12,8 +12,10 @@ import pytest
 
 from acytoo_magic.output import TerminalRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
-from acytoo_magic.untrusted import link_is_safe, printable, render_markdown
+from acytoo_magic.untrusted import CODE_STYLE, link_is_safe, printable, render_markdown, with_cursor
 from acytoo_magic.widget import message_html
+
+PRE = f'<pre class="acytoo-code" style="{CODE_STYLE}">'
 
 
 class FakeClock:
@@ -75,7 +77,7 @@ def test_markdown_bundle_is_html_and_plain_text_never_markdown():
     assert "▌" in markdown_bundle(Frame("so far"))["text/html"]
     assert "▌" not in markdown_bundle(Frame("done", final=True))["text/html"]
     assert markdown_bundle(Frame("- a\n- b"))["text/html"].endswith("<li>b ▌</li>\n</ul>\n")
-    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == "<pre><code>x &lt; 1 ▌</code></pre>\n"
+    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == f'{PRE}<code>x &lt; 1 ▌</code></pre>\n'
     assert "[r]: ▌" in markdown_bundle(Frame("[x][r]\n\n[r]: "))["text/html"]  # never a link to the cursor
 
 
@@ -157,6 +159,11 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRS = {"href", "rel", "target", "class", "style", "title", "start"}
 
 
+# What Pygments' inline styles may say (colours, weight, slant, an error's border); never a URL.
+PYGMENTS_STYLE = r"(color|background-color): #[0-9a-fA-F]{3,6}|font-weight: bold|font-style: italic" \
+    r"|text-decoration: underline|border: 1px solid #[0-9a-fA-F]{3,6}"
+
+
 class TagCollector(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -178,9 +185,16 @@ def dangerous(html: str) -> list[str]:
         for name, value in attrs.items():
             if name not in ALLOWED_ATTRS:
                 found.append(f"{tag}[{name}]")
-            if name == "href" and not re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value):
+            # a relative "javascript" is flagged too, as the browser test's a[href^='javascript' i] is
+            scheme = re.match(r"[\x00-\x20]*(javascript|data|vbscript)", value, re.IGNORECASE)
+            relative_or_web = re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value)
+            if name == "href" and (scheme or not relative_or_web):
                 found.append(f"href={value!r}")
-            if name == "style" and not re.fullmatch(r"text-align:(left|right|center)", value):
+            if name == "style" and not (
+                re.fullmatch(r"text-align:(left|right|center)", value)
+                or value == CODE_STYLE
+                or all(re.fullmatch(PYGMENTS_STYLE, part) for part in value.split("; "))
+            ):
                 found.append(f"style={value!r}")
     return found
 
@@ -265,7 +279,10 @@ def test_markdown_still_renders():
     html = render_markdown(answer)
     assert "<h1>Missing values</h1>" in html and "<h2>Steps</h2>" in html
     assert "<li>count them</li>" in html
-    assert "<pre><code class=\"language-python\">if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')" in html
+    code = re.search(r'<pre class="acytoo-code" [^>]*><code class="language-python">(.*?)</code>', html, re.S)
+    assert code
+    assert re.sub("<[^>]+>", "", code.group(1)) == "if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')\n"
+    assert '<span style="color: #008000; font-weight: bold">if</span>' in code.group(1)  # highlighted
     assert "<code>df.isna()</code>" in html and "<strong>check</strong>" in html
     assert "<th>column</th>" in html and '<td style="text-align:right">3</td>' in html
     assert dangerous(html) == []
@@ -325,3 +342,132 @@ def test_a_stream_split_mid_tag_never_draws_live_html(chunk):
     for bundle in bundles:
         assert dangerous(bundle["text/html"]) == [], bundle["text/html"]
     assert bundles[-1]["text/plain"] == reply
+
+
+# -- streaming block by block ------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from acytoo_magic.untrusted import MarkdownStream  # noqa: E402
+
+# Pieces that make and break Markdown blocks: list markers that continue or restart a list, fences,
+# $$ blocks, table rows and delimiter rows, setext underlines, reference definitions and their uses,
+# indented code, block quotes with lazy lines, blank lines, and text with inline syntax.
+PIECES = [
+    "\n", "\n\n", "  ", "    ", "text", "more words", "1. ", "2. ", "10) ", "- ", "* ", "+ ", "> ",
+    "```", "```python\n", "~~~", "$$", "$x$", "# ", "## ", "===", "---", "***", "| a | b |",
+    "|---|---|", "| 1 | 2 |", "[x][r]", "[r]", "[r]: ", "http://e.org", "javascript:", "'t'",
+    "*em*", "**", "`c`", "<b>", "\\", "&amp;", "![i](http://e.org/i.png)", "[a](b)", "\t", "\r\n",
+    "\x1b[31m", "\x1b]0;t", "\x07", "$$\nx\n", "\n$$\n", "| x |\n",
+]
+MARKDOWN_TEXT = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
+
+
+def streamed(text: str, cuts: list[int]) -> tuple[str, list[str]]:
+    """The final HTML of ``text`` fed in pieces cut at ``cuts``, with an update after each piece:
+    frozen blocks (revised where a late reference changed them) and the final tail; and every frame."""
+    stream, frames, start = MarkdownStream(), [], 0
+    for cut in [*sorted(set(cuts)), len(text)]:
+        stream.feed(text[start:cut])
+        start = cut
+        update = stream.update()
+        frames.append("".join(b.html for b in update.frozen) + update.tail_html)
+    final = stream.update(final=True)
+    return "".join(block.html for block in stream.blocks) + final.tail_html, frames
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=MARKDOWN_TEXT, data=st.data())
+def test_any_split_of_any_markdown_ends_as_one_render(text, data):
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=12))
+    final, frames = streamed(text, cuts)
+    assert final == render_markdown(text)
+    for frame in frames:
+        assert dangerous(frame) == [], frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=MARKDOWN_TEXT)
+def test_a_chunk_per_character_ends_as_one_render(text):
+    assert streamed(text, list(range(len(text))))[0] == render_markdown(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1. one\n\n2. two\n\nprose\n\n3. three\n\n4. four\n",  # a list continues across blank lines
+        "see [x][r] and [y][r]\n\nmore\n\nagain\n\n[r]: https://example.org\n",  # definition after use
+        "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n\nafter\n",  # a table split across chunks
+        "```python\nx = 1\n\n\ny = 2\n```\n\nafter\n",  # a fence with blank lines inside
+        "$$\nx\n\ny\n\nz\n\nw\n$$\n\nafter\n",  # a $$ block whose blank line once looked like a block end
+        "para\nstill para\n===\n\nnext\n",  # a setext heading made of an earlier line
+        "- a\n\n  continued\n\n- b\n\nz\n",  # a list item continued after a blank line
+        "    code\n\n    more code\n\ntext\n",  # indented code with a blank line inside
+    ],
+)
+def test_split_cases_end_as_one_render(text):
+    for size in (1, 2, 3, 5, 8):
+        assert streamed(text, list(range(0, len(text), size)))[0] == render_markdown(text), size
+
+
+def test_finished_blocks_are_reported_once_and_the_tail_is_what_is_left():
+    stream = MarkdownStream()
+    stream.feed("# Title\n\nfirst paragraph\n\nsecond")
+    update = stream.update()
+    assert [b.html for b in update.frozen] == ["<h1>Title</h1>\n"]  # "first" may still grow
+    assert update.tail_source == "first paragraph\n\nsecond"
+    stream.feed(" paragraph\n\nthird\n")
+    update = stream.update()
+    assert [b.html for b in update.frozen] == ["<p>first paragraph</p>\n"]
+    assert stream.update().frozen == []  # nothing finished twice
+    final = stream.update(final=True)
+    assert final.frozen == [] and final.tail_html == "<p>second paragraph</p>\n<p>third</p>\n"
+
+
+def test_a_late_reference_definition_revises_the_block_that_used_it():
+    stream = MarkdownStream()
+    for chunk in ("see [x][r]\n\n", "middle\n\n", "end\n\n", "[r]: https://example.org\n"):
+        stream.feed(chunk)
+        stream.update()
+    assert stream.blocks[0].html == "<p>see [x][r]</p>\n"  # frozen before [r] existed
+    final = stream.update(final=True)
+    assert [b.index for b in final.revised] == [0]
+    assert 'href="https://example.org"' in stream.blocks[0].html
+
+
+@pytest.mark.parametrize("payload", ["[click][r]\n\n[r]: javascript:alert(1)", "[r]: javascript:x\n\n[a][r]"])
+def test_a_half_streamed_reference_never_links_in_any_frame(payload):
+    # issue 19: "[r]: javascript" (its ':' not arrived yet) was briefly a relative link "javascript"
+    for end in range(1, len(payload) + 1):
+        stream = MarkdownStream()
+        stream.feed(payload[:end])
+        update = stream.update()
+        html = "".join(b.html for b in update.frozen) + update.tail_html
+        assert dangerous(html) == [], (end, html)
+        assert dangerous(markdown_bundle(Frame(payload[:end]))["text/html"]) == [], end
+    assert dangerous(render_markdown("[click me][r]\n\n[r]: javascript")) == ["href='javascript'"]  # control
+
+
+def test_with_cursor_goes_after_the_last_text():
+    assert with_cursor("<ul>\n<li>b</li>\n</ul>\n") == "<ul>\n<li>b ▌</li>\n</ul>\n"
+    assert with_cursor("<p>hi  </p>") == "<p>hi ▌  </p>"
+    assert with_cursor("") == " ▌"
+    body = f"{PRE}<code>" + " " * 16_000 + "x</code></pre>\n"  # a model stuck repeating spaces
+    assert with_cursor(body).endswith("x ▌</code></pre>\n")
+
+
+def test_code_is_highlighted_in_a_box_that_scrolls():
+    html = render_markdown("```python\nvalue = 1234567890123456789 * 2  # long line\n```")
+    assert html.startswith(PRE) and "white-space:pre" in CODE_STYLE and "overflow-x:auto" in CODE_STYLE
+    assert '<span style="color: #666">1234567890123456789</span>' in html  # one number, one span
+    assert "<script" not in render_markdown("```html\n<script>alert(1)</script>\n```").replace("&lt;", "<x")
+    assert "&lt;script&gt;" in render_markdown("```nosuchlanguage\n<script>\n```")
+
+
+def test_the_terminal_prints_each_piece_once():
+    out = io.StringIO()
+    renderer = TerminalRenderer(out)
+    for piece in ("one ", "two ", "three"):
+        renderer.feed(piece)
+    renderer.close("one two three")
+    assert out.getvalue() == "one two three\n"

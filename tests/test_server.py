@@ -16,7 +16,6 @@ from acytoo_magic.local_model import Generation
 from acytoo_magic.providers import Acytoo
 from acytoo_magic.server import (
     LocalServer,
-    ReplyPlan,
     ServerConfig,
     count_tokens,
     create_app,
@@ -24,6 +23,7 @@ from acytoo_magic.server import (
     parse_directives,
     scripted_reply,
 )
+from acytoo_magic.server.scripted import ReplyPlan
 
 
 def server_help() -> str:
