@@ -59,9 +59,7 @@ _CSS = """
 .acytoo-chat .acytoo-context summary { cursor: pointer; color: var(--jp-ui-font-color2, #777); font-size: 85%;
   list-style: none; }
 .acytoo-chat .acytoo-context summary::-webkit-details-marker { display: none; }
-.acytoo-chat .acytoo-context summary .acytoo-toggle { text-decoration: underline; }
-.acytoo-chat .acytoo-context[open] summary .acytoo-toggle { font-size: 0; }
-.acytoo-chat .acytoo-context[open] summary .acytoo-toggle::after { content: "hide"; font-size: 0.85rem; }
+.acytoo-chat .acytoo-context summary span { text-decoration: underline; }
 .acytoo-chat .acytoo-context pre { max-height: 16rem; overflow: auto; font-size: 85%; }
 .acytoo-chat .acytoo-waiting::before { content: ""; display: inline-block; width: 0.7em; height: 0.7em;
   margin-right: 0.4em; border: 2px solid currentColor; border-right-color: transparent; border-radius: 50%;
@@ -72,6 +70,7 @@ _CSS = """
 .acytoo-chat th, .acytoo-chat td { border: 1px solid var(--jp-border-color2, #ddd); padding: 0.2rem 0.6rem;
   text-align: left; }
 .acytoo-chat th { background: var(--jp-layout-color2, #f5f5f5); }
+.acytoo-chat [hidden] { display: none !important; }  /* .jupyter-button sets a display */
 .acytoo-chat .acytoo-earlier { display: block; margin: 0.4rem auto 0; }
 .acytoo-chat .acytoo-jump { position: absolute; right: 1.2rem; bottom: 0.6rem; opacity: 0.9; }
 .acytoo-chat .acytoo-entry { display: flex; gap: 0.4rem; align-items: flex-start; width: 100%; }
@@ -82,11 +81,18 @@ _CSS = """
 .jp-OutputArea:has(.acytoo-chat) > .jp-OutputArea-child:has(.acytoo-chat-static) { display: none; }
 """
 
+# A collapsed context says "show", an open one "hide" (in the chat and in the saved copy).
+_TOGGLE = """
+.acytoo-context .acytoo-hide, .acytoo-context[open] .acytoo-show { display: none; }
+.acytoo-context[open] .acytoo-hide { display: inline; }
+"""
+_CSS += _TOGGLE
 # Shown with the saved copy only: it hides ipywidgets' "Error displaying widget: model not found"
 # in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
 _STATIC_STYLE = (
     "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
-    ":has(.jp-OutputArea-output.jupyter-widgets:not(:has(*))) { display: none; }</style>"
+    ":has(.jp-OutputArea-output.jupyter-widgets:not(:has(*))) { display: none; }"
+    f"{_TOGGLE.strip()}</style>"
 )
 
 
@@ -132,7 +138,8 @@ def _typed_html(prompt: str, meta: dict[str, Any]) -> str:
     return (
         f'<div class="acytoo-typed">{escaped(typed)}</div>'
         f'<details class="acytoo-context"><summary>context: {escaped(shown)} · '
-        f'<span class="acytoo-toggle">show</span></summary><pre>{escaped(prompt)}</pre></details>'
+        '<span class="acytoo-show">show</span><span class="acytoo-hide">hide</span></summary>'
+        f"<pre>{escaped(prompt)}</pre></details>"
     )
 
 
@@ -174,27 +181,36 @@ class Transcript(anywidget.AnyWidget):
       box.append(earlier, transcript, live);
       el.append(box, jump);
 
-      // Pinned to the bottom until the user scrolls up; pinned again once they scroll back down.
-      // autoTop is where we last put the view: a scroll above it is the user's, not ours.
+      // Pinned to the bottom until the user scrolls up (wheel, keys, the scrollbar), pinned again
+      // once they scroll back down to it. Only the user's input changes it: content growing,
+      // layout and our own scrolling never do.
       let pinned = true;
-      let autoTop = 0;
+      let dragging = false;
+      let down = false;  // the user is scrolling down: reaching the bottom pins the view again
       const atBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight <= 2;
       const showJump = () => { jump.hidden = pinned || atBottom(); };
       const follow = () => {
-        if (pinned) { box.scrollTop = box.scrollHeight; autoTop = box.scrollTop; }
+        if (pinned) box.scrollTop = box.scrollHeight;
         showJump();
       };
+      const user = (up) => { if (up) { pinned = false; down = false; } else down = true; showJump(); };
       box.addEventListener("scroll", () => {
-        if (atBottom()) pinned = true;
-        else if (box.scrollTop < autoTop - 1) pinned = false;
-        if (!pinned) autoTop = box.scrollTop;
+        if (dragging && !atBottom()) pinned = false;
+        else if ((dragging || down) && atBottom()) { pinned = true; down = false; }
         showJump();
       });
-      box.addEventListener("wheel", (event) => { if (event.deltaY < 0 && !atBottom()) pinned = false; });
+      box.addEventListener("wheel", (event) => { if (event.deltaY) user(event.deltaY < 0); });
+      const keys = { ArrowUp: true, PageUp: true, Home: true, ArrowDown: false, PageDown: false, End: false };
+      box.addEventListener("keydown", (event) => { if (event.key in keys) user(keys[event.key]); });
+      box.addEventListener("pointerdown", (event) => { dragging = event.target === box; });  // its scrollbar
+      const drop = () => { dragging = false; };
+      box.addEventListener("pointerup", drop);
+      box.addEventListener("pointercancel", drop);
       jump.addEventListener("click", () => { pinned = true; follow(); });
       const resized = new ResizeObserver(follow);  // late layout: fonts, a details opened, typesetting
       resized.observe(transcript);
       resized.observe(live);
+      resized.observe(box);
 
       // Every string below is HTML the kernel rendered through its escaping policy.
       const entry = (html) => {
@@ -219,7 +235,6 @@ class Transcript(anywidget.AnyWidget):
         change(msg);
         if (msg.op === "splice" && msg.earlier) {
           box.scrollTop += box.scrollHeight - height;  // older messages above: the view stays put
-          autoTop = box.scrollTop;
         }
         if ("live" in msg) live.innerHTML = msg.live;
         if ("footer" in msg) footer.innerHTML = msg.footer;
