@@ -91,7 +91,7 @@ _CSS += _TOGGLE
 # in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
 _STATIC_STYLE = (
     "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
-    ":has(.jp-OutputArea-output.jupyter-widgets:not(:has(*))) { display: none; }"
+    " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }"
     f"{_TOGGLE.strip()}</style>"
 )
 
