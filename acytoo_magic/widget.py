@@ -87,12 +87,19 @@ _TOGGLE = """
 .acytoo-context[open] .acytoo-hide { display: inline; }
 """
 _CSS += _TOGGLE
+_STATIC_CSS = """
+.acytoo-chat-static { max-width: 52rem; }
+.acytoo-chat-static .acytoo-msg { padding: 0.2rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }
+.acytoo-chat-static .acytoo-user { background: var(--jp-layout-color2, #eef1f5); white-space: pre-wrap; }
+.acytoo-chat-static .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
+.acytoo-chat-static .acytoo-mark, .acytoo-chat-static .acytoo-note { color: var(--jp-ui-font-color2, #777); }
+"""
 # Shown with the saved copy only: it hides ipywidgets' "Error displaying widget: model not found"
 # in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
 _STATIC_STYLE = (
     "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
     " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }"
-    f"{_TOGGLE.strip()}</style>"
+    f"{_TOGGLE.strip()}{_STATIC_CSS.strip()}</style>"
 )
 
 

@@ -171,10 +171,12 @@ def test_a_long_transcript_scrolls_in_its_box_under_a_fixed_input(page):
     assert_laid_out(page)
     page.locator(f"{CHAT} textarea").fill(QUESTION)
     page.get_by_role("button", name="Send").click()
-    # mid-stream, with the heading, the table and the code block arriving: the picture
-    page.locator(f"{CHAT} .acytoo-live pre code").filter(has_text="share").wait_for(timeout=30_000)
+    # mid-stream, the table arriving under the earlier messages: the picture
+    page.locator(f"{CHAT} .acytoo-live table td").filter(has_text="a category").wait_for(timeout=30_000)
     assert_laid_out(page)
     save_shot(page.locator(CHAT), "chat_widget.png")
+    page.locator(f"{CHAT} .acytoo-live pre code").filter(has_text="share").wait_for(timeout=30_000)
+    assert_laid_out(page)  # the answer outgrows the box: still under the input, its end in sight
     page.wait_for_function(f"{LIVE_TEXT} === ''", timeout=60_000)  # finished: in the transcript now
     g = assert_laid_out(page)
     answer = page.locator(f"{SHOWN}.acytoo-assistant").last
