@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from acytoo_magic.server import ServerConfig, plan_reply
+from acytoo_magic.server import LocalServer, ServerConfig, plan_reply
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -194,3 +194,26 @@ class CannedModel:
             yield text[start : start + chunk]
             if delay:
                 await asyncio.sleep(delay)
+
+
+@contextmanager
+def lab_and_browser(root: Path) -> Iterator[dict[str, Any]]:
+    """JupyterLab serving ``root`` with the stand-in model behind it, and a headless chromium;
+    yields ``{"browser", "base", "token", "root"}``. Known questions get a realistic Markdown
+    answer; the rest behaves as the scripted backend, replies without directives streaming at a
+    readable pace, as a real model's would. Skips the test when chromium is missing."""
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    if reason := chromium_missing_reason():
+        pytest.skip(reason)
+
+    with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
+        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
+        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
+            base, token = address.split("|")
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                yield {"browser": browser, "base": base, "token": token, "root": root}
+            finally:
+                browser.close()

@@ -14,22 +14,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab import ANSWERS, CannedModel, jupyter_lab
+from lab import ANSWERS, lab_and_browser
 from test_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DANGEROUS,
     QUESTION,
     open_notebook,
-    playwright_api,
-    reason,
     run_all_until,
     run_in_a_new_cell,
     save_shot,
 )
-
-from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.browser
 
@@ -101,17 +95,10 @@ def long_chat_notebook(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("lab")
+    root = tmp_path_factory.mktemp("long_chat")
     long_chat_notebook(root / NOTEBOOK)
-    with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
-        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
-        with jupyter_lab(root, env) as address, playwright_api.sync_playwright() as playwright:
-            base, token = address.split("|")
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield {"browser": browser, "base": base, "token": token, "root": root}
-            browser.close()
+    with lab_and_browser(root) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
