@@ -267,7 +267,8 @@ def run_in_a_new_cell(page, source: str, marker: str):
     page.keyboard.press("Enter")
     page.keyboard.type(source)
     page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text=marker)
+    # found by its input: an open chat on the same thread shows the cell's exchange too
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea", has_text=marker))
     return cell, cell.locator(".jp-OutputArea-output").first
 
 
