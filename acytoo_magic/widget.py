@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import Reply
 from .status import FAILED, label
-from .untrusted import escaped, render_markdown, with_cursor
+from .untrusted import escaped, printable, render_markdown, with_cursor
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
@@ -592,14 +593,16 @@ class ChatWidget(widgets.VBox):
         bundle["text/plain"] = self._reopen_hint()
         return bundle
 
+    def _reopen_command(self) -> str:
+        return "%acytoo chat" + (f" -c {shlex.quote(self.thread)}" if self.thread != "default" else "")
+
     def _reopen_hint(self) -> str:
-        command = "%acytoo chat" + (f" -c {self.thread}" if self.thread != "default" else "")
-        return f"chat on thread {self.thread}; run `{command}` to reopen"
+        return f"chat on thread {printable(self.thread)}; run `{self._reopen_command()}` to reopen"
 
     def _static_bundle(self) -> dict[str, str]:
         entries = self.transcript.entries[-STATIC_MESSAGES:]
         older = len(self.transcript.entries) > len(entries) or self.transcript.more
-        command = self._reopen_hint().split("`")[1]
+        command = self._reopen_command()
         head = (
             f'<p class="acytoo-note"><em>Chat on thread “{escaped(self.thread)}”, saved with the notebook'
             f'{" (the newest messages)" if older else ""}.'
