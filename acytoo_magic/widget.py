@@ -514,7 +514,9 @@ class ChatWidget(widgets.VBox):
         async with self._read_lock:  # one read at a time: each starts from what the last one showed
             thread, stored = self.thread, list(self._stored)
             before = stored[0].id if earlier and stored else None
-            count = self.window if earlier or not stored else max(self.window, len(stored))
+            # A refresh reads what is shown plus room for as many new messages, and keeps what is
+            # shown: the page then gets only what changed (a sliding window would re-send it all).
+            count = self.window if earlier or not stored else len(stored) + self.window
             try:
                 found, names = await asyncio.to_thread(self._load, thread, count + 1, before, threads)
             except Exception as exc:  # a locked or broken file: said, and the chat still works
@@ -522,8 +524,12 @@ class ChatWidget(widgets.VBox):
                 return
             if thread != self.thread:
                 return  # the thread was switched meanwhile: that read shows it
-            more = len(found) > count
-            found = found[-count:]
+            oldest = stored[0].id if stored and not earlier else None
+            if oldest is not None and any(m.id == oldest for m in found):
+                found, more = [m for m in found if m.id is not None and m.id >= oldest], self.transcript.more
+            else:  # the first read, "show earlier", or the shown messages are gone (a reset)
+                limit = self.window
+                more, found = len(found) > limit, found[-limit:]
             while found and found[0].role != "user":  # start with a whole exchange
                 found = found[1:]
             self._stored = found + stored if earlier else found

@@ -193,17 +193,23 @@ def test_a_long_thread_loads_its_newest_messages_and_more_on_request(k):
 def test_an_answer_sends_the_page_only_the_new_messages(k):
     run(
         k,
-        "w = ChatWidget('sent')\nw.send('[[echo]]first')\nr = await w.wait()\n"
+        "c = ChatWidget('t').assistant.conversation('sent')\n"
+        "for i in range(30):\n    c.record(f'old question {i}', f'old answer {i}')\n"
+        "w = ChatWidget('sent', window=10)\nawait w.wait()\n"
         "sent = []\nw.transcript.send = lambda content, buffers=None: sent.append(content)\n"
-        "w.send('[[echo chunk=3 delay=0.01]]second answer')\nr = await w.wait()",
+        "w.send('[[echo chunk=3 delay=0.01]]second answer')\nr = await w.wait()\n"
+        "c.record('from elsewhere', 'a cell, say')\nw.refresh()\nawait w.wait()",
     )
     sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
     splices = [m for m in sent if m["op"] == "splice"]
     frames = [m for m in sent if m["op"] == "live"]
     assert splices and len(frames) >= 2
-    assert all(m["start"] >= 2 and m["remove"] <= 1 and len(m["entries"]) <= 2 for m in splices)
-    assert not any("first" in entry for m in splices for entry in m["entries"])  # never re-sent
-    assert all("first" not in m["html"] for m in frames)
+    # the question, the answer, then the other exchange: appended, nothing shown before re-sent
+    appended = [(m["start"], m["remove"], len(m["entries"])) for m in splices]
+    assert appended == [(10, 0, 1), (11, 0, 1), (12, 0, 2)]
+    assert not any("old" in entry for m in splices for entry in m["entries"])
+    assert all("old" not in m["html"] for m in frames)
+    assert run(k, "print(len(w.transcript.entries), w.transcript.more)") == "14 True"
 
 
 def test_history_reads_never_hold_up_the_kernel(k, history_db):
