@@ -260,6 +260,24 @@ class NotebookContext:
 
         return _REFERENCE.sub(replace, text)
 
+    def labels(self, text: str) -> list[str]:
+        """A short label per reference in ``text`` ("df, 6 × 4", "Err"): what a chat shows of the
+        attached context instead of its expanded summaries. Looks nothing up beyond a name's shape."""
+        found: list[str] = []
+        for match in _REFERENCE.finditer(text):
+            if not match["name"]:
+                continue  # {{ or }}
+            label = match.group(0)[1:-1]
+            value = self.namespace.get(match["name"]) if match["index"] is None else None
+            shape = getattr(value, "shape", None) if value is not None else None
+            if isinstance(shape, tuple) and len(shape) == 2:
+                label += f", {shape[0]:,} × {shape[1]:,}"
+            elif isinstance(shape, tuple) and len(shape) == 1:
+                label += f", {shape[0]:,} values"
+            if label not in found:
+                found.append(label)
+        return found
+
     def attach(self, names: list[str]) -> str:
         """Summaries of the named variables, as a section appended to the prompt (``--context``)."""
         sections = [f"### {name}\n{self.lookup(name, None)}" for name in names]

@@ -1,14 +1,26 @@
-"""ChatWidget: the same streaming answers as ``%%acytoo``, in an ipywidgets chat with a Stop button.
+"""ChatWidget: the same streaming answers as ``%%acytoo``, in a chat with a Stop button.
 
 A thin front end: sending schedules ``Assistant.ask`` as a task on the kernel's running loop and
 returns at once, so other cells run while the answer streams; the throttling is the core's
 ``ThrottledRenderer``, the history the magic's own store and thread.
+
+The transcript is a box that scrolls inside itself under a fixed input, and follows the newest
+message unless the user scrolled up. The kernel renders every message through the one policy
+(``untrusted``) and sends the page only what changed: a splice of rendered messages, or the
+streaming answer's newest frame; the page inserts that HTML and builds none from text. History is
+read off the event loop, newest messages first ("show earlier" loads more). Displaying the widget
+also saves a static copy of the transcript, shown when the notebook is reopened without its kernel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import shlex
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anywidget
@@ -22,30 +34,78 @@ from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import Reply
 from .status import FAILED, label
-from .untrusted import escaped, render_markdown, with_cursor
+from .untrusted import escaped, printable, render_markdown, with_cursor
 
-_STYLE = """<style>
+WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
+STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
+
+_CSS = """
 .acytoo-chat { max-width: 52rem; font-size: var(--jp-content-font-size1, 14px); }
-.acytoo-chat .acytoo-msg { padding: 0.35rem 0.7rem; margin: 0.3rem 0; border-radius: 6px; }
+.acytoo-chat .acytoo-transcript-view { position: relative; width: 100%; }
+.acytoo-chat .acytoo-scroll { max-height: min(32rem, 70vh); overflow-y: auto; overscroll-behavior: contain;
+  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 6px; padding: 0 0.5rem; }
+.acytoo-chat .acytoo-scroll:focus-visible { outline: 1px solid var(--jp-brand-color1, #1976d2); }
+.acytoo-chat .acytoo-msg { padding: 0.35rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; overflow-x: auto; }
 .acytoo-chat .acytoo-user { background: var(--jp-layout-color2, #eef1f5); }
 .acytoo-chat .acytoo-typed { white-space: pre-wrap; }
 .acytoo-chat .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
-.acytoo-chat .acytoo-note { color: var(--jp-ui-font-color2, #777); font-size: 85%; font-style: italic; }
+.acytoo-chat .acytoo-cell { border-left: 3px dashed var(--jp-border-color1, #bdbdbd); }
+.acytoo-chat .acytoo-user.acytoo-cell { border-left-style: dashed; }
+.acytoo-chat .acytoo-mark { color: var(--jp-ui-font-color2, #777); font-size: 80%; }
+.acytoo-chat .acytoo-note, .acytoo-chat .acytoo-footer { color: var(--jp-ui-font-color2, #777);
+  font-size: 85%; }
+.acytoo-chat .acytoo-note { font-style: italic; }
+.acytoo-chat .acytoo-footer { margin: 0 0 0.4rem 0.2rem; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
+.acytoo-chat .acytoo-context summary { cursor: pointer; color: var(--jp-ui-font-color2, #777); font-size: 85%;
+  list-style: none; }
+.acytoo-chat .acytoo-context summary::-webkit-details-marker { display: none; }
+.acytoo-chat .acytoo-context summary span { text-decoration: underline; }
+.acytoo-chat .acytoo-context pre { max-height: 16rem; overflow: auto; font-size: 85%; }
+.acytoo-chat .acytoo-waiting::before { content: ""; display: inline-block; width: 0.7em; height: 0.7em;
+  margin-right: 0.4em; border: 2px solid currentColor; border-right-color: transparent; border-radius: 50%;
+  animation: acytoo-spin 0.9s linear infinite; vertical-align: -0.1em; }
+@keyframes acytoo-spin { to { transform: rotate(360deg); } }
 .acytoo-chat pre { background: var(--jp-layout-color2, #f5f5f5); padding: 0.5rem; overflow-x: auto; }
 .acytoo-chat table { border-collapse: collapse; margin: 0.5rem 0; }
 .acytoo-chat th, .acytoo-chat td { border: 1px solid var(--jp-border-color2, #ddd); padding: 0.2rem 0.6rem;
   text-align: left; }
 .acytoo-chat th { background: var(--jp-layout-color2, #f5f5f5); }
+.acytoo-chat [hidden] { display: none !important; }  /* .jupyter-button sets a display */
+.acytoo-chat .acytoo-earlier { display: block; margin: 0.4rem auto 0; }
+.acytoo-chat .acytoo-jump { position: absolute; right: 1.2rem; bottom: 0.6rem; opacity: 0.9; }
 .acytoo-chat .acytoo-entry { display: flex; gap: 0.4rem; align-items: flex-start; width: 100%; }
 .acytoo-chat textarea.acytoo-input { flex: 1; min-height: 4.5em; box-sizing: border-box;
   font: inherit; padding: 0.4rem; resize: vertical; }
 .acytoo-chat .acytoo-send { width: 6rem; }
-</style>"""
+/* The saved copy is for a notebook reopened without its kernel: hidden while the chat is live. */
+.jp-OutputArea:has(.acytoo-chat) > .jp-OutputArea-child:has(.acytoo-chat-static) { display: none; }
+"""
+
+# A collapsed context says "show", an open one "hide" (in the chat and in the saved copy).
+_TOGGLE = """
+.acytoo-context .acytoo-hide, .acytoo-context[open] .acytoo-show { display: none; }
+.acytoo-context[open] .acytoo-hide { display: inline; }
+"""
+_CSS += _TOGGLE
+_STATIC_CSS = """
+.acytoo-chat-static { max-width: 52rem; }
+.acytoo-chat-static .acytoo-msg { padding: 0.2rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }
+.acytoo-chat-static .acytoo-user { background: var(--jp-layout-color2, #eef1f5); white-space: pre-wrap; }
+.acytoo-chat-static .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
+.acytoo-chat-static .acytoo-mark, .acytoo-chat-static .acytoo-note { color: var(--jp-ui-font-color2, #777); }
+"""
+# Shown with the saved copy only: it hides ipywidgets' "Error displaying widget: model not found"
+# in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
+_STATIC_STYLE = (
+    "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
+    " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }"
+    f"{_TOGGLE.strip()}{_STATIC_CSS.strip()}</style>"
+)
 
 
 def message_html(role: str, text: str, note: str = "", streaming: bool = False) -> str:
-    """One transcript entry: the user's words as typed (escaped), an answer as rendered Markdown.
+    """One message as HTML: the user's words as typed (escaped), an answer as rendered Markdown.
 
     Both go through the policy in ``untrusted`` that the magic uses: the answer is untrusted text.
     A streaming answer gets its cursor after rendering, never inside the Markdown.
@@ -57,6 +117,203 @@ def message_html(role: str, text: str, note: str = "", streaming: bool = False) 
         body = with_cursor(body) if streaming else body
     note_html = f'<div class="acytoo-note">{escaped(note)}</div>' if note else ""
     return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
+
+
+def entry_html(message: Message) -> str:
+    """A stored message as a transcript entry: ``message_html``, plus what the store knows.
+
+    The user's bubble shows what they typed; context a ``{name}`` attached shows collapsed, its
+    expansion one click away. An exchange that came from a notebook cell is marked so.
+    """
+    if message.role == "user" and isinstance(message.meta.get("typed"), str):
+        html = f'<div class="acytoo-msg acytoo-user">{_typed_html(message.content, message.meta)}</div>'
+    else:
+        note = label(message.status) if message.role == "assistant" else ""
+        html = message_html(message.role, message.content, note)
+    if message.cell is None:
+        return html
+    count = message.meta.get("execution_count")
+    where = f"cell [{count}]" if isinstance(count, int) else "a cell"
+    mark = f'<div class="acytoo-mark">from {where}</div>' if message.role == "user" else ""
+    opening = f'<div class="acytoo-msg acytoo-{message.role}">'
+    return f'<div class="acytoo-msg acytoo-{message.role} acytoo-cell">{mark}' + html[len(opening) :]
+
+
+def _typed_html(prompt: str, meta: dict[str, Any]) -> str:
+    typed = str(meta["typed"])
+    labels = meta.get("context") or []
+    shown = "; ".join(str(item) for item in labels) or "expanded prompt"
+    return (
+        f'<div class="acytoo-typed">{escaped(typed)}</div>'
+        f'<details class="acytoo-context"><summary>context: {escaped(shown)} · '
+        '<span class="acytoo-show">show</span><span class="acytoo-hide">hide</span></summary>'
+        f"<pre>{escaped(prompt)}</pre></details>"
+    )
+
+
+def live_html(frame: Frame) -> str:
+    """The streaming answer's frame: the waiting line, or the text so far with its cursor."""
+    if frame.waiting:
+        return f'<div class="acytoo-note acytoo-waiting">{escaped(frame.note)}</div>'
+    return message_html("assistant", frame.text, frame.note, streaming=not frame.final)
+
+
+class Transcript(anywidget.AnyWidget):
+    """The scrolling transcript: messages, the streaming answer, and the last answer's status line.
+
+    The state lives here, in the kernel; the page receives only changes as custom messages (a
+    splice of rendered entries, the live frame, the footer), and a view that appears (a reload, a
+    second view) asks for everything once. Every string sent is HTML produced by ``untrusted``.
+    """
+
+    _esm = """
+    function render({ model, el }) {
+      el.classList.add("acytoo-transcript-view");
+      const part = (tag, css) => {
+        const node = document.createElement(tag);
+        node.className = css;
+        return node;
+      };
+      const box = part("div", "acytoo-scroll");
+      box.tabIndex = 0;  // scrolls with the keyboard too
+      const earlier = part("button", "jupyter-button acytoo-earlier");
+      earlier.textContent = "show earlier messages";
+      const transcript = part("div", "acytoo-transcript");
+      transcript.setAttribute("role", "log");
+      const messages = part("div", "acytoo-messages");
+      const footer = part("div", "acytoo-footer");
+      const live = part("div", "acytoo-live");
+      const jump = part("button", "jupyter-button acytoo-jump");
+      jump.textContent = "↓ newest";
+      transcript.append(messages, footer);
+      box.append(earlier, transcript, live);
+      el.append(box, jump);
+
+      // Pinned to the bottom until the user scrolls up (wheel, keys, the scrollbar), pinned again
+      // once they scroll back down to it. Only the user's input changes it: content growing,
+      // layout and our own scrolling never do.
+      let pinned = true;
+      let dragging = false;
+      let down = false;  // the user is scrolling down: reaching the bottom pins the view again
+      const atBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight <= 2;
+      const showJump = () => { jump.hidden = pinned || atBottom(); };
+      const follow = () => {
+        if (pinned) box.scrollTop = box.scrollHeight;
+        showJump();
+      };
+      const user = (up) => { if (up) { pinned = false; down = false; } else down = true; showJump(); };
+      box.addEventListener("scroll", () => {
+        if (dragging && !atBottom()) pinned = false;
+        else if ((dragging || down) && atBottom()) { pinned = true; down = false; }
+        showJump();
+      });
+      box.addEventListener("wheel", (event) => { if (event.deltaY) user(event.deltaY < 0); });
+      const keys = { ArrowUp: true, PageUp: true, Home: true, ArrowDown: false, PageDown: false, End: false };
+      box.addEventListener("keydown", (event) => { if (event.key in keys) user(keys[event.key]); });
+      box.addEventListener("pointerdown", (event) => { dragging = event.target === box; });  // its scrollbar
+      const drop = () => { dragging = false; };
+      box.addEventListener("pointerup", drop);
+      box.addEventListener("pointercancel", drop);
+      jump.addEventListener("click", () => { pinned = true; follow(); });
+      const resized = new ResizeObserver(follow);  // late layout: fonts, a details opened, typesetting
+      resized.observe(transcript);
+      resized.observe(live);
+      resized.observe(box);
+
+      // Every string below is HTML the kernel rendered through its escaping policy.
+      const entry = (html) => {
+        const node = part("div", "acytoo-item");
+        node.innerHTML = html;
+        return node;
+      };
+      const apply = {
+        reset: (msg) => { messages.replaceChildren(...msg.entries.map(entry)); },
+        splice: (msg) => {
+          const anchor = messages.children[msg.start + msg.remove] || null;
+          for (let i = 0; i < msg.remove; i++) messages.children[msg.start].remove();
+          for (const html of msg.entries) messages.insertBefore(entry(html), anchor);
+        },
+        live: (msg) => { live.innerHTML = msg.html; },
+        footer: (msg) => { footer.innerHTML = msg.html; },
+      };
+      const onMessage = (msg) => {
+        const change = apply[msg && msg.op];
+        if (!change) return;
+        const height = box.scrollHeight;
+        change(msg);
+        if (msg.op === "splice" && msg.earlier) {
+          box.scrollTop += box.scrollHeight - height;  // older messages above: the view stays put
+        }
+        if ("live" in msg) live.innerHTML = msg.live;
+        if ("footer" in msg) footer.innerHTML = msg.footer;
+        follow();
+      };
+      model.on("msg:custom", onMessage);
+      const showMore = () => { earlier.hidden = !model.get("more"); };
+      model.on("change:more", showMore);
+      showMore();
+      earlier.addEventListener("click", () => { pinned = false; model.send({ event: "earlier" }); });
+      box.addEventListener("focusin", () => model.send({ event: "focus" }));
+      model.send({ event: "ready" });
+      return () => {
+        resized.disconnect();
+        model.off("msg:custom", onMessage);
+        model.off("change:more", showMore);
+      };
+    }
+    export default { render };
+    """
+    _css = _CSS
+    more = traitlets.Bool(False, help="whether older messages exist than those shown").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.entries: list[str] = []
+        self.live = ""
+        self.footer = ""
+        self._listeners: list[Callable[[str], None]] = []
+        self.on_msg(self._handle_message)
+
+    @property
+    def html(self) -> str:
+        """Everything the transcript shows now (not the streaming answer), as one HTML string."""
+        return "".join(self.entries) + self.footer
+
+    value = html  # read as ``ipywidgets.HTML``'s was, by code written for the earlier widget
+
+    def on_event(self, callback: Callable[[str], None]) -> None:
+        self._listeners.append(callback)
+
+    def _handle_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        if content.get("event") == "ready":  # a new view: it gets the whole state once
+            self.send({"op": "reset", "entries": self.entries, "live": self.live, "footer": self.footer})
+        for callback in self._listeners:
+            callback(str(content.get("event", "")))
+
+    def show(self, entries: Sequence[str], footer: str, earlier: bool = False) -> bool:
+        """Show ``entries``, sending only the run that differs from what is shown; True if any did."""
+        old, new = self.entries, list(entries)
+        start = 0
+        while start < min(len(old), len(new)) and old[start] == new[start]:
+            start += 1
+        end = 0
+        while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+            end += 1
+        remove, added = len(old) - start - end, new[start : len(new) - end]
+        if not remove and not added and footer == self.footer:
+            return False
+        self.entries, self.footer = new, footer
+        msg: dict[str, Any] = {"op": "splice", "start": start, "remove": remove, "entries": added}
+        msg.update({"footer": footer, "earlier": earlier})
+        self.send(msg)
+        return bool(remove or added)
+
+    def draw_live(self, html: str) -> None:
+        """The streaming answer's newest frame (the one place a live answer is drawn)."""
+        self.live = html
+        self.send({"op": "live", "html": html})
 
 
 class ChatInput(anywidget.AnyWidget):
@@ -86,6 +343,7 @@ class ChatInput(anywidget.AnyWidget):
         model.send({ event: "submit", value });
       };
       send.addEventListener("click", submit);
+      area.addEventListener("focus", () => model.send({ event: "focus" }));
       area.addEventListener("input", () => { model.set("value", area.value); model.save_changes(); });
       area.addEventListener("keydown", (event) => {
         event.stopPropagation();  // typing here must not trigger notebook shortcuts
@@ -111,29 +369,60 @@ class ChatInput(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._submit_handlers: list[Any] = []
+        self._focus_handlers: list[Any] = []
         self.on_msg(self._handle_message)
 
     def on_submit(self, callback: Any) -> None:
         self._submit_handlers.append(callback)
 
+    def on_focus(self, callback: Any) -> None:
+        self._focus_handlers.append(callback)
+
     def _handle_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("event") == "submit":
+        if not isinstance(content, dict):
+            return
+        if content.get("event") == "submit":
             for callback in self._submit_handlers:
                 callback(str(content.get("value", "")))
+        elif content.get("event") == "focus":
+            for callback in self._focus_handlers:
+                callback()
+
+
+# Open chats, refreshed after a cell that used the magic ran (its exchange may be on their thread).
+_open: weakref.WeakSet[ChatWidget] = weakref.WeakSet()
+_watched_shells: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _after_cell(result: Any) -> None:
+    source = getattr(getattr(result, "info", None), "raw_cell", "") or ""
+    if "acytoo" in source:
+        for chat in list(_open):
+            chat.refresh()
 
 
 class ChatWidget(widgets.VBox):
     """A chat bound to one thread of this notebook's history, streaming like ``%%acytoo``."""
 
-    def __init__(self, thread: str = "default", assistant: Assistant | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, thread: str = "default", assistant: Assistant | None = None, window: int = WINDOW, **kwargs: Any
+    ) -> None:
         self.assistant = assistant or _kernel_assistant()
         self.thread = thread
+        self.window = max(2, window)
         self._task: asyncio.Task[Reply] | None = None
+        self._reads: asyncio.Task[None] | None = None
+        self._read_lock: asyncio.Lock | None = None
         self.last_reply: Reply | None = None
         self.renderer: ThrottledRenderer | None = None
+        self._stored: list[Message] = []  # the thread's newest messages, as read from the store
+        self._local: list[Message] = []  # this widget's exchange until the store has it
+        self._own_answer: str = ""  # the entry the footer (status line) belongs to
+        self._footer = ""
+        self._html: dict[str, str] = {}  # rendered entries by message key: a refresh renders only what is new
+        self._static_ids: list[str] = []
 
-        self.transcript = widgets.HTML(layout=widgets.Layout(max_height="32rem", overflow_y="auto"))
-        self.live = widgets.HTML()
+        self.transcript = Transcript()
         self.status = widgets.HTML()
         self.input = ChatInput(layout=widgets.Layout(flex="1 1 auto", width="auto"))
         self.stop_button = widgets.Button(
@@ -141,7 +430,7 @@ class ChatWidget(widgets.VBox):
         )
         self.thread_picker = widgets.Combobox(
             value=thread,
-            options=self._thread_names(),
+            options=[thread],
             description="thread",
             ensure_option=False,
             continuous_update=False,
@@ -152,26 +441,30 @@ class ChatWidget(widgets.VBox):
 
         self.stop_button.on_click(lambda _button: self.stop())
         self.input.on_submit(self.send)
+        self.input.on_focus(self.refresh)
+        self.transcript.on_event(self._transcript_event)
         self.thread_picker.observe(self._thread_changed, names="value")
 
         header = widgets.HBox([self.thread_picker, self.indicator])
         entry = widgets.HBox([self.input, self.stop_button], layout=widgets.Layout(width="100%"))
-        super().__init__(
-            [widgets.HTML(_STYLE), header, self.transcript, self.live, self.status, entry], **kwargs
-        )
+        super().__init__([header, self.transcript, self.status, entry], **kwargs)
         self.add_class("acytoo-chat")
-        for part, css in ((self.transcript, "transcript"), (self.live, "live"), (self.status, "status")):
-            part.add_class(f"acytoo-{css}")
-        self.load_transcript()
+        self.status.add_class("acytoo-status")
+        _open.add(self)
+        self._watch_cells()
+        self.refresh(threads=True)
 
-    # -- state -----------------------------------------------------------------------------
+    # -- what is shown -------------------------------------------------------------------------
     @property
     def streaming(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def _thread_names(self) -> list[str]:
-        names = [name for name, _count, _last in self.assistant.store.threads(self.assistant.notebook)]
-        return names if self.thread in names else [self.thread, *names]
+    def _watch_cells(self) -> None:
+        shell = getattr(self.assistant, "shell", None)
+        events = getattr(shell, "events", None)
+        if events is not None and shell not in _watched_shells:
+            events.register("post_run_cell", _after_cell)
+            _watched_shells.add(shell)
 
     def _update_indicator(self, request: Any = None) -> None:
         """Provider and model in force: from the request being sent, else from the settings."""
@@ -190,18 +483,93 @@ class ChatWidget(widgets.VBox):
             self._show_status("finish or stop the current answer before switching threads")
             return
         self.thread = new
-        self.load_transcript()
+        self._stored, self._local, self._own_answer = [], [], ""
+        self._show()
+        self.refresh()
 
-    def load_transcript(self) -> None:
-        """Show the thread as stored: what the magic and other widgets said is here too."""
-        self.transcript.value = ""
-        self._append(self.assistant.conversation(self.thread).messages())
-        self.live.value = ""
+    def _transcript_event(self, event: str) -> None:
+        if event == "earlier":
+            self._schedule(self._read(earlier=True))
+        elif event == "focus":
+            self.refresh()
 
-    def _append(self, messages: list[Message]) -> None:
-        self.transcript.value += "".join(
-            message_html(m.role, m.content, label(m.status)) for m in messages
-        )
+    def refresh(self, threads: bool = False) -> asyncio.Task[None] | None:
+        """Show what the thread holds now: a cell's answer on it, another widget's. Read off the loop."""
+        return self._schedule(self._read(threads=threads))
+
+    def _schedule(self, read: Any) -> asyncio.Task[None] | None:
+        """Run a history read as a task on the kernel's loop (in a script without one: now)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(read)
+            return None
+        task = loop.create_task(read)
+        self._reads = task
+        return task
+
+    async def _read(self, earlier: bool = False, threads: bool = False, drop_local: bool = False) -> None:
+        if self._read_lock is None:
+            self._read_lock = asyncio.Lock()
+        async with self._read_lock:  # one read at a time: each starts from what the last one showed
+            thread, stored = self.thread, list(self._stored)
+            before = stored[0].id if earlier and stored else None
+            # A refresh reads what is shown plus room for as many new messages, and keeps what is
+            # shown: the page then gets only what changed (a sliding window would re-send it all).
+            count = self.window if earlier or not stored else len(stored) + self.window
+            try:
+                found, names = await asyncio.to_thread(self._load, thread, count + 1, before, threads)
+            except Exception as exc:  # a locked or broken file: said, and the chat still works
+                self._show_status(f"acytoo: history: {redact(str(exc))}", error=True)
+                return
+            if thread != self.thread:
+                return  # the thread was switched meanwhile: that read shows it
+            oldest = stored[0].id if stored and not earlier else None
+            if oldest is not None and any(m.id == oldest for m in found):
+                found, more = [m for m in found if m.id is not None and m.id >= oldest], self.transcript.more
+            else:  # the first read, "show earlier", or the shown messages are gone (a reset)
+                limit = self.window
+                more, found = len(found) > limit, found[-limit:]
+            while found and found[0].role != "user":  # start with a whole exchange
+                found = found[1:]
+            self._stored = found + stored if earlier else found
+            if drop_local:
+                self._local = []
+            if names is not None:
+                self.thread_picker.options = names if thread in names else [thread, *names]
+            self.transcript.more = more
+            await asyncio.to_thread(self._render, self._stored)
+            self._show(earlier=earlier)
+
+    def _load(
+        self, thread: str, limit: int, before: int | None, threads: bool
+    ) -> tuple[list[Message], list[str] | None]:
+        """In a worker thread: the store may wait for another process's lock, or create the file."""
+        messages = self.assistant.conversation(thread).messages(limit=limit, before=before)
+        names = None
+        if threads:
+            names = [name for name, _count, _last in self.assistant.store.threads(self.assistant.notebook)]
+        return messages, names
+
+    def _render(self, messages: Sequence[Message]) -> None:
+        """Render what is not cached yet (in a worker thread: Markdown costs time for long answers)."""
+        for message in messages:
+            key = _key(message)
+            if key not in self._html:
+                self._html[key] = entry_html(message)
+
+    def _entries(self, messages: Sequence[Message]) -> list[str]:
+        self._render(messages)
+        return [self._html[_key(m)] for m in messages]
+
+    def _show(self, earlier: bool = False) -> None:
+        entries = self._entries([*self._stored, *self._local])
+        own = bool(entries) and bool(self._own_answer) and entries[-1] == self._own_answer
+        if self.transcript.show(entries, self._footer if own else "", earlier=earlier):
+            self._update_static()
+        if len(self._html) > 2 * len(entries) + 100:  # forget what is no longer shown
+            shown = {_key(m) for m in (*self._stored, *self._local)}
+            self._html = {key: html for key, html in self._html.items() if key in shown}
 
     def _show_status(self, text: str, error: bool = False) -> None:
         css = "acytoo-error" if error else "acytoo-note"
@@ -210,6 +578,54 @@ class ChatWidget(widgets.VBox):
     def _set_busy(self, busy: bool) -> None:
         self.input.busy = busy
         self.stop_button.disabled = not busy
+
+    # -- the copy saved with the notebook ------------------------------------------------------
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Show the chat, preceded by a static copy of its transcript that the notebook keeps.
+
+        A widget needs its kernel: reopened with a new one, JupyterLab shows "model not found"
+        where the chat was. The copy (the newest messages, as rendered by the policy) is what
+        shows then; while the chat is live, its CSS hides the copy.
+        """
+        from IPython.display import display
+
+        display_id = uuid.uuid4().hex
+        self._static_ids.append(display_id)
+        display(self._static_bundle(), raw=True, display_id=display_id)
+        display(self._repr_mimebundle_(**kwargs), raw=True)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self._reopen_hint()
+        return bundle
+
+    def _reopen_command(self) -> str:
+        return "%acytoo chat" + (f" -c {shlex.quote(self.thread)}" if self.thread != "default" else "")
+
+    def _reopen_hint(self) -> str:
+        return f"chat on thread {printable(self.thread)}; run `{self._reopen_command()}` to reopen"
+
+    def _static_bundle(self) -> dict[str, str]:
+        entries = self.transcript.entries[-STATIC_MESSAGES:]
+        older = len(self.transcript.entries) > len(entries) or self.transcript.more
+        command = self._reopen_command()
+        head = (
+            f'<p class="acytoo-note"><em>Chat on thread “{escaped(self.thread)}”, saved with the notebook'
+            f'{" (the newest messages)" if older else ""}.'
+            f" Run <code>{escaped(command)}</code> to continue it."
+            "</em></p>"
+        )
+        html = f'<div class="acytoo-chat-static">{head}{"".join(entries)}</div>{_STATIC_STYLE}'
+        return {"text/html": html, "text/plain": self._reopen_hint()}
+
+    def _update_static(self) -> None:
+        if not self._static_ids:
+            return
+        from IPython.display import update_display
+
+        bundle = self._static_bundle()
+        for display_id in self._static_ids:
+            update_display(bundle, raw=True, display_id=display_id)
 
     # -- actions ---------------------------------------------------------------------------
     def send(self, text: str) -> asyncio.Task[Reply] | None:
@@ -223,7 +639,10 @@ class ChatWidget(widgets.VBox):
             return None
         try:
             prompt = self.assistant.expand(text)
-            request = self.assistant.request(prompt, thread=self.thread)
+            meta = {}
+            if prompt != text:  # what was typed, and what it attached, for the bubble to show
+                meta = {"typed": text, "context": self.assistant.context().labels(text)}
+            request = self.assistant.request(prompt, thread=self.thread, meta=meta)
         except (ContextError, ProviderNotFound) as exc:
             self.input.value = text  # back in the box, to be corrected
             self._show_status(str(exc), error=True)
@@ -235,57 +654,61 @@ class ChatWidget(widgets.VBox):
         self._show_status("")
         self._update_indicator(request)  # settings may have changed since the widget was shown
         self.input.value = ""
-        before = self.transcript.value
-        self._append([Message("user", prompt)])
+        question = Message("user", prompt, meta=dict(request.meta))
+        self._local, self._own_answer = [question], ""
+        self._show()
         self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
         self._set_busy(True)
-        self._task = asyncio.get_running_loop().create_task(
-            self._stream(request, self.renderer, text, before)
-        )
+        stream = self._stream(request, self.renderer, text, question)
+        self._task = asyncio.get_running_loop().create_task(stream)
         return self._task
 
-    async def _stream(self, request: Any, renderer: ThrottledRenderer, typed: str, before: str) -> Reply:
+    async def _stream(
+        self, request: Any, renderer: ThrottledRenderer, typed: str, question: Message
+    ) -> Reply:
         reply = Reply()
         try:
             with contextlib.suppress(asyncio.CancelledError):  # Stop: marked interrupted, recorded
                 await self.assistant.ask(request.prompt, request=request, renderer=renderer, reply=reply)
-            self._show_reply(reply, renderer, typed, before)
+            self._show_reply(reply, renderer, typed, question)
         except Exception as exc:  # anything else: say it, and leave the widget usable
             reply.status = FAILED
-            self._restore(typed, before)
+            self._restore(typed)
             self._show_status(f"acytoo: {type(exc).__name__}: {redact(str(exc))}", error=True)
         finally:
             self.last_reply = reply
-            self.live.value = ""
+            self.transcript.draw_live("")
             self._set_busy(False)
+        if reply.status != FAILED and request.conversation is not None and not reply.history_warning:
+            await self._read(drop_local=True)  # the store has the exchange now: it shows from there
         return reply
 
-    def _show_reply(self, reply: Reply, renderer: ThrottledRenderer, typed: str, before: str) -> None:
-        if reply.text:
-            self._append([Message("assistant", reply.text, reply.status)])
-            if renderer.last_frame is not None and renderer.last_frame.status:
-                self.transcript.value += (
-                    f'<div class="acytoo-note">{escaped(renderer.last_frame.status)}</div>'
-                )
-        if reply.status == FAILED:
-            self._restore(typed, before)
+    def _show_reply(self, reply: Reply, renderer: ThrottledRenderer, typed: str, question: Message) -> None:
+        if reply.status == FAILED or not reply.text:
+            self._restore(typed)
+        else:
+            answer = Message("assistant", reply.text, reply.status, meta=dict(question.meta))
+            self._local = [question, answer]
+            self._own_answer = self._entries([answer])[0]
+            frame = renderer.last_frame
+            status = frame.status if frame is not None else ""
+            self._footer = f"<div>{escaped(status)}</div>" if status else ""
+            self._show()
         if reply.error is not None:
             self._show_status(str(reply.error), error=True)
         elif reply.history_warning:
             self._show_status(reply.history_warning, error=True)
 
-    def _restore(self, typed: str, before: str) -> None:
+    def _restore(self, typed: str) -> None:
         """Nothing was answered or recorded: the transcript matches the history again, and the
         message goes back into the box to be sent once the problem is fixed."""
-        self.transcript.value = before
+        self._local = []
+        self._show()
         if not self.input.value:
             self.input.value = typed
 
     def _draw(self, frame: Frame) -> None:
-        if frame.waiting:
-            self.live.value = f'<div class="acytoo-note">⏳ {escaped(frame.note)}</div>'
-            return
-        self.live.value = message_html("assistant", frame.text, frame.note, streaming=not frame.final)
+        self.transcript.draw_live(live_html(frame))
 
     def stop(self) -> None:
         """Cancel the streaming answer; the partial text stays, marked interrupted."""
@@ -294,10 +717,24 @@ class ChatWidget(widgets.VBox):
             self._task.cancel()
 
     async def wait(self) -> Reply | None:
-        """Wait for the current answer (``await chat.wait()`` in a cell)."""
-        if self._task is None:
-            return None
-        return await asyncio.shield(self._task)
+        """Wait for the current answer and history reads (``await chat.wait()`` in a cell)."""
+        reply = await asyncio.shield(self._task) if self._task is not None else None
+        while self._reads is not None and not self._reads.done():
+            await asyncio.shield(self._reads)
+        return reply
+
+    def close(self) -> None:
+        _open.discard(self)
+        super().close()
+
+
+def _key(message: Message) -> str:
+    """What an entry's HTML depends on (not the row id: a message shows the same before it is stored)."""
+    return json.dumps(
+        [message.role, message.content, str(message.status), message.cell, message.meta.get("typed"),
+         message.meta.get("context"), message.meta.get("execution_count")],
+        ensure_ascii=False,
+    )
 
 
 def _kernel_assistant() -> Assistant:
@@ -308,3 +745,4 @@ def _kernel_assistant() -> Assistant:
     if shell is None:
         raise RuntimeError("ChatWidget needs IPython (a notebook kernel), or pass assistant=Assistant()")
     return shared_assistant(shell)
+

@@ -14,9 +14,12 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from standin import StandInModel
+
+from acytoo_magic.server import LocalServer, ServerConfig
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -317,5 +320,28 @@ def run_in_a_new_cell(page, source: str, marker: str):
     page.keyboard.press("Enter")
     page.keyboard.type(source)
     page.keyboard.press("Shift+Enter")
-    cell = page.locator(".jp-CodeCell", has_text=marker)
+    # found by its input: an open chat on the same thread shows the cell's exchange too
+    cell = page.locator(".jp-CodeCell", has=page.locator(".jp-InputArea", has_text=marker))
     return cell, cell.locator(".jp-OutputArea-output").first
+
+
+@contextmanager
+def lab_and_browser(root: Path) -> Iterator[dict[str, Any]]:
+    """JupyterLab serving ``root`` with the stand-in model behind it, and a headless chromium;
+    yields ``{"browser", "base", "token", "root", "url"}``. Known questions get a realistic Markdown
+    answer; the rest behaves as the scripted backend, replies without directives streaming at a
+    readable pace, as a real model's would. Skips the test when chromium is missing (fails in CI)."""
+    from playwright.sync_api import sync_playwright
+
+    if reason := browser_unavailable():
+        pytest.skip(reason)
+
+    with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
+        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
+        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
+            base, token = address.split("|")
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
+            finally:
+                browser.close()

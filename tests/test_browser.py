@@ -8,19 +8,14 @@ import nbformat
 import pytest
 from lab import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DANGEROUS,
-    CannedModel,
     browser_unavailable,
     copy_notebook,
-    jupyter_lab,
+    lab_and_browser,
     open_notebook,
     run_in_a_new_cell,
     save_shot,
 )
-
-from acytoo_magic.server import LocalServer, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.browser
@@ -98,15 +93,8 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     copy_notebook(ROOT / "notebooks" / "chat_widget.ipynb", root)
     untrusted_notebook(root / "untrusted.ipynb")
-    # Known questions get a realistic Markdown answer; the rest behaves as the scripted backend,
-    # replies without directives streaming at a readable pace, as a real model's would.
-    with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
-        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
-        with jupyter_lab(root, env) as address, playwright_api.sync_playwright() as playwright:
-            base, token = address.split("|")
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
-            browser.close()
+    with lab_and_browser(root) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")

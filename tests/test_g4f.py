@@ -82,7 +82,7 @@ def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k,
         "w = ChatWidget('g4f chat')\nw.send('[[size=200000 chunk=20 delay=0.01]]')\n"
     )
     waited = k.execute(  # polls the widget's own state from a cell, as a user would
-        "while not w.renderer or not w.renderer.draws or '⏳' in w.live.value:\n"
+        "while not (w.renderer and w.renderer.last_frame and w.renderer.last_frame.text):\n"
         "    await asyncio.sleep(0.02)\nprint(w.streaming)"
     )
     assert waited.stdout.strip() == "True"

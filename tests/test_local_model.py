@@ -36,7 +36,7 @@ if any(importlib.util.find_spec(name) is None for name in LOCAL_EXTRA):
 PROMPT = [{"role": "user", "content": "Write three short sentences about the sea."}]
 WAIT_FOR_TEXT = (  # polls the widget's own state from inside the kernel, as a user's cell would
     "import asyncio\n"
-    "while not w.renderer or not w.renderer.draws or w.live.value.count('⏳'):\n"
+    "while not (w.renderer and w.renderer.last_frame and w.renderer.last_frame.text):\n"
     "    await asyncio.sleep(0.02)\n"
 )
 LONG = "Count from 1 to 400, one number per line."  # far more tokens than it takes to interrupt
