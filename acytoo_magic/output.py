@@ -66,16 +66,16 @@ class DisplayRenderer(ThrottledRenderer):
     finishes stays in the tail until ``commit_chars`` characters of finished blocks have gathered
     there (and a fifth of what is already committed); then the tail output is updated one last time
     to hold just those blocks (it becomes a segment) and a new tail output is opened below it. The
-    page then renders each block about once, plus the small tail per frame (see docs/render21.md
+    page then renders each block about once, plus the small tail per frame (see docs/streaming.md
     for the alternatives measured).
     ``-f text`` draws the whole text in one output as before (it is all it shows).
     """
 
     # The least a segment holds: an answer shorter than this stays one output, as before. 0 (a
-    # segment per frame) measured cheaper in the page but splits even a short answer (docs/render21.md).
+    # segment per frame) measured cheaper in the page but splits even a short answer (docs/streaming.md).
     commit_chars = 4_000
     max_segments = 40
-    # Measured in JupyterLab (docs/render21.md): an update costs the page ~10 ms whatever its size
+    # Measured in JupyterLab (docs/streaming.md): an update costs the page ~10 ms whatever its size
     # (model, shared document, layout), more than rendering the small tail; so draws still thin out
     # as the answer grows, as before, and the number of updates grows with its log.
     size_step: float | None = SIZE_STEP

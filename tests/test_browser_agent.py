@@ -36,7 +36,7 @@ def lab(tmp_path_factory):
     # before a cell shows the buttons. Without it, 2 of 3 runs here showed "Error displaying
     # widget: model not found": Lab reconnected the kernel's websocket just after opening (console:
     # "WebSocket is closed before the connection is established") and the widget manager's restore
-    # dropped the buttons' models while the cell ran. See docs/agent22.md, "Known issue".
+    # dropped the buttons' models while the cell ran. See docs/agent.md, "Known issue".
     ready = "%load_ext acytoo_magic\nimport ipywidgets\nipywidgets.Label('agent-ready')"
     cells = [nbformat.v4.new_code_cell(ready)]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), root / NOTEBOOK)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, jupyter_lab
-from test_browser import ARTIFACTS, open_notebook, playwright_api
+from lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, jupyter_lab, open_notebook
+from test_browser import playwright_api
 
 from acytoo_magic.server import LocalServer, ServerConfig
 

@@ -7,8 +7,8 @@ import os
 
 import nbformat
 import pytest
-from lab import chromium_missing_reason
-from test_browser import lab, run_all_until  # noqa: F401  # the same JupyterLab, stand-in model and browser
+from lab import chromium_missing_reason, run_all_until
+from test_browser import lab  # noqa: F401  # the same JupyterLab, stand-in model and browser
 
 pytestmark = pytest.mark.browser
 

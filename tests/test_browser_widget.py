@@ -14,16 +14,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab import ANSWERS, lab_and_browser
-from test_browser import (
+from lab import (
+    ANSWERS,
     ARTIFACTS,
     DANGEROUS,
-    QUESTION,
+    lab_and_browser,
     open_notebook,
     run_all_until,
     run_in_a_new_cell,
     save_shot,
 )
+from test_browser import QUESTION
 
 pytestmark = pytest.mark.browser
 
