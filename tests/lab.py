@@ -345,3 +345,17 @@ def lab_and_browser(root: Path) -> Iterator[dict[str, Any]]:
                 yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
             finally:
                 browser.close()
+
+
+def save_notebook(page, path: Path):
+    """Save the open notebook as a user does (Ctrl+S in command mode), wait until Lab says it is
+    saved, and return the file as read back from disk."""
+    import nbformat
+
+    page.locator(".jp-Notebook .jp-InputPrompt").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
+    )
+    return nbformat.read(path, as_version=4)

@@ -14,6 +14,7 @@ from lab import (
     lab_and_browser,
     open_notebook,
     run_in_a_new_cell,
+    save_notebook,
     save_shot,
 )
 
@@ -317,13 +318,7 @@ def test_magic_untrusted_replies_show_as_text_and_run_nothing(magic_page):
 
 
 def test_magic_outputs_reopened_from_the_saved_file_run_nothing(lab, magic_page):
-    magic_page.locator(".jp-Notebook .jp-InputPrompt").first.click()
-    magic_page.keyboard.press("Escape")
-    magic_page.keyboard.press("Control+s")
-    magic_page.wait_for_function(
-        "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
-    )
-    saved = nbformat.read(lab["root"] / "untrusted.ipynb", as_version=4)
+    saved = save_notebook(magic_page, lab["root"] / "untrusted.ipynb")
     answers = [c for c in saved.cells if c.source.startswith("%%acytoo")]
     assert answers and all(c.outputs and "text/html" in c.outputs[-1]["data"] for c in answers)
     assert not any("text/markdown" in o.get("data", {}) for c in answers for o in c.outputs)

@@ -14,6 +14,7 @@ from lab import (
     jupyter_lab,
     open_notebook,
     run_in_a_new_cell,
+    save_notebook,
     save_shot,
 )
 
@@ -114,13 +115,7 @@ def test_run_runs_the_shown_code_and_skip_does_not(lab, page):
 
 
 def test_after_save_and_reload_the_episode_is_static(lab, page):
-    page.locator(".jp-Notebook .jp-InputPrompt").first.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+s")
-    page.wait_for_function(
-        "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
-    )
-    saved = nbformat.read(lab["root"] / NOTEBOOK, as_version=4)
+    saved = save_notebook(page, lab["root"] / NOTEBOOK)
     episodes = [c for c in saved.cells if c.source.startswith("%%acytoo --agent")]
     assert len(episodes) == 2
     assert WIDGET_VIEW not in json.dumps([c.outputs for c in episodes])  # no widget saved at all

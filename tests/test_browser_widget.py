@@ -22,6 +22,7 @@ from lab import (
     open_notebook,
     run_all_until,
     run_in_a_new_cell,
+    save_notebook,
     save_shot,
 )
 from test_browser import QUESTION
@@ -249,13 +250,7 @@ def test_the_reopened_notebook_shows_a_static_copy_and_nothing_live(lab, page):
     )
     page.get_by_role("button", name="Send").click()
     page.locator(f"{SHOWN}.acytoo-assistant", has_text="saved-payload").wait_for(timeout=30_000)
-    page.locator(".jp-Notebook .jp-InputPrompt").first.click()
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+s")
-    page.wait_for_function(
-        "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
-    )
-    saved = nbformat.read(lab["root"] / NOTEBOOK, as_version=4)
+    saved = save_notebook(page, lab["root"] / NOTEBOOK)
     static, live = saved.cells[3].outputs
     assert "acytoo-chat-static" in static["data"]["text/html"]
     assert "saved-payload" in static["data"]["text/html"]
