@@ -84,24 +84,31 @@ def signals_wake_loop() -> Iterator[None]:
         return
     loop = asyncio.get_running_loop()
     reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    previous: list[int] = []
 
     def drain() -> None:
         with contextlib.suppress(OSError):
             data = reader.recv(4096)
-            if previous != -1:  # an asyncio loop's own signal handlers read their numbers there
-                os.write(previous, data)
+            if previous[0] != -1:  # an asyncio loop's own signal handlers read their numbers there
+                os.write(previous[0], data)
 
-    loop.add_reader(reader.fileno(), drain)
-    try:
-        yield
-    finally:
-        signal.set_wakeup_fd(previous)
-        loop.remove_reader(reader.fileno())
-        reader.close()
-        writer.close()
+    with reader, writer:
+        reader.setblocking(False)
+        writer.setblocking(False)
+        try:
+            loop.add_reader(reader.fileno(), drain)
+            watched = True
+        except NotImplementedError:  # a proactor loop (Windows) watches no sockets: as before
+            watched = False
+        if not watched:
+            yield
+            return
+        previous.append(signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False))
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous[0])
+            loop.remove_reader(reader.fileno())
 
 
 def run_until_done(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

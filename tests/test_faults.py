@@ -16,7 +16,7 @@ import pytest
 from standin import StandInServer
 
 from acytoo_magic.magics import INTERRUPTED_LINE
-from acytoo_magic.server.scripted import filler
+from acytoo_magic.server import filler
 
 pytestmark = pytest.mark.notebook
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -211,8 +211,7 @@ def test_widget_stop_keeps_what_was_shown(k):
         stopped = k.execute(
             "w.stop()\nr = await w.wait()\nprint(r.status)\nprint(w.renderer.last_frame.note)"
         )
-    finally:
-        k.standin.release()
+    finally:  # the stream stays held until the module ends: only Stop can have ended it
         k.execute(f"m.url = {k.url!r}")
     status, note = stopped.stdout.strip().split("\n")
     assert status == "interrupted" and note
