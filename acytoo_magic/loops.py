@@ -3,13 +3,17 @@
 ``LoopThread`` is an event loop in a daemon thread, reached with ``asyncio.run_coroutine_threadsafe``
 (the runner's worker for a magic called from inside running code, the local test server, a
 synchronous iteration of a provider's stream). ``run_until_done`` is the terminal path: a loop of
-our own, where Ctrl-C cancels the task and waits for its cleanup.
+our own, where Ctrl-C cancels the task and waits for its cleanup. ``signals_wake_loop`` lets a
+kernel interrupt reach an answer awaited on the kernel's own loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -61,6 +65,50 @@ class LoopThread:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+@contextlib.contextmanager
+def signals_wake_loop() -> Iterator[None]:
+    """While inside, a signal (a kernel interrupt) wakes the running loop at once.
+
+    ipykernel 7 interrupts an awaited cell from its SIGINT handler (``IPythonKernel._cancel_on_sigint``)
+    by ``io_loop.add_callback``; called on the loop's own thread that is a plain ``call_soon``, which
+    does not wake the selector, so the cancel waited for the loop's next event or timer (the next
+    chunk, or a 60 s read timeout; ipython/ipykernel#881). Python's C-level handler writes to the
+    wakeup fd (``signal.set_wakeup_fd``) before any Python handler runs, so a socket watched by the
+    loop ends its wait and the scheduled cancel runs. Nothing polls. A wakeup fd someone had set
+    still gets every byte. Main thread only (elsewhere it does nothing).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
+    previous: list[int] = []
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            data = reader.recv(4096)
+            if previous[0] != -1:  # an asyncio loop's own signal handlers read their numbers there
+                os.write(previous[0], data)
+
+    with reader, writer:
+        reader.setblocking(False)
+        writer.setblocking(False)
+        try:
+            loop.add_reader(reader.fileno(), drain)
+            watched = True
+        except NotImplementedError:  # a proactor loop (Windows) watches no sockets: as before
+            watched = False
+        if not watched:
+            yield
+            return
+        previous.append(signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False))
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous[0])
+            loop.remove_reader(reader.fileno())
 
 
 def run_until_done(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

@@ -20,6 +20,7 @@ from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
 from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
+from .loops import signals_wake_loop
 from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
@@ -216,7 +217,8 @@ class AcytooMagics(Magics):
         """``%%acytoo`` awaited on the kernel's own loop (the cell is rewritten to call this)."""
         # IPython expands {x} and $x in a magic's line before calling it; so does this path.
         line = self.shell.var_expand(line, 1)
-        await self._ask_async(*self._prepare_cell(line, cell))
+        with signals_wake_loop():  # an interrupt cancels at once, not at the next chunk or timer
+            await self._ask_async(*self._prepare_cell(line, cell))
 
     async def run_line_async(self, line: str) -> None:
         """``%acytoo ...`` awaited on the kernel's loop: ``explain`` streams, the rest are instant."""
@@ -224,7 +226,8 @@ class AcytooMagics(Magics):
         line = self.shell.var_expand(line, 1)
         words = line.split(None, 1)
         if words and words[0] == "explain":
-            await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
+            with signals_wake_loop():
+                await self._ask_async(*self._prepare_explain(words[1] if len(words) > 1 else ""))
         else:
             self._subcommand(line)
 

@@ -227,11 +227,12 @@ def test_waiting_indicator_shows_until_the_first_chunk(k, standin):
 
     def release_after_half_a_second(msg) -> None:
         text = msg["content"].get("data", {}).get("text/plain", "")
-        if text.startswith("⏳") and float(text.split()[-2]) >= 0.5:
+        if is_waiting(text) and float(text.split()[-2]) >= 0.5:
             standin.release()
 
     k.execute(f"%config Assistant.url = {standin.url!r}")
     out = k.execute("%%acytoo --no-history\n[[hold=0]] slow server", on_message=release_after_half_a_second)
+    assert out.status == "ok"  # released by the waiting line, not ended by the read timeout
     shown = [
         m["content"]["data"]["text/plain"] for m in out.messages if m["msg_type"].endswith("display_data")
     ]

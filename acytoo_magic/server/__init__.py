@@ -11,14 +11,25 @@
 from __future__ import annotations
 
 from .app import Backend, LocalServer, ServerConfig, create_app, main
-from .scripted import count_tokens, fingerprint, parse_directives, plan_reply, prompt_tokens, scripted_reply
+from .scripted import (
+    ReplyPlan,
+    count_tokens,
+    filler,
+    fingerprint,
+    parse_directives,
+    plan_reply,
+    prompt_tokens,
+    scripted_reply,
+)
 
 __all__ = [
     "Backend",
     "LocalServer",
+    "ReplyPlan",
     "ServerConfig",
     "count_tokens",
     "create_app",
+    "filler",
     "fingerprint",
     "main",
     "parse_directives",
