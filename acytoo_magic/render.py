@@ -23,7 +23,7 @@ FIRST_GAP = 0.25  # the gap after the first draw, in intervals
 class Frame:
     """What to show now: the answer so far, and a short note (waiting, interrupted, partial...).
 
-    ``added`` is the text that arrived since the previous frame, so a drawer can do work per new
+    ``added`` is the text that arrived since the last frame drawn, so a drawer can do work per new
     text; ``text`` (the whole answer) is joined only when a drawer reads it.
     """
 
@@ -40,6 +40,7 @@ class Frame:
     ) -> None:
         self._text = text
         self.note, self.final, self.waiting, self.status = note, final, waiting, status
+        # The text since the last frame that was drawn: a draw that failed leaves its text new.
         self.added = added if added is not None else self.text
 
     @property
@@ -48,6 +49,11 @@ class Frame:
             buffer, length = self._text
             self._text = buffer.text[:length]
         return self._text
+
+    @property
+    def length(self) -> int:
+        """How long the text is, without joining it."""
+        return len(self._text) if isinstance(self._text, str) else self._text[1]
 
     def _key(self) -> tuple[str, str, bool, bool, str]:
         return (self.text, self.note, self.final, self.waiting, self.status)
@@ -125,6 +131,7 @@ class ThrottledRenderer:
         self.draws += 1
         started = self._clock()
         self._draw(frame)
+        self._added.clear()  # new text stays new until a draw has shown it (a failed draw shows none)
         self.last_frame = frame  # what the user last saw: only a frame whose draw succeeded
         self._last = self._clock()
         # A drawer that re-sends the whole text costs more with every draw, so the gap to the next
@@ -136,9 +143,7 @@ class ThrottledRenderer:
         self._gap = max(self.interval, size_gap, self.cost_factor * (self._last - started))
 
     def _frame(self, **state: object) -> Frame:
-        added = "".join(self._added)
-        self._added.clear()
-        return Frame((self._buffer, self._length), added=added, **state)  # type: ignore[arg-type]
+        return Frame((self._buffer, self._length), added="".join(self._added), **state)  # type: ignore[arg-type]
 
     def _schedule(self, delay: float, callback: Callable[[], None]) -> None:
         if self._timer is not None:

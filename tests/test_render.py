@@ -40,6 +40,31 @@ def test_draws_are_bounded_by_time_not_chunks():
     assert len(frames) <= 2.0 / 0.1 + 2
 
 
+def test_text_of_a_failed_draw_is_new_again_in_the_next_frame():
+    """A drawer that works per new text (``added``) gets every piece: what a failed draw carried
+    comes again with the next one, so the screen never has a hole where a draw failed."""
+    drawn: list[str] = []
+    calls = 0
+
+    def draw(frame: Frame) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the update was refused")
+        drawn.append(frame.added)
+
+    renderer = ThrottledRenderer(draw, interval=0.0, clock=FakeClock())  # time stands still: every feed draws
+    pieces = ["one ", "two ", "three ", "four"]
+    for piece in pieces:
+        try:
+            renderer.feed(piece)
+        except RuntimeError:
+            pass
+    renderer.close("".join(pieces))
+    assert calls == 5 and "".join(drawn) == "one two three four"
+    assert drawn == ["one ", "two three ", "four", ""]
+
+
 def test_waiting_frame_then_first_chunk_and_note():
     clock, frames = FakeClock(), []
     renderer = ThrottledRenderer(frames.append, interval=0.1, clock=clock)
