@@ -166,7 +166,7 @@ def test_the_bubble_shows_what_was_typed_with_the_context_collapsed(k):
     assert "<summary>context: df, 6 × 4 · " in html  # collapsed: <details> is closed by default
     assert "<details " in html and "open" not in html and "pandas.DataFrame: 6 rows × 4 columns" in html
     # sent and stored as expanded, so the model and %acytoo history see the summary
-    assert "pandas.DataFrame: 6 rows" in run(k, "%acytoo history -c ctx")
+    assert "pandas.DataFrame: 6 rows" in k.execute("%acytoo history --full -c ctx").shown
     # a reopened widget shows it the same way: it comes from the store
     same = (
         "w2 = ChatWidget('ctx')\nawait w2.wait()\n"
