@@ -78,7 +78,7 @@ def test_local_is_a_builtin_and_an_unknown_model_is_a_one_line_error():
 
 
 def test_local_reports_the_models_own_token_counts():
-    text, (usage,) = asyncio.run(collect("smollm2", PROMPT, max_tokens=6, temperature=0.2))
+    text, (usage,) = asyncio.run(collect("smollm2", PROMPT, max_tokens=6, temperature=0))
     llm = local_model.loaded()
     assert llm.name == "smollm2" and llm.has_template and text.strip()
     record = llm.generations[-1]
@@ -86,15 +86,16 @@ def test_local_reports_the_models_own_token_counts():
     # the prompt as llama.cpp counts it through the chat template, in its own (non-streamed) usage
     reference = reference_usage(llm)
     assert usage.prompt_tokens == reference["prompt_tokens"] > 10
-    _, (done,) = asyncio.run(collect("", [{"role": "user", "content": "Say hello."}]))
+    # greedy (temperature 0): a sampled answer may run to the limit now and then
+    _, (done,) = asyncio.run(collect("", [{"role": "user", "content": "Say hello."}], temperature=0))
     assert llm.generations[-1].finish_reason == "stop" and 0 < done.completion_tokens < Local.max_tokens
 
 
 def test_a_gguf_path_and_gemma_are_selectable():
     path = local_model.smollm2_path()
-    _, (usage,) = asyncio.run(collect(str(path), PROMPT, max_tokens=4))
+    _, (usage,) = asyncio.run(collect(str(path), PROMPT, max_tokens=4, temperature=0))
     assert local_model.loaded().path == path and usage.completion_tokens == 4
-    _, (usage,) = asyncio.run(collect("gemma3", PROMPT, max_tokens=4))
+    _, (usage,) = asyncio.run(collect("gemma3", PROMPT, max_tokens=4, temperature=0))
     gemma = local_model.loaded()
     assert gemma.name == "gemma3" and not gemma.has_template and usage.completion_tokens == 4
 
@@ -223,12 +224,16 @@ async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_re
 async def test_an_answer_stopped_at_the_limit_names_it_and_how_to_raise_it(monkeypatch):
     monkeypatch.setattr(Local, "max_tokens", 8)
     items = [
-        item async for item in Local.create_async_generator("smollm2", [{"role": "user", "content": LONG}])
+        item
+        async for item in Local.create_async_generator(
+            "smollm2", [{"role": "user", "content": LONG}], temperature=0  # greedy: no early stop by chance
+        )
     ]
     finish = items[-1]
     assert isinstance(finish, FinishReason) and (finish.reason, finish.limit) == ("length", 8)
     assert finish.note == "stopped at the 8-token limit (raise it: Local.max_tokens = 16)"
-    *_, usage, finish = [item async for item in Local.create_async_generator("smollm2", PROMPT, max_tokens=3)]
+    greedy = Local.create_async_generator("smollm2", PROMPT, max_tokens=3, temperature=0)
+    *_, usage, finish = [item async for item in greedy]
     assert (
         usage.completion_tokens == 3 and finish.note == "stopped at the 3-token limit"
     )  # a caller's own limit
