@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -278,10 +279,22 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
         " || [...document.querySelectorAll('.jp-Toolbar-kernelName')]"
         ".some(k => k.innerText.includes('No Kernel')))"
     )
+    # The same race seen another way: the run ends, the kernel is idle, and a widget's output stays
+    # at "Loading widget..." (its model never reaches the page). A view may still be on its way, so
+    # it gets a while to appear before the page counts as lost.
+    stuck = (
+        "(document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+        " && ![...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+        ".some(p => p.innerText.includes('[*]'))"
+        " && [...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".some(o => !o.dataset.stale && o.innerText.includes('Loading widget')))"
+    )
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    reload = False
     for attempt in range(attempts):
-        if attempt and page.evaluate(lost):
+        if attempt and (reload or page.evaluate(lost)):
+            reload = False
             page.reload()
             page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -297,9 +310,15 @@ def run_all_until(page, ready: str, attempts: int = 4) -> None:
             if attempt == attempts - 1:
                 raise
             continue
-        page.wait_for_function(f"({ready}) || {dropped} || {lost}", timeout=180_000)
+        page.wait_for_function(f"({ready}) || {dropped} || {lost} || {stuck}", timeout=180_000)
         if page.evaluate(ready):
             return
+        if page.evaluate(stuck):
+            with contextlib.suppress(PlaywrightTimeout):
+                page.wait_for_function(ready, timeout=30_000)
+            if page.evaluate(ready):
+                return
+            reload = True
     raise AssertionError(f"Run All was dropped {attempts} times")
 
 
