@@ -357,7 +357,7 @@ def test_the_widget_streams_and_stop_ends_generation(k):
 def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
     run(k, "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 8")
     try:
-        out = k.execute(f"%%acytoo --no-history\n{LONG}", timeout=120)
+        out = k.execute(f"%%acytoo --no-history -t 0\n{LONG}", timeout=120)  # greedy: no early stop by chance
         assert out.status == "ok", out.error
         status = out.final_display["text/plain"].rsplit("\n— ", 1)[1]
         assert "stopped at the 8-token limit (raise it: Local.max_tokens = 16)" in status
