@@ -22,10 +22,9 @@ from enum import Enum
 from typing import Any
 
 from .errors import AcytooError, BudgetExceeded, ToolsUnsupported
-from .providers import call_keywords, provider_name
 from .providers.base import ToolCall
 from .render import Renderer
-from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, history_problem, stream_reply
+from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, feed, history_problem
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
 
@@ -39,11 +38,6 @@ class Decision(str, Enum):
 
 
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
-
-
-def supports_tools(provider: Any) -> bool:
-    """Whether ``provider`` takes ``tools=`` and yields ``ToolCalls`` (a class attribute it declares)."""
-    return bool(getattr(provider, "supports_tools", False))
 
 
 @dataclass
@@ -111,7 +105,7 @@ class Episode:
         about = "≈" if self.estimated else ""
         runs = sum(1 for step in self.steps if step.kind == "run")
         parts = [
-            request.provider_label or provider_name(request.provider),
+            request.provider_label or request.adapter.name,
             request.model,
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
             f"{len([s for s in self.steps if s.kind in ('tool', 'run')])} tool calls ({runs} runs)",
@@ -240,17 +234,9 @@ class AgentLoop:
         renderer = self.view.renderer() or _Silent()
         reply = Reply(prompt_chars=sum(len(json.dumps(m)) for m in messages))
         renderer.start(request.label)
-        kwargs = call_keywords(request.provider, {**request.options, "tools": TOOL_SPECS}, session)
         try:
-            await stream_reply(
-                request.provider,
-                request.model,
-                messages,
-                renderer,
-                proxy=request.proxy,
-                reply=reply,
-                **kwargs,
-            )
+            opened = lambda: request.open(messages, session, tools=TOOL_SPECS)  # noqa: E731
+            await feed(opened, request.adapter.name, renderer, reply)
         finally:
             if request.spend is not None:
                 await asyncio.to_thread(charge_spend, request, reply)
@@ -410,10 +396,11 @@ async def run_agent(
     assistant: Any, request: Request, approve: Approve | None, view: AgentView | None, auto_run: bool = False
 ) -> Episode:
     """``Assistant.agent``'s body: refuse a provider without tools, then run one episode."""
-    if not supports_tools(request.provider):
+    if not request.adapter.tools:
         raise ToolsUnsupported(
             f"agent mode needs a provider with tool calls; {request.provider_label or 'this one'} has none: "
-            "use -p openai (OpenAI, Ollama, vLLM, llama.cpp server, the local server)"
+            "use -p openai (OpenAI, Ollama, vLLM, llama.cpp server, the local server) or a g4f provider "
+            "that declares supports_native_tools"
         )
     shell = assistant.shell
     hidden = getattr(shell, "user_ns_hidden", None) or {}

@@ -227,17 +227,15 @@ class Assistant(Configurable):
         meta: Mapping[str, Any] | None = None,
     ) -> Request:
         """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``)."""
-        found = providers.resolve(provider or self.provider)
-        name = providers.provider_name(found)
+        adapter = providers.adapt(provider or self.provider)
+        name = adapter.name
         url = str(url or self.url) or None
-        own = providers.is_builtin(found)
-        target = found.base_url(url) if own else str(url or getattr(found, "url", "") or "")
+        target = adapter.target(url)
         where = url_host(target)
-        model = model or self.model or str(getattr(found, "default_model", "") or "")
+        model = model or self.model or adapter.default_model
         # A key goes only to the host it was set for, and only to a provider that sends one.
-        keys = self._keys_for(found)
-        # "" tells a built-in provider not to look for a key itself; None means it gets none
-        api_key = None if keys is None else key_for(target, keys) or ("" if own else None)
+        keys = self._keys_for(adapter)
+        api_key = None if keys is None else key_for(target, keys) or adapter.no_key
         options = {
             "url": url,
             "temperature": self.temperature if temperature is None else temperature,
@@ -248,12 +246,12 @@ class Assistant(Configurable):
         }
         return Request(
             prompt=prompt,
-            provider=found,
+            provider=adapter.provider,
             model=model,
             conversation=self.conversation(thread) if history else None,
             system=self.system_prompt if system is None else system,
             # a provider may cap it: a small local model reads history at ~100 tokens/s
-            budget=min(self.max_history_chars, getattr(found, "max_history_chars", self.max_history_chars)),
+            budget=min(self.max_history_chars, getattr(adapter.provider, "max_history_chars", 1 << 62)),
             proxy=str(proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
@@ -355,26 +353,15 @@ class Assistant(Configurable):
     def in_force(self) -> tuple[str, str]:
         """(provider label, model) the next question goes to, for a front end to show."""
         try:
-            found = providers.resolve(self.provider)
+            adapter = providers.adapt(self.provider)
         except ProviderNotFound:
             return self.provider, self.model
-        return providers.provider_name(found), self.model or str(getattr(found, "default_model", "") or "")
+        return adapter.name, self.model or adapter.default_model
 
-    def _keys_for(self, provider: Any) -> list[ScopedKey] | None:
-        """The keys ``provider`` may be given, each bound to its host; None: it is given none.
-
-        A foreign provider gets a key only if it also takes our URL setting (a ``base_url``-like
-        keyword): otherwise it posts to a host of its own, which the key was never set for.
-        """
-        if providers.is_builtin(provider):
-            if not provider.takes_api_key:
-                return None
-            return configured_keys(str(self.api_key), str(self.url), provider.base_url())
-        declared = providers.declared_keywords(provider)
-        takes_url = any(name in declared for name in providers.FOREIGN_KEYWORDS["url"])
-        if "api_key" not in declared or not takes_url:
-            return None
-        return configured_keys(str(self.api_key), str(self.url), "")
+    def _keys_for(self, adapter: providers.Adapter) -> list[ScopedKey] | None:
+        """The keys ``adapter``'s provider may be given, each bound to its host; None: it gets none."""
+        origin = adapter.key_origin()
+        return None if origin is None else configured_keys(str(self.api_key), str(self.url), origin)
 
     def effective_config(self) -> dict[str, Any]:
         """The settings in force, secrets masked."""
@@ -384,9 +371,9 @@ class Assistant(Configurable):
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
         with contextlib.suppress(ProviderNotFound):
-            found = providers.resolve(self.provider)
-            config.update(getattr(found, "settings_shown", dict)())  # the provider's own (Local.max_tokens)
-            keys = self._keys_for(found)  # the rule request() follows
+            adapter = providers.adapt(self.provider)
+            config.update(getattr(adapter.provider, "settings_shown", dict)())  # its own (Local.max_tokens)
+            keys = self._keys_for(adapter)  # the rule request() follows
             if keys is not None:
                 shown = [f"{key.source} -> {shown_origin(key.scope)}" for key in keys if key.value]
                 config["keys_go_to"] = "; ".join(shown) or "(no key set)"

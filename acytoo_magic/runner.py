@@ -23,7 +23,7 @@ import aiohttp
 from .conversation import Conversation
 from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
-from .providers import call_keywords, provider_name
+from .providers import Adapter, adapt, provider_name
 from .providers.base import Progress, ToolCall, ToolCalls, Usage
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
@@ -99,13 +99,23 @@ class Request:
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
     spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
+    adapter: Adapter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.adapter = adapt(self.provider)
+
+    def open(self, messages: Sequence[Mapping[str, Any]], session: Any = None, **settings: Any) -> Any:
+        """The provider's stream of ``messages`` with this request's options (and ``settings``)."""
+        tools = settings.pop("tools", None)
+        options = {**self.options, **settings}
+        return self.adapter.open(self.model, messages, self.proxy, options, session, tools)
 
     def status_line(self, reply: Reply) -> str:
         """Provider, model, size and time, tokens (and cost): small print under a finished answer.
 
         How an unfinished answer ended is not repeated here: the note above the line says it.
         """
-        parts = [self.provider_label or provider_name(self.provider), self.model]
+        parts = [self.provider_label or self.adapter.name, self.model]
         parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
@@ -143,10 +153,18 @@ async def stream_reply(
     failing (an ``AnswerError``). Cancellation marks ``reply`` ``interrupted`` and is re-raised.
     The text is everything that arrived; the caller's ``renderer.close`` draws it.
     """
+    opened = lambda: adapt(provider).open(model, messages, proxy, kwargs)  # noqa: E731
+    return await feed(opened, provider_name(provider), renderer, reply)
+
+
+async def feed(
+    open_stream: Callable[[], AsyncIterator[Any]], label: str, renderer: Renderer, reply: Reply | None = None
+) -> Reply:
+    """``stream_reply``'s body over any opened stream (``Request.open``); ``label`` names the
+    provider in its one-line errors."""
     reply = reply if reply is not None else Reply()
     try:
-        opened = lambda: provider.create_async_generator(model, messages, proxy, **kwargs)  # noqa: E731
-        items = _provider_items(provider, opened)
+        items = _provider_items(label, open_stream)
         async with contextlib.aclosing(items):
             async for chunk in items:
                 if isinstance(chunk, Progress):  # shown on the waiting line until the first text
@@ -185,7 +203,7 @@ def _fail(reply: Reply, exc: Exception, where: str) -> None:
         log.debug("%s failed", where, exc_info=exc)
 
 
-async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
+async def _provider_items(label: str, open_stream: Callable[[], Any]) -> AsyncIterator[Any]:
     """The provider's stream, closed however it ends; its own failures become one-line errors.
 
     Only what the provider raises (opening, iterating, decoding, closing its stream) is turned into
@@ -200,7 +218,7 @@ async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> Asyn
         raise
     except Exception as exc:  # a foreign provider's own failure: one line, never a traceback
         message = f"{type(exc).__name__}: {redact(str(exc))}"
-        raise ProviderError(message, provider=provider_name(provider)) from None
+        raise ProviderError(message, provider=label) from None
     finally:
         close = getattr(stream, "aclose", None)
         if close is not None:
@@ -209,9 +227,6 @@ async def _provider_items(provider: Any, open_stream: Callable[[], Any]) -> Asyn
 
 def _take_extra(reply: Reply, item: Any) -> None:
     """Keep what a provider yields besides text that the status line can use (g4f's objects too)."""
-    if isinstance(item, ToolCalls):
-        reply.tool_calls = item.calls
-        return
     if isinstance(item, ToolCalls):
         reply.tool_calls = item.calls
         return
@@ -254,10 +269,8 @@ async def answer(
             reply.history_warning = history_problem(exc)
             messages = request.messages(history=False)
         reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
-        kwargs = call_keywords(request.provider, {**request.options, "on_retry": on_retry}, session)
-        await stream_reply(
-            request.provider, request.model, messages, renderer, proxy=request.proxy, reply=reply, **kwargs
-        )
+        opened = lambda: request.open(messages, session, on_retry=on_retry)  # noqa: E731
+        await feed(opened, request.adapter.name, renderer, reply)
     except asyncio.CancelledError:  # also before the stream started (while reading the history)
         reply.status = INTERRUPTED
         raise

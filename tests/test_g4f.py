@@ -89,3 +89,30 @@ def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k,
     stopped = k.execute("w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 2e5, w.input.busy)")
     assert stopped.stdout.split() == ["interrupted", "True", "False"]
     assert "interrupted" in k.execute("%acytoo history -c 'g4f chat'").shown
+
+
+def test_agent_mode_runs_through_g4f_custom_with_its_streamed_tool_calls(k, url, server):
+    """g4f's OpenAI-style providers forward ``tools`` and yield the streamed ``delta.tool_calls``
+    pieces as their own ``ToolCalls``: the adapter puts them together, so an episode works as with
+    ``-p openai`` (a provider without tools is refused: test_agent_kernel)."""
+    assert k.execute("sizes = {'a': 1, 'b': 22}").status == "ok"
+    server.config.script[:] = [
+        {"calls": [{"name": "describe_variable", "arguments": {"name": "sizes"}}]},
+        {"text": "`sizes` has **2** keys."},
+    ]
+    out = k.execute(f"%%acytoo --agent {CUSTOM} --url {url}\nHow many keys has sizes?")
+    assert out.status == "ok", out.error
+    bodies = [r["json"] for r in server.requests if r["path"] == "/v1/chat/completions"]
+    assert len(bodies) == 2 and "describe_variable" in [t["function"]["name"] for t in bodies[0]["tools"]]
+    asked, answered = bodies[1]["messages"][-2:]
+    assert asked["tool_calls"][0]["function"] == {
+        "name": "describe_variable",
+        "arguments": json.dumps({"name": "sizes"}),
+    }
+    assert answered["role"] == "tool" and answered["tool_call_id"] == asked["tool_calls"][0]["id"]
+    assert "'b': 22" in answered["content"]
+    shown = [c["data"].get("text/html", "") for c in out.of_type("display_data", "update_display_data")]
+    assert any("<strong>2</strong> keys" in html for html in shown)
+    [stored] = [m for m in k.history() if m["role"] == "assistant"]
+    assert stored["status"] == "complete"
+    assert [s["name"] for s in stored["meta"]["episode"]["steps"]] == ["describe_variable"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..errors import (
     ResponseTooLarge,
 )
 from .acytoo import Acytoo
-from .base import AsyncGeneratorProvider
+from .base import AsyncGeneratorProvider, ToolCallParts
 from .local import Local
 from .openai import OpenAICompatible
 
@@ -29,6 +30,7 @@ ENTRY_POINT_GROUP = "acytoo_magic.providers"
 __all__ = [
     "BUILTINS",
     "Acytoo",
+    "Adapter",
     "AsyncGeneratorProvider",
     "OpenAICompatible",
     "ProviderConnectionError",
@@ -37,6 +39,7 @@ __all__ = [
     "ProviderProtocolError",
     "ProviderTimeout",
     "ResponseTooLarge",
+    "adapt",
     "available",
     "call_keywords",
     "is_builtin",
@@ -155,3 +158,94 @@ def call_keywords(provider: Any, settings: Mapping[str, Any], session: Any = Non
                 file=sys.stderr,
             )
     return passed
+
+
+def _takes_tools(provider: Any) -> bool:
+    """Ours declare ``supports_tools``; g4f's OpenAI-style providers declare ``supports_native_tools``
+    and forward a ``tools`` keyword into their request (their ``extra_parameters``)."""
+    if is_builtin(provider):
+        return bool(getattr(provider, "supports_tools", False))
+    return getattr(provider, "supports_native_tools", False) is True or "tools" in declared_keywords(provider)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One resolved provider, whatever its kind: its label, where it posts, whether a key may go
+    there, whether it speaks tools, and its stream. Callers never branch on built-in or foreign."""
+
+    provider: Any
+    name: str
+    builtin: bool
+    tools: bool
+    default_model: str
+
+    def target(self, url: str | None) -> str:
+        """The URL this provider will contact for the configured ``url`` (a label's host)."""
+        if self.builtin:
+            return self.provider.base_url(url)
+        return str(url or getattr(self.provider, "url", "") or "")
+
+    def key_origin(self) -> str | None:
+        """Where a key with no host of its own may go (a built-in's default URL, else only the
+        configured one: ""), or None: this provider is given no key at all.
+
+        A foreign provider gets a key only if it also takes our URL setting (a ``base_url``-like
+        keyword): otherwise it posts to a host of its own, which the key was never set for.
+        """
+        if self.builtin:
+            return self.provider.base_url() if self.provider.takes_api_key else None
+        declared = declared_keywords(self.provider)
+        takes_url = any(name in declared for name in FOREIGN_KEYWORDS["url"])
+        return "" if "api_key" in declared and takes_url else None
+
+    @property
+    def no_key(self) -> str | None:
+        """The ``api_key`` value meaning "none": "" stops a built-in looking in the environment."""
+        return "" if self.builtin else None
+
+    def open(
+        self,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        proxy: str | None,
+        settings: Mapping[str, Any],
+        session: Any = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> AsyncIterator[Any]:
+        """The provider's stream for these settings; with ``tools``, its calls come as one
+        ``ToolCalls`` after the text, from either kind of provider."""
+        kwargs = call_keywords(self.provider, settings, session)
+        if tools:
+            kwargs["tools"] = list(tools)
+        stream = self.provider.create_async_generator(model, messages, proxy, **kwargs)
+        return stream if self.builtin else _foreign_items(stream)
+
+
+async def _foreign_items(stream: Any) -> AsyncIterator[Any]:
+    """A g4f provider's items, its streamed ``ToolCalls`` pieces put together into ours."""
+    parts = ToolCallParts()
+    try:
+        async for item in stream:
+            if type(item).__name__ == "ToolCalls" and callable(getattr(item, "get_list", None)):
+                for piece in item.get_list() or ():
+                    parts.add(piece)
+                continue
+            yield item
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+    if (calls := parts.result()) is not None:
+        yield calls
+
+
+def adapt(spec: Any) -> Adapter:
+    """``resolve(spec)`` wrapped as an ``Adapter`` (``ProviderNotFound`` as resolve raises it)."""
+    provider = resolve(spec)
+    return Adapter(
+        provider=provider,
+        name=provider_name(provider),
+        builtin=is_builtin(provider),
+        tools=_takes_tools(provider),
+        default_model=str(getattr(provider, "default_model", "") or ""),
+    )

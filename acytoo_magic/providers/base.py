@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import json
 import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -68,6 +69,36 @@ class ToolCalls:
     """The calls a reply ended with, yielded after its text by a provider that speaks tools."""
 
     calls: tuple[ToolCall, ...]
+
+
+class ToolCallParts:
+    """Streamed tool-call pieces put together by ``index``, as OpenAI's ``delta.tool_calls`` send
+    them (g4f's ``ToolCalls`` carry the same pieces): the id and name come once, the arguments' JSON
+    text in pieces that are concatenated."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, delta: Any) -> None:
+        """Merge one piece; ``ValueError`` names what is malformed (a provider turns it into its error)."""
+        if not isinstance(delta, Mapping):
+            raise ValueError("a tool call delta is not an object")
+        index = delta.get("index", len(self._calls))
+        if not isinstance(index, int):
+            raise ValueError("a tool call delta has no integer index")
+        call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        function = delta.get("function") or {}
+        call["id"] = call["id"] or str(delta.get("id") or "")
+        call["name"] = call["name"] or str(function.get("name") or "")
+        arguments = function.get("arguments") or ""
+        call["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+    def result(self) -> ToolCalls | None:
+        """The calls in index order (an id made up where the server sent none, as older llama.cpp)."""
+        if not self._calls:
+            return None
+        calls = sorted(self._calls.items())
+        return ToolCalls(tuple(ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"]) for i, c in calls))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from .base import (
     AsyncGeneratorProvider,
     HTTPStream,
     Messages,
-    ToolCall,
+    ToolCallParts,
     ToolCalls,
     Usage,
     transport_options,
@@ -122,7 +122,7 @@ def refuses_stream_options(error: ProviderHTTPError) -> bool:
 async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCalls]:
     """The text of each delta, then the tool calls asked for and the last ``Usage``, if any."""
     usage = None
-    calls: dict[int, dict[str, str]] = {}
+    calls = ToolCallParts()
     async with contextlib.aclosing(stream.chunks(lines=True)) as lines:
         async for raw in lines:
             event = parse_sse_line(raw, stream)
@@ -134,15 +134,14 @@ async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCal
                 yield text
             add_tool_call_deltas(calls, event, stream)
             usage = usage_of(event) or usage
-    if calls:
-        yield ToolCalls(tuple(ToolCall(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls.items())))
+    if (asked := calls.result()) is not None:
+        yield asked
     if usage is not None:
         yield usage
 
 
-def add_tool_call_deltas(calls: dict[int, dict[str, str]], event: dict[str, Any], stream: HTTPStream) -> None:
-    """Merge one event's ``delta.tool_calls`` into ``calls`` by index: id and name are set once,
-    the arguments' JSON text arrives in pieces and is concatenated."""
+def add_tool_call_deltas(calls: ToolCallParts, event: dict[str, Any], stream: HTTPStream) -> None:
+    """Merge one event's ``delta.tool_calls`` into ``calls``."""
     choices = event.get("choices") or []
     first = choices[0] if choices and isinstance(choices[0], dict) else {}
     deltas = (first.get("delta") or {}).get("tool_calls")
@@ -151,18 +150,10 @@ def add_tool_call_deltas(calls: dict[int, dict[str, str]], event: dict[str, Any]
     if not isinstance(deltas, list):
         raise stream.error(ProviderProtocolError, "delta.tool_calls is not a list")
     for delta in deltas:
-        if not isinstance(delta, dict):
-            raise stream.error(ProviderProtocolError, "a tool call delta is not an object")
-        index = delta.get("index", len(calls))
-        if not isinstance(index, int):
-            raise stream.error(ProviderProtocolError, "a tool call delta has no integer index")
-        call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-        function = delta.get("function") or {}
-        call["id"] = call["id"] or str(delta.get("id") or "")
-        call["name"] = call["name"] or str(function.get("name") or "")
-        call["arguments"] += str(function.get("arguments") or "")
-    for index, call in calls.items():
-        call["id"] = call["id"] or f"call_{index}"  # some servers (older llama.cpp) send no id
+        try:
+            calls.add(delta)
+        except ValueError as exc:
+            raise stream.error(ProviderProtocolError, str(exc)) from None
 
 
 DONE = object()
