@@ -362,11 +362,11 @@ class ChatInput(anywidget.AnyWidget):
       // Agent mode: a switch whose state shows (pressed, highlighted) and travels with the submit.
       const agent = document.createElement("button");
       agent.className = "jupyter-button acytoo-agent-switch";
-      agent.textContent = "Agent";
       agent.title = "Agent mode: the model may look at your variables and propose code; "
         + "code runs only when you click Run";
       const showAgent = () => {
         const on = model.get("agent");
+        agent.textContent = on ? "Agent: on" : "Agent: off";
         agent.classList.toggle("mod-active", on);
         agent.setAttribute("aria-pressed", on ? "true" : "false");
       };

@@ -46,34 +46,35 @@ class Approval(anywidget.AnyWidget):
 
     _esm = """
     function render({ model, el }) {
+      // Buttons exist only while the kernel holds a request: none is drawn for a decided one.
       const ask = document.createElement("div");
       ask.className = "acytoo-approval-ask";
       ask.hidden = true;
-      const code = document.createElement("div");
-      const bar = document.createElement("div");
-      bar.className = "acytoo-approval-buttons";
-      let token = "";
-      const show = (msg) => {
-        token = msg.token || "";
-        code.innerHTML = token ? msg.html : "";  // HTML the kernel rendered through its policy
-        ask.hidden = !token;
-        for (const button of bar.children) button.disabled = !token;
-      };
-      for (const [decision, label, style] of [["run", "Run", "mod-success"], ["skip", "Skip", ""],
-                                              ["stop", "Stop", "mod-danger"]]) {
-        const button = document.createElement("button");
-        button.className = `jupyter-button ${style} acytoo-agent-${decision}`;
-        button.textContent = label;
-        button.addEventListener("click", () => {
-          if (!token) return;
-          const decided = token;
-          show({});  // one decision per request: the buttons go at once
-          model.send({ event: "decide", token: decided, decision });
-        });
-        bar.append(button);
-      }
-      ask.append(code, bar);
       el.append(ask);
+      const decide = (token, decision) => {
+        show({});  // one decision per request: the buttons go at once
+        model.send({ event: "decide", token, decision });
+      };
+      const show = (msg) => {
+        const token = msg.token || "";
+        ask.replaceChildren();
+        ask.hidden = !token;
+        if (!token) return;
+        const code = document.createElement("div");
+        code.className = "acytoo-approval-code";
+        code.innerHTML = msg.html;  // HTML the kernel rendered through its policy
+        const bar = document.createElement("div");
+        bar.className = "acytoo-approval-buttons";
+        for (const [decision, label, style] of [["run", "Run", "mod-success"], ["skip", "Skip", ""],
+                                                ["stop", "Stop", "mod-danger"]]) {
+          const button = document.createElement("button");
+          button.className = `jupyter-button ${style} acytoo-agent-${decision}`;
+          button.textContent = label;
+          button.addEventListener("click", () => decide(token, decision));
+          bar.append(button);
+        }
+        ask.append(code, bar);
+      };
       const onMessage = (msg) => { if (msg && msg.op === "ask") show(msg); };
       model.on("msg:custom", onMessage);
       model.send({ event: "ready" });
