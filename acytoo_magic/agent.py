@@ -208,6 +208,7 @@ class AgentLoop:
                         await asyncio.to_thread(self.request.spend.check_messages, sent, self.request.price)
                     except BudgetExceeded as exc:
                         if not episode.steps:
+                            self._end(FAILED, str(exc))  # so the finally below records nothing
                             raise  # nothing done yet: refused like any request, nothing recorded
                         self._end(PARTIAL, str(exc))
                         break

@@ -805,7 +805,7 @@ class ChatWidget(widgets.VBox):
             self._set_busy(False)
         episode = self.last_episode = view.episode
         self._steps = []
-        if episode is None or episode.status == FAILED:  # nothing done, nothing recorded
+        if error or episode is None or episode.status == FAILED:  # nothing done, nothing recorded
             self._restore(typed)
             self._show_status(redact(error or str(episode.error if episode else "")), error=True)
             return episode

@@ -257,3 +257,27 @@ def test_a_magic_episode_shows_compactly_in_the_chat(k: Kernel, server: LocalSer
     assert "from cell [" in html and "Magic done." in html
     assert "<summary><code>list_variables({})</code></summary>" in html
     assert "<summary><code>run_python [skip]: from_magic = 1</code></summary>" in html
+
+
+def test_budgets_and_a_provider_without_tools_refuse_in_one_line_losing_nothing(
+    k: Kernel, server: LocalServer
+) -> None:
+    question = "a question long enough to pass a daily budget of ten tokens"
+    run(k, "%config Assistant.daily_max_tokens = 10")
+    before = len(server.requests)
+    run(k, f"w.send({question!r})\nawait w.wait()")
+    status = run(k, "print(w.status.value)")
+    assert "acytoo-error" in status and "raise Assistant.daily_max_tokens" in status and "\n" not in status
+    assert len(server.requests) == before and k.history("ag") == []  # not sent, not recorded
+    assert run(k, "print(w.input.value)") == question  # back in the box
+
+    run(k, "%config Assistant.daily_max_tokens = 0\n%config Assistant.agent_max_steps = 1")
+    server.config.script[:] = [{"calls": [{"name": "list_variables"}]}, {"text": "never asked"}]
+    done = finished(k) if run(k, "w.send('Look around')") == "" else {}
+    assert done["status"] == "partial" and "raise Assistant.agent_max_steps" in done["html"]
+    assert len(sent(server)) == 1
+
+    run(k, "%config Assistant.provider = 'acytoo'\nw.send('hi')\nawait w.wait()")
+    status = run(k, "print(w.status.value)")
+    assert "agent mode needs a provider with tool calls" in status
+    assert run(k, "print(w.input.value)") == "hi"
