@@ -765,7 +765,10 @@ class ChatWidget(widgets.VBox):
         from .agent import preview
 
         text = (text or "").strip()
-        request = self._request_for(text) if text else None
+        if not text:  # Preview with an empty box puts the last preview away
+            self.preview_area.value = ""
+            return None
+        request = self._request_for(text)
         if request is None:
             return None
         agent = self.agent
@@ -887,6 +890,7 @@ class ChatWidget(widgets.VBox):
 
     def close(self) -> None:
         _open.discard(self)
+        self.stop()  # an episode waiting for a click nobody can give now ends, kept, as on Stop
         super().close()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import anywidget
 
-from .agent import AgentView, CodeRun, Decision, Step
+from .agent import AgentView, CodeRun, Decision, Episode, Step
 from .agent_output import code_html, step_html
 from .render import Frame, ThrottledRenderer
 from .untrusted import escaped, note_html
@@ -171,7 +171,7 @@ class WidgetAgentView(AgentView):
         self._draw, self._clear_live, self._add = draw, clear_live, add
         self.interval = interval
         self.renderers: list[ThrottledRenderer] = []
-        self.episode: Any = None  # the core's Episode once it ended
+        self.episode: Episode | None = None  # the core's, once it ended
 
     def renderer(self) -> ThrottledRenderer:
         renderer = ThrottledRenderer(self._frame, self.interval)
@@ -188,5 +188,5 @@ class WidgetAgentView(AgentView):
         self._clear_live()  # model text becomes an entry; a tool's step follows the text that asked
         self._add(live_step_html(step, run))
 
-    def ended(self, episode: Any) -> None:
+    def ended(self, episode: Episode) -> None:
         self.episode = episode
