@@ -47,6 +47,7 @@ class Approval(anywidget.AnyWidget):
     _esm = """
     function render({ model, el }) {
       // Buttons exist only while the kernel holds a request: none is drawn for a decided one.
+      el.classList.add("acytoo-approval");
       const ask = document.createElement("div");
       ask.className = "acytoo-approval-ask";
       ask.hidden = true;
@@ -57,6 +58,7 @@ class Approval(anywidget.AnyWidget):
       };
       const show = (msg) => {
         const token = msg.token || "";
+        el.dataset.state = token ? "asking" : "idle";  // as the kernel last said (absent: not heard yet)
         ask.replaceChildren();
         ask.hidden = !token;
         if (!token) return;

@@ -101,10 +101,14 @@ def test_a_decided_request_leaves_no_run_button_saved_or_reloaded(lab, page):  #
     page.reload()
     page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-    # the chat again (its kernel still runs) or, if Lab lost the widget's model, its saved copy
-    page.wait_for_function(
-        f"({READY}) || document.querySelector('.acytoo-chat-static') !== null", timeout=60_000
+    # The chat again (its kernel still runs), its approval area told by the kernel that nothing is
+    # pending; or, if Lab lost the widget's model on reload (the known race), only the saved copy.
+    idle = f"document.querySelector('{CHAT} .acytoo-approval[data-state=\"idle\"]') !== null"
+    lost = (
+        "[...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".some((o) => o.textContent.includes('model not found'))"
     )
+    page.wait_for_function(f"({idle}) || {lost}", timeout=60_000)
     shown = f"[...document.querySelectorAll('{CHAT} .acytoo-transcript, .acytoo-chat-static')]"
     page.wait_for_function(f"{shown}.some((e) => e.textContent.includes('done-widget-skip'))", timeout=60_000)
     assert page.locator(".acytoo-agent-run, .acytoo-agent-skip, .acytoo-agent-stop").count() == 0
