@@ -134,7 +134,12 @@ class AgentView:
         return None
 
     def show(self, step: Step, run: CodeRun | None = None) -> None:
-        """A finished step (``run``: what the approved code printed and displayed)."""
+        """A finished step (``run``: what the approved code printed and displayed). A ``text`` step
+        is model text that came with tool calls: the renderer has already drawn it as it streamed."""
+
+    def ended(self, episode: Episode) -> None:
+        """The episode is over, however it ended (an answer, a bound, Stop, an interrupt), and was
+        recorded: a front end whose task was cancelled still learns what was done."""
 
 
 class _Silent:
@@ -197,6 +202,7 @@ class AgentLoop:
                         await asyncio.to_thread(self.request.spend.check_messages, sent, self.request.price)
                     except BudgetExceeded as exc:
                         if not episode.steps:
+                            self._end(FAILED, str(exc))  # so the finally below records nothing
                             raise  # nothing done yet: refused like any request, nothing recorded
                         self._end(PARTIAL, str(exc))
                         break
@@ -222,6 +228,7 @@ class AgentLoop:
             episode.finished = time.monotonic()
             if self.request.conversation is not None and episode.status != FAILED:
                 await asyncio.to_thread(self._record)
+            self.view.ended(episode)
         return episode
 
     def _end(self, status: str, note: str) -> None:
@@ -251,7 +258,7 @@ class AgentLoop:
     async def _take_calls(self, reply: Reply) -> None:
         episode = self.episode
         if reply.text:
-            episode.steps.append(Step("text", reply.text))
+            self._show(Step("text", reply.text))
         episode.messages.append(
             {
                 "role": "assistant",

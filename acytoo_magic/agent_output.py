@@ -74,8 +74,8 @@ class NotebookAgentView(AgentView):
         return DisplayRenderer("markdown", self.interval)
 
     def show(self, step: Step, run: CodeRun | None = None) -> None:
-        if step.kind == "run" and step.decision in ("skip", "stop"):
-            return  # the approval area already says so, in place of the buttons
+        if step.kind == "text" or (step.kind == "run" and step.decision in ("skip", "stop")):
+            return  # drawn as it streamed; or the approval area already says so, in place of the buttons
         if step.kind == "run" and step.decision == "run":  # the code shows above, with its decision
             caption = "result (failed)" if step.failed else "result"
             html_text = note_html(caption) + render_markdown(fenced(step.text))
@@ -141,7 +141,8 @@ class TerminalAgentView(AgentView):
         return TerminalRenderer()
 
     def show(self, step: Step, run: CodeRun | None = None) -> None:
-        print(printable(step_plain(step)))
+        if step.kind != "text":  # model text was printed as it streamed
+            print(printable(step_plain(step)))
 
     def approve(self, code: str) -> Decision:
         print(f"\nThe model wants to run this code:\n{printable(code)}\n")

@@ -27,14 +27,16 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
+from .agent import Episode, Preview, episode_steps
 from .assistant import Assistant, shared_assistant
 from .conversation import Message
-from .errors import ContextError, ProviderNotFound
+from .errors import AcytooError, ContextError, ProviderNotFound
 from .providers.base import redact
 from .render import Frame, ThrottledRenderer
-from .runner import Reply
+from .runner import Reply, Request
 from .status import FAILED, label
-from .untrusted import escaped, printable, render_markdown, with_cursor
+from .untrusted import escaped, note_html, printable, render_markdown, with_cursor
+from .widget_agent import Approval, WidgetAgentView, steps_html
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
@@ -78,6 +80,8 @@ _CSS = """
 .acytoo-chat textarea.acytoo-input { flex: 1; min-height: 4.5em; box-sizing: border-box;
   font: inherit; padding: 0.4rem; resize: vertical; }
 .acytoo-chat .acytoo-send { width: 6rem; }
+.acytoo-chat .acytoo-entry-side { display: flex; flex-direction: column; gap: 0.2rem; }
+.acytoo-chat .acytoo-entry-side button { width: 6rem; }
 /* The saved copy is for a notebook reopened without its kernel: hidden while the chat is live. */
 .jp-OutputArea:has(.acytoo-chat) > .jp-OutputArea-child:has(.acytoo-chat-static) { display: none; }
 """
@@ -104,7 +108,7 @@ _STATIC_STYLE = (
 )
 
 
-def message_html(role: str, text: str, note: str = "", streaming: bool = False) -> str:
+def message_html(role: str, text: str, note: str = "", streaming: bool = False, head: str = "") -> str:
     """One message as HTML: the user's words as typed (escaped), an answer as rendered Markdown.
 
     Both go through the policy in ``untrusted`` that the magic uses: the answer is untrusted text.
@@ -116,7 +120,7 @@ def message_html(role: str, text: str, note: str = "", streaming: bool = False) 
         body = render_markdown(text) if text else ""
         body = with_cursor(body) if streaming else body
     note_html = f'<div class="acytoo-note">{escaped(note)}</div>' if note else ""
-    return f'<div class="acytoo-msg acytoo-{role}">{body}{note_html}</div>'
+    return f'<div class="acytoo-msg acytoo-{role}">{head}{body}{note_html}</div>'
 
 
 def entry_html(message: Message) -> str:
@@ -129,7 +133,8 @@ def entry_html(message: Message) -> str:
         html = f'<div class="acytoo-msg acytoo-user">{_typed_html(message.content, message.meta)}</div>'
     else:
         note = label(message.status) if message.role == "assistant" else ""
-        html = message_html(message.role, message.content, note)
+        steps = episode_steps(message.meta) if message.role == "assistant" else []
+        html = message_html(message.role, message.content, note, head=steps_html(steps))
     if message.cell is None:
         return html
     count = message.meta.get("execution_count")
@@ -148,6 +153,17 @@ def _typed_html(prompt: str, meta: dict[str, Any]) -> str:
         f'<details class="acytoo-context"><summary>context: {escaped(shown)} · '
         '<span class="acytoo-show">show</span><span class="acytoo-hide">hide</span></summary>'
         f"<pre>{escaped(prompt)}</pre></details>"
+    )
+
+
+def preview_html(shown: Preview) -> str:
+    """``Preview``: its one-line summary, and the request body as a JSON code block (the policy's)."""
+    from .agent_output import fenced
+
+    body = render_markdown(fenced(shown.text, "json"))
+    return (
+        f'<div class="acytoo-preview">{note_html(shown.summary())}'
+        f"<details open><summary>the request</summary>{body}</details></div>"
     )
 
 
@@ -340,9 +356,34 @@ class ChatInput(anywidget.AnyWidget):
         area.value = "";
         model.set("value", "");
         model.save_changes();
-        model.send({ event: "submit", value });
+        model.send({ event: "submit", value, agent: model.get("agent") });
       };
       send.addEventListener("click", submit);
+      // Agent mode: a switch whose state shows (pressed, highlighted) and travels with the submit.
+      const agent = document.createElement("button");
+      agent.className = "jupyter-button acytoo-agent-switch";
+      agent.title = "Agent mode: the model may look at your variables and propose code; "
+        + "code runs only when you click Run";
+      const showAgent = () => {
+        const on = model.get("agent");
+        agent.textContent = on ? "Agent: on" : "Agent: off";
+        agent.classList.toggle("mod-active", on);
+        agent.setAttribute("aria-pressed", on ? "true" : "false");
+      };
+      agent.addEventListener("click", () => {
+        model.set("agent", !model.get("agent"));
+        model.save_changes();
+      });
+      model.on("change:agent", showAgent);
+      showAgent();
+      // What would be sent for the text in the box, sent nowhere; the text stays in the box.
+      const preview = document.createElement("button");
+      preview.className = "jupyter-button acytoo-preview-button";
+      preview.textContent = "Preview";
+      preview.title = "Show exactly the messages that would be sent, their size and tokens; nothing is sent";
+      preview.addEventListener("click", () => {
+        model.send({ event: "preview", value: area.value, agent: model.get("agent") });
+      });
       area.addEventListener("focus", () => model.send({ event: "focus" }));
       area.addEventListener("input", () => { model.set("value", area.value); model.save_changes(); });
       area.addEventListener("keydown", (event) => {
@@ -358,18 +399,23 @@ class ChatInput(anywidget.AnyWidget):
       model.on("change:value", () => {
         if (area.value !== model.get("value")) area.value = model.get("value");
       });
-      el.append(area, send);
+      const side = document.createElement("div");
+      side.className = "acytoo-entry-side";
+      side.append(send, agent, preview);
+      el.append(area, side);
     }
     export default { render };
     """
     value = traitlets.Unicode("").tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
+    agent = traitlets.Bool(False, help="agent mode for what is sent (the Agent switch)").tag(sync=True)
     placeholder = traitlets.Unicode("Ask… (Enter sends, Shift+Enter for a new line)").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._submit_handlers: list[Any] = []
         self._focus_handlers: list[Any] = []
+        self._preview_handlers: list[Any] = []
         self.on_msg(self._handle_message)
 
     def on_submit(self, callback: Any) -> None:
@@ -378,9 +424,17 @@ class ChatInput(anywidget.AnyWidget):
     def on_focus(self, callback: Any) -> None:
         self._focus_handlers.append(callback)
 
+    def on_preview(self, callback: Any) -> None:
+        self._preview_handlers.append(callback)
+
     def _handle_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
+        if isinstance(content.get("agent"), bool):  # the switch as it was when the user clicked
+            self.agent = content["agent"]
+        if content.get("event") == "preview":
+            for callback in self._preview_handlers:
+                callback(str(content.get("value", "")))
         if content.get("event") == "submit":
             for callback in self._submit_handlers:
                 callback(str(content.get("value", "")))
@@ -410,7 +464,7 @@ class ChatWidget(widgets.VBox):
         self.assistant = assistant or _kernel_assistant()
         self.thread = thread
         self.window = max(2, window)
-        self._task: asyncio.Task[Reply] | None = None
+        self._task: asyncio.Task[Any] | None = None  # an answer's (a Reply) or an episode's (an Episode)
         self._reads: asyncio.Task[None] | None = None
         self._read_lock: asyncio.Lock | None = None
         self.last_reply: Reply | None = None
@@ -421,8 +475,13 @@ class ChatWidget(widgets.VBox):
         self._footer = ""
         self._html: dict[str, str] = {}  # rendered entries by message key: a refresh renders only what is new
         self._static_ids: list[str] = []
+        self._steps: list[str] = []  # the running episode's steps, as entries after its question
+        self.last_episode: Episode | None = None
+        self.last_preview: Preview | None = None
 
         self.transcript = Transcript()
+        self.approval = Approval()  # a run_python request waiting for Run / Skip / Stop
+        self.preview_area = widgets.HTML()
         self.status = widgets.HTML()
         self.input = ChatInput(layout=widgets.Layout(flex="1 1 auto", width="auto"))
         self.stop_button = widgets.Button(
@@ -440,14 +499,16 @@ class ChatWidget(widgets.VBox):
         self._update_indicator()
 
         self.stop_button.on_click(lambda _button: self.stop())
-        self.input.on_submit(self.send)
+        self.input.on_submit(self._submitted)
+        self.input.on_preview(self.preview)
         self.input.on_focus(self.refresh)
         self.transcript.on_event(self._transcript_event)
         self.thread_picker.observe(self._thread_changed, names="value")
 
         header = widgets.HBox([self.thread_picker, self.indicator])
         entry = widgets.HBox([self.input, self.stop_button], layout=widgets.Layout(width="100%"))
-        super().__init__([header, self.transcript, self.status, entry], **kwargs)
+        parts = [header, self.transcript, self.approval, self.preview_area, self.status, entry]
+        super().__init__(parts, **kwargs)
         self.add_class("acytoo-chat")
         self.status.add_class("acytoo-status")
         _open.add(self)
@@ -455,6 +516,15 @@ class ChatWidget(widgets.VBox):
         self.refresh(threads=True)
 
     # -- what is shown -------------------------------------------------------------------------
+    @property
+    def agent(self) -> bool:
+        """Agent mode (the switch by the input): a message sent runs an episode (``Assistant.agent``)."""
+        return self.input.agent
+
+    @agent.setter
+    def agent(self, on: bool) -> None:
+        self.input.agent = bool(on)
+
     @property
     def streaming(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -563,7 +633,7 @@ class ChatWidget(widgets.VBox):
         return [self._html[_key(m)] for m in messages]
 
     def _show(self, earlier: bool = False) -> None:
-        entries = self._entries([*self._stored, *self._local])
+        entries = self._entries([*self._stored, *self._local]) + self._steps
         own = bool(entries) and bool(self._own_answer) and entries[-1] == self._own_answer
         if self.transcript.show(entries, self._footer if own else "", earlier=earlier):
             self._update_static()
@@ -628,8 +698,23 @@ class ChatWidget(widgets.VBox):
             update_display(bundle, raw=True, display_id=display_id)
 
     # -- actions ---------------------------------------------------------------------------
-    def send(self, text: str) -> asyncio.Task[Reply] | None:
-        """Start streaming an answer to ``text`` and return at once (the task, for ``await``)."""
+    def send(self, text: str, agent: bool | None = None) -> asyncio.Task[Any] | None:
+        """Start streaming an answer to ``text`` and return at once (the task, for ``await``).
+
+        ``agent`` (default: the Agent switch) runs an episode instead. Called from a cell, Run /
+        Skip / Stop are offered only where a person ran that cell (``allow_stdin``, as for
+        ``%%acytoo --agent``); under nbclient or papermill a run is refused.
+        """
+        from .agent_output import someone_can_click
+
+        person = someone_can_click(getattr(self.assistant, "shell", None))
+        return self._send_message(text, self.agent if agent is None else agent, person)
+
+    def _submitted(self, text: str) -> None:
+        """The page's Send: a person clicked, with the Agent switch as it was then."""
+        self._send_message(text, self.input.agent, person=True)
+
+    def _send_message(self, text: str, agent: bool, person: bool) -> asyncio.Task[Any] | None:
         text = (text or "").strip()
         if not text:
             return None
@@ -637,31 +722,110 @@ class ChatWidget(widgets.VBox):
             self.input.value = text  # nothing typed is lost
             self._show_status("an answer is still streaming: wait, or press Stop")
             return None
+        request = self._request_for(text)
+        if request is None:
+            return None
+        self._show_status("")
+        self.preview_area.value = ""
+        self._update_indicator(request)  # settings may have changed since the widget was shown
+        self.input.value = ""
+        question = Message("user", request.prompt, meta=dict(request.meta))
+        self._local, self._own_answer, self._steps = [question], "", []
+        self._show()
+        self._set_busy(True)
+        if agent:
+            episode = self._episode(request, text, question, person)
+            self._task = asyncio.get_running_loop().create_task(episode)
+            return self._task
+        self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
+        stream = self._stream(request, self.renderer, text, question)
+        self._task = asyncio.get_running_loop().create_task(stream)
+        return self._task
+
+    def _request_for(self, text: str) -> Request | None:
+        """The request ``text`` makes (references expanded), or None with the error said and the
+        text back in the box."""
         try:
             prompt = self.assistant.expand(text)
             meta = {}
             if prompt != text:  # what was typed, and what it attached, for the bubble to show
                 meta = {"typed": text, "context": self.assistant.context().labels(text)}
-            request = self.assistant.request(prompt, thread=self.thread, meta=meta)
+            return self.assistant.request(prompt, thread=self.thread, meta=meta)
         except (ContextError, ProviderNotFound) as exc:
             self.input.value = text  # back in the box, to be corrected
             self._show_status(str(exc), error=True)
-            return None
         except Exception as exc:  # a summary or a provider module that fails: said, and nothing lost
             self.input.value = text
             self._show_status(f"acytoo: {type(exc).__name__}: {redact(str(exc))}", error=True)
+        return None
+
+    def preview(self, text: str) -> asyncio.Task[None] | None:
+        """Show exactly what sending ``text`` would send (with the Agent switch's tools), its size and
+        estimated tokens; nothing is sent or recorded. Reads the history off the loop."""
+        from .agent import preview
+
+        text = (text or "").strip()
+        if not text:  # Preview with an empty box puts the last preview away
+            self.preview_area.value = ""
             return None
-        self._show_status("")
-        self._update_indicator(request)  # settings may have changed since the widget was shown
-        self.input.value = ""
-        question = Message("user", prompt, meta=dict(request.meta))
-        self._local, self._own_answer = [question], ""
+        request = self._request_for(text)
+        if request is None:
+            return None
+        agent = self.agent
+
+        async def show() -> None:
+            try:
+                shown = await asyncio.to_thread(preview, request, agent)
+            except Exception as exc:  # the history file is locked or broken: said, nothing sent
+                self._show_status(f"acytoo: preview: {redact(str(exc))}", error=True)
+                return
+            self._show_status("")
+            self.last_preview = shown
+            self.preview_area.value = preview_html(shown)
+
+        return self._schedule(show())
+
+    async def _episode(self, request: Request, typed: str, question: Message, person: bool) -> Episode | None:
+        """One agent episode drawn in the transcript; Stop (or Stop in the approval) ends it, kept."""
+
+        def add(html: str) -> None:
+            self._steps.append(html)
+            self._show()
+
+        view = WidgetAgentView(
+            self._draw, lambda: self.transcript.draw_live(""), add, self.assistant.render_interval
+        )
+        approve = self.approval.ask if person else None
+        error = ""
+        try:
+            with contextlib.suppress(asyncio.CancelledError):  # Stop: the core records it interrupted
+                await self.assistant.agent(request.prompt, approve=approve, view=view, request=request)
+        except Exception as exc:  # refused before sending (no tools, a budget), or a failure: said
+            error = str(exc) if isinstance(exc, AcytooError) else f"acytoo: {type(exc).__name__}: {exc}"
+        finally:
+            self.renderer = view.renderers[-1] if view.renderers else None
+            self.transcript.draw_live("")
+            self._set_busy(False)
+        episode = self.last_episode = view.episode
+        self._steps = []
+        if error or episode is None or episode.status == FAILED:  # nothing done, nothing recorded
+            self._restore(typed)
+            self._show_status(redact(error or str(episode.error if episode else "")), error=True)
+            return episode
+        meta = {**question.meta, **episode.meta()}
+        answer = Message("assistant", episode.content, episode.status, meta=meta)
+        self._local = [question, answer]
+        self._own_answer = self._entries([answer])[0]
+        note = f'<div class="acytoo-note">{escaped(episode.note)}</div>' if episode.note else ""
+        status = episode.status_line(request) if request.show_status else ""
+        self._footer = note + (f"<div>{escaped(status)}</div>" if status else "")
         self._show()
-        self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
-        self._set_busy(True)
-        stream = self._stream(request, self.renderer, text, question)
-        self._task = asyncio.get_running_loop().create_task(stream)
-        return self._task
+        problem = str(episode.error) if episode.error is not None else episode.history_warning
+        if problem:
+            self._show_status(redact(problem), error=True)
+        if request.conversation is not None and not episode.history_warning:
+            await self._read(drop_local=True)  # the store has the episode now: it shows from there
+        return episode
 
     async def _stream(
         self, request: Any, renderer: ThrottledRenderer, typed: str, question: Message
@@ -716,8 +880,9 @@ class ChatWidget(widgets.VBox):
             assert self._task is not None
             self._task.cancel()
 
-    async def wait(self) -> Reply | None:
-        """Wait for the current answer and history reads (``await chat.wait()`` in a cell)."""
+    async def wait(self) -> Any:
+        """Wait for the current answer (a ``Reply``) or episode (an ``Episode``) and history reads
+        (``await chat.wait()`` in a cell)."""
         reply = await asyncio.shield(self._task) if self._task is not None else None
         while self._reads is not None and not self._reads.done():
             await asyncio.shield(self._reads)
@@ -725,6 +890,7 @@ class ChatWidget(widgets.VBox):
 
     def close(self) -> None:
         _open.discard(self)
+        self.stop()  # an episode waiting for a click nobody can give now ends, kept, as on Stop
         super().close()
 
 
@@ -732,7 +898,8 @@ def _key(message: Message) -> str:
     """What an entry's HTML depends on (not the row id: a message shows the same before it is stored)."""
     return json.dumps(
         [message.role, message.content, str(message.status), message.cell, message.meta.get("typed"),
-         message.meta.get("context"), message.meta.get("execution_count")],
+         message.meta.get("context"), message.meta.get("execution_count"),
+         (message.meta.get("episode") or {}).get("steps")],
         ensure_ascii=False,
     )
 

@@ -205,6 +205,7 @@ async def test_daily_budget_refuses_before_sending_and_counts_every_request(
     with pytest.raises(BudgetExceeded):
         await assistant.agent("an agent question, also too long for what is left")
     assert len(chat_requests(server)) == before  # refused before sending
+    assert assistant.conversation().messages() == []  # and the refused episode is not recorded
     assert (
         "today: " in assistant.daily_budget().shown()
         and f"of {spent_tokens + 5:,}" in assistant.daily_budget().shown()
