@@ -52,7 +52,7 @@ def step_html(step: Step) -> str:
             return head + note_html(caption) + render_markdown(fenced(step.text))
         return head
     if step.kind == "tool":
-        call = f"🔎 {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
+        call = f"tool · {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
         return note_html(call) + render_markdown(fenced(step.text))
     return render_markdown(step.text)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import inspect
 import io
 import linecache
 import re
@@ -74,6 +75,12 @@ def _shape(value: Any) -> str:
     return ""
 
 
+def _imported(value: Any) -> bool:
+    """A class or function defined outside the notebook (``from x import Y``)."""
+    routine = inspect.isclass(value) or inspect.isroutine(value)
+    return routine and getattr(value, "__module__", "__main__") != "__main__"
+
+
 class NotebookTools:
     """The read-only tools over one notebook's context; ``hidden``: names the shell put there itself."""
 
@@ -92,7 +99,8 @@ class NotebookTools:
         }
 
     def list_variables(self) -> str:
-        found = self.variables()
+        # what the user imported (a class, a function from a package) is not their data
+        found = {name: value for name, value in self.variables().items() if not _imported(value)}
         if not found:
             return "no variables yet"
         lines = []

@@ -110,13 +110,17 @@ async def test_approval_comes_only_from_the_callback_and_gets_the_exact_code(
 
 def test_read_only_tools_look_names_up_and_never_evaluate(shell: InteractiveShell) -> None:
     import os
+    from pathlib import Path as ImportedClass
 
-    shell.user_ns.update({"df": [1, 2, 3], "_private": 1, "os": os})
+    shell.run_cell("class Mine: pass\ndef mine(): pass")
+    shell.user_ns.update({"df": [1, 2, 3], "_private": 1, "os": os, "ImportedClass": ImportedClass})
     assistant = Assistant(shell=shell)
     tools = NotebookTools(assistant.context(), shell.user_ns_hidden)
     listed = tools.list_variables()
     assert "df: builtins.list, length 3" in listed
     assert "_private" not in listed and "os:" not in listed and "In:" not in listed
+    assert "ImportedClass" not in listed  # imported, not the user's data (the chat listed ChatWidget)
+    assert "Mine: builtins.type" in listed and "mine: builtins.function" in listed  # defined here
     for expression in ("__import__('os').system('touch /tmp/x')", "df.pop", "df[0]", "os"):
         with pytest.raises(ToolError):
             tools.describe_variable(expression)
