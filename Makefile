@@ -56,7 +56,7 @@ demo: $(DEMO_STAMP)
 # Regenerates the README pictures in docs/ from the browser tests (real JupyterLab + chromium);
 # docs/chat_widget.png comes last, from test_browser_widget.py (a long transcript).
 screenshots: venv browser
-	DOCS_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py tests/test_browser_widget.py -q
+	DOCS_SCREENSHOTS=docs $(PY) -m pytest tests/test_browser.py tests/test_browser_agent.py tests/test_browser_widget_agent.py tests/test_browser_widget.py -q
 
 # A peer that pip cannot install is recorded (BENCH_VENVS/NAME/.failed) and shown so in the table.
 bench-peers: venv

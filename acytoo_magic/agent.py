@@ -40,6 +40,10 @@ class Decision(str, Enum):
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 @dataclass
 class Limits:
     """An episode's bounds (``Assistant.agent_*`` settings)."""
@@ -104,11 +108,12 @@ class Episode:
         the note above it, not repeated here."""
         about = "≈" if self.estimated else ""
         runs = sum(1 for step in self.steps if step.kind == "run")
+        calls = sum(1 for step in self.steps if step.kind in ("tool", "run"))
         parts = [
             request.provider_label or request.adapter.name,
             request.model,
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
-            f"{len([s for s in self.steps if s.kind in ('tool', 'run')])} tool calls ({runs} runs)",
+            f"{_count(calls, 'tool call')} ({_count(runs, 'run')})",
             f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
         ]
         if request.price is not None:

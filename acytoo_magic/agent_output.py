@@ -38,9 +38,10 @@ def fenced(text: str, info: str = "") -> str:
     return f"{fence}{info}\n{text}\n{fence}"
 
 
-def code_html(code: str, caption: str) -> str:
-    """Proposed code as the policy renders a reply's code block, under an escaped caption."""
-    return f'<div class="acytoo-run">{note_html(caption)}{render_markdown(fenced(code, "python"))}</div>'
+def code_html(code: str, caption: str, info: str = "python") -> str:
+    """Proposed code (or a result) as the policy renders a reply's code block, under an escaped
+    caption; in a ``div`` so JupyterLab's indent of a top-level ``pre`` does not shift results."""
+    return f'<div class="acytoo-run">{note_html(caption)}{render_markdown(fenced(code, info))}</div>'
 
 
 def step_html(step: Step) -> str:
@@ -48,12 +49,11 @@ def step_html(step: Step) -> str:
     if step.kind == "run":
         head = code_html(step.code, f"run_python: {_DECIDED.get(step.decision, step.decision)}")
         if step.decision in ("run", "auto"):
-            caption = "result (failed)" if step.failed else "result"
-            return head + note_html(caption) + render_markdown(fenced(step.text))
+            return head + code_html(step.text, "result (failed)" if step.failed else "result", "")
         return head
     if step.kind == "tool":
         call = f"tool · {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
-        return note_html(call) + render_markdown(fenced(step.text))
+        return code_html(step.text, call, "")
     return render_markdown(step.text)
 
 
@@ -75,10 +75,10 @@ class NotebookAgentView(AgentView):
 
     def show(self, step: Step, run: CodeRun | None = None) -> None:
         if step.kind == "text" or (step.kind == "run" and step.decision in ("skip", "stop")):
-            return  # drawn as it streamed; or the approval area already says so, in place of the buttons
+            return  # drawn as it streamed; or the code's caption says so, where the buttons were
         if step.kind == "run" and step.decision == "run":  # the code shows above, with its decision
             caption = "result (failed)" if step.failed else "result"
-            html_text = note_html(caption) + render_markdown(fenced(step.text))
+            html_text = code_html(step.text, caption, "")
             self._display({"text/plain": f"[{caption}]\n{step.text}", "text/html": html_text}, raw=True)
         else:
             self._display({"text/plain": step_plain(step), "text/html": step_html(step)}, raw=True)
@@ -111,9 +111,7 @@ class NotebookAgentView(AgentView):
             decided = decision.value
             return decision
         finally:  # also on interrupt: no live button stays behind
-            area.update(
-                {"text/plain": _DECIDED[decided], "text/html": note_html(_DECIDED[decided])}, raw=True
-            )
+            area.update({"text/plain": "", "text/html": ""}, raw=True)  # the code's caption says it
             box.close()
             for button in buttons:
                 button.close()
