@@ -65,6 +65,7 @@ bench-peers: venv
 bench: venv browser bench-peers local
 	$(PY) benchmarks/run.py --peers $(BENCH_VENVS)
 	$(PY) benchmarks/backends.py
+	$(PY) benchmarks/agent_small_models.py --models smollm2,gemma3
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENVS) build *.egg-info .pytest_cache

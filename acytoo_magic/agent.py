@@ -409,10 +409,12 @@ async def run_agent(
 ) -> Episode:
     """``Assistant.agent``'s body: refuse a provider without tools, then run one episode."""
     if not request.adapter.tools:
+        why = getattr(request.provider, "no_tools_reason", "")
         raise ToolsUnsupported(
-            f"agent mode needs a provider with tool calls; {request.provider_label or 'this one'} has none: "
-            "use -p openai (OpenAI, Ollama, vLLM, llama.cpp server, the local server) or a g4f provider "
-            "that declares supports_native_tools"
+            f"agent mode needs a provider with tool calls; {request.provider_label or 'this one'} has "
+            f"none{f' ({why})' if why else ''}: use -p openai with a tool-calling model (OpenAI; Ollama, "
+            "vLLM or llama.cpp's server running e.g. qwen2.5 or llama3.2) or a g4f provider with "
+            "supports_native_tools"
         )
     shell = assistant.shell
     hidden = getattr(shell, "user_ns_hidden", None) or {}

@@ -55,3 +55,32 @@ def test_benchmark_smoke_run_produces_every_section(tmp_path):
     browser = results["browser"]
     assert browser["runs"] or "chromium" in browser["status"]
     assert "benchmark" in done.stdout and "figures in" in done.stdout
+
+
+@pytest.mark.local_model
+def test_agent_small_models_measures_each_way_of_asking_the_bundled_model(tmp_path):
+    """One task through the real SmolLM2: a row per way of asking (native tools, a Hermes template,
+    a text protocol with and without an example), counted from what the model did; the counts
+    themselves are the model's and not asserted."""
+    output = tmp_path / "agent.json"
+    script = ROOT / "benchmarks" / "agent_small_models.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--tasks", "1", "--out", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert [(r["model"], r["condition"]) for r in report["rows"]] == [
+        ("smollm2", "native"),
+        ("smollm2", "native-hermes"),
+        ("smollm2", "text"),
+        ("smollm2", "text-example"),
+    ]
+    for row in report["rows"]:
+        [outcome] = row["outcomes"]
+        assert outcome["first_reply"], row  # the model answered something
+        assert not (outcome["answered"] and outcome["guessed"])  # grounded or guessed, never both
+        assert outcome["well_formed"] or not outcome["ran"]  # nothing runs without a well-formed call
+    assert report["table"] in done.stdout

@@ -303,6 +303,21 @@ async def test_a_model_server_answers_openai_clients_from_the_model():
     assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 2
 
 
+async def test_a_model_server_refuses_tools_instead_of_answering_without_them():
+    tools = [{"type": "function", "function": {"name": "list_variables", "parameters": {"type": "object"}}}]
+    with LocalServer(ServerConfig(model=FakeModel())) as running:
+        async with client(running) as api:
+            with pytest.raises(openai.BadRequestError) as info:
+                await api.chat.completions.create(
+                    model="x", messages=[{"role": "user", "content": "hi"}], tools=tools
+                )
+            plain = await api.chat.completions.create(model="x", messages=[{"role": "user", "content": "hi"}])
+    assert info.value.param == "tools" and info.value.code == "tools_unsupported"
+    assert info.value.body["message"].startswith("fake-model does not support tools")
+    assert "Ollama" in info.value.message
+    assert plain.choices[0].message.content == "model answer"  # the same server, without tools
+
+
 G4F_CLIENT = """
 import asyncio, json, sys
 from g4f.Provider import Custom

@@ -37,6 +37,11 @@ class Local(AsyncGeneratorProvider):
     # answer in n_ctx and are read in ~10-20 s on 2 busy cores the first time; later turns reuse
     # llama.cpp's prompt cache and read only the new exchange. Assistant.max_history_chars caps it too.
     max_history_chars = 6_000
+    # Why agent mode refuses this provider (docs/agent.md, benchmarks/agent_small_models.py).
+    no_tools_reason = (
+        "measured: the bundled models made no tool call in 20 notebook tasks, and answered 1 at best "
+        "through a text protocol; see docs/agent.md"
+    )
 
     @classmethod
     def settings_shown(cls) -> dict[str, Any]:

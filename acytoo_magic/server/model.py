@@ -28,6 +28,14 @@ from .wire import (
     require_messages,
 )
 
+# llama.cpp drops ``tools`` for a chat template without them (SmolLM2's), and the bundled models
+# made no well-formed call even when tools were rendered into the prompt (docs/agent.md).
+NO_TOOLS = (
+    "{name} does not support tools here (this server passes none to its model; the bundled models "
+    "made no well-formed tool call when measured: docs/agent.md); for agent mode serve a "
+    "tool-calling model with Ollama, vLLM or llama.cpp's server"
+)
+
 
 class ModelBackend:
     """The request handlers for a loaded model; no request log (``/_requests`` is a 404)."""
@@ -49,6 +57,9 @@ class ModelBackend:
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
         payload = require_messages(await read_json(request, openai=True), openai=True)
+        if payload.get("tools"):  # a 400, as Ollama answers for a model without tools; never dropped silently
+            message = NO_TOOLS.format(name=self.model.name)
+            return openai_error(400, message, param="tools", code="tools_unsupported")
         return await self._generate(request, payload, openai=True)
 
     async def models(self, request: web.Request) -> web.Response:
