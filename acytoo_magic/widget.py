@@ -538,7 +538,7 @@ class ChatWidget(widgets.VBox):
         self._read_lock: asyncio.Lock | None = None
         self.last_reply: Reply | None = None
         self.renderer: ThrottledRenderer | None = None
-        self._live = LiveAnswer()  # the answer streaming now (or the last one)
+        self._answer = LiveAnswer()  # the answer streaming now (or the last one)
         self._stored: list[Message] = []  # the thread's newest messages, as read from the store
         self._local: list[Message] = []  # this widget's exchange until the store has it
         self._own_answer: str = ""  # the entry the footer (status line) belongs to
@@ -781,7 +781,7 @@ class ChatWidget(widgets.VBox):
         question = Message("user", prompt, meta=dict(request.meta))
         self._local, self._own_answer = [question], ""
         self._show()
-        self._live = LiveAnswer()
+        self._answer = LiveAnswer()
         self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
         self._set_busy(True)
         stream = self._stream(request, self.renderer, text, question)
@@ -813,7 +813,7 @@ class ChatWidget(widgets.VBox):
             self._restore(typed)
         else:
             answer = Message("assistant", reply.text, reply.status, meta=dict(question.meta))
-            live = self._live
+            live = self._answer
             if live.final and live.fed == len(reply.text):  # the page shows all of it, rendered once
                 self._html[_key(answer)] = live.settle(label(answer.status))
             self._local = [question, answer]
@@ -839,7 +839,7 @@ class ChatWidget(widgets.VBox):
         if frame.waiting:
             self.transcript.draw_live(live_html(frame))
         else:
-            self.transcript.draw_answer(self._live, frame)
+            self.transcript.draw_answer(self._answer, frame)
 
     def stop(self) -> None:
         """Cancel the streaming answer; the partial text stays, marked interrupted."""
