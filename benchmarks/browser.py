@@ -232,7 +232,21 @@ def metrics(cdp: Any) -> dict[str, float]:
     return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
 
+# Resolves once the page's main thread has been idle for five whole idle periods (50 ms each): work
+# that the previous mode left behind (typesetting its output, a widget's late updates) is not
+# counted in the next one.
+QUIET = """() => new Promise((resolve) => {
+  let idle = 0;
+  const tick = (deadline) => {
+    idle = deadline.timeRemaining() >= 49 ? idle + 1 : 0;
+    if (idle >= 5) resolve(); else requestIdleCallback(tick);
+  };
+  requestIdleCallback(tick);
+})"""
+
+
 def measure(page: Any, cdp: Any, index: int, drawn: str, timeout: float) -> dict[str, float]:
+    page.evaluate(QUIET)
     parsed = page.evaluate("window.__parsed")
     before, started = metrics(cdp), page.evaluate("performance.now()")
     run_cell(page, index)
