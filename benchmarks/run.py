@@ -322,7 +322,7 @@ def rendering(table: Table, smoke: bool) -> None:
     )
 
 
-# -- the chat widget's frames: what the kernel sends its page -----------------------------------
+# -- render cost: what the chat widget sends its page ------------------------------------------
 def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
     """The chat widget drawing a ``long_markdown`` reply of ``size`` arriving in 100-character chunks
     6 ms apart (simulated clock, as the browser benchmark paces them) into its own transcript, every
@@ -363,7 +363,7 @@ def widget_frames(table: Table, smoke: bool) -> None:
     once = old_sizes[-1]  # the answer's entry as one message: what showing it once sends
     ratio, old_ratio = sum(sizes) / once, sum(old_sizes) / once
     note = f"{len(sizes) - 1} frames; the answer once is {once / 1000:.0f} KB"
-    add = functools.partial(table.add, "widget frames")
+    add = functools.partial(table.add, "render cost")
     add(f"{label}: sent to the page / the answer once", ratio, "x", "<= 1.5", ratio <= 1.5, note)
     add(f"{label}: whole answer per frame (before), sent / the answer once", old_ratio, "x")
     add(f"{label}: largest frame", max(sizes[:-1]) / 1000, "KB")
