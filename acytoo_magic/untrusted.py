@@ -18,6 +18,7 @@ from typing import Any
 import pygments
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml, unescapeAll
+from markdown_it.rules_core.normalize import normalize
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -162,8 +163,17 @@ def _unfinished_references(state: Any) -> None:
         del references[label]
 
 
+def _normalize(state: Any) -> None:
+    # markdown-it's own rule is two regex passes over the whole text (\r\n and \0), a quarter of
+    # parsing a long paragraph; text cleaned by printable() has neither, so the membership tests
+    # (a fast scan) skip both.
+    if "\r" in state.src or "\0" in state.src:
+        normalize(state)
+
+
 def _markdown() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML shows as text
+    md.core.ruler.at("normalize", _normalize)
     md.validateLink = link_is_safe  # type: ignore[method-assign]  # Markdown links, references, autolinks
     # No space just inside the dollars, so "$5 and $10" stays prose (a digit rule would be nicer, but
     # the plugin reads src[-1] for a "$" at the very start). Math is drawn as its own source text,
@@ -261,17 +271,20 @@ class MarkdownStream:
         raw = "".join(self._parts)
         self._parts = [raw]
         text = printable(raw)  # line-local, so cleaning the tail alone cleans the same as the whole
-        open_line = text.count("\n")
+        # The final update freezes nothing: it needs no line positions (two scans of the text).
+        open_line = None if final else text.count("\n")
         env: dict[str, Any] = {
             "references": dict(self._references),
             _SETTLED: frozenset(self._references),
-            _OPEN_LINE: None if final else open_line,
+            _OPEN_LINE: open_line,
         }
         tokens = _MARKDOWN.parse(text, env)
         starts = [i for i, token in enumerate(tokens) if token.level == 0 and token.nesting >= 0]
-        lines = [0, *(match.end() for match in _NEWLINE.finditer(text))]  # where each line starts
         keep = 0  # how many leading blocks are finished
-        while not final and keep + 1 < len(starts) and tokens[starts[keep + 1]].map[0] + 1 < open_line:
+        lines = []  # where each line starts
+        if open_line is not None and len(starts) > 1:
+            lines = [0, *(match.end() for match in _NEWLINE.finditer(text))]
+        while lines and keep + 1 < len(starts) and tokens[starts[keep + 1]].map[0] + 1 < open_line:
             token = tokens[starts[keep]]
             if token.type != "math_block" and _opens_math(text, lines[token.map[0]]):
                 break  # an unclosed $$: a later $$ may still make everything since one math block

@@ -35,7 +35,7 @@ from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import Reply, Request
 from .status import FAILED, label
-from .untrusted import escaped, note_html, printable, render_markdown, with_cursor
+from .untrusted import MarkdownStream, escaped, note_html, printable, render_markdown, with_cursor
 from .widget_agent import Approval, WidgetAgentView, steps_html
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
@@ -73,6 +73,7 @@ _CSS = """
 .acytoo-chat th, .acytoo-chat td { border: 1px solid var(--jp-border-color2, #ddd); padding: 0.2rem 0.6rem;
   text-align: left; }
 .acytoo-chat th { background: var(--jp-layout-color2, #f5f5f5); }
+.acytoo-chat .acytoo-live-tail, .acytoo-chat .acytoo-live-note { display: contents; }
 .acytoo-chat [hidden] { display: none !important; }  /* .jupyter-button sets a display */
 .acytoo-chat .acytoo-earlier { display: block; margin: 0.4rem auto 0; }
 .acytoo-chat .acytoo-jump { position: absolute; right: 1.2rem; bottom: 0.6rem; opacity: 0.9; }
@@ -119,8 +120,15 @@ def message_html(role: str, text: str, note: str = "", streaming: bool = False, 
     else:
         body = render_markdown(text) if text else ""
         body = with_cursor(body) if streaming else body
-    note_html = f'<div class="acytoo-note">{escaped(note)}</div>' if note else ""
-    return f'<div class="acytoo-msg acytoo-{role}">{head}{body}{note_html}</div>'
+    return _bubble(role, body, note, head)
+
+
+def _bubble(role: str, body: str, note: str, head: str = "") -> str:
+    return f'<div class="acytoo-msg acytoo-{role}">{head}{body}{_note_html(note)}</div>'
+
+
+def _note_html(note: str) -> str:
+    return f'<div class="acytoo-note">{escaped(note)}</div>' if note else ""
 
 
 def entry_html(message: Message) -> str:
@@ -168,10 +176,70 @@ def preview_html(shown: Preview) -> str:
 
 
 def live_html(frame: Frame) -> str:
-    """The streaming answer's frame: the waiting line, or the text so far with its cursor."""
+    """A frame as one HTML string: the waiting line, or the whole text so far with its cursor.
+
+    The widget draws the waiting line with it; a streaming answer goes by blocks (``LiveAnswer``).
+    Rendering the whole answer per frame is what the widget did before (the benchmark's baseline).
+    """
     if frame.waiting:
         return f'<div class="acytoo-note acytoo-waiting">{escaped(frame.note)}</div>'
     return message_html("assistant", frame.text, frame.note, streaming=not frame.final)
+
+
+class LiveAnswer:
+    """The answer streaming in the live area, kept as the page holds it.
+
+    Each finished top-level block is rendered once (``untrusted.MarkdownStream``) and sent once, to
+    be appended; only the unfinished tail and the note are rendered and replaced per frame, so a
+    frame costs the kernel and the page what is new. Once the final frame is drawn, the blocks plus
+    the tail are one render of the whole answer, and the page moves that node into the transcript
+    as the answer's entry instead of parsing the answer again (``settle``).
+    """
+
+    def __init__(self) -> None:
+        self.stream = MarkdownStream()
+        self.fed = 0  # characters of the answer the stream has had
+        self.blocks: list[str] = []  # finished blocks' HTML, by block index
+        self.tail = ""  # the unfinished rest's HTML (with the cursor while streaming)
+        self.note = ""  # the frame's note as HTML
+        self.final = False  # the final frame is drawn
+        self.entry = ""  # set by ``settle``: the transcript entry the page makes of this node
+        self.entry_note = ""
+
+    def advance(self, frame: Frame) -> tuple[str, bool]:
+        """Take a frame's new text (never its whole text, which would make a frame cost the answer).
+
+        Returns the HTML of the blocks finished since the last frame, and whether earlier blocks
+        changed (a reference defined after its use; the final frame only).
+        """
+        # A draw that failed after feeding already gave the stream its text: feed only the rest.
+        unfed = max(0, frame.length - self.fed)
+        self.stream.feed(frame.added[len(frame.added) - unfed :] if unfed else "")
+        self.fed = max(self.fed, frame.length)
+        update = self.stream.update(final=frame.final)
+        self.blocks.extend(block.html for block in update.frozen)
+        for block in update.revised:
+            self.blocks[block.index] = block.html
+        self.tail = update.tail_html if frame.final else with_cursor(update.tail_html)
+        self.note = _note_html(frame.note)
+        self.final = frame.final
+        return "".join(block.html for block in update.frozen), bool(update.revised)
+
+    def html(self) -> str:
+        """All of it, for a view that appears mid-stream: the tail and the note in holders that
+        frames replace (``display: contents``, so they add no box)."""
+        return (
+            f'<div class="acytoo-msg acytoo-assistant">{"".join(self.blocks)}'
+            f'<div class="acytoo-live-tail">{self.tail}</div>'
+            f'<div class="acytoo-live-note">{self.note}</div></div>'
+        )
+
+    def settle(self, note: str) -> str:
+        """The transcript entry of the finished answer, with the stored status's ``note``: exactly
+        ``message_html`` of its text (the blocks plus the final tail are one render of it)."""
+        self.entry_note = _note_html(note)
+        self.entry = _bubble("assistant", "".join(self.blocks) + self.tail, note)
+        return self.entry
 
 
 class Transcript(anywidget.AnyWidget):
@@ -242,14 +310,41 @@ class Transcript(anywidget.AnyWidget):
         node.innerHTML = html;
         return node;
       };
+      // The streaming answer: finished blocks are appended once and never parsed again; the tail
+      // and the note are replaced per frame. When it ends, its node becomes the transcript entry
+      // (the kernel sends null in its place) instead of the whole answer being parsed again.
+      const holder = (name) => live.querySelector(`:scope > .acytoo-assistant > .acytoo-live-${name}`);
+      const grow = (msg) => {
+        const tail = holder("tail");
+        const note = holder("note");
+        if (!tail || !note) return;  // a view still waiting for its reset, which brings it all
+        if (msg.blocks) tail.insertAdjacentHTML("beforebegin", msg.blocks);
+        tail.innerHTML = msg.tail;
+        note.innerHTML = msg.note;
+      };
+      const settled = (noteHtml) => {
+        const node = part("div", "acytoo-item");
+        const answer = live.querySelector(":scope > .acytoo-assistant");
+        const tail = holder("tail");
+        const note = holder("note");
+        if (!answer || !tail || !note) return node;  // as above: the reset follows
+        tail.replaceWith(...tail.childNodes);
+        note.innerHTML = noteHtml;
+        note.replaceWith(...note.childNodes);
+        node.append(answer);
+        return node;
+      };
       const apply = {
         reset: (msg) => { messages.replaceChildren(...msg.entries.map(entry)); },
         splice: (msg) => {
           const anchor = messages.children[msg.start + msg.remove] || null;
           for (let i = 0; i < msg.remove; i++) messages.children[msg.start].remove();
-          for (const html of msg.entries) messages.insertBefore(entry(html), anchor);
+          for (const html of msg.entries) {
+            messages.insertBefore(html === null ? settled(msg.adopt) : entry(html), anchor);
+          }
         },
         live: (msg) => { live.innerHTML = msg.html; },
+        grow,
         footer: (msg) => { footer.innerHTML = msg.html; },
       };
       const onMessage = (msg) => {
@@ -285,8 +380,10 @@ class Transcript(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.entries: list[str] = []
-        self.live = ""
         self.footer = ""
+        self._live = ""  # the live area's HTML when it holds no streaming answer
+        self._answer: LiveAnswer | None = None  # the streaming answer the live area holds
+        self._synced: LiveAnswer | None = None  # ...and whose every frame reached the page
         self._listeners: list[Callable[[str], None]] = []
         self.on_msg(self._handle_message)
 
@@ -296,6 +393,11 @@ class Transcript(anywidget.AnyWidget):
         return "".join(self.entries) + self.footer
 
     value = html  # read as ``ipywidgets.HTML``'s was, by code written for the earlier widget
+
+    @property
+    def live(self) -> str:
+        """What the live area shows (the streaming answer, or the waiting line), as one HTML string."""
+        return self._answer.html() if self._answer is not None else self._live
 
     def on_event(self, callback: Callable[[str], None]) -> None:
         self._listeners.append(callback)
@@ -323,13 +425,34 @@ class Transcript(anywidget.AnyWidget):
         self.entries, self.footer = new, footer
         msg: dict[str, Any] = {"op": "splice", "start": start, "remove": remove, "entries": added}
         msg.update({"footer": footer, "earlier": earlier})
+        answer = self._synced
+        if answer is not None and answer.final and answer.entry and answer.entry in added:
+            # The page holds this entry already, drawn block by block: it moves it, parses nothing.
+            msg["entries"] = [None if html == answer.entry else html for html in added]
+            msg["adopt"] = answer.entry_note
+            self._answer = self._synced = None
+            self._live = ""
         self.send(msg)
         return bool(remove or added)
 
     def draw_live(self, html: str) -> None:
-        """The streaming answer's newest frame (the one place a live answer is drawn)."""
-        self.live = html
+        """Replace what the live area shows (the waiting line; empty once an answer is settled)."""
+        self._answer = self._synced = None
+        self._live = html
         self.send({"op": "live", "html": html})
+
+    def draw_answer(self, answer: LiveAnswer, frame: Frame) -> None:
+        """The streaming answer's newest frame: the blocks finished since the last one are sent to
+        be appended, the tail and the note replace theirs. The first frame, a frame after one that
+        did not reach the page, or earlier blocks that changed send the whole answer instead."""
+        blocks, revised = answer.advance(frame)
+        whole = self._synced is not answer or revised
+        self._answer, self._synced = answer, None
+        if whole:
+            self.send({"op": "live", "html": answer.html()})
+        else:
+            self.send({"op": "grow", "blocks": blocks, "tail": answer.tail, "note": answer.note})
+        self._synced = answer
 
 
 class ChatInput(anywidget.AnyWidget):
@@ -469,6 +592,7 @@ class ChatWidget(widgets.VBox):
         self._read_lock: asyncio.Lock | None = None
         self.last_reply: Reply | None = None
         self.renderer: ThrottledRenderer | None = None
+        self._answer = LiveAnswer()  # the answer streaming now (or the last one)
         self._stored: list[Message] = []  # the thread's newest messages, as read from the store
         self._local: list[Message] = []  # this widget's exchange until the store has it
         self._own_answer: str = ""  # the entry the footer (status line) belongs to
@@ -737,6 +861,7 @@ class ChatWidget(widgets.VBox):
             episode = self._episode(request, text, question, person)
             self._task = asyncio.get_running_loop().create_task(episode)
             return self._task
+        self._answer = LiveAnswer()
         self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
         stream = self._stream(request, self.renderer, text, question)
         self._task = asyncio.get_running_loop().create_task(stream)
@@ -793,7 +918,8 @@ class ChatWidget(widgets.VBox):
             self._show()
 
         view = WidgetAgentView(
-            self._draw, lambda: self.transcript.draw_live(""), add, self.assistant.render_interval
+            self._draw, lambda: self.transcript.draw_live(""), add, self.assistant.render_interval,
+            begin=lambda: setattr(self, "_answer", LiveAnswer()),  # each model turn streams anew
         )
         approve = self.approval.ask if person else None
         error = ""
@@ -852,6 +978,9 @@ class ChatWidget(widgets.VBox):
             self._restore(typed)
         else:
             answer = Message("assistant", reply.text, reply.status, meta=dict(question.meta))
+            live = self._answer
+            if live.final and live.fed == len(reply.text):  # the page shows all of it, rendered once
+                self._html[_key(answer)] = live.settle(label(answer.status))
             self._local = [question, answer]
             self._own_answer = self._entries([answer])[0]
             frame = renderer.last_frame
@@ -872,7 +1001,10 @@ class ChatWidget(widgets.VBox):
             self.input.value = typed
 
     def _draw(self, frame: Frame) -> None:
-        self.transcript.draw_live(live_html(frame))
+        if frame.waiting:
+            self.transcript.draw_live(live_html(frame))
+        else:
+            self.transcript.draw_answer(self._answer, frame)
 
     def stop(self) -> None:
         """Cancel the streaming answer; the partial text stays, marked interrupted."""

@@ -169,13 +169,16 @@ class WidgetAgentView(AgentView):
         clear_live: Callable[[], None],
         add: Callable[[str], None],
         interval: float,
+        begin: Callable[[], None] = lambda: None,
     ) -> None:
-        self._draw, self._clear_live, self._add = draw, clear_live, add
+        self._draw, self._clear_live, self._add, self._begin = draw, clear_live, add, begin
         self.interval = interval
         self.renderers: list[ThrottledRenderer] = []
         self.episode: Episode | None = None  # the core's, once it ended
 
     def renderer(self) -> ThrottledRenderer:
+        """A model turn's renderer; ``begin`` tells the chat a new answer starts streaming."""
+        self._begin()
         renderer = ThrottledRenderer(self._frame, self.interval)
         self.renderers.append(renderer)
         return renderer

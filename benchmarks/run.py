@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -321,6 +322,55 @@ def rendering(table: Table, smoke: bool) -> None:
     )
 
 
+# -- render cost: what the chat widget sends its page ------------------------------------------
+def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
+    """The chat widget drawing a ``long_markdown`` reply of ``size`` arriving in 100-character chunks
+    6 ms apart (simulated clock, as the browser benchmark paces them) into its own transcript, every
+    message serialised: each message's size, the last being the finished answer's entry, and the
+    kernel's time. ``blocks=False``: the design before, the whole answer rendered and sent per
+    frame, then sent whole again as the entry."""
+    from browser import long_markdown
+
+    from acytoo_magic.widget import LiveAnswer, Transcript, live_html, message_html
+
+    transcript, sizes = Transcript(), []
+    transcript.send = lambda content, buffers=None: sizes.append(len(json.dumps(content)))  # type: ignore
+    answer, now = LiveAnswer(), [0.0]
+
+    def draw(frame: Any) -> None:
+        if blocks:
+            transcript.draw_answer(answer, frame)
+        else:
+            transcript.draw_live(live_html(frame))
+
+    renderer = ThrottledRenderer(draw, 0.08, clock=lambda: now[0])
+    text = long_markdown(size)
+    started = time.perf_counter()
+    for start in range(0, len(text), 100):
+        now[0] += 0.006
+        renderer.feed(text[start : start + 100])
+    renderer.close(text)
+    # The finished answer becomes its entry: moved in the page (blocks), or sent whole (before).
+    transcript.show([answer.settle("") if blocks else message_html("assistant", text)], "")
+    return sizes, time.perf_counter() - started
+
+
+def widget_frames(table: Table, smoke: bool) -> None:
+    size = 10_000 if smoke else 100_000
+    label = f"ChatWidget, {size // 1000} KB reply"
+    sizes, spent = widget_sends(size, blocks=True)
+    old_sizes, old_spent = widget_sends(size, blocks=False)
+    once = old_sizes[-1]  # the answer's entry as one message: what showing it once sends
+    ratio, old_ratio = sum(sizes) / once, sum(old_sizes) / once
+    note = f"{len(sizes) - 1} frames; the answer once is {once / 1000:.0f} KB"
+    add = functools.partial(table.add, "render cost")
+    add(f"{label}: sent to the page / the answer once", ratio, "x", "<= 1.5", ratio <= 1.5, note)
+    add(f"{label}: whole answer per frame (before), sent / the answer once", old_ratio, "x")
+    add(f"{label}: largest frame", max(sizes[:-1]) / 1000, "KB")
+    add(f"{label}: largest frame, whole answer per frame (before)", max(old_sizes[:-1]) / 1000, "KB")
+    add(f"{label}: kernel drawing, whole answer per frame (before) / blocks", old_spent / spent, "x")
+
+
 # -- linear time: the cursor, the headless paths ------------------------------------------------
 class Chunks:
     """A provider in this process: ``count`` chunks of 10 characters, as fast as they can be read."""
@@ -570,6 +620,7 @@ def main() -> None:
     try:
         streaming(table, url, args.smoke)
         rendering(table, args.smoke)
+        widget_frames(table, args.smoke)
         linear(table, args.smoke)
         delay, first = asyncio.run(first_visible(url, 5 if args.smoke else 20))
         table.add("first visible chunk", "server stall to first chunk (raw)", first * 1000, "ms")

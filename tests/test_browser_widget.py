@@ -174,6 +174,61 @@ def test_a_long_transcript_scrolls_in_its_box_under_a_fixed_input(page):
     shot(page, "widget_long_answered.png")
 
 
+WATCH_BLOCKS = """() => {
+  // Every element the streaming answer's node is given (its blocks, and at the end its tail's and
+  // note's, unwrapped) and every one taken out of it again; the tail's own re-renders are not.
+  window.__blocks = [];
+  window.__removed = 0;
+  window.__answer = null;
+  const live = document.querySelector('.acytoo-chat .acytoo-live');
+  const block = (node) => node.nodeType === 1 && !node.className.startsWith('acytoo-live-');
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const added = [...record.addedNodes];
+      if (record.target === live) {  // the whole answer drawn at once: its first frame
+        for (const node of added.filter((n) => n.nodeType === 1 && n.matches('.acytoo-assistant'))) {
+          window.__answer = node;
+          window.__blocks.push(...[...node.children].filter(block));
+        }
+      } else if (record.target === window.__answer) {  // (by the time this runs, it may have moved)
+        window.__blocks.push(...added.filter(block));
+        window.__removed += [...record.removedNodes].filter(block).length;
+      }
+    }
+  }).observe(live, {childList: true, subtree: true});
+}"""
+SETTLED = """(expected) => {
+  const entries = document.querySelectorAll('.acytoo-chat .acytoo-transcript .acytoo-msg.acytoo-assistant');
+  const entry = entries[entries.length - 1];
+  const fresh = document.createElement('div');
+  fresh.innerHTML = expected;
+  const children = [...entry.children];
+  return {
+    streamedNode: entry === window.__answer,
+    eachOnce: children.every((c) => window.__blocks.filter((b) => b === c).length === 1),
+    given: window.__blocks.length,
+    children: children.length,
+    removed: window.__removed,
+    equal: fresh.firstElementChild.isEqualNode(entry),
+  };
+}"""
+
+
+def test_a_streamed_answer_holds_each_block_once_and_ends_as_one_render(page):
+    from acytoo_magic.widget import message_html
+
+    page.evaluate(WATCH_BLOCKS)
+    page.locator(f"{CHAT} textarea").fill(QUESTION)
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_function("window.__answer !== null", timeout=30_000)
+    page.wait_for_function(f"{LIVE_TEXT} === ''", timeout=60_000)  # settled into the transcript
+    seen = page.evaluate(SETTLED, message_html("assistant", ANSWERS[QUESTION]))
+    assert seen["children"] > 5, seen  # a heading, lists, code, a table...
+    # the page kept the node it streamed into: each block parsed once, none taken out or parsed again
+    assert seen == {**seen, "streamedNode": True, "eachOnce": True, "removed": 0, "equal": True}, seen
+    assert seen["given"] == seen["children"], seen
+
+
 def test_the_view_follows_the_answer_until_the_user_scrolls_up(page):
     page.evaluate("""() => {
       window.__pins = [];

@@ -108,6 +108,24 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(k, server, protocol):
     assert run(k, "w.send('after stop')\nr = await w.wait()\nprint(r.status)") == "complete"
 
 
+def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
+    from test_widget_stream import page_after
+
+    run(k, f"w = ChatWidget('shown')\nsent = []\nw.transcript.send = lambda c, buffers=None: sent.append(c)\n"
+           f"w.send({SLOW!r})")
+    run(k, WAIT_FOR_TEXT)
+    run(k, "w.stop()\nr = await w.wait()")
+    sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
+    [stored] = [m for m in k.history("shown") if m["role"] == "assistant"]
+    assert stored["status"] == "interrupted" and 0 < len(stored["content"]) < 200_000
+    from acytoo_magic.widget import message_html
+
+    page = page_after(sent)  # the page's messages, applied as its script applies them
+    assert page.entries[-1] == message_html("assistant", stored["content"], "interrupted")
+    assert json.loads(run(k, "print(json.dumps(w.transcript.entries))"))[-1] == page.entries[-1]
+    assert [m["entries"] for m in sent if m["op"] == "splice"][-1] == [None]  # moved, not re-sent
+
+
 def test_error_is_one_line_in_the_transcript_and_nothing_recorded(k):
     run(k, "w = ChatWidget('t1')\nw.send('[[fault=500]] boom')\nr = await w.wait()")
     status = run(k, "print(w.status.value)")
@@ -202,13 +220,14 @@ def test_an_answer_sends_the_page_only_the_new_messages(k):
     )
     sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
     splices = [m for m in sent if m["op"] == "splice"]
-    frames = [m for m in sent if m["op"] == "live"]
+    frames = [m for m in sent if m["op"] in ("live", "grow")]
     assert splices and len(frames) >= 2
     # the question, the answer, then the other exchange: appended, nothing shown before re-sent
     appended = [(m["start"], m["remove"], len(m["entries"])) for m in splices]
     assert appended == [(10, 0, 1), (11, 0, 1), (12, 0, 2)]
-    assert not any("old" in entry for m in splices for entry in m["entries"])
-    assert all("old" not in m["html"] for m in frames)
+    assert splices[1]["entries"] == [None]  # the answer: the page moves what it streamed, parses nothing
+    assert not any("old" in entry for m in splices for entry in m["entries"] if entry is not None)
+    assert all("old" not in json.dumps(m) for m in frames)
     assert run(k, "print(len(w.transcript.entries), w.transcript.more)") == "14 True"
 
 
