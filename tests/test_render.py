@@ -212,7 +212,8 @@ def dangerous(html: str) -> list[str]:
                 found.append(f"{tag}[{name}]")
             # a relative "javascript" is flagged too, as the browser test's a[href^='javascript' i] is
             scheme = re.match(r"[\x00-\x20]*(javascript|data|vbscript)", value, re.IGNORECASE)
-            relative_or_web = re.match(r"(https?://|mailto:|#|[\w./%~-]*([?#]|$))", value)
+            # a relative URL is one with no scheme: nothing like "name:" before its first / ? #
+            relative_or_web = re.match(r"(https?://|mailto:)", value) or not re.match(r"[^/?#]*:", value)
             if name == "href" and (scheme or not relative_or_web):
                 found.append(f"href={value!r}")
             if name == "style" and not (
