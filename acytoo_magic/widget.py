@@ -599,6 +599,10 @@ class ChatWidget(widgets.VBox):
         self._footer = ""
         self._html: dict[str, str] = {}  # rendered entries by message key: a refresh renders only what is new
         self._static_ids: list[str] = []
+        # The saved copy is re-sent whole (and re-rendered by the page, hidden or not) when it
+        # changes: during an exchange (the question, each agent step, the answer) only once, at its end.
+        self._static_held = False
+        self._static_dirty = False
         self._steps: list[str] = []  # the running episode's steps, as entries after its question
         self.last_episode: Episode | None = None
         self.last_preview: Preview | None = None
@@ -760,7 +764,10 @@ class ChatWidget(widgets.VBox):
         entries = self._entries([*self._stored, *self._local]) + self._steps
         own = bool(entries) and bool(self._own_answer) and entries[-1] == self._own_answer
         if self.transcript.show(entries, self._footer if own else "", earlier=earlier):
-            self._update_static()
+            if self._static_held:  # an exchange is under way: the saved copy follows once it ends
+                self._static_dirty = True
+            else:
+                self._update_static()
         if len(self._html) > 2 * len(entries) + 100:  # forget what is no longer shown
             shown = {_key(m) for m in (*self._stored, *self._local)}
             self._html = {key: html for key, html in self._html.items() if key in shown}
@@ -855,17 +862,24 @@ class ChatWidget(widgets.VBox):
         self.input.value = ""
         question = Message("user", request.prompt, meta=dict(request.meta))
         self._local, self._own_answer, self._steps = [question], "", []
+        self._static_held = True
         self._show()
         self._set_busy(True)
         if agent:
-            episode = self._episode(request, text, question, person)
-            self._task = asyncio.get_running_loop().create_task(episode)
-            return self._task
-        self._answer = LiveAnswer()
-        self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
-        stream = self._stream(request, self.renderer, text, question)
-        self._task = asyncio.get_running_loop().create_task(stream)
+            work = self._episode(request, text, question, person)
+        else:
+            self._answer = LiveAnswer()
+            self.renderer = ThrottledRenderer(self._draw, self.assistant.render_interval)
+            work = self._stream(request, self.renderer, text, question)
+        self._task = asyncio.get_running_loop().create_task(work)
+        self._task.add_done_callback(self._release_static)
         return self._task
+
+    def _release_static(self, _task: Any = None) -> None:
+        self._static_held = False
+        if self._static_dirty:
+            self._static_dirty = False
+            self._update_static()
 
     def _request_for(self, text: str) -> Request | None:
         """The request ``text`` makes (references expanded), or None with the error said and the

@@ -317,6 +317,9 @@ def test_the_saved_copy_follows_the_transcript(k):
     html = updates[-1]["data"]["text/html"]
     assert "<em>kept</em>" in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html
     assert updates[-1]["data"]["text/plain"].startswith("chat on thread copy;")
+    # The copy is re-sent whole and re-rendered by the page: once per exchange, when it has ended
+    # (it was twice: the question, then the answer).
+    assert len(updates) == 1
 
 
 def test_indicator_follows_the_settings_and_a_bad_provider_is_one_line(k):
