@@ -24,7 +24,7 @@ def peers_table(results: dict[str, Any]) -> str:
             continue
         for label in work:
             seen = peer["figures"][label]
-            floor = floors["floors"][label]["total"]
+            floor = seen.get("floor", floors["floors"][label]["total"])  # two-turn: its own request
             carried = ""
             if "carried" in seen:
                 carried = " (turn two carried turn one: " + ("yes" if seen["carried"] else "**no**") + ")"
