@@ -301,15 +301,17 @@ def measure_peer(peer: Peer, url: str, venvs: Path, smoke: bool, repeats: int) -
                         kernel.execute(peer.forget.format(**fill))
                     samples.append(run_cell(kernel, cell(prompt), FILLER))
                 result.figures[label] = summarize(samples)
-            if peer.forget:
-                kernel.execute(peer.forget.format(**fill))
-            server_requests(url, "DELETE")
-            one = run_cell(kernel, cell(TURN_ONE, "conversation"), ANSWER_START)
-            two = run_cell(kernel, cell(TURN_TWO, "conversation"), ANSWER_START)
+            ones, twos = [], []
+            for attempt in range(repeats):  # a fresh conversation each time
+                if peer.forget:
+                    kernel.execute(peer.forget.format(**fill))
+                server_requests(url, "DELETE")
+                ones.append(run_cell(kernel, cell(TURN_ONE, f"conversation{attempt}"), ANSWER_START))
+                twos.append(run_cell(kernel, cell(TURN_TWO, f"conversation{attempt}"), ANSWER_START))
             sent = [r["json"] for r in server_requests(url) if r["path"] == "/v1/chat/completions"]
             result.figures["two-turn conversation"] = {
-                **summarize([two]),
-                "turn one": summarize([one]),
+                **summarize(twos),
+                "turn one": summarize(ones),
                 "carried": turn_two_carried(sent),
                 "requests": len(sent),
                 # The scripted reply quotes what was sent (a system prompt too: ~100 characters
