@@ -11,10 +11,12 @@ main thread's scripting and task time (CDP ``Performance.getMetrics`` deltas).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +155,16 @@ WIDGET_DRAWN = (
 )
 
 
-def notebook(path: Path) -> list[tuple[str, int | None, int, str]]:
+Plan = list[tuple[str, int | None, int, str]]  # per mode: name, prep cell, measured cell, check
+
+
+def notebook(path: Path, modes: list[tuple[str, str, str, str]] = MODES) -> Plan:
     """Write the notebook; returns per mode its name, prep cell index, measured cell index and check."""
     import nbformat
 
     cells = [nbformat.v4.new_code_cell(SETUP.format(question=QUESTION))]
     plan = []
-    for name, prep, source, drawn in MODES:
+    for name, prep, source, drawn in modes:
         prep_index = None
         if prep:
             prep_index = len(cells)
@@ -231,16 +236,60 @@ def measure(page: Any, cdp: Any, index: int, drawn: str, timeout: float) -> dict
     }
 
 
-def browser(table: Any, smoke: bool) -> dict[str, Any]:
-    """Every mode in one page of one JupyterLab; smoke: a 5 KB answer."""
-    from lab import CHROMIUM, CHROMIUM_ARGS, chromium_missing_reason, jupyter_lab
+@contextmanager
+def bench_page(
+    model: LongAnswer,
+    modes: list[tuple[str, str, str, str]] = MODES,
+    on_page: Callable[[Any], None] = lambda page: None,
+) -> Iterator[tuple[Any, Any, Plan]]:
+    """The bench notebook open in a real JupyterLab + Chromium, its setup cell run: yields the
+    page, a CDP session with ``Performance`` enabled, and the plan (see ``notebook``).
+    ``on_page`` sees the page before it opens the notebook (to listen to its websockets)."""
+    from lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
+    from playwright.sync_api import sync_playwright
 
     from acytoo_magic.server import LocalServer, ServerConfig
 
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(ServerConfig(model=model)) as server:
+        root = Path(tmp)
+        plan = notebook(root / "bench.ipynb", modes)
+        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
+        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
+            base, token = address.split("|")
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+                page.add_init_script(LONG_TASKS)
+                on_page(page)
+                page.goto(f"{base}/lab/workspaces/bench/tree/bench.ipynb?token={token}")
+                page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
+                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                run_cell(page, 0)
+                page.wait_for_function(idle_after(page, 0), timeout=120_000, polling=200)
+                yield page, cdp, plan
+            except Exception:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "bench_browser_failure.png"))
+                raise
+            finally:
+                chromium.close()
+
+
+def run_prep(page: Any, prep: int | None) -> None:
+    """Run a mode's prep cell (if it has one) and wait for it to finish."""
+    if prep is not None:
+        run_cell(page, prep)
+        page.wait_for_function(idle_after(page, prep), timeout=60_000, polling=200)
+
+
+def browser(table: Any, smoke: bool) -> dict[str, Any]:
+    """Every mode in one page of one JupyterLab; smoke: a 5 KB answer."""
+    from lab import chromium_missing_reason
+
     reason = chromium_missing_reason()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         reason = reason or "playwright is not installed"
     if reason:
         table.add(SECTION, "runs", 0.0, "", note=reason)
@@ -253,35 +302,11 @@ def browser(table: Any, smoke: bool) -> dict[str, Any]:
         "answer_bytes": len(text.encode()),
         "chunks": -(-len(text) // 100),
     }
-    with tempfile.TemporaryDirectory() as tmp, LocalServer(ServerConfig(model=model)) as server:
-        root = Path(tmp)
-        plan = notebook(root / "bench.ipynb")
-        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
-        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
-            base, token = address.split("|")
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-                page.add_init_script(LONG_TASKS)
-                page.goto(f"{base}/lab/workspaces/bench/tree/bench.ipynb?token={token}")
-                page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-                cdp = page.context.new_cdp_session(page)
-                cdp.send("Performance.enable")
-                run_cell(page, 0)
-                page.wait_for_function(idle_after(page, 0), timeout=120_000, polling=200)
-                for name, prep, index, drawn in plan:
-                    if prep is not None:
-                        run_cell(page, prep)
-                        page.wait_for_function(idle_after(page, prep), timeout=60_000, polling=200)
-                    results[name] = measure(page, cdp, index, drawn, 60 if smoke else 600)
-                    page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
-            except Exception:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "bench_browser_failure.png"))
-                raise
-            finally:
-                chromium.close()
+    with bench_page(model) as (page, cdp, plan):
+        for name, prep, index, drawn in plan:
+            run_prep(page, prep)
+            results[name] = measure(page, cdp, index, drawn, 60 if smoke else 600)
+            page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
     one = results["one render of the final answer"]["script_ms"]
     table.add(
         SECTION, f"answer: {size // 1000} KB of Markdown in {results['chunks']} chunks", size / 1000, "KB"

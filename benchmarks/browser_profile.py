@@ -14,22 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import browser
 from browser import (
     ARTIFACTS,
-    LONG_TASKS,
+    DRAWN,
+    MODES,
     QUESTION,
     LongAnswer,
+    bench_page,
     cell_js,
     idle_after,
+    knobs,
     long_markdown,
-    notebook,
     run_cell,
+    run_prep,
 )
 
 # A step is counted for a sample when a frame of that name is anywhere on the sample's stack. Only
@@ -49,9 +50,9 @@ STEPS = {
 EXPERIMENTS = [
     (
         f"%%acytoo, draws {gap} s apart",
-        browser.knobs(page_interval=gap),
+        knobs(page_interval=gap),
         f"%%acytoo --no-history\n{QUESTION}",
-        browser.DRAWN,
+        DRAWN,
     )
     for gap in (0.08, 0.25)
 ]
@@ -101,11 +102,6 @@ def metrics(cdp: Any) -> dict[str, float]:
 
 
 def main() -> None:
-    from lab import CHROMIUM, CHROMIUM_ARGS, jupyter_lab
-    from playwright.sync_api import sync_playwright
-
-    from acytoo_magic.server import LocalServer, ServerConfig
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modes", nargs="*", help="mode names from browser.MODES (default: all)")
     parser.add_argument("--size", type=int, default=100_000)
@@ -113,66 +109,40 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="run the chosen modes this many times, in turn")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    text = long_markdown(args.size)
-    model = LongAnswer(text, chunk=100, delay=0.005)
+    model = LongAnswer(long_markdown(args.size), chunk=100, delay=0.005)
     received: list[int] = []
     report: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, LocalServer(ServerConfig(model=model)) as server:
-        root = Path(tmp)
-        browser.MODES[:] = browser.MODES + EXPERIMENTS
-        plan = notebook(root / "bench.ipynb")
+
+    def listen(page: Any) -> None:
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.append(len(data))))
+
+    with bench_page(model, MODES + EXPERIMENTS, listen) as (page, cdp, plan):
+        cdp.send("Profiler.enable")
+        cdp.send("Profiler.setSamplingInterval", {"interval": 200})
         chosen = [p for p in plan if not args.modes or p[0] in args.modes]
-        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
-        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
-            base, token = address.split("|")
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-                page.add_init_script(LONG_TASKS)
-                page.on(
-                    "websocket",
-                    lambda ws: ws.on("framereceived", lambda data: received.append(len(data))),
-                )
-                page.goto(f"{base}/lab/workspaces/bench/tree/bench.ipynb?token={token}")
-                page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
-                page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-                cdp = page.context.new_cdp_session(page)
-                cdp.send("Performance.enable")
-                cdp.send("Profiler.enable")
-                cdp.send("Profiler.setSamplingInterval", {"interval": 200})
-                run_cell(page, 0)
-                page.wait_for_function(idle_after(page, 0), timeout=120_000, polling=200)
-                for round_, (name, prep, index, drawn) in enumerate(chosen * args.repeat):
-                    name = f"{name} #{round_ // len(chosen) + 1}" if args.repeat > 1 else name
-                    if prep is not None:
-                        run_cell(page, prep)
-                        page.wait_for_function(idle_after(page, prep), timeout=60_000, polling=200)
-                    received.clear()
-                    before = metrics(cdp)
-                    cdp.send("Profiler.start")
-                    run_cell(page, index)
-                    page.wait_for_function(cell_js(index, drawn), timeout=600_000, polling=200)
-                    profile = cdp.send("Profiler.stop")["profile"]
-                    after = metrics(cdp)
-                    messages, size = len(received), sum(received)
-                    page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
-                    slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
-                    (args.out / f"{slug}.cpuprofile").write_text(json.dumps(profile))
-                    seen = {
-                        key: (after[key] - before[key]) * 1000
-                        for key in ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
-                    }
-                    report[name] = {
-                        "ws_messages": messages,
-                        "ws_kbytes": size / 1000,
-                        "metrics_ms": seen,
-                        **attribute(profile),
-                    }
-                    print(json.dumps({name: report[name]}, indent=1), flush=True)
-            finally:
-                chromium.close()
+        for round_, (name, prep, index, drawn) in enumerate(chosen * args.repeat):
+            name = f"{name} #{round_ // len(chosen) + 1}" if args.repeat > 1 else name
+            run_prep(page, prep)
+            received.clear()
+            before = metrics(cdp)
+            cdp.send("Profiler.start")
+            run_cell(page, index)
+            page.wait_for_function(cell_js(index, drawn), timeout=600_000, polling=200)
+            profile = cdp.send("Profiler.stop")["profile"]
+            after = metrics(cdp)
+            messages, size = len(received), sum(received)
+            page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
+            slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+            (args.out / f"{slug}.cpuprofile").write_text(json.dumps(profile))
+            seen = {
+                key: (after[key] - before[key]) * 1000
+                for key in ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
+            }
+            report[name] = {"ws_messages": messages, "ws_kbytes": size / 1000, "metrics_ms": seen}
+            report[name].update(attribute(profile))
+            print(json.dumps({name: report[name]}, indent=1), flush=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    print("question:", QUESTION, "->", args.out / "report.json")
+    print("->", args.out / "report.json")
 
 
 if __name__ == "__main__":
