@@ -29,6 +29,7 @@ from browser import (
     idle_after,
     knobs,
     long_markdown,
+    renderer_cpu,
     run_cell,
     run_prep,
 )
@@ -124,12 +125,15 @@ def main() -> None:
             name = f"{name} #{round_ // len(chosen) + 1}" if args.repeat > 1 else name
             run_prep(page, prep)
             received.clear()
+            browser_cdp = page.context.browser.new_browser_cdp_session()
+            cpu = renderer_cpu(browser_cdp)
             before = metrics(cdp)
             cdp.send("Profiler.start")
             run_cell(page, index)
             page.wait_for_function(cell_js(index, drawn), timeout=600_000, polling=200)
             profile = cdp.send("Profiler.stop")["profile"]
             after = metrics(cdp)
+            cpu = renderer_cpu(browser_cdp) - cpu
             messages, size = len(received), sum(received)
             page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
             slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
@@ -138,6 +142,7 @@ def main() -> None:
                 key: (after[key] - before[key]) * 1000
                 for key in ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
             }
+            seen["main-thread CPU"] = cpu * 1000
             report[name] = {"ws_messages": messages, "ws_kbytes": size / 1000, "metrics_ms": seen}
             report[name].update(attribute(profile))
             print(json.dumps({name: report[name]}, indent=1), flush=True)
