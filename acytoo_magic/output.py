@@ -25,6 +25,16 @@ from .untrusted import (
 # notebook keeps for other frontends, goes once, with the final update.
 STREAMING_PLAIN_CHARS = 2_000
 SEGMENT_GROWTH = 0.2  # a segment is at least this share of the answer already committed
+# The least and, in effect, the usual gap between the magic's draws, in seconds. Profiled in
+# JupyterLab 4.6 (docs/streaming.md, benchmarks/browser_profile.py): its table of contents, live
+# even with its panel closed, re-sanitizes and re-parses every HTML output of a changed cell (the
+# whole answer so far) once the notebook has had no change for 200 ms (``RENDER_TIMEOUT`` in
+# toc/src/factory.ts). Draws 0.5 s apart (spaced by answer size, at 100 KB) let it run after each
+# one; 0.15 s apart, the page's scripting for a 100 KB answer fell from 471 ms to 129 ms in one run
+# (one render of it: 72 ms). Draws closer than that window never let it run while the answer streams;
+# each draw also has a fixed cost in the page (a forced layout in ``updatePromptOverlayIcon``,
+# MathJax's pass over the output), so not much closer: 0.08 s doubled the messages for no gain.
+PAGE_INTERVAL = 0.15
 
 
 def streaming_plain(text: str) -> str:
@@ -67,7 +77,8 @@ class DisplayRenderer(ThrottledRenderer):
     there (and a fifth of what is already committed); then the tail output is updated one last time
     to hold just those blocks (it becomes a segment) and a new tail output is opened below it. The
     page then renders each block about once, plus the small tail per frame (see docs/streaming.md
-    for the alternatives measured).
+    for the alternatives measured). Draws are ``page_interval`` apart at least and do not thin out
+    as the answer grows: see ``PAGE_INTERVAL``.
     ``-f text`` draws the whole text in one output as before (it is all it shows).
     """
 
@@ -75,15 +86,18 @@ class DisplayRenderer(ThrottledRenderer):
     # segment per frame) measured cheaper in the page but splits even a short answer (docs/streaming.md).
     commit_chars = 4_000
     max_segments = 40
-    # Measured in JupyterLab (docs/streaming.md): an update costs the page ~10 ms whatever its size
-    # (model, shared document, layout), more than rendering the small tail; so draws still thin out
-    # as the answer grows, as before, and the number of updates grows with its log.
-    size_step: float | None = SIZE_STEP
+    # A draw sends the tail, not the answer, so its cost does not grow with the answer: no size step
+    # (spacing draws by answer size let JupyterLab's table of contents re-read the whole answer
+    # after every draw, see PAGE_INTERVAL).
+    size_step: float | None = None
+    page_interval = PAGE_INTERVAL
 
     def __init__(self, fmt: str = "markdown", interval: float = 0.08, **throttle: Any) -> None:
         from IPython.display import display
 
         self.fmt = fmt
+        if fmt != "text" and interval > 0:  # 0 still means a draw per chunk (tests, benchmarks)
+            interval = max(interval, self.page_interval)
         self._display = display
         self.handle: Any = None  # the live tail output
         self.stream = MarkdownStream()

@@ -301,17 +301,22 @@ def measure_peer(peer: Peer, url: str, venvs: Path, smoke: bool, repeats: int) -
                         kernel.execute(peer.forget.format(**fill))
                     samples.append(run_cell(kernel, cell(prompt), FILLER))
                 result.figures[label] = summarize(samples)
-            if peer.forget:
-                kernel.execute(peer.forget.format(**fill))
-            server_requests(url, "DELETE")
-            one = run_cell(kernel, cell(TURN_ONE, "conversation"), ANSWER_START)
-            two = run_cell(kernel, cell(TURN_TWO, "conversation"), ANSWER_START)
+            ones, twos = [], []
+            for attempt in range(repeats):  # a fresh conversation each time
+                if peer.forget:
+                    kernel.execute(peer.forget.format(**fill))
+                server_requests(url, "DELETE")
+                ones.append(run_cell(kernel, cell(TURN_ONE, f"conversation{attempt}"), ANSWER_START))
+                twos.append(run_cell(kernel, cell(TURN_TWO, f"conversation{attempt}"), ANSWER_START))
             sent = [r["json"] for r in server_requests(url) if r["path"] == "/v1/chat/completions"]
             result.figures["two-turn conversation"] = {
-                **summarize([two]),
-                "turn one": summarize([one]),
+                **summarize(twos),
+                "turn one": summarize(ones),
                 "carried": turn_two_carried(sent),
                 "requests": len(sent),
+                # The scripted reply quotes what was sent (a system prompt too: ~100 characters
+                # more, 1.6x the reply), so each peer's floor is its own turn-two request, raw.
+                "floor": server_floor(url, sent[-1]["messages"], 5)[1] if sent else float("nan"),
             }
     return result
 
@@ -359,7 +364,7 @@ def peers(table: Any, url: str, smoke: bool, venvs: Path) -> list[dict[str, Any]
         result = measure_peer(peer, url, venvs, smoke, repeats)
         table.add(SECTION, f"{peer.name}: runs", 1.0 if result.runs else 0.0, "", note=result.status)
         for label, seen in result.figures.items():
-            floor_total = floors[label][1]
+            floor_total = seen.get("floor", floors[label][1])
             note = "; ".join(seen["errors"])[:120]
             table.add(
                 SECTION, f"{peer.name}, {label}: first visible text", seen["first"] * 1000, "ms", note=note
@@ -382,7 +387,9 @@ def peers(table: Any, url: str, smoke: bool, venvs: Path) -> list[dict[str, Any]
 
 def against_chatlab(table: Any, results: list[dict[str, Any]]) -> None:
     """Issue 21's per-reply goal: on the burst and the two-turn rows, at or ahead of chatlab (ours /
-    chatlab <= 1, first visible text and whole cell), measured in the same run."""
+    chatlab <= 1, first visible text and whole cell), measured in the same run. Two-turn replies
+    differ in length (the scripted server quotes the system prompt we send), so there the whole
+    cell is compared as each one's time over the raw time of its own request."""
     found = {r["peer"]: r["figures"] for r in results if r["runs"]}
     if "acytoo-magic" not in found or "chatlab" not in found:
         return
@@ -392,6 +399,11 @@ def against_chatlab(table: Any, results: list[dict[str, Any]]) -> None:
             continue
         for figure, what in (("first", "first visible text"), ("total", "whole cell")):
             ratio = ours[label][figure] / theirs[label][figure]
+            if figure == "total" and "floor" in ours[label]:  # replies of different lengths
+                ratio = (ours[label]["total"] / ours[label]["floor"]) / (
+                    theirs[label]["total"] / theirs[label]["floor"]
+                )
+                what = "whole cell over the floor of its own request"
             name = f"acytoo-magic / chatlab, {label}: {what}"
             table.add(SECTION, name, ratio, "x", "<= 1", ratio <= 1)
 

@@ -24,7 +24,7 @@ def peers_table(results: dict[str, Any]) -> str:
             continue
         for label in work:
             seen = peer["figures"][label]
-            floor = floors["floors"][label]["total"]
+            floor = seen.get("floor", floors["floors"][label]["total"])  # two-turn: its own request
             carried = ""
             if "carried" in seen:
                 carried = " (turn two carried turn one: " + ("yes" if seen["carried"] else "**no**") + ")"
@@ -45,15 +45,17 @@ def browser_table(results: dict[str, Any]) -> str:
         return f"(not run: {seen.get('status')})"
     one = seen["one render of the final answer"]["script_ms"]
     lines = [
-        "| drawn by | scripting | tasks | scripting / one render | long tasks > 50 ms | longest | wall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| drawn by | scripting | tasks | scripting / one render | main-thread CPU | long tasks > 50 ms"
+        " | longest | wall |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, figures in seen.items():
         if not isinstance(figures, dict):
             continue
         lines.append(
             f"| {name} | {figures['script_ms']:,.0f} ms | {figures['task_ms']:,.0f} ms"
-            f" | {figures['script_ms'] / one:.1f}x | {figures['long_tasks']}"
+            f" | {figures['script_ms'] / one:.1f}x | {figures.get('cpu_ms', float('nan')):,.0f} ms"
+            f" | {figures['long_tasks']}"
             f" | {figures['longest_task_ms']:,.0f} ms | {figures['seconds']:.1f} s |"
         )
     return "\n".join(lines)

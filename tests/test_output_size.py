@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-from acytoo_magic.output import STREAMING_PLAIN_CHARS, DisplayRenderer, markdown_bundle
+from acytoo_magic.output import PAGE_INTERVAL, STREAMING_PLAIN_CHARS, DisplayRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
 from acytoo_magic.untrusted import render_markdown, status_html
 
@@ -120,3 +121,30 @@ def test_a_long_answer_stays_within_the_outputs_jupyterlab_shows():
     renderer.close(answer)
     assert 10 < len(outputs.shown) <= 41, len(outputs.shown)
     assert "".join(o["text/html"] for o in outputs.shown) == render_markdown(answer)
+
+
+def test_the_magic_draws_stay_closer_than_the_pages_table_of_contents_window():
+    # JupyterLab's table of contents re-reads a changed cell's whole HTML after 200 ms without a
+    # change; draws spaced by answer size (0.5 s at 100 KB) let it run after each one. A 1 MB
+    # answer arriving over simulated time is drawn every page_interval, from its start to its end.
+    now = [0.0]
+    outputs = Outputs()
+    renderer = DisplayRenderer(interval=0.08, clock=lambda: now[0])
+    renderer._display = outputs.display
+    assert renderer.interval == PAGE_INTERVAL < 0.2
+    drawn_at = []
+    draw = renderer._draw
+
+    def timed(frame):
+        drawn_at.append(now[0])
+        draw(frame)
+
+    renderer._draw = timed
+    chunk = "word " * 20 + "\n\n"
+    for _ in range(10_000):  # ~1 MB, a chunk every 10 ms
+        now[0] += 0.01
+        renderer.feed(chunk)
+    renderer.close(chunk * 10_000)
+    gaps = [b - a for a, b in itertools.pairwise(drawn_at[1:-1])]
+    assert max(gaps) < 0.2, max(gaps)
+    assert len(drawn_at) > 10_000 * 0.01 / 0.2  # not thinned out as the answer grew
