@@ -17,7 +17,7 @@ from typing import Protocol
 
 COST_FACTOR = 5.0
 SIZE_STEP = 16_000
-FIRST_GAP = 0.25  # the gap after the first draw, in intervals
+FIRST_GAP = 0.02  # seconds from the first draw to the second, whatever the interval
 
 
 class Frame:
@@ -203,7 +203,7 @@ class ThrottledRenderer:
             self._emit(self._frame())
             # The first chunk may be a word's first letters: the next draw comes sooner, so the
             # first words show at once even when tiny tokens arrive in a burst.
-            self._gap = min(self._gap, self.interval * FIRST_GAP)
+            self._gap = min(self._gap, FIRST_GAP)
             return
         elapsed = self._clock() - (self._last or 0.0)
         if elapsed >= self._gap:

@@ -40,6 +40,17 @@ def test_draws_are_bounded_by_time_not_chunks():
     assert len(frames) <= 2.0 / 0.1 + 2
 
 
+def test_the_second_draw_follows_the_first_soon_whatever_the_interval():
+    """The first chunk of a burst can be two letters: the next draw comes 0.02 s later, not a
+    share of the interval (the magic's 0.15 s made it 0.0375 s and lost the burst row to chatlab)."""
+    clock, frames = FakeClock(), []
+    renderer = ThrottledRenderer(frames.append, interval=0.15, clock=clock)
+    renderer.feed("He")
+    clock.now = 0.021
+    renderer.feed("llo")
+    assert [frame.text for frame in frames] == ["He", "Hello"]
+
+
 def test_text_of_a_failed_draw_is_new_again_in_the_next_frame():
     """A drawer that works per new text (``added``) gets every piece: what a failed draw carried
     comes again with the next one, so the screen never has a hole where a draw failed."""
