@@ -16,17 +16,19 @@ import asyncio
 import inspect
 import json
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from .errors import AcytooError, BudgetExceeded, ToolsUnsupported
+from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
 from .providers.base import ToolCall
 from .render import Renderer
 from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, feed, history_problem
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
+from .untrusted import printable
 
 
 class Decision(str, Enum):
@@ -38,6 +40,13 @@ class Decision(str, Enum):
 
 
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
+
+
+def hides_code(code: str) -> bool:
+    """Whether ``code`` would not show as it runs: a control character the rendering policy drops
+    (a lone ``\r`` is a line break to Python and nothing on screen) or a format character (bidi
+    overrides, zero-width characters: category Cf) that reorders or hides what is read."""
+    return printable(code) != code or any(unicodedata.category(c) == "Cf" for c in code)
 
 
 def _count(n: int, noun: str) -> str:
@@ -229,6 +238,12 @@ class AgentLoop:
         except asyncio.CancelledError:
             self._end(INTERRUPTED, "interrupted; the steps done so far are kept")
             raise
+        except BudgetExceeded:
+            raise  # refused before the first step: nothing to record (its status is FAILED)
+        except Exception as exc:  # a drawing, a view or a tool failing: said, and recorded as it ended
+            failure = exc if isinstance(exc, AcytooError) else AnswerError.from_exception("the episode", exc)
+            episode.error = failure
+            self._end(PARTIAL if episode.steps else FAILED, str(episode.error))
         finally:
             episode.finished = time.monotonic()
             if self.request.conversation is not None and episode.status != FAILED:
@@ -302,6 +317,15 @@ class AgentLoop:
         if not isinstance(code, str) or not code.strip():
             result = "error: run_python takes the code as a non-empty string"
             self._show(Step("run", result, RUN_PYTHON, code=str(code or ""), decision="refused", failed=True))
+            return result
+        code = code.replace("\r\n", "\n")
+        if hides_code(code):  # what runs must be exactly what the user read and approved
+            result = (
+                "refused: the code holds control or text-direction characters, which show differently "
+                "from what runs (a lone carriage return starts a line the screen hides); write it again "
+                "in plain text"
+            )
+            self._show(Step("run", result, RUN_PYTHON, code=printable(code), decision="refused", failed=True))
             return result
         if self.limits.auto_run:
             decision = Decision.RUN

@@ -875,7 +875,9 @@ class ChatWidget(widgets.VBox):
         self._task.add_done_callback(self._release_static)
         return self._task
 
-    def _release_static(self, _task: Any = None) -> None:
+    def _release_static(self, task: Any = None) -> None:
+        if task is not None and task is not self._task:
+            return  # a newer exchange started before this callback ran: it holds the copy now
         self._static_held = False
         if self._static_dirty:
             self._static_dirty = False

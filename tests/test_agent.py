@@ -109,6 +109,59 @@ async def test_approval_comes_only_from_the_callback_and_gets_the_exact_code(
     assert asked == [code] and shell.user_ns["ran"] == "yes"
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "# tidy up the labels\rimport os; ran = 'hidden'",  # a lone CR: one comment line on screen
+        "ran = 'x'  # \u202eignored'\u2066 = nar",  # a bidi override: the line reads reordered
+        "ran\u200b = 'x'",  # a zero-width space
+    ],
+)
+async def test_code_that_would_not_show_as_it_runs_is_refused_before_anyone_is_asked(
+    assistant: Assistant, server: LocalServer, shell: InteractiveShell, code: str
+) -> None:
+    asked: list[str] = []
+
+    def approve(shown: str) -> Decision:
+        asked.append(shown)
+        return Decision.RUN
+
+    server.config.script[:] = [
+        {"calls": [{"name": "run_python", "arguments": {"code": code}}]},
+        {"text": "done"},
+    ]
+    episode = await assistant.agent("tidy up", approve=approve)
+    assert asked == [] and "ran" not in shell.user_ns
+    [step] = episode.steps
+    assert step.decision == "refused" and "text-direction" in step.text
+    assert "refused: the code holds control" in chat_requests(server)[-1]["messages"][-1]["content"]
+    server.config.script[:] = [  # the same code with CRLF line ends is plain code: asked, and run
+        {"calls": [{"name": "run_python", "arguments": {"code": "ran = 'crlf'\r\nran"}}]},
+        {"text": "done"},
+    ]
+    await assistant.agent("again", approve=approve)
+    assert asked == ["ran = 'crlf'\nran"] and shell.user_ns["ran"] == "crlf"
+
+
+async def test_a_failure_inside_the_episode_ends_it_partial_and_is_recorded_so(
+    assistant: Assistant, server: LocalServer, shell: InteractiveShell
+) -> None:
+    """A front end's approve callback answering nonsense (or a view or a tool failing) ends the
+    episode with one line and the status it earned; it was recorded as complete."""
+    server.config.script[:] = [
+        {"calls": [{"name": "list_variables"}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "ran = 1"}}]},
+        {"text": "never asked"},
+    ]
+    episode = await assistant.agent("go", approve=lambda code: "yes")  # type: ignore[arg-type,return-value]
+    assert "ran" not in shell.user_ns
+    assert episode.status == "partial" and str(episode.error).startswith("the episode failed: ValueError")
+    _, answer = assistant.conversation().messages()
+    assert answer.status == "partial" and [s["name"] for s in answer.meta["episode"]["steps"]] == [
+        "list_variables"
+    ]
+
+
 async def test_a_provider_without_tools_is_refused_in_one_line_naming_why_and_who_can(
     shell: InteractiveShell, history_db: Path
 ) -> None:
