@@ -18,14 +18,23 @@ import json
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
 from .providers.base import ToolCall
 from .render import Renderer
-from .runner import CHARS_PER_TOKEN, Reply, Request, charge_spend, feed, history_problem
+from .runner import (
+    CHARS_PER_TOKEN,
+    Reply,
+    Request,
+    charge_spend,
+    close_shown,
+    feed,
+    history_problem,
+    to_thread_to_the_end,
+)
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
 from .untrusted import printable
@@ -191,6 +200,7 @@ class AgentLoop:
         self.episode = Episode(request.prompt)
         self._failures = 0
         self._stop = ""  # set when the episode must end: the note saying why
+        self._turn: Reply | None = None  # the model turn streaming now
 
     async def run(self, session: Any = None) -> Episode:
         """Run the episode to its end; a cancel (kernel interrupt) keeps what was done and re-raises."""
@@ -221,8 +231,10 @@ class AgentLoop:
                         self._end(PARTIAL, str(exc))
                         break
                 reply = await self._ask(sent, session)
+                self._turn = None  # its text is the answer or a step from here on
                 if reply.error is not None:
                     episode.error = reply.error
+                    episode.answer = reply.text  # what the turn showed before it failed
                     self._end(PARTIAL if episode.steps or reply.text else FAILED, str(reply.error))
                     break
                 if not reply.tool_calls:
@@ -236,6 +248,7 @@ class AgentLoop:
                     PARTIAL, f"stopped: {self.limits.max_steps} steps taken (raise Assistant.agent_max_steps)"
                 )
         except asyncio.CancelledError:
+            self._keep_turn()
             self._end(INTERRUPTED, "interrupted; the steps done so far are kept")
             raise
         except BudgetExceeded:
@@ -243,13 +256,21 @@ class AgentLoop:
         except Exception as exc:  # a drawing, a view or a tool failing: said, and recorded as it ended
             failure = exc if isinstance(exc, AcytooError) else AnswerError.from_exception("the episode", exc)
             episode.error = failure
-            self._end(PARTIAL if episode.steps else FAILED, str(episode.error))
+            self._keep_turn()
+            self._end(PARTIAL if episode.steps or episode.answer else FAILED, str(episode.error))
         finally:
             episode.finished = time.monotonic()
-            if self.request.conversation is not None and episode.status != FAILED:
-                await asyncio.to_thread(self._record)
-            self.view.ended(episode)
+            try:  # a second interrupt while recording: recorded all the same, and the view still ends
+                if self.request.conversation is not None and episode.status != FAILED:
+                    await to_thread_to_the_end(self._record)
+            finally:
+                self.view.ended(episode)
         return episode
+
+    def _keep_turn(self) -> None:
+        """A model turn cut short (a cancel, a failure) keeps the text its final draw showed."""
+        if self._turn is not None and self._turn.text:
+            self.episode.answer = self._turn.text
 
     def _end(self, status: str, note: str) -> None:
         self.episode.status = status
@@ -260,19 +281,21 @@ class AgentLoop:
         request = self.request
         renderer = self.view.renderer() or _Silent()
         reply = Reply(prompt_chars=sum(len(json.dumps(m)) for m in messages))
+        self._turn = reply
         renderer.start(request.label)
         try:
             opened = lambda: request.open(messages, session, tools=TOOL_SPECS)  # noqa: E731
             await feed(opened, request.adapter.name, renderer, reply)
         finally:
-            if request.spend is not None:
-                await asyncio.to_thread(charge_spend, request, reply)
-                self.episode.history_warning = self.episode.history_warning or reply.history_warning
+            # Drawn first, so a second interrupt while charging cannot leave the screen short of the record.
+            close_shown(renderer, reply)  # a failed final draw: the text the last draw showed
             prompt, completion, estimated = reply.tokens()
             self.episode.prompt_tokens += prompt
             self.episode.completion_tokens += completion
             self.episode.estimated |= estimated
-            renderer.close(reply.text, reply.note, "")
+            if request.spend is not None:
+                await asyncio.to_thread(charge_spend, request, reply)
+                self.episode.history_warning = self.episode.history_warning or reply.history_warning
         return reply
 
     async def _take_calls(self, reply: Reply) -> None:
@@ -425,7 +448,14 @@ def preview(request: Request, agent: bool = False) -> Preview:
 def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:
     """The steps stored with an answer (empty for an ordinary answer)."""
     stored = meta.get("episode") or {}
-    return [Step(**step) for step in stored.get("steps", [])]
+    steps = stored.get("steps", []) if isinstance(stored, Mapping) else []
+    # A row written by another version may carry fields this one does not know: kept out, not fatal.
+    known = {f.name for f in fields(Step)}
+    return [
+        Step(**{k: v for k, v in step.items() if k in known})
+        for step in steps
+        if isinstance(step, Mapping) and isinstance(step.get("kind"), str)
+    ]
 
 
 async def run_agent(

@@ -24,7 +24,7 @@ from .loops import signals_wake_loop
 from .output import DisplayRenderer, TerminalRenderer
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import FAILED, INTERRUPTED, label
+from .status import COMPLETE, FAILED, INTERRUPTED, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -301,7 +301,7 @@ class AcytooMagics(Magics):
             raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         if args.output:
             self.shell.user_ns[args.output] = episode.answer
-        if args.format == "code" and episode.answer:
+        if args.format == "code" and episode.answer and episode.status == COMPLETE:  # not a cut-off answer
             self._place_code(episode.answer, typed)
 
     def _dry_run(self, args: Any, prompt: str, typed: str) -> None:

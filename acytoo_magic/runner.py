@@ -279,16 +279,38 @@ async def answer(
     finally:
         reply.finished = reply.finished or time.monotonic()
         _close(request, renderer, reply)
-        if request.spend is not None:
-            await asyncio.to_thread(charge_spend, request, reply)
-        if request.conversation is not None:
-            await asyncio.to_thread(_record, request, reply)
+        await to_thread_to_the_end(_settle, request, reply)
     return reply
 
 
+async def to_thread_to_the_end(func: Callable[..., Any], *args: Any) -> None:
+    """Run ``func`` in a thread and wait for its end even through a cancel (re-raised after it):
+    a second interrupt while an answer is being recorded neither skips the record nor ends the cell
+    before the record is in the store."""
+    done = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        await asyncio.shield(done)
+    except asyncio.CancelledError:
+        await done
+        raise
+
+
+def _settle(request: Request, reply: Reply) -> None:
+    """After the final draw: charge the budget, then record what the user last saw."""
+    if request.spend is not None:
+        charge_spend(request, reply)
+    if request.conversation is not None:
+        _record(request, reply)
+
+
 def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
-    """The final draw; if it fails, the reply becomes what the last successful draw showed."""
+    """The final draw, with the status line."""
     status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
+    close_shown(renderer, reply, status)
+
+
+def close_shown(renderer: Renderer, reply: Reply, status: str = "") -> None:
+    """The final draw; if it fails, the reply becomes what the last successful draw showed."""
     try:
         renderer.close(reply.text, reply.note, status)
     except Exception as exc:

@@ -13,11 +13,12 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from acytoo_magic import Assistant, local_model
-from acytoo_magic.agent import Decision, Episode
+from acytoo_magic.agent import AgentView, Decision, Episode
 from acytoo_magic.conversation import Conversation, HistoryStore
 from acytoo_magic.errors import ToolsUnsupported
 from acytoo_magic.providers import OpenAICompatible
 from acytoo_magic.providers.base import ToolCall, ToolCalls
+from acytoo_magic.render import Frame, ThrottledRenderer
 from acytoo_magic.server import LocalServer
 from acytoo_magic.tools import TOOL_SPECS, NotebookTools, ToolError
 
@@ -292,3 +293,98 @@ async def test_daily_budget_refuses_before_sending_and_counts_every_request(
     assistant.daily_max_cost = spent_cost  # all spent already
     with pytest.raises(BudgetExceeded, match=r"raise Assistant\.daily_max_cost"):
         await assistant.ask("and now?")
+
+
+class CutView(AgentView):
+    """Draws each model turn frame by frame; ``cut`` says what to do at the second text frame."""
+
+    def __init__(self, cut: str) -> None:
+        self.cut = cut
+        self.task: asyncio.Task[Any] | None = None
+        self.drawn: list[str] = []  # every text frame drawn, the final one last
+        self.ends: list[Episode] = []
+
+    def ended(self, episode: Episode) -> None:
+        self.ends.append(episode)
+
+    def renderer(self) -> ThrottledRenderer:
+        def draw(frame: Frame) -> None:
+            if frame.waiting:
+                return
+            if not frame.final and len(self.drawn) == 1:
+                if self.cut == "cancel" and self.task is not None:
+                    self.task.cancel()
+                elif self.cut == "fail":
+                    raise RuntimeError("the output area went away")
+            self.drawn.append(frame.text)
+
+        return ThrottledRenderer(draw, 0.0, cost_factor=0.0)  # a draw per chunk
+
+
+@pytest.mark.parametrize("cut", ["cancel", "fail"])
+async def test_a_turn_cut_mid_text_records_the_text_it_last_showed(
+    assistant: Assistant, server: LocalServer, cut: str
+) -> None:
+    full = "The answer begins here and goes on for a good while longer than one chunk."
+    server.config.script[:] = [{"text": full}]
+    server.config.delay = 0.01  # the client awaits each chunk: a cancel lands mid-text
+    view = CutView(cut)
+    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1"))
+    view.task = task
+    if cut == "cancel":
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        episode = await task
+        assert episode.status == "partial" and "the output area went away" in episode.note
+    shown = view.drawn[-1]  # the final draw: what the user last saw
+    assert shown and full.startswith(shown) and shown != full
+    _, answer = assistant.conversation().messages()
+    assert answer.content == shown
+    assert answer.status == ("interrupted" if cut == "cancel" else "partial")
+
+
+def test_stored_steps_from_another_version_are_read_without_their_unknown_fields() -> None:
+    from acytoo_magic.agent import episode_steps
+
+    meta = {
+        "episode": {
+            "steps": [
+                {"kind": "tool", "name": "list_variables", "text": "df: DataFrame", "took_ms": 3},
+                {"text": "no kind"},
+                "not a step",
+            ]
+        }
+    }
+    (step,) = episode_steps(meta)
+    assert (step.kind, step.name, step.text) == ("tool", "list_variables", "df: DataFrame")
+    assert episode_steps({"episode": ["not", "a", "mapping"]}) == []
+
+
+async def test_a_second_interrupt_while_recording_still_records_and_ends_the_view(
+    assistant: Assistant, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    record = Conversation.record
+
+    def slow_record(self: Conversation, *args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(Conversation, "record", slow_record)
+    server.config.script[:] = [{"text": "Some text that streams in several chunks, then is cut."}]
+    server.config.delay = 0.01
+    view = CutView("cancel")
+    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1"))
+    view.task = task
+    await asyncio.to_thread(entered.wait, 30)  # the first interrupt landed; recording has begun
+    task.cancel()  # the user presses interrupt again
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e.status for e in view.ends] == ["interrupted"]
+    _, answer = assistant.conversation().messages()
+    assert answer.status == "interrupted" and answer.content == view.drawn[-1]

@@ -7,12 +7,14 @@ output, a history read, a lock at closing time.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
-from acytoo_magic import Assistant, Reply, errors
+from acytoo_magic import Assistant, Reply, errors, runner
 from acytoo_magic.conversation import Conversation, HistoryStore
 from acytoo_magic.migrations import SCHEMA_VERSION
 from acytoo_magic.render import Frame, ThrottledRenderer
@@ -323,3 +325,43 @@ def test_a_history_path_change_closes_the_old_store_and_writes_what_it_held_back
     conversation.record("after", "the change")  # an earlier Conversation follows to the new file
     assert [m.content for m in assistant.conversation().messages()] == ["after", "the change"]
     assistant.close()
+
+
+class PausingWords:
+    """``Words`` with a suspension between words, where an interrupt can land mid-answer."""
+
+    @classmethod
+    async def create_async_generator(cls, model, messages, proxy=None):
+        for word in ANSWER.split(" "):
+            await asyncio.sleep(0)
+            yield word if word == "one" else " " + word
+
+
+async def test_a_second_interrupt_while_the_answer_is_settled_still_records_it(assistant, monkeypatch):
+    """The user presses interrupt twice: the second lands while the budget is charged, before the
+    record; what the screen shows is recorded all the same."""
+    entered, release = threading.Event(), threading.Event()
+    charge = runner.charge_spend
+
+    def slow_charge(request, reply):
+        entered.set()
+        release.wait(30)
+        charge(request, reply)
+
+    monkeypatch.setattr(runner, "charge_spend", slow_charge)
+
+    class Interrupting(Screen):
+        def draw(self, frame: Frame) -> None:
+            super().draw(frame)
+            if len(self.shown) == 2 and not frame.final:
+                task.cancel()  # the first interrupt, mid-answer
+
+    screen = Interrupting()
+    task = asyncio.ensure_future(assistant.ask(PROMPT, renderer=screen, provider=PausingWords))
+    await asyncio.to_thread(entered.wait, 30)
+    task.cancel()  # the second
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert screen.shown[-1].final and screen.text and ANSWER.startswith(screen.text) and screen.text != ANSWER
+    assert _stored(assistant) == [(screen.text, "interrupted")]
