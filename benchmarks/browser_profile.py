@@ -106,11 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modes", nargs="*", help="mode names from browser.MODES (default: all)")
     parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=100, help="characters per chunk")
+    parser.add_argument("--delay", type=float, default=0.005, help="seconds between chunks")
     parser.add_argument("--out", type=Path, default=ARTIFACTS / "profiles")
     parser.add_argument("--repeat", type=int, default=1, help="run the chosen modes this many times, in turn")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    model = LongAnswer(long_markdown(args.size), chunk=100, delay=0.005)
+    model = LongAnswer(long_markdown(args.size), chunk=args.chunk, delay=args.delay)
     received: list[int] = []
     report: dict[str, Any] = {}
 
