@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
+import statistics
 import sys
 import tempfile
 import time
@@ -153,7 +155,7 @@ MODES = [
     (
         "ChatWidget",
         "display(ChatWidget('warm-up'))",
-        "w = ChatWidget('bench')\ndisplay(w)\nw.send(QUESTION);",
+        "w = ChatWidget(f'bench-{id(object())}')\ndisplay(w)\nw.send(QUESTION);",  # no earlier rounds' chat
         WIDGET_DRAWN,
     ),
     # The widget as it was: every frame re-renders and re-sends the whole answer, which the page
@@ -354,6 +356,11 @@ def run_prep(page: Any, prep: int | None) -> None:
         page.wait_for_function(idle_after(page, prep), timeout=60_000, polling=200)
 
 
+# The goal's modes run this many rounds, in turn (the others once).
+REPEATED = ("%%acytoo", "ChatWidget", "one render of the final answer")
+ROUNDS = 3
+
+
 def browser(table: Any, smoke: bool) -> dict[str, Any]:
     """Every mode in one page of one JupyterLab; smoke: a 5 KB answer."""
     from lab import chromium_missing_reason
@@ -372,13 +379,28 @@ def browser(table: Any, smoke: bool) -> dict[str, Any]:
         "answer_bytes": len(text.encode()),
         "chunks": -(-len(text) // 100),
     }
+    rounds: dict[str, list[dict[str, float]]] = {}
     with bench_page(model) as (page, cdp, plan):
-        for name, prep, index, drawn in plan:
+        # Every mode once, then the goal's modes again, in turn: one run of a mode read 1.2x to 2.5x
+        # one render in the same page (the baseline itself swings 36-57 ms), so the goal's ratios
+        # are medians of per-round ratios, each round's figures measured minutes apart at most.
+        again = [step for step in plan if step[0] in REPEATED] * (1 if smoke else ROUNDS - 1)
+        for name, prep, index, drawn in plan + again:
             run_prep(page, prep)
-            results[name] = measure(page, cdp, index, drawn, 60 if smoke else 600)
+            rounds.setdefault(name, []).append(measure(page, cdp, index, drawn, 60 if smoke else 600))
             page.wait_for_function(idle_after(page, index), timeout=600_000, polling=200)
-    one = results["one render of the final answer"]["script_ms"]
-    one_cpu = results["one render of the final answer"]["cpu_ms"]
+    for name, runs in rounds.items():
+        results[name] = {key: statistics.median_low(run[key] for run in runs) for key in runs[0]}
+        results[name]["rounds"] = len(runs)
+    baseline = rounds["one render of the final answer"]
+
+    def per_round(name: str, key: str) -> list[float]:
+        """This mode's ratios to one render, round by round (a mode run once: to the first round's)."""
+        runs = rounds[name]
+        bases = baseline if len(runs) == len(baseline) else baseline[:1] * len(runs)
+        pairs = zip(runs, bases, strict=True)
+        return [run[key] / base[key] if base[key] else math.inf for run, base in pairs]
+
     table.add(
         SECTION, f"answer: {size // 1000} KB of Markdown in {results['chunks']} chunks", size / 1000, "KB"
     )
@@ -395,12 +417,16 @@ def browser(table: Any, smoke: bool) -> dict[str, Any]:
         table.add(SECTION, f"{name}: longest task", seen["longest_task_ms"], "ms")
         table.add(SECTION, f"{name}: HTML parsed by the page", seen["html_parsed_kb"], "KB")
         if streams:
-            ratio = seen["script_ms"] / one if one else float("inf")
+            spread = per_round(name, "script_ms")
+            ratio = seen["script_ratio"] = statistics.median(spread)
+            note = f"rounds: {', '.join(f'{r:.2f}' for r in spread)}" if len(spread) > 1 else ""
             target, ok = ("<= 1.5", ratio <= 1.5) if goal else ("", None)
-            table.add(SECTION, f"{name}: scripting / one render of the final answer", ratio, "x", target, ok)
+            table.add(
+                SECTION, f"{name}: scripting / one render of the final answer", ratio, "x", target, ok, note
+            )
             # CPU time, which load does not inflate (see renderer_cpu), of all the main thread's
             # work (layout, style, parsing, paint too): not the goal's scripting, but comparable
             # between runs on a busy machine.
-            ratio = seen["cpu_ms"] / one_cpu if one_cpu else float("inf")
-            table.add(SECTION, f"{name}: main-thread CPU / one render's", ratio, "x")
+            seen["cpu_ratio"] = statistics.median(per_round(name, "cpu_ms"))
+            table.add(SECTION, f"{name}: main-thread CPU / one render's", seen["cpu_ratio"], "x")
     return results

@@ -45,16 +45,18 @@ def browser_table(results: dict[str, Any]) -> str:
         return f"(not run: {seen.get('status')})"
     one = seen["one render of the final answer"]["script_ms"]
     lines = [
-        "| drawn by | scripting | tasks | scripting / one render | main-thread CPU | long tasks > 50 ms"
-        " | longest | wall |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| drawn by | rounds | scripting | tasks | scripting / one render | main-thread CPU"
+        " | long tasks > 50 ms | longest | wall |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, figures in seen.items():
         if not isinstance(figures, dict):
             continue
         lines.append(
-            f"| {name} | {figures['script_ms']:,.0f} ms | {figures['task_ms']:,.0f} ms"
-            f" | {figures['script_ms'] / one:.1f}x | {figures.get('cpu_ms', float('nan')):,.0f} ms"
+            f"| {name} | {figures.get('rounds', 1)} | {figures['script_ms']:,.0f} ms"
+            f" | {figures['task_ms']:,.0f} ms"
+            f" | {figures.get('script_ratio', figures['script_ms'] / one):.2f}x"
+            f" | {figures.get('cpu_ms', float('nan')):,.0f} ms"
             f" | {figures['long_tasks']}"
             f" | {figures['longest_task_ms']:,.0f} ms | {figures['seconds']:.1f} s |"
         )
