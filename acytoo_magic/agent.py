@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from .conversation import stored_episode
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
 from .providers.base import ToolCall
 from .render import Renderer
@@ -294,7 +295,7 @@ class AgentLoop:
             self.episode.completion_tokens += completion
             self.episode.estimated |= estimated
             if request.spend is not None:
-                await asyncio.to_thread(charge_spend, request, reply)
+                await to_thread_to_the_end(charge_spend, request, reply)
                 self.episode.history_warning = self.episode.history_warning or reply.history_warning
         return reply
 
@@ -446,16 +447,19 @@ def preview(request: Request, agent: bool = False) -> Preview:
 
 
 def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:
-    """The steps stored with an answer (empty for an ordinary answer)."""
-    stored = meta.get("episode") or {}
-    steps = stored.get("steps", []) if isinstance(stored, Mapping) else []
-    # A row written by another version may carry fields this one does not know: kept out, not fatal.
-    known = {f.name for f in fields(Step)}
-    return [
-        Step(**{k: v for k, v in step.items() if k in known})
-        for step in steps
-        if isinstance(step, Mapping) and isinstance(step.get("kind"), str)
-    ]
+    """The steps stored with an answer (empty for an ordinary answer). A step another version wrote
+    keeps the fields this one knows, with the types it knows; one without a kind is left out."""
+    stored = stored_episode(meta).get("steps")
+    steps = (_stored_step(step) for step in stored) if isinstance(stored, list) else ()
+    return [step for step in steps if step is not None]
+
+
+def _stored_step(stored: Any) -> Step | None:
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("kind"), str):
+        return None
+    blank = Step(stored["kind"])
+    known = {f.name: stored[f.name] for f in fields(Step) if f.name in stored}
+    return Step(**{k: v for k, v in known.items() if isinstance(v, type(getattr(blank, k)))})
 
 
 async def run_agent(

@@ -93,11 +93,12 @@ class DailyBudget:
         self.check_messages(messages, request.price)
 
     def charge(self, reply: Reply, price: tuple[float, float] | None) -> None:
-        """Add a finished request's tokens and cost; one that got nothing back (failed) costs nothing.
+        """Add a finished request's tokens and cost; one that got nothing back costs nothing (a reply
+        whose text came back but could not be shown is failed too, and was billed).
 
         A locked history file loses this one entry rather than delaying the answer.
         """
-        if reply.status == FAILED:
+        if reply.status == FAILED and not reply.chunks and reply.usage is None and not reply.tool_calls:
             return
         prompt, completion, _estimated = reply.tokens()
         cost = (prompt * price[0] + completion * price[1]) / 1e6 if price is not None else 0.0

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +41,13 @@ _COLUMNS = "id, role, content, status, created, meta, cell"
 
 
 
+def stored_episode(meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An answer's stored agent episode; {} for an ordinary answer or a row whose episode is not a
+    mapping (another version wrote it, or a hand edit): such a row still reads."""
+    found = meta.get("episode")
+    return found if isinstance(found, Mapping) else {}
+
+
 @dataclass(frozen=True)
 class Message:
     role: str
@@ -60,7 +67,8 @@ class Message:
 
     def steps(self) -> list[dict[str, Any]]:
         """An agent episode's assistant tool calls and tool results (before this answer), if any."""
-        return list((self.meta.get("episode") or {}).get("messages", []))
+        messages = stored_episode(self.meta).get("messages")
+        return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
     def provider_messages(self, tools: bool) -> list[dict[str, Any]]:
         """This message as sent; an episode's answer with its calls and results first (``tools``)."""

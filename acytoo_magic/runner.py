@@ -288,11 +288,15 @@ async def to_thread_to_the_end(func: Callable[..., Any], *args: Any) -> None:
     a second interrupt while an answer is being recorded neither skips the record nor ends the cell
     before the record is in the store."""
     done = asyncio.ensure_future(asyncio.to_thread(func, *args))
-    try:
-        await asyncio.shield(done)
-    except asyncio.CancelledError:
-        await done
-        raise
+    cancelled = False
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            cancelled = True  # a third interrupt waits too: the thread's own waits are bounded
+    if cancelled:
+        raise asyncio.CancelledError
+    done.result()
 
 
 def _settle(request: Request, reply: Reply) -> None:

@@ -29,7 +29,7 @@ import traitlets
 
 from .agent import Episode, Preview, episode_steps
 from .assistant import Assistant, shared_assistant
-from .conversation import Message
+from .conversation import Message, stored_episode
 from .errors import AcytooError, ContextError, ProviderNotFound
 from .providers.base import redact
 from .render import Frame, ThrottledRenderer
@@ -1047,7 +1047,7 @@ def _key(message: Message) -> str:
     return json.dumps(
         [message.role, message.content, str(message.status), message.cell, message.meta.get("typed"),
          message.meta.get("context"), message.meta.get("execution_count"),
-         (message.meta.get("episode") or {}).get("steps")],
+         stored_episode(message.meta).get("steps")],
         ensure_ascii=False,
     )
 

@@ -14,7 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from acytoo_magic import Assistant, local_model
 from acytoo_magic.agent import AgentView, Decision, Episode
-from acytoo_magic.conversation import Conversation, HistoryStore
+from acytoo_magic.conversation import Conversation, HistoryStore, Message
 from acytoo_magic.errors import ToolsUnsupported
 from acytoo_magic.providers import OpenAICompatible
 from acytoo_magic.providers.base import ToolCall, ToolCalls
@@ -295,6 +295,19 @@ async def test_daily_budget_refuses_before_sending_and_counts_every_request(
         await assistant.ask("and now?")
 
 
+class PausingText:
+    """A provider that speaks tools and answers word by word, suspending between words: an
+    interrupt lands mid-text whatever the machine's load (no timing decides it)."""
+
+    text = "The answer begins here and goes on for a good while longer than one chunk."
+
+    @classmethod
+    async def create_async_generator(cls, model, messages, proxy=None, tools=None):
+        for i, word in enumerate(cls.text.split(" ")):
+            await asyncio.sleep(0)
+            yield word if i == 0 else " " + word
+
+
 class CutView(AgentView):
     """Draws each model turn frame by frame; ``cut`` says what to do at the second text frame."""
 
@@ -325,11 +338,9 @@ class CutView(AgentView):
 async def test_a_turn_cut_mid_text_records_the_text_it_last_showed(
     assistant: Assistant, server: LocalServer, cut: str
 ) -> None:
-    full = "The answer begins here and goes on for a good while longer than one chunk."
-    server.config.script[:] = [{"text": full}]
-    server.config.delay = 0.01  # the client awaits each chunk: a cancel lands mid-text
+    full = PausingText.text
     view = CutView(cut)
-    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1"))
+    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1", provider=PausingText))
     view.task = task
     if cut == "cancel":
         with pytest.raises(asyncio.CancelledError):
@@ -358,7 +369,12 @@ def test_stored_steps_from_another_version_are_read_without_their_unknown_fields
     }
     (step,) = episode_steps(meta)
     assert (step.kind, step.name, step.text) == ("tool", "list_variables", "df: DataFrame")
-    assert episode_steps({"episode": ["not", "a", "mapping"]}) == []
+    (step,) = episode_steps({"episode": {"steps": [{"kind": "run", "code": None, "failed": "yes"}]}})
+    assert (step.code, step.failed) == ("", False) and step.summary() == "run_python []: "
+    for odd in (["not", "a", "mapping"], {"steps": None}, {"steps": 5, "messages": "x"}):
+        assert episode_steps({"episode": odd}) == []
+        message = Message("assistant", "a", meta={"episode": odd})
+        assert message.steps() == [] and message.provider_messages(tools=True) == [message.for_provider()]
 
 
 async def test_a_second_interrupt_while_recording_still_records_and_ends_the_view(
@@ -375,10 +391,8 @@ async def test_a_second_interrupt_while_recording_still_records_and_ends_the_vie
         return record(self, *args, **kwargs)
 
     monkeypatch.setattr(Conversation, "record", slow_record)
-    server.config.script[:] = [{"text": "Some text that streams in several chunks, then is cut."}]
-    server.config.delay = 0.01
     view = CutView("cancel")
-    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1"))
+    task = asyncio.ensure_future(assistant.agent("explain", view=view, cell="c1", provider=PausingText))
     view.task = task
     await asyncio.to_thread(entered.wait, 30)  # the first interrupt landed; recording has begun
     task.cancel()  # the user presses interrupt again

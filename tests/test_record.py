@@ -240,6 +240,8 @@ async def test_nothing_drawn_records_nothing_and_says_one_line(assistant):
     reply = await _ask(assistant, Screen(fail_from=1))
     assert reply.status == "failed" and reply.text == "" and "\n" not in str(reply.error)
     assert _stored(assistant) == []
+    # The answer came back though nothing could show it: the provider billed it, so it is counted.
+    assert reply.chunks >= 1 and assistant.daily_budget().today()[0] > 0
 
 
 async def test_the_throttled_renderer_keeps_the_last_frame_it_drew_and_reports_a_timer_draw_failing():
@@ -365,3 +367,30 @@ async def test_a_second_interrupt_while_the_answer_is_settled_still_records_it(a
         await task
     assert screen.shown[-1].final and screen.text and ANSWER.startswith(screen.text) and screen.text != ANSWER
     assert _stored(assistant) == [(screen.text, "interrupted")]
+
+
+async def test_waiting_for_a_record_outlasts_any_number_of_interrupts():
+    entered, release, done = threading.Event(), threading.Event(), []
+
+    def record() -> None:
+        entered.set()
+        release.wait(30)
+        done.append("recorded")
+
+    seen_when_ended: list[list[str]] = []
+
+    async def cell() -> None:
+        try:
+            await runner.to_thread_to_the_end(record)
+        finally:
+            seen_when_ended.append(list(done))
+
+    task = asyncio.ensure_future(cell())
+    await asyncio.to_thread(entered.wait, 30)
+    for _ in range(3):  # the user presses interrupt again and again
+        task.cancel()
+        await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen_when_ended == [["recorded"]]
