@@ -101,7 +101,6 @@ class DisplayRenderer(ThrottledRenderer):
         self._display = display
         self.handle: Any = None  # the live tail output
         self.stream = MarkdownStream()
-        self._fed = 0  # characters of the answer the stream has been fed
         self._pending: list[Block] = []  # finished blocks still drawn in the tail output
         self._pending_chars = 0
         self._committed_chars = 0
@@ -119,11 +118,7 @@ class DisplayRenderer(ThrottledRenderer):
         if frame.waiting or self.fmt == "text":
             self._show(markdown_bundle(frame, self.fmt))
             return
-        # What the stream has not had yet: ``added`` starts at the last frame drawn, and a draw
-        # that failed after feeding (publishing refused) already gave the stream its text.
-        unfed = max(0, frame.length - self._fed)
-        self.stream.feed(frame.added[max(0, len(frame.added) - unfed) :] if unfed else "")
-        self._fed = max(self._fed, frame.length)
+        self.stream.feed_through(frame.added, frame.length)  # ``added`` starts at the last frame drawn
         update = self.stream.update(final=frame.final)
         self._pending.extend(update.frozen)
         self._pending_chars += sum(len(block.source) for block in update.frozen)

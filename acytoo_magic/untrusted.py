@@ -263,9 +263,18 @@ class MarkdownStream:
         self.blocks: list[Block] = []
         self._known: list[int] = []  # per block: how many references were defined when it froze
         self.closed = False
+        self.fed = 0  # characters of the answer fed so far
 
     def feed(self, chunk: str) -> None:
         self._parts.append(chunk)
+        self.fed += len(chunk)
+
+    def feed_through(self, added: str, length: int) -> None:
+        """Feed the end of ``added`` (the text since the last frame, the answer ``length`` long
+        after it) that the stream has not had: a draw that failed after feeding already gave it
+        the rest."""
+        unfed = max(0, length - self.fed)
+        self.feed(added[max(0, len(added) - unfed) :] if unfed else "")
 
     def update(self, final: bool = False) -> StreamUpdate:
         raw = "".join(self._parts)

@@ -198,7 +198,6 @@ class LiveAnswer:
 
     def __init__(self) -> None:
         self.stream = MarkdownStream()
-        self.fed = 0  # characters of the answer the stream has had
         self.blocks: list[str] = []  # finished blocks' HTML, by block index
         self.tail = ""  # the unfinished rest's HTML (with the cursor while streaming)
         self.note = ""  # the frame's note as HTML
@@ -212,10 +211,7 @@ class LiveAnswer:
         Returns the HTML of the blocks finished since the last frame, and whether earlier blocks
         changed (a reference defined after its use; the final frame only).
         """
-        # A draw that failed after feeding already gave the stream its text: feed only the rest.
-        unfed = max(0, frame.length - self.fed)
-        self.stream.feed(frame.added[len(frame.added) - unfed :] if unfed else "")
-        self.fed = max(self.fed, frame.length)
+        self.stream.feed_through(frame.added, frame.length)
         update = self.stream.update(final=frame.final)
         self.blocks.extend(block.html for block in update.frozen)
         for block in update.revised:
@@ -958,7 +954,7 @@ class ChatWidget(widgets.VBox):
         answer = Message("assistant", episode.content, episode.status, meta=meta)
         self._local = [question, answer]
         self._own_answer = self._entries([answer])[0]
-        note = f'<div class="acytoo-note">{escaped(episode.note)}</div>' if episode.note else ""
+        note = _note_html(episode.note)
         status = episode.status_line(request) if request.show_status else ""
         self._footer = note + (f"<div>{escaped(status)}</div>" if status else "")
         self._show()
@@ -995,7 +991,7 @@ class ChatWidget(widgets.VBox):
         else:
             answer = Message("assistant", reply.text, reply.status, meta=dict(question.meta))
             live = self._answer
-            if live.final and live.fed == len(reply.text):  # the page shows all of it, rendered once
+            if live.final and live.stream.fed == len(reply.text):  # the page shows all of it, rendered once
                 self._html[_key(answer)] = live.settle(label(answer.status))
             self._local = [question, answer]
             self._own_answer = self._entries([answer])[0]

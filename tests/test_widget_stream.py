@@ -86,7 +86,7 @@ def stream(
             renderer.feed(text[start:cut])
         start = cut
     renderer.close(text, note)
-    assert answer.final and answer.fed == len(text)
+    assert answer.final and answer.stream.fed == len(text)
     transcript.show([answer.settle(note)], "")
     return transcript, sent
 
