@@ -44,12 +44,16 @@ def code_html(code: str, caption: str, info: str = "python") -> str:
     return f'<div class="acytoo-run">{note_html(caption)}{render_markdown(fenced(code, info))}</div>'
 
 
+def result_caption(step: Step) -> str:
+    return "result (failed)" if step.failed else "result"
+
+
 def step_html(step: Step) -> str:
     """A finished step as safe HTML: the call (or the decided code) and its result as a code block."""
     if step.kind == "run":
         head = code_html(step.code, f"run_python: {_DECIDED.get(step.decision, step.decision)}")
         if step.decision in ("run", "auto"):
-            return head + code_html(step.text, "result (failed)" if step.failed else "result", "")
+            return head + code_html(step.text, result_caption(step), "")
         return head
     if step.kind == "tool":
         call = f"tool · {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
@@ -77,7 +81,7 @@ class NotebookAgentView(AgentView):
         if step.kind == "text" or (step.kind == "run" and step.decision in ("skip", "stop")):
             return  # drawn as it streamed; or the code's caption says so, where the buttons were
         if step.kind == "run" and step.decision == "run":  # the code shows above, with its decision
-            caption = "result (failed)" if step.failed else "result"
+            caption = result_caption(step)
             html_text = code_html(step.text, caption, "")
             self._display({"text/plain": f"[{caption}]\n{step.text}", "text/html": html_text}, raw=True)
         else:
