@@ -17,6 +17,7 @@ from lab import (
     save_notebook,
     save_shot,
 )
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.browser
@@ -128,7 +129,8 @@ def test_send_streams_progressively(page):
     states = page.evaluate("window.__states")
     intermediate = {s for s in states if s.strip() and "▌" in s and "⏳" not in s}
     assert len(intermediate) >= 2, states
-    assert page.get_by_role("button", name="Send").is_enabled()
+    # The input's busy state is another widget's message, after the transcript's: waited for, not raced.
+    expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=30_000)
     answer = page.locator(".acytoo-chat .acytoo-transcript .acytoo-assistant").last
     for selector in ("h2", "li", "pre code", "table"):  # the answer's Markdown, rendered
         assert answer.locator(selector).count() >= 1, selector
@@ -160,8 +162,8 @@ def test_stop_interrupts_a_slow_stream(page):
         f"{TRANSCRIPT}.includes('interrupted')",
         timeout=10_000,
     )
-    assert page.get_by_role("button", name="Send").is_enabled()
-    assert page.get_by_role("button", name="Stop").is_disabled()
+    expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=30_000)
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=30_000)
 
 
 def test_script_and_links_in_a_reply_do_not_execute(page):
