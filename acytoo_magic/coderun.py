@@ -234,27 +234,41 @@ def _captured(shell: Any, run: _Run) -> Iterator[None]:
             shell.display_pub = display
 
 
+_running: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()  # episodes whose code runs
+_ignored: Any = signal.SIG_IGN  # what SIGINT did before the first run installed ``_on_sigint``
+
+
+def _on_sigint(_signum: int, _frame: Any) -> None:
+    """SIGINT while approved code runs outside any cell: cancel its episode (the loop is woken)."""
+    for loop, task in list(_running):
+        loop.call_soon_threadsafe(task.cancel)
+
+
 @contextlib.contextmanager
 def _sigint_cancels(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> Iterator[None]:
     """While code runs, SIGINT cancels ``task`` where nothing else would act on it.
 
     ipykernel ignores SIGINT between requests (a chat's episode runs outside any cell) and, for an
-    awaited cell, installs its own handler that cancels the cell: that one is left alone.
+    awaited cell, installs its own handler that cancels the cell: that one is left alone. The
+    handler is one module function that acts on whatever runs now, because ipykernel saves and
+    restores the handler around every message it handles: one it restores late acts on nothing
+    (as SIG_IGN would), never on an episode that is over.
     """
+    global _ignored
     if task is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous not in (signal.SIG_IGN, signal.SIG_DFL, None):
+    current = signal.getsignal(signal.SIGINT)
+    if current in (signal.SIG_IGN, signal.SIG_DFL, None):
+        _ignored = current
+        signal.signal(signal.SIGINT, _on_sigint)
+    elif current is not _on_sigint:  # a cell's own (ipykernel's cancel, a terminal's KeyboardInterrupt)
         yield
         return
-
-    def cancel(_signum: int, _frame: Any) -> None:
-        loop.call_soon_threadsafe(task.cancel)
-
-    signal.signal(signal.SIGINT, cancel)
+    _running.add((loop, task))
     try:
         yield
     finally:
-        if signal.getsignal(signal.SIGINT) is cancel:
-            signal.signal(signal.SIGINT, previous)
+        _running.discard((loop, task))
+        if not _running and signal.getsignal(signal.SIGINT) is _on_sigint:
+            signal.signal(signal.SIGINT, _ignored if _ignored is not None else signal.SIG_IGN)
