@@ -66,6 +66,7 @@ bench: venv browser bench-peers local
 	$(PY) benchmarks/run.py --peers $(BENCH_VENVS)
 	$(PY) benchmarks/backends.py
 	$(PY) benchmarks/agent_small_models.py --models smollm2,gemma3
+	$(PY) benchmarks/outbound.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENVS) build *.egg-info .pytest_cache
