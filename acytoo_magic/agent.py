@@ -61,11 +61,6 @@ class Decision(str, Enum):
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
 
 
-def hides_code(code: str) -> bool:
-    """Whether ``code`` would not read as it runs (``readable.unreadable`` says why)."""
-    return bool(unreadable(code))
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
@@ -139,6 +134,7 @@ class Episode:
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
             self.calls_line(),
             f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
+            f"history keeps each part to {STORED_PART:,} characters" if self.shortened else "",
         ]
         if request.price is not None:
             cost = (self.prompt_tokens * request.price[0] + self.completion_tokens * request.price[1]) / 1e6

@@ -254,6 +254,7 @@ def test_a_ten_megabyte_name_is_quoted_in_part(k: Kernel, server: LocalServer) -
     assert step["text"].startswith("error: no variable 'aaaa") and "(10,000,000 characters)" in step["text"]
     assert len(step["text"]) < 300 and len(step["arguments"]) < 300
     assert len(json.dumps(stored)) < 100_000  # the history row: not 40 MB
+    assert "history keeps each part to 10,000 characters" in out.final_display["text/plain"]
     # sending the name back would pass the episode's token budget: it stops there, and says so
     assert "would pass the episode's token budget" in stored["content"]
 
