@@ -116,11 +116,12 @@ def on_this_loop(handler: Callable[..., Any]) -> Callable[..., None]:
     thread calls it. JupyterLab 4.6 sends widget messages over kernel subshells (JEP 91), and
     ipykernel 7 runs a subshell's messages on a thread of its own with a loop of its own: a click's
     handler there that resolves a future of the kernel's loop, or cancels its task, would never wake
-    it (seen: Run clicked, the cell waiting on). Called on the loop's own thread, it runs at once."""
+    it (seen: Run clicked, the cell waiting on). Called on the loop's own thread, it runs at once;
+    made where no loop runs, ``handler`` is returned as it is."""
     try:
         loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # made outside any loop (a script, a benchmark): handlers run where called
+        return handler
 
     def deliver(*args: Any) -> None:
         try:
