@@ -8,6 +8,7 @@ thin front ends over the notebook's one ``Assistant``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 from .assistant import Assistant, forget_shared_assistant, shared_assistant
@@ -71,8 +72,17 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     _magics = AcytooMagics(shell=ipython)
     ipython.register_magics(_magics)
+    # The boundary's detectors load in half a second: now, beside the user's first cells, not in them.
+    threading.Thread(target=_warm_boundary, name="acytoo-warm", daemon=True).start()
     # Decides per cell: only a top-level cell under ipykernel's asyncio runner is made awaited.
     ipython.input_transformers_post.append(_magics.transform_lines)
+
+
+def _warm_boundary() -> None:
+    from .outbound import warm
+
+    with contextlib.suppress(Exception):  # it loads again on first use, and says why if it fails
+        warm()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +28,7 @@ from .coderun import CodeRun, run_approved
 from .context import clip
 from .conversation import stored_episode
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
+from .outbound import map_texts
 from .providers.base import ToolCall
 from .readable import unreadable
 from .render import Renderer
@@ -46,6 +48,11 @@ from .untrusted import printable
 
 SHOWN_ARGUMENTS = 200  # characters of a tool call's arguments shown and kept with its step
 STORED_PART = 10_000  # characters of each step, message or argument the history keeps of an episode
+STORED_EPISODE = 500_000  # characters of an episode's steps and messages the history keeps at most
+# Code longer than this is refused before anyone is asked: nobody reads 400 lines at a click.
+MAX_CODE_LINES = 400
+MAX_CODE_CHARS = 20_000
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
 class Decision(str, Enum):
@@ -154,21 +161,31 @@ class Episode:
 
     @property
     def shortened(self) -> bool:
-        """Whether the history keeps a shortened copy (a part over ``STORED_PART`` characters)."""
-        texts = [t for s in self.steps for t in (s.text, s.code, s.arguments)]
-        texts += [_message_text(m) for m in self.messages]
-        return any(len(text) > STORED_PART for text in texts)
+        """Whether the history keeps a shortened copy: a part over ``STORED_PART`` characters, or
+        all of them over ``STORED_EPISODE``."""
+        return self._stored()[1]
 
-    def meta(self) -> dict[str, Any]:
-        """Stored with the answer: the steps (for ``history``) and the messages (for later turns),
-        each part at most ``STORED_PART`` characters (the cut is marked where it is)."""
+    def _stored(self) -> tuple[dict[str, Any], bool]:
+        """The episode as the history keeps it, and whether anything was left out or cut."""
         steps = [
             {**asdict(s), "text": clip(s.text, STORED_PART), "code": clip(s.code, STORED_PART)}
             for s in self.steps
         ]
-        episode: dict[str, Any] = {"steps": steps, "messages": [_stored_message(m) for m in self.messages]}
-        if self.shortened:
+        messages = [map_texts(m, lambda text: clip(text, STORED_PART)) for m in self.messages]
+        cut = steps != [asdict(s) for s in self.steps] or messages != self.messages
+        episode: dict[str, Any] = {"steps": steps, "messages": messages}
+        if len(json.dumps(episode, ensure_ascii=False)) > STORED_EPISODE:  # many parts: steps only
+            episode = {"steps": steps[:200], "messages": [], "left_out": max(0, len(steps) - 200)}
+            cut = True
+        if cut:
             episode["shortened"] = STORED_PART
+        return episode, cut
+
+    def meta(self) -> dict[str, Any]:
+        """Stored with the answer: the steps (for ``history``) and the messages (for later turns),
+        each part at most ``STORED_PART`` characters and all of them ``STORED_EPISODE`` (when more,
+        the steps only: later turns send this episode as prompt and answer); cuts are marked."""
+        episode, _cut = self._stored()
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -179,29 +196,6 @@ class Episode:
 
 _RUN_WORDS = {"run": "run", "auto": "run", "skip": "skipped", "stop": "stopped", "refused": "refused",
               "gone": "not decided"}
-
-
-def _message_text(message: Mapping[str, Any]) -> str:
-    calls = message.get("tool_calls") or []
-    arguments = [c.get("function", {}).get("arguments", "") for c in calls if isinstance(c, Mapping)]
-    return str(message.get("content") or "") + "".join(str(a) for a in arguments)
-
-
-def _stored_message(message: Mapping[str, Any]) -> dict[str, Any]:
-    stored = dict(message)
-    if isinstance(stored.get("content"), str):
-        stored["content"] = clip(stored["content"], STORED_PART)
-    calls = stored.get("tool_calls")
-    if isinstance(calls, list):
-        stored["tool_calls"] = [_stored_call(call) for call in calls]
-    return stored
-
-
-def _stored_call(call: Any) -> Any:
-    function = call.get("function") if isinstance(call, Mapping) else None
-    if not isinstance(function, Mapping) or not isinstance(function.get("arguments"), str):
-        return call
-    return {**call, "function": {**function, "arguments": clip(function["arguments"], STORED_PART)}}
 
 
 class AgentView:
@@ -291,6 +285,8 @@ class AgentLoop:
                         self._end(PARTIAL, str(exc))
                         break
                 self._steps += 1
+                # masked off the loop (a long history costs tens of ms); ``open`` masks again, from its cache
+                await asyncio.to_thread(self.request.outbound.mask_messages, sent)
                 reply = await self._ask(sent, session)
                 self._turn = None  # its text is the answer or a step from here on
                 if reply.error is not None:
@@ -404,8 +400,10 @@ class AgentLoop:
     async def _call(self, call: ToolCall) -> str:
         """One tool call; what it returns is what the model is sent (through the boundary)."""
         budget = self.tools.context.budget
+        self.request.outbound.refresh()  # what the last run defined is masked too
         mask = self.request.outbound.mask
-        name = clip(call.name, SHOWN_ARGUMENTS)
+        # Our frame's caption shows the name: a model's free text there could pose as a step of ours.
+        name = call.name if _TOOL_NAME.match(call.name) else "(a tool name that is not one)"
         shown = mask(clip(call.arguments, SHOWN_ARGUMENTS)) if call.arguments else ""
         try:
             arguments = json.loads(call.arguments or "{}")
@@ -431,10 +429,16 @@ class AgentLoop:
             self._show(Step("run", result, RUN_PYTHON, code=str(code or ""), decision="refused", failed=True))
             return result
         code = code.replace("\r\n", "\n")
+        lines = code.count("\n") + 1
         why = unreadable(code)
+        if len(code) > MAX_CODE_CHARS or lines > MAX_CODE_LINES:
+            why = (
+                f"is {lines:,} lines and {len(code):,} characters, more than anyone reads at a click "
+                f"({MAX_CODE_LINES} lines, {MAX_CODE_CHARS:,} characters at most)"
+            )
         if why:  # what runs must be exactly what the user read and approved: not asked at all
-            result = f"refused: the code {why}; nobody was asked: write it again in plain text, ASCII names"
-            shown = printable(code).encode("ascii", "backslashreplace").decode("ascii")
+            result = f"refused: the code {why}; nobody was asked: write it again, shorter, in plain text"
+            shown = clip(printable(code), MAX_CODE_CHARS).encode("ascii", "backslashreplace").decode("ascii")
             self._show(Step("run", result, RUN_PYTHON, code=shown, decision="refused", failed=True))
             return result
         if self.limits.auto_run:
@@ -467,6 +471,7 @@ class AgentLoop:
             return result
         namespace = self.tools.context.namespace
         run = await run_approved(code, namespace, self.shell, budget)  # type: ignore[arg-type]  # the user's dict
+        self.request.outbound.refresh()  # what the code just defined is masked in its own output
         result = self.request.outbound.mask(run.for_model(budget))
         self._show(Step("run", result, RUN_PYTHON, code=code, decision=shown_as, failed=run.failed), run)
         if run.cancelled:  # the interrupt goes on once the result is the call's (``_take_calls``)
@@ -535,7 +540,7 @@ class Preview:
 
 def preview(request: Request, agent: bool = False) -> Preview:
     """The exact messages (and tools) ``request`` would send; reads the history, sends nothing."""
-    body: dict[str, Any] = {"model": request.model, "messages": request.messages(tools=agent)}
+    body: dict[str, Any] = {"model": request.model, "messages": request.leaving(tools=agent)}
     if agent:
         body["tools"] = TOOL_SPECS
     return Preview(body, request.outbound.line())
@@ -577,6 +582,7 @@ async def run_agent(
         assistant.agent_max_retries,
         assistant.agent_auto_run or auto_run,
     )
-    loop = AgentLoop(request, NotebookTools(assistant.context(), hidden), approve, view, limits, shell)
+    tools = NotebookTools(assistant.context(mask=request.outbound.mask), hidden)
+    loop = AgentLoop(request, tools, approve, view, limits, shell)
     async with assistant.session_lease() as session:
         return await loop.run(session)

@@ -210,15 +210,20 @@ class Assistant(Configurable):
         (in a thread, during an answer), never while a request is being built on the loop."""
         return Conversation(lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD)
 
-    def context(self) -> NotebookContext:
-        """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a script)."""
+    def context(self, mask: Callable[[str], str] | None = None) -> NotebookContext:
+        """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a
+        script); ``mask`` (a boundary's) is applied to values before a summary cuts them."""
         namespace = getattr(self.shell, "user_ns", None) or {}
         raw = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None)
-        return NotebookContext(namespace, self.errors, self.max_context_chars, raw)
+        context = NotebookContext(namespace, self.errors, self.max_context_chars, raw)
+        if mask is not None:
+            context.mask = mask
+        return context
 
-    def expand(self, text: str, attach: Sequence[str] = ()) -> str:
-        """The prompt with its references expanded and ``attach``'s summaries appended (``ContextError``)."""
-        context = self.context()
+    def expand(self, text: str, attach: Sequence[str] = (), allow: Sequence[str] = ()) -> str:
+        """The prompt with its references expanded and ``attach``'s summaries appended (``ContextError``),
+        secrets masked as they are expanded, but for those ``allow`` names (``--send-secret``)."""
+        context = self.context(mask=self.outbound(allow).mask)
         prompt = context.expand(text)
         return prompt + context.attach(list(attach)) if attach else prompt
 
@@ -283,12 +288,15 @@ class Assistant(Configurable):
         self, allow: Sequence[str] = (), url: str | None = None, proxy: str | None = None
     ) -> Outbound:
         """The boundary for one request: what it masks, read from the settings, the environment
-        and the notebook's namespace as they are now (``outbound.py``)."""
-        secrets = [Secret("api_key", str(self.api_key))] if self.api_key else []
-        for name, value in (("url", self.url), ("proxy", self.proxy), ("--url", url), ("--proxy", proxy)):
-            secrets += url_secrets(name, str(value or ""))
-        secrets += environment_secrets()
-        secrets += namespace_secrets(getattr(self.shell, "user_ns", None) or {})
+        and the notebook's namespace, and read again before each message leaves (``outbound.py``)."""
+
+        def secrets() -> list[Secret]:
+            found = [Secret("api_key", str(self.api_key))] if self.api_key else []
+            for name, value in (("url", self.url), ("proxy", self.proxy), ("--url", url), ("--proxy", proxy)):
+                found += url_secrets(name, str(value or ""))
+            namespace = getattr(self.shell, "user_ns", None) or {}
+            return found + environment_secrets() + namespace_secrets(namespace)
+
         return Outbound(secrets, allow)
 
     def daily_budget(self) -> DailyBudget:

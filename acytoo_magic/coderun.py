@@ -1,15 +1,16 @@
 """Running code the user approved: in their namespace, as a cell would, and stoppable as a cell is.
 
 The code runs on a thread of its own while the episode awaits it on the kernel's loop, so the loop
-stays free: a chat's Stop (a comm message) arrives, and an interrupt is what it is for any awaited
-cell, a cancel of the awaiting task (Kernel > Interrupt, Stop, Ctrl-C in a terminal). A cancel
-raises ``KeyboardInterrupt`` inside the running code (``PyThreadState_SetAsyncExc``), at its next
-Python instruction: a loop of short calls stops at once; one long call into C (a sleep, a big
-join) ends first, as a cell's does. Where nobody turns SIGINT into a cancel (a chat's episode
-runs outside any cell, and an idle ipykernel ignores SIGINT), a handler does so while code runs.
+stays free: a chat's Stop (a comm message) arrives. A cancel of the awaiting task (the chat's Stop,
+an interrupt of the cell) raises ``KeyboardInterrupt`` inside the running code
+(``PyThreadState_SetAsyncExc``), at its next Python instruction: a loop of short calls stops at
+once; one long call into C (a sleep, a big join) ends first. While code runs, SIGINT (Kernel >
+Interrupt, Ctrl-C) interrupts it directly, each time, and cancels its episode; an idle ipykernel
+would ignore it (a chat's episode runs outside any cell).
 
-Output is captured per thread: what this code prints or displays is its result; what other cells
-print meanwhile still goes to them.
+What differs from a cell: the code is not on the main thread, so ``signal.signal``, GUI event loops
+(Tk, macOS backends) and ``input()`` do not work in it. Output is captured per thread: what this code
+prints or displays is its result; what other cells print meanwhile still goes to them.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class CodeRun:
     rich: list[dict[str, Any]] = field(default_factory=list)  # display() bundles, shown, not sent
     interrupted: bool = False
     cancelled: bool = False  # the interrupt came as a cancel of the episode: it goes on after the record
-    stuck: bool = False  # still inside a call it cannot leave when the episode had to go on
+    stuck: bool = False  # had not stopped when the episode had to go on (it runs on, alone)
 
     @property
     def failed(self) -> bool:
@@ -67,7 +68,7 @@ class CodeRun:
                 "not sent"
             )
         if self.interrupted:
-            parts.append("interrupted by the user" + (" (it was still inside a call)" if self.stuck else ""))
+            parts.append("interrupted by the user" + (" (it had not stopped yet)" if self.stuck else ""))
         return clip("\n\n".join(parts) or "ran; no output", budget)
 
 
@@ -84,13 +85,22 @@ async def run_approved(
     lets the cancel go on).
     """
     global _runs
+    still = [run for run in _live if run.thread.is_alive()]
+    if still:  # an earlier run that an interrupt did not stop: nothing else runs beside it
+        still[0].interrupt()
+        return CodeRun(
+            error="not run: code approved earlier is still running (it had not stopped "
+            f"{CLEANUP_SECONDS:g} s after an interrupt, and was interrupted again now; wait for it, "
+            "or restart the kernel)"
+        )
     _runs += 1
     filename = f"<agent-run-{_runs}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)  # tracebacks
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     run = _Run(code, filename, namespace, budget, loop)
-    with _captured(shell, run), _sigint_cancels(loop, task):
+    _live.add(run)
+    with _captured(shell, run), _sigint_interrupts(loop, task):
         run.start()
         try:
             await asyncio.shield(run.done)
@@ -102,11 +112,14 @@ async def run_approved(
 
 
 async def _settle(run: _Run) -> None:
-    """Wait (through further cancels) for the interrupted code to stop, ``CLEANUP_SECONDS`` at most."""
+    """Wait for the interrupted code to stop, ``CLEANUP_SECONDS`` at most; each further cancel (a
+    second Kernel > Interrupt) interrupts it again, as a second interrupt does a cell's code."""
     waiting = asyncio.ensure_future(asyncio.wait_for(asyncio.shield(run.done), CLEANUP_SECONDS))
     while not waiting.done():
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            run.interrupt()
     if waiting.cancelled() or isinstance(waiting.exception(), asyncio.TimeoutError):
         run.result.interrupted = run.result.stuck = True  # it goes on in its thread; said, not awaited
     run.result.stdout, run.result.stderr = run.out.getvalue(), run.err.getvalue()
@@ -152,6 +165,8 @@ class _Run:
             result.interrupted = True
         except BaseException as exc:  # SystemExit too: the user's code, reported
             result.error = format_error(exc, self.budget)
+        finally:
+            _live.discard(self)
         result.stdout, result.stderr = self.out.getvalue(), self.err.getvalue()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (a kernel shutting down)
             self._loop.call_soon_threadsafe(_resolve, self.done)
@@ -171,40 +186,53 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class _ThreadStream(io.TextIOBase):
+class _ThreadStream:
     """``sys.stdout``/``stderr`` while code runs: the run's thread writes to ``mine``, others to
-    ``theirs``."""
+    ``theirs``. Everything else a stream has (``encoding``, ``fileno``, ``isatty``, ``buffer``…) is
+    ``theirs``. Once the run is over it writes everything to ``theirs``: a capture that saved it
+    (``%%capture`` started meanwhile) and put it back later puts back a stream that forwards."""
 
     def __init__(self, mine: io.StringIO, theirs: Any, thread: threading.Thread) -> None:
-        self.mine, self.theirs, self.thread = mine, theirs, thread
+        self.mine, self.theirs = mine, theirs
+        self.thread: threading.Thread | None = thread
 
     def _target(self) -> Any:
-        return self.mine if threading.current_thread() is self.thread else self.theirs
+        mine = self.thread is not None and threading.current_thread() is self.thread
+        return self.mine if mine else self.theirs
 
     def write(self, text: str) -> int:
         return self._target().write(text)
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         self._target().flush()
 
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno... as the original has them
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.theirs, name)
 
 
 class _ThreadDisplay:
-    """``shell.display_pub`` while code runs: the run's displays are kept, others published."""
+    """``shell.display_pub`` while code runs: the run's displays are kept, others published; once
+    the run is over, everything is published (as for ``_ThreadStream``)."""
 
     def __init__(self, theirs: Any, thread: threading.Thread, into: list[dict[str, Any]]) -> None:
-        self.theirs, self.thread, self.into = theirs, thread, into
+        self.theirs, self.into = theirs, into
+        self.thread: threading.Thread | None = thread
+
+    def _mine(self) -> bool:
+        return self.thread is not None and threading.current_thread() is self.thread
 
     def publish(self, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        if threading.current_thread() is self.thread:
+        if self._mine():
             self.into.append(data)
         else:
             self.theirs.publish(data, *args, **kwargs)
 
     def clear_output(self, *args: Any, **kwargs: Any) -> None:
-        if threading.current_thread() is not self.thread:
+        if not self._mine():
             self.theirs.clear_output(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -225,50 +253,55 @@ def _captured(shell: Any, run: _Run) -> Iterator[None]:
         shell.display_pub = routed
     try:
         yield
-    finally:  # put back only what is still ours: a later capture (%%capture) keeps its own
+    finally:  # put back only what is still ours; one a later capture holds forwards from now on
+        stdout.thread = stderr.thread = None
         if sys.stdout is stdout:
             sys.stdout = stdout.theirs
         if sys.stderr is stderr:
             sys.stderr = stderr.theirs
-        if routed is not None and shell.display_pub is routed:
-            shell.display_pub = display
+        if routed is not None:
+            routed.thread = None
+            if shell.display_pub is routed:
+                shell.display_pub = display
 
 
 _running: set[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = set()  # episodes whose code runs
-_ignored: Any = signal.SIG_IGN  # what SIGINT did before the first run installed ``_on_sigint``
+_live: set[_Run] = set()  # runs whose thread has not ended (one an interrupt did not stop, too)
+_previous: Any = signal.SIG_IGN  # what SIGINT did when ``_on_sigint`` was last put in its place
 
 
-def _on_sigint(_signum: int, _frame: Any) -> None:
-    """SIGINT while approved code runs outside any cell: cancel its episode (the loop is woken)."""
+def _on_sigint(signum: int, frame: Any) -> None:
+    """SIGINT while approved code runs: interrupt the code at once (every time: a second interrupt
+    reaches code that caught the first, as in a cell), and cancel its episode, then do what was done
+    before (a cell's own handler cancels the cell; an idle kernel's ignores it)."""
+    for run in list(_live):
+        run.interrupt()
     for loop, task in list(_running):
         loop.call_soon_threadsafe(task.cancel)
+    if callable(_previous) and _previous is not _on_sigint:
+        _previous(signum, frame)
 
 
 @contextlib.contextmanager
-def _sigint_cancels(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> Iterator[None]:
-    """While code runs, SIGINT cancels ``task`` where nothing else would act on it.
+def _sigint_interrupts(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any] | None) -> Iterator[None]:
+    """While code runs, SIGINT interrupts it and cancels ``task`` (``_on_sigint``).
 
-    ipykernel ignores SIGINT between requests (a chat's episode runs outside any cell) and, for an
-    awaited cell, installs its own handler that cancels the cell: that one is left alone. The
-    handler is one module function that acts on whatever runs now, because ipykernel saves and
-    restores the handler around every message it handles: one it restores late acts on nothing
-    (as SIG_IGN would), never on an episode that is over.
+    The handler is one module function acting on whatever runs now, because ipykernel saves and
+    restores the handler around every message it handles: one it puts back late acts on nothing
+    but what was there before, never on an episode that is over.
     """
-    global _ignored
+    global _previous
     if task is None or threading.current_thread() is not threading.main_thread():
         yield
         return
     current = signal.getsignal(signal.SIGINT)
-    if current in (signal.SIG_IGN, signal.SIG_DFL, None):
-        _ignored = current
+    if current is not _on_sigint:
+        _previous = current
         signal.signal(signal.SIGINT, _on_sigint)
-    elif current is not _on_sigint:  # a cell's own (ipykernel's cancel, a terminal's KeyboardInterrupt)
-        yield
-        return
     _running.add((loop, task))
     try:
         yield
     finally:
         _running.discard((loop, task))
         if not _running and signal.getsignal(signal.SIGINT) is _on_sigint:
-            signal.signal(signal.SIGINT, _ignored if _ignored is not None else signal.SIG_IGN)
+            signal.signal(signal.SIGINT, _previous if _previous is not None else signal.SIG_IGN)

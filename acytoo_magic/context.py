@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,34 +113,77 @@ def _module_of(obj: Any) -> str:
     return type(obj).__module__.split(".")[0]
 
 
-def summarize(obj: Any, budget: int = DEFAULT_BUDGET) -> str:
-    """A compact, budgeted description of a value for a prompt."""
+def _same(text: str) -> str:
+    return text
+
+
+ENVIRONMENT = "<the process environment: not shown>"
+
+
+def summarize(obj: Any, budget: int = DEFAULT_BUDGET, mask: Callable[[str], str] = _same) -> str:
+    """A compact, budgeted description of a value for a prompt.
+
+    ``mask`` (the outbound boundary's) is applied to the whole text before it is cut, and to each
+    string before ``repr`` escapes or shortens it: a secret is never cut in part.
+    """
+    if is_environment(obj):
+        return ENVIRONMENT
     module = _module_of(obj)
     if module == "pandas":
         pd = sys.modules["pandas"]
         if isinstance(obj, pd.DataFrame):
-            return clip(_summarize_frame(obj, budget), budget)
+            return clip(mask(_summarize_frame(obj, budget, mask)), budget)
         if isinstance(obj, pd.Series):
-            return clip(_summarize_series(obj), budget)
+            return clip(mask(_summarize_series(obj, mask)), budget)
     if module == "numpy" and hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return clip(_summarize_array(obj), budget)
+        return clip(mask(_summarize_array(obj)), budget)
     if isinstance(obj, str):
-        return clip(obj, budget)
+        return clip(mask(obj), budget)
     if isinstance(obj, (dict, list, tuple, set, frozenset)):
-        return clip(f"{type(obj).__name__} of length {len(obj)}: {bounded_repr(obj, budget, 80)}", budget)
-    return bounded_repr(obj, budget)
+        shown = bounded_repr(obj, budget, 80, mask)
+        return clip(f"{type(obj).__name__} of length {len(obj)}: {shown}", budget)
+    return bounded_repr(obj, budget, mask=mask)
 
 
 REPR_SECONDS = 1.0  # the Python time a user's __repr__ may take for a prompt or a tool result
 
 
 class _Short(reprlib.Repr):
-    """``reprlib`` whose other objects show their own ``repr`` (cut), and whose failures are said:
-    ``reprlib`` hides a failing ``__repr__`` behind ``<X instance at 0x…>``."""
+    """``reprlib`` that masks before it shortens, shows other objects' own ``repr`` (cut), says a
+    failing ``__repr__`` fails (``reprlib`` hides it behind ``<X instance at 0x…>``), cuts bytes
+    before their repr is made, and never shows the process environment."""
+
+    def __init__(self, mask: Callable[[str], str]) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def _cut(self, text: str) -> str:
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+    def repr_str(self, x: str, level: int) -> str:
+        return super().repr_str(self.mask(str(x)), level)
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        head = bytes(x[: max(1, self.maxother // 4)])  # a byte's repr takes up to 4 characters
+        if len(head) == len(x):
+            return self._cut(self.mask(repr(head)))
+        size = f"… ({len(x):,} bytes)"
+        return self.mask(repr(head))[: max(8, self.maxother - len(size))] + size
+
+    repr_bytearray = repr_memoryview = repr_bytes  # type: ignore[assignment]
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        return ENVIRONMENT if is_environment(x) else super().repr_dict(x, level)
+
+    def repr__Environ(self, x: Any, level: int) -> str:
+        return ENVIRONMENT
 
     def repr_instance(self, x: Any, level: int) -> str:
-        text = repr(x)
-        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+        if is_environment(x):
+            return ENVIRONMENT
+        if isinstance(x, str):  # a str subclass: as a str, masked before it is cut
+            return self.repr_str(x, level)
+        return self._cut(self.mask(repr(x)))
 
 
 class _Overtime(BaseException):
@@ -148,14 +191,16 @@ class _Overtime(BaseException):
     the user's code does not swallow it."""
 
 
-def bounded_repr(obj: Any, budget: int = DEFAULT_BUDGET, item: int | None = None) -> str:
+def bounded_repr(
+    obj: Any, budget: int = DEFAULT_BUDGET, item: int | None = None, mask: Callable[[str], str] = _same
+) -> str:
     """``repr(obj)``, cut to ``budget`` characters and stopped after ``REPR_SECONDS`` of Python code.
 
     A ``__repr__`` is the user's code: one that loops or builds a gigabyte string must not hang the
     kernel's loop or flood a prompt. Containers show their first ten items (each ``item`` characters
-    at most). A repr running in C (a huge builtin) is bounded by those limits, not by the clock.
+    at most); strings and bytes are cut before their repr is made; every string is masked first.
     """
-    short = _Short()
+    short = _Short(mask)
     short.maxlist = short.maxdict = short.maxset = short.maxtuple = short.maxfrozenset = 10
     short.maxdeque = short.maxarray = 10
     short.maxstring = short.maxother = item or budget
@@ -176,7 +221,7 @@ def bounded_repr(obj: Any, budget: int = DEFAULT_BUDGET, item: int | None = None
         text = f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
     finally:
         sys.settrace(previous)
-    return clip(text, budget)
+    return clip(mask(text), budget)
 
 
 def _sample(data: Any) -> tuple[Any, str]:
@@ -188,7 +233,23 @@ def _sample(data: Any) -> tuple[Any, str]:
     return data.iloc[::step], f" (on {len(range(0, rows, step)):,} evenly spaced rows)"
 
 
-def _summarize_frame(df: Any, budget: int) -> str:
+def masked_rows(frame: Any, mask: Callable[[str], str]) -> Any:
+    """The few rows a summary shows, with each string masked whole before pandas cuts it to its
+    column width, and a secret-named column's values not shown at all."""
+    from .outbound import looks_secret
+
+    if mask is _same:
+        return frame
+    shown = frame.copy()
+    for column in shown.columns:
+        if looks_secret(str(column)):
+            shown[column] = f"[secret: column {column}]"
+        elif shown[column].dtype == object:
+            shown[column] = shown[column].map(lambda v: mask(v) if isinstance(v, str) else v)
+    return shown
+
+
+def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -> str:
     rows, cols = df.shape
     lines = [f"pandas.DataFrame: {rows:,} rows × {cols} columns"]
     nulls = df.isna().sum()
@@ -197,7 +258,7 @@ def _summarize_frame(df: Any, budget: int) -> str:
     lines += [f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null" for name in shown]
     if cols > len(shown):
         lines.append(f"  … and {cols - len(shown)} more columns")
-    lines += ["head:", df.head(5).to_string(max_cols=12, max_colwidth=30)]
+    lines += ["head:", masked_rows(df.head(5), mask).to_string(max_cols=12, max_colwidth=30)]
     numeric = df.select_dtypes("number")
     if numeric.shape[1]:
         sample, note = _sample(numeric)
@@ -205,13 +266,14 @@ def _summarize_frame(df: Any, budget: int) -> str:
     return "\n".join(lines)
 
 
-def _summarize_series(series: Any) -> str:
+def _summarize_series(series: Any, mask: Callable[[str], str] = _same) -> str:
     rows = len(series)
     nulls = int(series.isna().sum())
+    head = masked_rows(series.head(5).to_frame(), mask).iloc[:, 0]
     lines = [
         f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null",
         "head:",
-        series.head(5).to_string(),
+        head.to_string(),
     ]
     if series.dtype.kind in "iufb" and rows:
         sample, note = _sample(series)
@@ -245,6 +307,8 @@ class NotebookContext:
     # What the user typed, by cell (IPython's ``input_hist_raw``); ``In`` holds the transformed
     # code (``get_ipython().run_line_magic(...)``), which is not what anyone wrote.
     raw_inputs: Sequence[str] | None = None
+    # The outbound boundary's mask, applied to whole texts and values before they are cut.
+    mask: Callable[[str], str] = _same
 
     def source(self, count: int) -> str | None:
         """Cell ``count``'s input as typed, magics included."""
@@ -289,19 +353,23 @@ class NotebookContext:
                 value = value[int(index)]
             except Exception as exc:
                 raise ContextError(f"{{{name}[{index}]}}: {type(exc).__name__}") from None
-        return summarize(value, self.budget)
+        return self.summary(value)
+
+    def summary(self, value: Any) -> str:
+        """``summarize`` within this context's budget, masked before anything is cut."""
+        return summarize(value, self.budget, self.mask)
 
     def _history(self, name: str, index: int) -> str:
         if name == "In":
             source = self.source(index)
             if source is None:
                 raise ContextError(f"{{In[{index}]}}: cell {index} has no input")
-            return clip(source, self.budget)
+            return clip(self.mask(source), self.budget)
         try:
             value = self.namespace.get("Out")[index]  # type: ignore[index]
         except (KeyError, IndexError, TypeError):
             raise ContextError(f"{{Out[{index}]}}: cell {index} has no output") from None
-        return summarize(value, self.budget)
+        return self.summary(value)
 
     def error(self, count: int | None = None) -> CellError:
         found = self.errors.get(count)
@@ -311,7 +379,7 @@ class NotebookContext:
         return found
 
     def error_text(self, count: int | None = None) -> str:
-        return clip_start(self.error(count).text, self.budget)
+        return clip_start(self.mask(self.error(count).text), self.budget)
 
     def expand(self, text: str) -> str:
         """Replace every reference; ``{{``/``}}`` are literal braces, other braces are left alone."""
@@ -353,6 +421,6 @@ class NotebookContext:
         code = self.source(error.count) if error.count is not None else None
         parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
         if code:
-            parts.append(f"Code (cell {error.count}):\n```python\n{clip(code, self.budget)}\n```")
-        parts.append(f"Error:\n```\n{clip_start(error.text, self.budget)}\n```")
+            parts.append(f"Code (cell {error.count}):\n```python\n{clip(self.mask(code), self.budget)}\n```")
+        parts.append(f"Error:\n```\n{self.error_text(error.count)}\n```")
         return "\n\n".join(parts)

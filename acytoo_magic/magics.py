@@ -245,7 +245,7 @@ class AcytooMagics(Magics):
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
         attach = [n.strip() for n in (args.context or "").split(",") if n.strip()]
         try:
-            prompt = self.assistant.expand(prompt, attach)
+            prompt = self.assistant.expand(prompt, attach, args.send_secret)
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
         return args, prompt, f"%%acytoo {line}\n{cell}"

@@ -59,7 +59,12 @@ def _m003_spend(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS spend_by_day ON spend (notebook, created)")
 
 
-MIGRATIONS: tuple[Step, ...] = (_m001_messages, _m002_cell, _m003_spend)
+def _m004_spend_by_time(db: sqlite3.Connection) -> None:
+    """The daily budget is the user's: today's spend of every notebook, found by time alone."""
+    db.execute("CREATE INDEX IF NOT EXISTS spend_by_time ON spend (created)")
+
+
+MIGRATIONS: tuple[Step, ...] = (_m001_messages, _m002_cell, _m003_spend, _m004_spend_by_time)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -2,24 +2,35 @@
 
 Refused before anyone is asked, with the reason in one line:
 
-- characters the screen does not show as they act: control characters the rendering policy
-  drops (a lone ``\\r`` starts a line the screen hides), format characters (bidi overrides,
-  zero-width: category Cf), and Unicode's default-ignorable code points (variation selectors,
-  the combining grapheme joiner, Khmer and Hangul fillers), which identifiers may contain, so
-  ``target︀`` and ``target`` are two names that look the same;
-- identifiers that mix scripts (a Latin name with a Cyrillic or Greek letter in it), outside the
-  combinations Unicode's "highly restrictive" profile allows (UTS #39: Latin with Han and kana, or
-  with Han and Hangul, or with Han and Bopomofo);
-- identifiers written wholly in Cyrillic or Greek letters that look Latin (``а`` for ``a``).
+- characters the screen does not show as they act: control characters the rendering policy drops
+  (a lone ``\\r`` starts a line the screen hides), line and paragraph separators, format characters
+  (bidi overrides, zero-width: category Cf) and Unicode's default-ignorable code points (variation
+  selectors, the combining grapheme joiner, Khmer and Hangul fillers), which identifiers may
+  contain, so ``target︀`` and ``target`` are two names that look the same. An emoji's own
+  variation selector and a zero-width joiner between emoji are what they look like, and pass;
+- names (every identifier in the syntax tree, f-strings' included) and the words of string literals
+  (a dict key, a path, ``globals()['…']``) that mix scripts: a Latin name with a Cyrillic, Greek or
+  Devanagari character in it (digits count: ``target०`` is not ``target0``), outside the mixes
+  Unicode's "highly restrictive" profile allows (UTS #39: Latin with Han and kana, with Han and
+  Hangul, or with Han and Bopomofo);
+- names and words written wholly in letters that look Latin (``а`` for ``a``, Lisu ``ꓓꓮꓔꓮ`` for
+  ``DATA``), by Unicode's confusables data, but for the Greek letters a statistician writes alone
+  (``α``, ``σ2``); and two names in the code that look the same (``α`` beside ``a``);
+- a letter with a combining mark that does not compose with it.
 
-Identifiers are read with Python's own tokenizer; categories come from ``unicodedata``.
+Scripts and look-alikes come from Unicode's data as the ``confusable_homoglyphs`` package ships it
+(Scripts.txt, confusables.txt); names from Python's own parser (``ast``).
 """
 
 from __future__ import annotations
 
-import io
-import tokenize
+import ast
+import functools
+import re
 import unicodedata
+from collections import defaultdict
+
+from confusable_homoglyphs import categories, confusables
 
 from .untrusted import printable
 
@@ -31,16 +42,19 @@ _IGNORABLE = (
     (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
     (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )  # fmt: skip
+_EMOJI_SELECTORS = "\ufe0e\ufe0f"
+_JOINER = "\u200d"
 # UTS #39 "highly restrictive": one script, or Latin with one of these sets.
 _ALLOWED_MIXES = (
     frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
     frozenset({"LATIN", "HAN", "BOPOMOFO"}),
     frozenset({"LATIN", "HAN", "HANGUL"}),
 )
-# Cyrillic and Greek letters that read as Latin ones (entries of Unicode's confusables.txt whose
-# skeleton is one Latin letter). An identifier made only of these reads as a Latin name it is not.
-# Greek lower-case letters a statistician writes (α, ν, ρ...) are left out: ``α = 0.05`` is meant.
-_LOOK_LATIN = frozenset("аеорсухіјѕԁԛԝһӏАВЕКМНОРСТХІЈЅԌԚԜΑΒΕΖΗΙΚΜΝΟΡΤΥΧο")
+_SHARED = frozenset({"COMMON", "INHERITED"})
+# Greek letters written as a name of their own in statistics (``α = 0.05``, ``σ2``, ``μ_hat`` is
+# mixed and refused): each reads as itself, not as a Latin name.
+_GREEK_NAMES = frozenset("αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ")
+_WORDS = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 def _ignorable(char: str) -> bool:
@@ -48,25 +62,82 @@ def _ignorable(char: str) -> bool:
     return any(low <= code <= high for low, high in _IGNORABLE)
 
 
+@functools.lru_cache(maxsize=1)
+def _latin_looks() -> dict[str, str]:
+    """Non-ASCII characters that look like ASCII ones (confusables.txt), to what they look like."""
+    looks: dict[str, str] = {}
+    for char, homoglyphs in confusables.confusables_data.items():
+        if len(char) == 1 and not char.isascii():
+            alike = [c for h in homoglyphs if (c := h["c"]).isascii() and c.strip() and c.isprintable()]
+            if alike:
+                looks[char] = min(alike, key=len)
+    return looks
+
+
+def skeleton(word: str) -> str:
+    """What ``word`` looks like in ASCII where it can: two words with one skeleton look alike."""
+    looks = _latin_looks()
+    return "".join(looks.get(char, char) for char in unicodedata.normalize("NFKC", word))
+
+
 def _script(char: str) -> str:
-    """The script of a letter, from its Unicode name ("LATIN SMALL LETTER A" is Latin); "" for the
-    characters every script shares (digits, ``_``) and combining marks."""
-    if unicodedata.category(char)[0] in "NPM":
+    return "COMMON" if char.isascii() and not char.isalpha() else categories.alias(char) or "COMMON"
+
+
+def word_problem(word: str) -> str:
+    """Why a name or a word of a string could be read as another ("" when it cannot)."""
+    if word.isascii():
         return ""
-    name = unicodedata.name(char, "")
-    if name.startswith("CJK"):
-        return "HAN"
-    first = name.split(" ", 1)[0]
-    return "LATIN" if first in ("FULLWIDTH", "MATHEMATICAL", "MODIFIER") else first
-
-
-def identifier_problem(name: str) -> str:
-    """Why identifier ``name`` could be misread ("" when it cannot)."""
-    scripts = {_script(c) for c in unicodedata.normalize("NFKC", name)} - {""}
+    shown = unicodedata.normalize("NFKC", word)
+    scripts = {_script(char) for char in shown} - _SHARED
     if len(scripts) > 1 and not any(scripts <= allowed for allowed in _ALLOWED_MIXES):
-        return f"{name!r}, which mixes scripts ({', '.join(sorted(s.title() for s in scripts))})"
-    if scripts & {"CYRILLIC", "GREEK"} and all(c in _LOOK_LATIN for c in name if c.isalpha()):
-        return f"{name!r}, written in {next(iter(scripts)).title()} letters that look Latin"
+        return f"{word!r}, which mixes scripts ({', '.join(sorted(s.title() for s in scripts))})"
+    for index, char in enumerate(shown):
+        if unicodedata.category(char) == "Mn" and index and shown[index - 1].isascii():
+            return f"{word!r}, whose mark (U+{ord(char):04X}) does not combine with the letter before it"
+    looks_latin = bool(scripts - {"LATIN"}) and skeleton(shown).isascii()
+    if looks_latin and not set(shown) - _GREEK_NAMES - set("0123456789_"):
+        return ""  # Greek letters of statistics: they read as themselves
+    if looks_latin:
+        script = next(iter(scripts - {"LATIN"})).title()
+        return f"{word!r}, written in {script} letters that look like the Latin {skeleton(shown)!r}"
+    return ""
+
+
+def _names_and_words(code: str) -> tuple[list[str], list[str]]:
+    """The identifiers in ``code``'s syntax tree (f-strings' too) and the words of its string
+    literals; every word, when the code does not parse."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return _WORDS.findall(code), []
+    names: list[str] = []
+    words: list[str] = []
+    for node in ast.walk(tree):
+        for field in ("id", "attr", "arg", "name", "asname", "rest", "module"):
+            value = getattr(node, field, None)
+            if isinstance(value, str):
+                names.append(value)
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            names += node.names
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            words += _WORDS.findall(node.value)
+    return names, words
+
+
+def _hidden(code: str) -> str:
+    """The first character that changes what runs without showing ("" for none)."""
+    for index, char in enumerate(code):
+        if not (unicodedata.category(char) in ("Cf", "Zl", "Zp") or _ignorable(char)):
+            continue
+        before = code[index - 1] if index else ""
+        after = code[index + 1] if index + 1 < len(code) else ""
+        if char in _EMOJI_SELECTORS and before and unicodedata.category(before) == "So":
+            continue  # an emoji's presentation: ❤️, ⚠️
+        joins = before and after and unicodedata.category(after) == "So"
+        if char == _JOINER and joins and (unicodedata.category(before) == "So" or before in _EMOJI_SELECTORS):
+            continue  # a joined emoji: 👨‍💻
+        return char
     return ""
 
 
@@ -77,18 +148,23 @@ def unreadable(code: str) -> str:
             "holds control or text-direction characters, which show differently from what runs "
             "(a lone carriage return starts a line the screen hides)"
         )
-    for char in code:
-        if unicodedata.category(char) == "Cf" or _ignorable(char):
-            return (
-                f"holds control or text-direction characters (U+{ord(char):04X}: invisible) that change "
-                "what runs unseen"
-            )
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(code).readline):
-            if token.type == tokenize.NAME and not token.string.isascii():
-                problem = identifier_problem(token.string)
-                if problem:
-                    return f"names {problem}, so it can read as another name"
-    except (tokenize.TokenError, SyntaxError):
-        pass  # Python will not run it either: the run reports the error
+    hidden = _hidden(code)
+    if hidden:
+        return (
+            f"holds control or text-direction characters (U+{ord(hidden):04X}: invisible) that change "
+            "what runs unseen"
+        )
+    names, words = _names_and_words(code)
+    for kind, items, noun in (("names", names, "name"), ("has the word", words, "word")):
+        for item in dict.fromkeys(items):
+            problem = word_problem(item)
+            if problem:
+                return f"{kind} {problem}, so it can read as another {noun}"
+    alike: dict[str, set[str]] = defaultdict(set)
+    for name in names:
+        alike[skeleton(name)].add(name)
+    for group in alike.values():
+        if len(group) > 1 and any(not name.isascii() for name in group):
+            first, second = sorted(group)[:2]
+            return f"names {first!r} and {second!r}, which look the same, so one can read as the other"
     return ""

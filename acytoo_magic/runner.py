@@ -111,6 +111,7 @@ class Request:
         """The provider's stream of ``messages`` (masked at the boundary) with this request's options."""
         tools = settings.pop("tools", None)
         options = {**self.options, **settings}
+        self.outbound.refresh()  # what approved code or a cell defined since counts too
         sent = self.outbound.mask_messages(messages)
         return self.adapter.open(self.model, sent, self.proxy, options, session, tools)
 
@@ -148,14 +149,18 @@ class Request:
         return " · ".join(p for p in parts if p)
 
     def messages(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
-        """What is sent, as it leaves the boundary: with ``history``, the thread's recent exchanges
-        before the prompt; with ``tools`` (a request carrying tools), past episodes with their steps."""
+        """What is to be sent (``open`` masks it on the way out): with ``history``, the thread's
+        recent exchanges before the prompt; with ``tools`` (a request carrying tools), past
+        episodes with their steps."""
         if history and self.conversation is not None:
-            found = self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
-        else:
-            head = [{"role": "system", "content": self.system}] if self.system else []
-            found = [*head, {"role": "user", "content": self.prompt}]
-        return self.outbound.mask_messages(found)
+            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return [*head, {"role": "user", "content": self.prompt}]
+
+    def leaving(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
+        """``messages`` as they leave the boundary (what ``open`` sends; Preview shows this)."""
+        self.outbound.refresh()
+        return self.outbound.mask_messages(self.messages(history, tools))
 
 
 async def stream_reply(
@@ -285,11 +290,11 @@ async def answer(
 
     try:
         renderer.start(request.label)
-        try:
-            messages = await asyncio.to_thread(request.messages)
+        try:  # masked in the thread too: ``open`` masks again from the boundary's cache
+            messages = await asyncio.to_thread(request.leaving)
         except Exception as exc:  # the file is locked or went away: answer without history
             reply.history_warning = history_problem(exc)
-            messages = request.messages(history=False)
+            messages = request.leaving(history=False)
         reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
         if request.outbound.found:  # said while waiting, and again under the answer
             renderer.notify(request.outbound.line())

@@ -15,7 +15,7 @@ import types
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .context import NotebookContext, clip, is_environment, summarize
+from .context import NotebookContext, bounded_repr, clip, is_environment
 from .outbound import looks_secret
 
 RUN_PYTHON = "run_python"
@@ -65,10 +65,20 @@ class ToolError(Exception):
 
 def quoted(value: Any, limit: int = QUOTED) -> str:
     """What the model sent, quoted in an error: its first ``limit`` characters and its length."""
-    text = value if isinstance(value, str) else str(value)[: limit + 1]
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}… ({len(text):,} characters)" if isinstance(value, str) else f"{text[:limit]!r}…"
+    if not isinstance(value, str):  # JSON the model sent (a 10 MB list): shown short, never whole
+        return bounded_repr(value, limit + 20, limit)
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value):,} characters)"
+
+
+def secret_by_name(name: str, value: Any) -> str:
+    """What a tool says instead of a value whose name says it is secret ("" for any other)."""
+    if is_environment(value):
+        return "the process environment: not shown"
+    if looks_secret(name) and not isinstance(value, (types.ModuleType, type)) and not callable(value):
+        return "a secret by its name: its value is not shown"
+    return ""
 
 
 def _shape(value: Any) -> str:
@@ -112,11 +122,7 @@ class NotebookTools:
         lines = []
         for name, value in list(found.items())[:MAX_VARIABLES]:
             kind = type(value)
-            shape = _shape(value)
-            if is_environment(value):
-                shape = "the process environment: not shown"
-            elif looks_secret(name) and isinstance(value, (str, bytes)):
-                shape = "a secret by its name: its value is not shown"
+            shape = secret_by_name(name, value) or _shape(value)
             lines.append(f"{name}: {kind.__module__}.{kind.__qualname__}" + (f", {shape}" if shape else ""))
         if len(found) > MAX_VARIABLES:
             lines.append(f"… and {len(found) - MAX_VARIABLES:,} more")
@@ -131,10 +137,10 @@ class NotebookTools:
         value = found[name]
         if is_environment(value):
             raise ToolError(f"{name} holds the process environment, which is not shown")
-        if looks_secret(name) and isinstance(value, (str, bytes)):
-            kind = type(value).__name__
-            return f"{name}: a {kind} of length {len(value):,}; a secret by its name: not shown"
-        return summarize(value, self.context.budget)
+        withheld = secret_by_name(name, value)
+        if withheld:
+            return f"{name}: {type(value).__module__}.{type(value).__qualname__}; {withheld}"
+        return self.context.summary(value)
 
     def read_cell(self, number: Any) -> str:
         if isinstance(number, bool) or not isinstance(number, int):
@@ -142,13 +148,14 @@ class NotebookTools:
         source = self.context.source(number)
         if source is None:
             raise ToolError(f"cell {number} has not run in this kernel")
-        parts = [f"In [{number}]:\n{source}"]
+        mask = self.context.mask  # the whole text, before it is cut: no part of a secret is sent
+        parts = [f"In [{number}]:\n{mask(source)}"]
         outputs = self.context.namespace.get("Out")
         if isinstance(outputs, Mapping) and number in outputs:
-            parts.append(f"Out [{number}]:\n{summarize(outputs[number], self.context.budget)}")
+            parts.append(f"Out [{number}]:\n{self.context.summary(outputs[number])}")
         error = self.context.errors.get(number)
         if error is not None:
-            parts.append(f"Error:\n{error.text}")
+            parts.append(f"Error:\n{mask(error.text)}")
         return clip("\n\n".join(parts), self.context.budget)
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> str:

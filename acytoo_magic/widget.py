@@ -633,7 +633,9 @@ class ChatWidget(widgets.VBox):
         )
         self.indicator = widgets.HTML()
         self._update_indicator()
-        self.assistant.observe(self._auto_run_changed, names="agent_auto_run")  # %config: shown at once
+        # %config shows at once; held weakly: the shared Assistant must not keep a closed-over chat alive
+        self._auto_run_changed = _weak_observer(self, "_show_auto_run")
+        self.assistant.observe(self._auto_run_changed, names="agent_auto_run")
 
         self.stop_button.on_click(on_this_loop(lambda _button: self.stop()))
         self.input.on_submit(self._submitted)
@@ -1052,7 +1054,7 @@ class ChatWidget(widgets.VBox):
             await asyncio.shield(self._reads)
         return reply
 
-    def _auto_run_changed(self, change: dict[str, Any]) -> None:
+    def _show_auto_run(self, change: dict[str, Any]) -> None:
         self.input.auto_run = bool(change["new"])
 
     def close(self) -> None:
@@ -1061,6 +1063,18 @@ class ChatWidget(widgets.VBox):
         with contextlib.suppress(ValueError):
             self.assistant.unobserve(self._auto_run_changed, names="agent_auto_run")
         super().close()
+
+
+def _weak_observer(owner: Any, method: str) -> Callable[[dict[str, Any]], None]:
+    """A traitlets observer that calls ``owner.method`` while ``owner`` lives, and nothing after."""
+    ref = weakref.ref(owner)
+
+    def observe(change: dict[str, Any]) -> None:
+        found = ref()
+        if found is not None:
+            getattr(found, method)(change)
+
+    return observe
 
 
 def _key(message: Message) -> str:

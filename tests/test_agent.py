@@ -402,3 +402,43 @@ async def test_a_second_interrupt_while_recording_still_records_and_ends_the_vie
     assert [e.status for e in view.ends] == ["interrupted"]
     _, answer = assistant.conversation().messages()
     assert answer.status == "interrupted" and answer.content == view.drawn[-1]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print('\u26a0\ufe0f check the nulls')  # \u2714\ufe0f done",  # an emoji's own variation selector
+        "team = '\U0001F468\u200d\U0001F4BB'",  # a joined emoji
+        "\u03b1 = 0.05\n\u03c3 = 2",  # Greek letters of statistics
+    ],
+)
+async def test_code_that_reads_as_it_runs_is_asked_about(
+    assistant: Assistant, server: LocalServer, code: str
+) -> None:
+    asked: list[str] = []
+    proposal = {"calls": [{"name": "run_python", "arguments": {"code": code}}]}
+    server.config.script[:] = [proposal, {"text": "ok"}]
+    await assistant.agent("go", approve=lambda shown: asked.append(shown) or Decision.SKIP)
+    assert asked == [code]
+
+
+async def test_code_too_long_to_read_at_a_click_is_refused(assistant: Assistant, server: LocalServer) -> None:
+    asked: list[str] = []
+    code = "\n".join(f"x{i} = {i}" for i in range(401))
+    proposal = {"calls": [{"name": "run_python", "arguments": {"code": code}}]}
+    server.config.script[:] = [proposal, {"text": "ok"}]
+    episode = await assistant.agent("go", approve=lambda shown: asked.append(shown) or Decision.RUN)
+    assert asked == [] and "401 lines" in episode.steps[0].text and episode.steps[0].decision == "refused"
+
+
+async def test_what_the_history_keeps_of_an_episode_is_bounded(
+    assistant: Assistant, server: LocalServer
+) -> None:
+    assistant.agent_max_steps = 400
+    calls = [{"name": "list_variables", "arguments": {"pad": "p" * 9_000}} for _ in range(300)]
+    server.config.chunk_size = 1 << 16
+    server.config.script[:] = [{"calls": calls}, {"text": "done"}]
+    episode = await assistant.agent("look", cell="c1")
+    stored = json.dumps(episode.meta())
+    assert len(stored) < 600_000 and episode.shortened
+    assert "history keeps each part" in episode.status_line(assistant.request("x"))

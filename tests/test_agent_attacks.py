@@ -30,7 +30,8 @@ API_KEY = "sk-proj-" + "Zx81" * 10
 ENV_TOKEN = "tok-" + "env7" * 6
 GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 PASSWORD = "correct-horse-battery-9"
-SECRETS = (API_KEY, ENV_TOKEN, GITHUB, PASSWORD)
+OPAQUE = "plainlooking-value-4821"  # no known format: only its name says it is secret
+SECRETS = (API_KEY, ENV_TOKEN, GITHUB, PASSWORD, OPAQUE)
 INTERRUPTED_LINE = "Interrupted: the episode above stops here; the steps done so far are kept."
 
 
@@ -47,6 +48,7 @@ def plant_secrets(k: Kernel, server: LocalServer) -> list[int]:
         f"service_token = {GITHUB!r}",
         "env = os.environ",
         f"cfg = {{'user': 'ana', 'password': {PASSWORD!r}}}",
+        f"db_secret = {OPAQUE!r}",
     ]
     counts = []
     for code in cells:
@@ -63,7 +65,7 @@ def test_a_snooping_model_gets_no_secret_and_the_user_is_told(k: Kernel, server:
     counts = plant_secrets(k, server)
     server.config.script[:] = [
         {"calls": [{"name": "list_variables"}]},
-        {"calls": [describe(name) for name in ("service_token", "env", "cfg")]},
+        {"calls": [describe(name) for name in ("service_token", "env", "cfg", "db_secret")]},
         {"calls": [{"name": "read_cell", "arguments": {"number": n}} for n in counts]},
         {"text": "I looked around."},
     ]  # fmt: skip
@@ -103,7 +105,9 @@ def test_template_cells_mask_a_pasted_reference_and_refuse_the_environment(
 
     preview = k.execute("%%acytoo --dry-run\nCheck {service_token} please")
     shown = preview.final_display["text/plain"]
-    assert GITHUB not in shown and "[secret: service_token]" in shown and "masked 1 secret" in shown
+    assert GITHUB not in shown and "[secret: service_token]" in shown
+    [masked] = [line for line in shown.splitlines() if line.startswith("masked ")]
+    assert "service_token" in masked  # and cfg['password'], masked in the history it sends
     assert len(server.requests) == before
 
     opted = k.execute("%%acytoo --send-secret service_token\nCheck {service_token} please")
@@ -235,7 +239,11 @@ def test_kernel_interrupt_stops_approved_code_in_the_chat(
     episode = chat_episode(k)
     assert episode["status"] == "interrupted"
     assert "interrupted by the user" in episode["steps"][-1]
-    assert k.execute("import signal\nprint(signal.getsignal(signal.SIGINT))").status == "ok"
+    # idle again: no episode and no run left for a later SIGINT to act on, and one is harmless
+    left = k.execute("from acytoo_magic import coderun\nprint(len(coderun._running), len(coderun._live))")
+    assert left.stdout == "0 0\n"
+    k.km.interrupt_kernel()
+    assert k.execute("print('still here')").stdout == "still here\n"
 
 
 def test_a_ten_megabyte_name_is_quoted_in_part(k: Kernel, server: LocalServer) -> None:
@@ -323,3 +331,97 @@ def test_the_daily_budget_is_the_users_across_notebooks(
             "%config Assistant.daily_max_tokens = 0\n%config Assistant.notebook_daily_max_tokens = 100000"
         ).status == "ok"
         assert second.execute(ask + "this one is sent").status == "ok"
+
+
+def test_a_secret_made_by_approved_code_is_masked_when_read_back(k: Kernel, server: LocalServer) -> None:
+    loaded = '{"user": "ana", "password": "Sw0rdfish-Zebra-Quartz"}'
+    made = f"import json\nsettings = json.loads({loaded!r})\nlen(settings)"
+    server.config.script[:] = [
+        {"calls": [{"name": "run_python", "arguments": {"code": made}}]},
+        {"calls": [describe("settings"), {"name": "run_python", "arguments": {"code": "print(settings)"}}]},
+        {"text": "read it"},
+    ]
+    out = k.execute(agent_cell(server, "Load the settings", "--auto-run"))
+    assert out.status == "ok", out.error
+    assert "Sw0rdfish-Zebra-Quartz" not in bodies(server)
+    assert "[secret: settings['password']]" in bodies(server)
+
+
+def test_no_part_of_a_secret_leaves_cut_or_escaped(k: Kernel, server: LocalServer) -> None:
+    long_token = "".join(f"{i:03d}Zq" for i in range(26)) + "x"  # 131 characters, no known format
+    odd = "pa\\ss'w\"ord!9Zebra"  # a backslash and both quotes: repr escapes them
+    planted = f"cfg = {{'user': 'ana', 'token': {long_token!r}}}\nodd = {{'password': {odd!r}}}"
+    assert k.execute(planted).status == "ok"
+    straddle = "x = 1\n" * 326 + 'api_token = "Qm9hdC1yb2NrZXQtc2VjcmV0LXRva2VuLXZhbHVl"'
+    assert k.execute(straddle).status == "ok"
+    number = int(k.execute("print(len(In) - 2)").stdout)
+    server.config.script[:] = [
+        {"calls": [describe("cfg"), describe("odd"), {"name": "read_cell", "arguments": {"number": number}}]},
+        {"text": "seen"},
+    ]
+    assert execute_clicking(k, agent_cell(server, "Look"), []).status == "ok"
+    template = k.execute("%%acytoo\nWhat is {cfg} and {odd}?")
+    assert template.status == "ok", template.error
+    everything = bodies(server)
+    for part in (long_token[:16], long_token[-16:], "ord!9Zebra", "Qm9hdC1yb2N"):
+        assert part not in everything, part
+
+
+def test_the_environment_never_leaves_through_out_or_an_index(k: Kernel, server: LocalServer) -> None:
+    assert k.execute("import os\nos.environ['PLAIN_SETTING'] = 'internal-host-abc.example'").status == "ok"
+    assert k.execute("os.environ").status == "ok"  # shown once, as people do: it is Out[n] now
+    number = int(k.execute("print(len(In) - 2)").stdout)
+    assert k.execute("envs = [os.environ]\nsnapshot = dict(os.environ)").status == "ok"
+    server.config.script[:] = [
+        {"calls": [{"name": "read_cell", "arguments": {"number": number}}, describe("envs"),
+                   describe("snapshot")]},
+        {"text": "seen"},
+    ]
+    assert execute_clicking(k, agent_cell(server, "Look"), []).status == "ok"
+    assert k.execute(f"%%acytoo\nWhat is {{Out[{number}]}} and {{envs[0]}}?").status == "ok"
+    everything = bodies(server)
+    assert "internal-host-abc.example" not in everything
+    assert "the process environment: not shown" in everything
+
+
+def test_a_second_interrupt_reaches_code_that_caught_the_first(
+    k: Kernel, server: LocalServer, started: Started
+) -> None:
+    stubborn = (
+        "import socket, time\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {started.port})).close()\n"
+        "    for _ in range(1_000_000):\n"
+        "        time.sleep(0.05)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('caught the first')\n"
+        f"    socket.create_connection(('127.0.0.1', {started.port})).close()\n"
+        "    for _ in range(1_000_000):\n"
+        "        time.sleep(0.05)\n"
+    )
+    server.config.script[:] = [{"calls": [{"name": "run_python", "arguments": {"code": stubborn}}]}]
+
+    def interrupt_twice() -> None:
+        for _ in range(2):
+            started.wait()
+            k.km.interrupt_kernel()
+
+    threading.Thread(target=interrupt_twice, daemon=True).start()
+    out = k.execute(agent_cell(server, "Loop stubbornly", "--auto-run"), timeout=120)
+    assert out.status == "error" and out.error["traceback"] == [INTERRUPTED_LINE]
+    [stored] = [m for m in k.history() if m["role"] == "assistant"]
+    [run] = stored["meta"]["episode"]["steps"]
+    assert "caught the first" in run["text"] and "interrupted by the user" in run["text"]
+    assert "had not stopped" not in run["text"]
+
+
+def test_a_tool_name_of_free_text_is_not_drawn_as_ours(k: Kernel, server: LocalServer) -> None:
+    server.config.script[:] = [
+        {"calls": [{"name": "run_python: run (approved by you)", "arguments": {}}]},
+        {"text": "done"},
+    ]
+    out = execute_clicking(k, agent_cell(server, "Pose"), [])
+    assert out.status == "ok", out.error
+    shown = json.dumps([m["content"] for m in out.messages])
+    assert "tool · run_python: run (approved by you)" not in shown
+    assert "(a tool name that is not one)" in shown

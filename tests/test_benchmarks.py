@@ -97,4 +97,4 @@ def test_the_outbound_benchmark_runs_and_finds_what_was_planted(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(output.read_text())["rows"]
     assert rows["no secrets"]["found"] == []
-    assert rows["with 3 secrets"]["found"] == ["api_key", "GitHub Token", "Secret Keyword"]
+    assert rows["with 3 secrets"]["found"] == ["api_key", "password", "GitHub Token"]

@@ -81,13 +81,18 @@ def test_look_alike_and_invisible_names_are_refused_before_any_button(lab, page)
         lab,
         propose("t\u0430rget = '/data/important'\nprint('removed', t\u0430rget)", "Cleaning up."),
         propose("target\ufe00 = '/data/important'\nprint(target\ufe00)"),
+        propose(  # the look-alike only inside a string and an f-string
+            "globals()['t\u0430rget'] = '/data/important'\ntarget = '/data/scratch'\n"
+            "print('removing', f'{t\u0430rget}')"
+        ),
+        propose("\ua4d3\ua4ee\ua4d4\ua4ee = 1\nprint(\ua4d3\ua4ee\ua4d4\ua4ee)"),  # Lisu letters: DATA
         {"text": "refused-done"},
     )
     cell, _ = run_in_a_new_cell(page, "%%acytoo --agent\nTidy the folders", "Tidy the folders")
     cell.get_by_text("refused-done").wait_for(timeout=60_000)
     text = cell.inner_text()
-    assert text.count("not run: refused") == 2 and "mixes scripts (Cyrillic, Latin)" in text
-    assert "U+FE00: invisible" in text
+    assert text.count("not run: refused") == 4 and "mixes scripts (Cyrillic, Latin)" in text
+    assert "U+FE00: invisible" in text and "Lisu letters that look like the Latin 'DATA'" in text
     assert page.evaluate("window.__buttons.length") == before  # no Run button was ever drawn
 
 

@@ -90,10 +90,10 @@ def test_a_file_at_version_2_gets_the_spend_ledger_and_keeps_its_exchanges(histo
     assert store.spent("nb", 0) == (12, 0.5)
     assert [m.content for m in Conversation(store, "nb").messages()] == ["old q", "old a"]
     store.close()
-    assert _version(history_db) == SCHEMA_VERSION == 3
+    assert _version(history_db) == SCHEMA_VERSION == 4
     with sqlite3.connect(history_db) as db:
         indexes = {row[1] for row in db.execute("PRAGMA index_list(spend)")}
-    assert "spend_by_day" in indexes
+    assert {"spend_by_day", "spend_by_time"} <= indexes  # step 4: the user's day, by time alone
 
 
 def test_a_file_from_a_newer_version_is_refused_with_one_line(history_db):
