@@ -471,10 +471,12 @@ class ChatInput(anywidget.AnyWidget):
       send.title = "Send (Enter)";
       const submit = () => {
         const value = area.value;
-        if (!value.trim() || model.get("busy")) return;
-        area.value = "";
-        model.set("value", "");
-        model.save_changes();
+        if (!value.trim()) return;
+        if (!model.get("busy")) {  // busy: the text stays in the box and the kernel says why
+          area.value = "";
+          model.set("value", "");
+          model.save_changes();
+        }
         model.send({ event: "submit", value, agent: model.get("agent") });
       };
       send.addEventListener("click", submit);
@@ -505,8 +507,15 @@ class ChatInput(anywidget.AnyWidget):
       });
       area.addEventListener("focus", () => model.send({ event: "focus" }));
       area.addEventListener("input", () => { model.set("value", area.value); model.save_changes(); });
+      // No key typed here reaches the notebook's shortcuts. Lumino's command registry skips an
+      // event whose target carries data-lm-suppress-shortcuts (as JupyterLab's own shortcut
+      // editor does): Notebook 7 reads keys on the document in the capture phase, before this box
+      // sees them, so stopping the event here alone let Shift+Enter run the cell. Stopping it
+      // still keeps it from the listeners that come after (JupyterLab reads keys in the bubble
+      // phase; the notebook's own handlers; a host such as VS Code that forwards keys).
+      area.setAttribute("data-lm-suppress-shortcuts", "true");
       area.addEventListener("keydown", (event) => {
-        event.stopPropagation();  // typing here must not trigger notebook shortcuts
+        event.stopPropagation();
         if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
           event.preventDefault();
           submit();
@@ -769,12 +778,13 @@ class ChatWidget(widgets.VBox):
             self._html = {key: html for key, html in self._html.items() if key in shown}
 
     def _show_status(self, text: str, error: bool = False) -> None:
-        css = "acytoo-error" if error else "acytoo-note"
-        self.status.value = f'<div class="{css}">{escaped(text)}</div>' if text else ""
+        self.status.value = _status_html(text, error)
 
     def _set_busy(self, busy: bool) -> None:
         self.input.busy = busy
         self.stop_button.disabled = not busy
+        if not busy and self.status.value == _status_html(_HELD):  # what it waited for has ended
+            self._show_status(_SENDABLE)
 
     # -- the copy saved with the notebook ------------------------------------------------------
     def _ipython_display_(self, **kwargs: Any) -> None:
@@ -846,8 +856,8 @@ class ChatWidget(widgets.VBox):
         if not text:
             return None
         if self.streaming:
-            self.input.value = text  # nothing typed is lost
-            self._show_status("an answer is still streaming: wait, or press Stop")
+            self.input.value = text  # nothing typed is lost: it stays in the box, and the page says why
+            self._show_status(_HELD)
             return None
         request = self._request_for(text)
         if request is None:
@@ -1009,8 +1019,9 @@ class ChatWidget(widgets.VBox):
         message goes back into the box to be sent once the problem is fixed."""
         self._local = []
         self._show()
-        if not self.input.value:
-            self.input.value = typed
+        held = self.input.value  # typed while the answer streamed: both stay, the failed one first
+        if typed not in held:
+            self.input.value = f"{typed}\n\n{held}" if held.strip() else typed
 
     def _draw(self, frame: Frame) -> None:
         if frame.waiting:
@@ -1036,6 +1047,17 @@ class ChatWidget(widgets.VBox):
         _open.discard(self)
         self.stop()  # an episode waiting for a click nobody can give now ends, kept, as on Stop
         super().close()
+
+
+# Enter while an answer streams: the message is not queued (a failed answer comes back into the box,
+# and two texts cannot share it); it stays in the box, and the chat says so, and again once it can go.
+_HELD = "an answer is still streaming: your message stays in the box; Enter sends it once the answer ends"
+_SENDABLE = "the answer has ended: Enter sends your message"
+
+
+def _status_html(text: str, error: bool = False) -> str:
+    css = "acytoo-error" if error else "acytoo-note"
+    return f'<div class="{css}">{escaped(text)}</div>' if text else ""
 
 
 def _key(message: Message) -> str:
