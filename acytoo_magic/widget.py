@@ -59,6 +59,7 @@ _CSS = """
 .acytoo-chat .acytoo-note { font-style: italic; }
 .acytoo-chat .acytoo-footer { margin: 0 0 0.4rem 0.2rem; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
+.acytoo-chat .acytoo-msg a { color: var(--jp-content-link-color, #1976d2); text-decoration: underline; }
 .acytoo-chat .acytoo-context summary { cursor: pointer; color: var(--jp-ui-font-color2, #777); font-size: 85%;
   list-style: none; }
 .acytoo-chat .acytoo-context summary::-webkit-details-marker { display: none; }
