@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shlex
 import uuid
 import weakref
@@ -88,26 +89,64 @@ _CSS = """
 .jp-OutputArea:has(.acytoo-chat) > .jp-OutputArea-child:has(.acytoo-chat-static) { display: none; }
 """
 
-# A collapsed context says "show", an open one "hide" (in the chat and in the saved copy).
-_TOGGLE = """
+# A collapsed context says "show", an open one "hide".
+_CSS += """
 .acytoo-context .acytoo-hide, .acytoo-context[open] .acytoo-show { display: none; }
 .acytoo-context[open] .acytoo-hide { display: inline; }
 """
-_CSS += _TOGGLE
-_STATIC_CSS = """
-.acytoo-chat-static { max-width: 52rem; }
-.acytoo-chat-static .acytoo-msg { padding: 0.2rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }
-.acytoo-chat-static .acytoo-user { background: var(--jp-layout-color2, #eef1f5); white-space: pre-wrap; }
-.acytoo-chat-static .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
-.acytoo-chat-static .acytoo-mark, .acytoo-chat-static .acytoo-note { color: var(--jp-ui-font-color2, #777); }
-"""
-# Shown with the saved copy only: it hides ipywidgets' "Error displaying widget: model not found"
-# in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
+# The copy saved with the notebook is read where none of the CSS above applies: a notebook reopened
+# without its kernel, an untrusted one (the sanitizer drops <style> but keeps elements and inline
+# styles it allows), nbconvert's HTML and Markdown, GitHub (no styles at all). So who said what is
+# in the elements (a labelled blockquote for the user, a labelled div for the answer), the look in
+# inline styles JupyterLab's sanitizer keeps (no var(), no vh), and the copy is one HTML block.
+_STATIC_BOX = (  # as tall as the live transcript; column-reverse opens it scrolled to the newest message
+    "max-height:32rem;overflow-y:auto;display:flex;flex-direction:column-reverse;"
+    "border:1px solid rgba(127,127,127,0.35);border-radius:6px;padding:0 0.6rem"
+)
+_STATIC_MESSAGE = {
+    "user": ("You", "margin:0.5rem 0;padding:0.3rem 0.7rem;border:none;border-radius:6px;"
+             "background-color:rgba(127,127,127,0.12)"),
+    "assistant": ("Assistant", "margin:0.5rem 0;padding:0.1rem 0.7rem;"
+                  "border-left:3px solid rgba(25,118,210,0.85)"),
+}
+_STATIC_SMALL = "margin:0.2rem 0;font-size:85%;opacity:0.75"
+_STATIC_OPENING = re.compile(r'<div class="acytoo-msg acytoo-(user|assistant)([^"<>]*)">')
+_STATIC_TYPED = re.compile(r'<div class="acytoo-typed">([^<]*)</div>')
+_STATIC_TOGGLE = ' · <span class="acytoo-show">show</span><span class="acytoo-hide">hide</span>'
+# Shown with the saved copy only, in one line: hide ipywidgets' "Error displaying widget: model not
+# found" in the next output (the dead widget the copy stands for), and print the copy whole. Fixed
+# text, nothing from a reply.
 _STATIC_STYLE = (
     "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
     " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }"
-    f"{_TOGGLE.strip()}{_STATIC_CSS.strip()}</style>"
+    " @media print { .acytoo-chat-static .acytoo-static-box { max-height: none !important;"
+    " overflow: visible !important; display: block !important; } }</style>"
 )
+
+
+def static_entry(entry: str) -> str:
+    """A transcript entry as the saved copy shows it: labelled, styled inline, readable without CSS.
+
+    Works on the entry's own markup (the policy's HTML: a reply's ``<`` is always ``&lt;`` in it),
+    so the copy shows exactly what the chat showed.
+    """
+    match = _STATIC_OPENING.match(entry)
+    if match is None or not entry.endswith("</div>"):
+        return entry
+    role = match.group(1)
+    who, style = _STATIC_MESSAGE[role]
+    tag = "blockquote" if role == "user" else "div"
+    body = entry[match.end() : -len("</div>")]
+    # typed text keeps its lines with or without CSS (pre-wrap, and <br> for viewers that drop styles)
+    body = _STATIC_TYPED.sub(
+        lambda m: '<div class="acytoo-typed" style="white-space:pre-wrap">'
+        + m.group(1).replace("\n", "<br>")
+        + "</div>",
+        body,
+    )
+    body = body.replace(_STATIC_TOGGLE, "")  # "show"/"hide" need the live CSS; the details marker says it
+    label = f'<p style="{_STATIC_SMALL}"><strong>{who}</strong></p>'
+    return f'<{tag} class="acytoo-msg acytoo-{role}{match.group(2)}" style="{style}">{label}{body}</{tag}>'
 
 
 def message_html(role: str, text: str, note: str = "", streaming: bool = False, head: str = "") -> str:
@@ -408,7 +447,8 @@ class Transcript(anywidget.AnyWidget):
             callback(str(content.get("event", "")))
 
     def show(self, entries: Sequence[str], footer: str, earlier: bool = False) -> bool:
-        """Show ``entries``, sending only the run that differs from what is shown; True if any did."""
+        """Show ``entries`` and ``footer``, sending only the run that differs from what is shown;
+        True if anything changed (the saved copy follows)."""
         old, new = self.entries, list(entries)
         start = 0
         while start < min(len(old), len(new)) and old[start] == new[start]:
@@ -430,7 +470,7 @@ class Transcript(anywidget.AnyWidget):
             self._answer = self._synced = None
             self._live = ""
         self.send(msg)
-        return bool(remove or added)
+        return True
 
     def draw_live(self, html: str) -> None:
         """Replace what the live area shows (the waiting line; empty once an answer is settled)."""
@@ -803,27 +843,40 @@ class ChatWidget(widgets.VBox):
         display(self._repr_mimebundle_(**kwargs), raw=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # No text of its own: the saved copy before it says what this was and how to reopen it, and
+        # where the widget cannot show (nbconvert, a terminal), a second hint would be a repeat.
         bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = self._reopen_hint()
+        bundle["text/plain"] = ""
         return bundle
 
     def _reopen_command(self) -> str:
         return "%acytoo chat" + (f" -c {shlex.quote(self.thread)}" if self.thread != "default" else "")
 
     def _reopen_hint(self) -> str:
-        return f"chat on thread {printable(self.thread)}; run `{self._reopen_command()}` to reopen"
+        """How to continue the chat, in a new kernel too: the magic exists once the extension is loaded;
+        in a new cell, so that the copy stays."""
+        return (
+            f"chat on thread {printable(self.thread)}, saved with the notebook; to continue it, run"
+            f" `%load_ext acytoo_magic` then `{self._reopen_command()}` in a new cell"
+        )
 
     def _static_bundle(self) -> dict[str, str]:
         entries = self.transcript.entries[-STATIC_MESSAGES:]
         older = len(self.transcript.entries) > len(entries) or self.transcript.more
-        command = self._reopen_command()
         head = (
             f'<p class="acytoo-note"><em>Chat on thread “{escaped(self.thread)}”, saved with the notebook'
-            f'{" (the newest messages)" if older else ""}.'
-            f" Run <code>{escaped(command)}</code> to continue it."
-            "</em></p>"
+            f'{" (the newest messages)" if older else ""}. To continue it, run'
+            f" <code>%load_ext acytoo_magic</code> then <code>{escaped(self._reopen_command())}</code>"
+            " in a new cell.</em></p>"
         )
-        html = f'<div class="acytoo-chat-static">{head}{"".join(entries)}</div>{_STATIC_STYLE}'
+        footer = self.transcript.footer  # the last answer's status line, as the chat showed it
+        footer = f'<div class="acytoo-footer" style="{_STATIC_SMALL}">{footer}</div>' if footer else ""
+        box = "".join(static_entry(entry) for entry in entries) + footer
+        html = (
+            f'<div class="acytoo-chat-static">{head}'
+            f'<div class="acytoo-static-box" style="{_STATIC_BOX}"><div>{box}</div></div>'
+            f"{_STATIC_STYLE}</div>"
+        )
         return {"text/html": html, "text/plain": self._reopen_hint()}
 
     def _update_static(self) -> None:
