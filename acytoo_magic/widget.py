@@ -145,6 +145,8 @@ def static_entry(entry: str) -> str:
         body,
     )
     body = body.replace(_STATIC_TOGGLE, "")  # "show"/"hide" need the live CSS; the details marker says it
+    for small in ("acytoo-note", "acytoo-mark"):  # "interrupted", "from cell [3]": small print
+        body = body.replace(f'<div class="{small}">', f'<div class="{small}" style="{_STATIC_SMALL}">')
     label = f'<p style="{_STATIC_SMALL}"><strong>{who}</strong></p>'
     return f'<{tag} class="acytoo-msg acytoo-{role}{match.group(2)}" style="{style}">{label}{body}</{tag}>'
 
@@ -874,8 +876,8 @@ class ChatWidget(widgets.VBox):
         box = "".join(static_entry(entry) for entry in entries) + footer
         html = (
             f'<div class="acytoo-chat-static">{head}'
-            f'<div class="acytoo-static-box" style="{_STATIC_BOX}"><div>{box}</div></div>'
-            f"{_STATIC_STYLE}</div>"
+            f'<div class="acytoo-static-box" style="{_STATIC_BOX}"><div>{box}</div></div></div>'
+            f"{_STATIC_STYLE}"  # after the copy, not in it: nothing in the copy is anything but text
         )
         return {"text/html": html, "text/plain": self._reopen_hint()}
 
