@@ -132,6 +132,7 @@ CODE_STYLE = (
     "background:#f6f8fa;color:#1f2328;padding:8px 12px;border-radius:4px;overflow-x:auto;"
     "white-space:pre;word-break:normal;overflow-wrap:normal;line-height:1.4"
 )
+CODE_INNER_STYLE = "background:transparent"
 _CODE_FORMATTER = HtmlFormatter(nowrap=True, noclasses=True, style="default")
 
 
@@ -158,7 +159,10 @@ def _code(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str
     language = info.split(maxsplit=1)[0] if info else ""
     body = unblank(highlight_code(token.content, language))
     cls = f' class="language-{escapeHtml(language)}"' if language else ""
-    return f'<pre class="acytoo-code" style="{CODE_STYLE}"><code{cls}>{body}</code></pre>\n'
+    # JupyterLab's and nbconvert's CSS give every <code> their page colour: on our box's grey it
+    # showed as white blocks over indentation and spaces between words.
+    inner = f'<code{cls} style="{CODE_INNER_STYLE}">'
+    return f'<pre class="acytoo-code" style="{CODE_STYLE}">{inner}{body}</code></pre>\n'
 
 
 # While an answer streams, its last line is not finished: ``[r]: javascript`` may still become
