@@ -15,6 +15,7 @@ carrying payloads, a chat with a prompt that has its own code fences, and an age
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -254,3 +255,46 @@ def test_html_export_runs_nothing_hints_once_and_prints_the_copy_whole(notebook,
     assert page.pdf().startswith(b"%PDF")
     page.screenshot(path=str(ARTIFACTS / "export_print.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.notebook
+def test_an_untrusted_copy_shows_who_said_what_each_message_apart(notebook, browser):
+    """Opened in JupyterLab as a shared notebook is (nobody signed it here): its outputs are sanitized,
+    the copy's <style> is gone; what carries the copy is its elements and the inline styles kept."""
+    from lab import jupyter_lab
+
+    env = {"ACYTOO_HISTORY_DB": str(notebook.with_name("other.sqlite3"))}
+    with jupyter_lab(notebook.parent, env) as address:
+        base, token = address.split("|")
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.dialogs = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(f"{base}/lab/workspaces/untrusted/tree/{notebook.name}?token={token}")
+        copy = page.locator(".acytoo-chat-static")
+        copy.wait_for(timeout=60_000)
+        output = page.locator(".jp-OutputArea-output", has=copy)
+        assert output.locator("style").count() == 0  # sanitized: the notebook is untrusted
+        assert_nothing_runs(page, ".jp-OutputArea-output")
+        messages = copy.locator(".acytoo-msg")
+        shown = messages.evaluate_all(
+            "(ms) => ms.map((m) => { const r = m.getBoundingClientRect();"
+            " return {top: r.top, bottom: r.bottom, text: m.innerText,"
+            " user: m.classList.contains('acytoo-user'), background: getComputedStyle(m).backgroundColor}; })"
+        )
+        assert [m["user"] for m in shown] == [True, False, True, False]
+        for upper, lower in itertools.pairwise(shown):
+            assert upper["bottom"] <= lower["top"], (upper, lower)  # apart, in order
+        for message in shown:  # who said it, on its own first line
+            assert message["text"].split("\n")[0] == ("You" if message["user"] else "Assistant"), message
+        assert shown[0]["background"] == "rgba(127, 127, 127, 0.12)"  # the inline style was kept
+        assert shown[1]["background"] != shown[0]["background"]
+        assert "Why does this fail?\n```python\nprint(\"a\")" in shown[0]["text"]  # its lines kept
+        box = copy.locator(".acytoo-static-box")
+        assert box.evaluate("(b) => [getComputedStyle(b).maxHeight, getComputedStyle(b).overflowY]") == [
+            "512px", "auto",
+        ]
+        assert "%load_ext acytoo_magic" in copy.inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator(".jp-Cell", has=copy).screenshot(path=str(ARTIFACTS / "untrusted_copy.png"))
+        page.close()
