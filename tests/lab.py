@@ -230,6 +230,20 @@ new MutationObserver((records) => {
 """
 
 
+# The notebook as its user sees it: each cell's kind, prompt ("[3]:", "[*]:") and text. Equal before
+# and after typing into the chat: no cell ran, none was added, changed or removed.
+CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map((c) => [
+  [...c.classList].filter((k) => /^jp-(Code|Markdown|Raw)Cell$/.test(k)).join(),
+  (c.querySelector('.jp-InputPrompt') || {}).innerText || '',
+  (c.querySelector('.jp-InputArea-editor') || {}).innerText || '',
+])"""
+# Nothing runs: no cell waits or runs ("[*]") and the kernel is idle (Run All may still be finishing).
+CELLS_SETTLED = (
+    "![...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].some((p) => p.innerText.includes('*'))"
+    " && document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+)
+
+
 def open_notebook(lab, name: str, ready: str, answers: str):
     """A page with the notebook open (in a workspace of its own), its cells run until ``ready`` holds;
     elements that could run anything are recorded in ``window.__seen`` whenever one is drawn inside

@@ -16,6 +16,8 @@ import nbformat
 import pytest
 from lab import (
     ARTIFACTS,
+    CELLS,
+    CELLS_SETTLED,
     CHROMIUM,
     CHROMIUM_ARGS,
     DANGEROUS,
@@ -46,12 +48,6 @@ ANSWERS_SCOPE = (
 )
 LIVE_TEXT = f"document.querySelector('{CHAT} .acytoo-live').innerText"
 LAST_ANSWER = f"{CHAT} .acytoo-transcript .acytoo-msg.acytoo-assistant"
-# The notebook as its user sees it: each cell's kind, prompt ("[3]:", "[*]:") and text.
-CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map((c) => [
-  [...c.classList].filter((k) => /^jp-(Code|Markdown|Raw)Cell$/.test(k)).join(),
-  (c.querySelector('.jp-InputPrompt') || {}).innerText || '',
-  (c.querySelector('.jp-InputArea-editor') || {}).innerText || '',
-])"""
 MODEL_MISSING = (
     "[...document.querySelectorAll('.jp-OutputArea-output')]"
     ".some((o) => o.textContent.includes('model not found'))"
@@ -139,6 +135,7 @@ def test_an_answer_streams_in_place(page):
 
 def test_shift_enter_is_a_new_line_and_enter_sends_and_no_key_reaches_the_notebook(page):
     chat_ready(page)
+    page.wait_for_function(CELLS_SETTLED, timeout=60_000)
     before = page.evaluate(CELLS)
     box = page.locator(BOX)
     box.click()
@@ -172,6 +169,7 @@ def test_an_agent_approval_in_the_chat(lab, page):
     switch = page.locator(f"{CHAT} .acytoo-agent-switch")
     switch.click()
     expect(switch).to_have_attribute("aria-pressed", "true")
+    page.wait_for_function(CELLS_SETTLED, timeout=60_000)
     before = page.evaluate(CELLS)
     page.locator(BOX).click()
     page.keyboard.type("How many amounts are missing in sales?")
@@ -192,6 +190,7 @@ def test_an_agent_approval_in_the_chat(lab, page):
 
 def test_enter_while_an_answer_streams_keeps_the_text_and_stop_keeps_the_answer(lab, page):
     chat_ready(page)
+    page.wait_for_function(CELLS_SETTLED, timeout=60_000)
     before = page.evaluate(CELLS)
     box = page.locator(BOX)
     box.fill("[[size=200000 chunk=20 delay=0.01]]")  # about 100 s unless stopped
