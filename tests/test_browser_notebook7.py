@@ -158,6 +158,20 @@ def test_shift_enter_is_a_new_line_and_enter_sends_and_no_key_reaches_the_notebo
     save_shot(page.locator(CHAT), "nb7_chat.png")
 
 
+def test_links_in_the_chat_are_underlined_and_in_the_link_colour(page):
+    chat_ready(page)
+    box = page.locator(BOX)
+    box.fill("[[echo]]See [the pandas docs](https://pandas.pydata.org/docs/) nb7-link")
+    page.keyboard.press("Enter")
+    answered(page, "nb7-link")
+    link = page.locator(LAST_ANSWER).last.locator("a", has_text="the pandas docs")
+    look = link.evaluate(
+        "(a) => [getComputedStyle(a).textDecorationLine, getComputedStyle(a).color,"
+        " getComputedStyle(a.parentElement).color]"
+    )
+    assert look[0] == "underline" and look[1] != look[2], look  # told apart from the text around it
+
+
 def test_an_agent_approval_in_the_chat(lab, page):
     chat_ready(page)
     code = "nb7_missing = int(sales.amount.isna().sum())\nnb7_missing"
