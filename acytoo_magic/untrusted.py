@@ -60,9 +60,25 @@ def unlinkable(text: str) -> str:
     return _LINKABLE.sub(defang, printable(text))
 
 
+# A blank line (empty, or spaces and tabs only) ends a Markdown HTML block: nbconvert's Markdown
+# exporter writes an output's text/html as it is, so after the first blank line in a code block the
+# rest was read as Markdown (indented code showed ``&quot;``). The newline that ends a blank line is
+# written as a character reference instead: the same text to a browser, inside <pre> too.
+_BLANK_LINE_END = re.compile(r"(?<=\n)([ \t]*)\n")
+
+
+def unblank(markup: str) -> str:
+    """HTML with no blank line, so that Markdown reads all of it as one HTML block; a browser
+    reads the same text (``&#10;`` is the newline it stands for)."""
+    if "\n" not in markup:
+        return markup
+    return _BLANK_LINE_END.sub(r"\1&#10;", markup)
+
+
 def escaped(text: str) -> str:
-    """Plain text for an HTML context: printable, then escaped (notes, status lines, typed prompts)."""
-    return html.escape(printable(text))
+    """Plain text for an HTML context: printable, then escaped (notes, status lines, typed prompts);
+    no blank line (``unblank``)."""
+    return unblank(html.escape(printable(text)))
 
 
 def link_is_safe(url: str) -> bool:
@@ -82,9 +98,9 @@ def _math(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str
     # which typesets HTML outputs and widgets too) finds it; Markdown never touches its _ * and \\.
     token = tokens[idx]
     if token.type == "math_block":
-        return f'<div class="math block">{escapeHtml("$$" + token.content.strip() + "$$")}</div>\n'
+        return f'<div class="math block">{unblank(escapeHtml("$$" + token.content.strip() + "$$"))}</div>\n'
     fence = "$$" if token.type == "math_inline_double" else "$"
-    return f'<span class="math inline">{escapeHtml(fence + token.content + fence)}</span>'
+    return f'<span class="math inline">{unblank(escapeHtml(fence + token.content + fence))}</span>'
 
 
 def _link_open(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
@@ -116,6 +132,7 @@ CODE_STYLE = (
     "background:#f6f8fa;color:#1f2328;padding:8px 12px;border-radius:4px;overflow-x:auto;"
     "white-space:pre;word-break:normal;overflow-wrap:normal;line-height:1.4"
 )
+CODE_INNER_STYLE = "background:transparent"
 _CODE_FORMATTER = HtmlFormatter(nowrap=True, noclasses=True, style="default")
 
 
@@ -174,9 +191,12 @@ def _code(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str
     token = tokens[idx]
     info = unescapeAll(token.info).strip() if token.info else ""
     language = info.split(maxsplit=1)[0] if info else ""
-    body = highlight_code(token.content, language)
+    body = unblank(highlight_code(token.content, language))
     cls = f' class="language-{escapeHtml(language)}"' if language else ""
-    return f'<pre class="acytoo-code" style="{CODE_STYLE}"><code{cls}>{body}</code></pre>\n'
+    # JupyterLab's and nbconvert's CSS give every <code> their page colour: on our box's grey it
+    # showed as white blocks over indentation and spaces between words.
+    inner = f'<code{cls} style="{CODE_INNER_STYLE}">'
+    return f'<pre class="acytoo-code" style="{CODE_STYLE}">{inner}{body}</code></pre>\n'
 
 
 # While an answer streams, its last line is not finished: ``[r]: javascript`` may still become

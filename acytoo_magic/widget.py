@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shlex
 import uuid
 import weakref
@@ -61,6 +62,7 @@ _CSS = """
 .acytoo-chat .acytoo-note { font-style: italic; }
 .acytoo-chat .acytoo-footer { margin: 0 0 0.4rem 0.2rem; }
 .acytoo-chat .acytoo-error { color: var(--jp-error-color1, #d32f2f); }
+.acytoo-chat .acytoo-msg a { color: var(--jp-content-link-color, #1976d2); text-decoration: underline; }
 .acytoo-chat .acytoo-context summary { cursor: pointer; color: var(--jp-ui-font-color2, #777); font-size: 85%;
   list-style: none; }
 .acytoo-chat .acytoo-context summary::-webkit-details-marker { display: none; }
@@ -89,26 +91,67 @@ _CSS = """
 .jp-OutputArea:has(.acytoo-chat) > .jp-OutputArea-child:has(.acytoo-chat-static) { display: none; }
 """
 
-# A collapsed context says "show", an open one "hide" (in the chat and in the saved copy).
-_TOGGLE = """
+# A collapsed context says "show", an open one "hide".
+_CSS += """
 .acytoo-context .acytoo-hide, .acytoo-context[open] .acytoo-show { display: none; }
 .acytoo-context[open] .acytoo-hide { display: inline; }
 """
-_CSS += _TOGGLE + AGENT_CSS
-_STATIC_CSS = """
-.acytoo-chat-static { max-width: 52rem; }
-.acytoo-chat-static .acytoo-msg { padding: 0.2rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }
-.acytoo-chat-static .acytoo-user { background: var(--jp-layout-color2, #eef1f5); white-space: pre-wrap; }
-.acytoo-chat-static .acytoo-assistant { border-left: 3px solid var(--jp-brand-color1, #1976d2); }
-.acytoo-chat-static .acytoo-mark, .acytoo-chat-static .acytoo-note { color: var(--jp-ui-font-color2, #777); }
-"""
-# Shown with the saved copy only: it hides ipywidgets' "Error displaying widget: model not found"
-# in the next output, which is the dead widget the copy stands for. Fixed text, nothing from a reply.
+_CSS += AGENT_CSS
+# The copy saved with the notebook is read where none of the CSS above applies: a notebook reopened
+# without its kernel, an untrusted one (the sanitizer drops <style> but keeps elements and inline
+# styles it allows), nbconvert's HTML and Markdown, GitHub (no styles at all). So who said what is
+# in the elements (a labelled blockquote for the user, a labelled div for the answer), the look in
+# inline styles JupyterLab's sanitizer keeps (no var(), no vh), and the copy is one HTML block.
+_STATIC_BOX = (  # as tall as the live transcript; column-reverse opens it scrolled to the newest message
+    "max-height:32rem;overflow-y:auto;display:flex;flex-direction:column-reverse;"
+    "border:1px solid rgba(127,127,127,0.35);border-radius:6px;padding:0 0.6rem"
+)
+_STATIC_MESSAGE = {
+    "user": ("You", "margin:0.5rem 0;padding:0.3rem 0.7rem;border:none;border-radius:6px;"
+             "background-color:rgba(127,127,127,0.12)"),
+    "assistant": ("Assistant", "margin:0.5rem 0;padding:0.1rem 0.7rem;"
+                  "border-left:3px solid rgba(25,118,210,0.85)"),
+}
+_STATIC_SMALL = "margin:0.2rem 0;font-size:85%;opacity:0.75"
+_STATIC_OPENING = re.compile(r'<div class="acytoo-msg acytoo-(user|assistant)([^"<>]*)">')
+_STATIC_TYPED = re.compile(r'<div class="acytoo-typed">([^<]*)</div>')
+_STATIC_TOGGLE = ' · <span class="acytoo-show">show</span><span class="acytoo-hide">hide</span>'
+# Shown with the saved copy only, in one line: hide ipywidgets' "Error displaying widget: model not
+# found" in the next output (the dead widget the copy stands for), and print the copy whole. Fixed
+# text, nothing from a reply.
 _STATIC_STYLE = (
     "<style>.jp-OutputArea-child:has(.acytoo-chat-static) + .jp-OutputArea-child"
     " > .jp-OutputArea-output.jupyter-widgets:not(:has(*)) { display: none; }"
-    f"{_TOGGLE.strip()}{_STATIC_CSS.strip()}</style>"
+    " @media print { .acytoo-chat-static .acytoo-static-box { max-height: none !important;"
+    " overflow: visible !important; display: block !important; } }</style>"
 )
+
+
+def static_entry(entry: str) -> str:
+    """A transcript entry as the saved copy shows it: labelled, styled inline, readable without CSS.
+
+    Works on the entry's own markup (the policy's HTML: a reply's ``<`` is always ``&lt;`` in it),
+    so the copy shows exactly what the chat showed.
+    """
+    match = _STATIC_OPENING.match(entry)
+    if match is None or not entry.endswith("</div>"):
+        return entry
+    role = match.group(1)
+    who, style = _STATIC_MESSAGE[role]
+    tag = "blockquote" if role == "user" else "div"
+    body = entry[match.end() : -len("</div>")]
+    # typed text keeps its lines with or without CSS (pre-wrap, and <br> for viewers that drop styles)
+    body = _STATIC_TYPED.sub(
+        lambda m: '<div class="acytoo-typed" style="white-space:pre-wrap">'
+        + m.group(1).replace("\n", "<br>")
+        + "</div>",
+        body,
+    )
+    body = body.replace(_STATIC_TOGGLE, "")  # "show"/"hide" need the live CSS; the details marker says it
+    for small in ("acytoo-note", "acytoo-mark"):  # "interrupted", "from cell [3]": small print
+        body = body.replace(f'<div class="{small}">', f'<div class="{small}" style="{_STATIC_SMALL}">')
+    label = f'<p style="{_STATIC_SMALL}"><strong>{who}</strong></p>'
+    return f'<{tag} class="acytoo-msg acytoo-{role}{match.group(2)}" style="{style}">{label}{body}</{tag}>'
 
 
 def message_html(role: str, text: str, note: str = "", streaming: bool = False, head: str = "") -> str:
@@ -414,7 +457,8 @@ class Transcript(anywidget.AnyWidget):
             callback(str(content.get("event", "")))
 
     def show(self, entries: Sequence[str], footer: str, earlier: bool = False) -> bool:
-        """Show ``entries``, sending only the run that differs from what is shown; True if any did."""
+        """Show ``entries`` and ``footer``, sending only the run that differs from what is shown;
+        True if anything changed (the saved copy follows)."""
         old, new = self.entries, list(entries)
         start = 0
         while start < min(len(old), len(new)) and old[start] == new[start]:
@@ -436,7 +480,7 @@ class Transcript(anywidget.AnyWidget):
             self._answer = self._synced = None
             self._live = ""
         self.send(msg)
-        return bool(remove or added)
+        return True
 
     def draw_live(self, html: str) -> None:
         """Replace what the live area shows (the waiting line; empty once an answer is settled)."""
@@ -478,10 +522,12 @@ class ChatInput(anywidget.AnyWidget):
       send.title = "Send (Enter)";
       const submit = () => {
         const value = area.value;
-        if (!value.trim() || model.get("busy")) return;
-        area.value = "";
-        model.set("value", "");
-        model.save_changes();
+        if (!value.trim()) return;
+        if (!model.get("busy")) {  // busy: the text stays in the box and the kernel says why
+          area.value = "";
+          model.set("value", "");
+          model.save_changes();
+        }
         model.send({ event: "submit", value, agent: model.get("agent") });
       };
       send.addEventListener("click", submit);
@@ -516,8 +562,15 @@ class ChatInput(anywidget.AnyWidget):
       });
       area.addEventListener("focus", () => model.send({ event: "focus" }));
       area.addEventListener("input", () => { model.set("value", area.value); model.save_changes(); });
+      // No key typed here reaches the notebook's shortcuts. Lumino's command registry skips an
+      // event whose target carries data-lm-suppress-shortcuts (as JupyterLab's own shortcut
+      // editor does): Notebook 7 reads keys on the document in the capture phase, before this box
+      // sees them, so stopping the event here alone let Shift+Enter run the cell. Stopping it
+      // still keeps it from the listeners that come after (JupyterLab reads keys in the bubble
+      // phase; the notebook's own handlers; a host such as VS Code that forwards keys).
+      area.setAttribute("data-lm-suppress-shortcuts", "true");
       area.addEventListener("keydown", (event) => {
-        event.stopPropagation();  // typing here must not trigger notebook shortcuts
+        event.stopPropagation();
         if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
           event.preventDefault();
           submit();
@@ -785,12 +838,13 @@ class ChatWidget(widgets.VBox):
             self._html = {key: html for key, html in self._html.items() if key in shown}
 
     def _show_status(self, text: str, error: bool = False) -> None:
-        css = "acytoo-error" if error else "acytoo-note"
-        self.status.value = f'<div class="{css}">{escaped(text)}</div>' if text else ""
+        self.status.value = _status_html(text, error)
 
     def _set_busy(self, busy: bool) -> None:
         self.input.busy = busy
         self.stop_button.disabled = not busy
+        if not busy and self.status.value == _status_html(_HELD):  # what it waited for has ended
+            self._show_status(_SENDABLE)
 
     # -- the copy saved with the notebook ------------------------------------------------------
     def _ipython_display_(self, **kwargs: Any) -> None:
@@ -808,27 +862,40 @@ class ChatWidget(widgets.VBox):
         display(self._repr_mimebundle_(**kwargs), raw=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # No text of its own: the saved copy before it says what this was and how to reopen it, and
+        # where the widget cannot show (nbconvert, a terminal), a second hint would be a repeat.
         bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = self._reopen_hint()
+        bundle["text/plain"] = ""
         return bundle
 
     def _reopen_command(self) -> str:
         return "%acytoo chat" + (f" -c {shlex.quote(self.thread)}" if self.thread != "default" else "")
 
     def _reopen_hint(self) -> str:
-        return f"chat on thread {printable(self.thread)}; run `{self._reopen_command()}` to reopen"
+        """How to continue the chat, in a new kernel too: the magic exists once the extension is loaded;
+        in a new cell, so that the copy stays."""
+        return (
+            f"chat on thread {printable(self.thread)}, saved with the notebook; to continue it, run"
+            f" `%load_ext acytoo_magic` then `{self._reopen_command()}` in a new cell"
+        )
 
     def _static_bundle(self) -> dict[str, str]:
         entries = self.transcript.entries[-STATIC_MESSAGES:]
         older = len(self.transcript.entries) > len(entries) or self.transcript.more
-        command = self._reopen_command()
         head = (
             f'<p class="acytoo-note"><em>Chat on thread “{escaped(self.thread)}”, saved with the notebook'
-            f'{" (the newest messages)" if older else ""}.'
-            f" Run <code>{escaped(command)}</code> to continue it."
-            "</em></p>"
+            f'{" (the newest messages)" if older else ""}. To continue it, run'
+            f" <code>%load_ext acytoo_magic</code> then <code>{escaped(self._reopen_command())}</code>"
+            " in a new cell.</em></p>"
         )
-        html = f'<div class="acytoo-chat-static">{head}{"".join(entries)}</div>{_STATIC_STYLE}'
+        footer = self.transcript.footer  # the last answer's status line, as the chat showed it
+        footer = f'<div class="acytoo-footer" style="{_STATIC_SMALL}">{footer}</div>' if footer else ""
+        box = "".join(static_entry(entry) for entry in entries) + footer
+        html = (
+            f'<div class="acytoo-chat-static">{head}'
+            f'<div class="acytoo-static-box" style="{_STATIC_BOX}"><div>{box}</div></div></div>'
+            f"{_STATIC_STYLE}"  # after the copy, not in it: nothing in the copy is anything but text
+        )
         return {"text/html": html, "text/plain": self._reopen_hint()}
 
     def _update_static(self) -> None:
@@ -862,8 +929,8 @@ class ChatWidget(widgets.VBox):
         if not text:
             return None
         if self.streaming:
-            self.input.value = text  # nothing typed is lost
-            self._show_status("an answer is still streaming: wait, or press Stop")
+            self.input.value = text  # nothing typed is lost: it stays in the box, and the page says why
+            self._show_status(_HELD)
             return None
         request = self._request_for(text)
         if request is None:
@@ -1031,8 +1098,9 @@ class ChatWidget(widgets.VBox):
         message goes back into the box to be sent once the problem is fixed."""
         self._local = []
         self._show()
-        if not self.input.value:
-            self.input.value = typed
+        held = self.input.value  # typed while the answer streamed: both stay, the failed one first
+        if typed not in held:
+            self.input.value = f"{typed}\n\n{held}" if held.strip() else typed
 
     def _draw(self, frame: Frame) -> None:
         if frame.waiting:
@@ -1075,6 +1143,17 @@ def _weak_observer(owner: Any, method: str) -> Callable[[dict[str, Any]], None]:
             getattr(found, method)(change)
 
     return observe
+
+
+# Enter while an answer streams: the message is not queued (a failed answer comes back into the box,
+# and two texts cannot share it); it stays in the box, and the chat says so, and again once it can go.
+_HELD = "an answer is still streaming: your message stays in the box; Enter sends it once the answer ends"
+_SENDABLE = "the answer has ended: Enter sends your message"
+
+
+def _status_html(text: str, error: bool = False) -> str:
+    css = "acytoo-error" if error else "acytoo-note"
+    return f'<div class="{css}">{escaped(text)}</div>' if text else ""
 
 
 def _key(message: Message) -> str:

@@ -1,4 +1,5 @@
-"""A real JupyterLab on 127.0.0.1 and Debian's chromium driven by Playwright, for browser tests."""
+"""A real JupyterLab (or Jupyter Notebook 7) on 127.0.0.1 and Debian's chromium driven by Playwright,
+for browser tests."""
 
 from __future__ import annotations
 
@@ -55,9 +56,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The front ends a notebook user opens, as their servers start: JupyterLab and Notebook 7 (its own
+# app and page on the same server and settings; it reads keys in another phase, see docs/usage.md).
+FRONTS = {
+    "lab": ["-m", "jupyterlab", "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+    "notebook": ["-m", "notebook"],
+}
+
+
 @contextmanager
-def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
-    """Start JupyterLab serving ``root``; yields its base URL with the token as a query string."""
+def jupyter_lab(root: Path, env: dict[str, str], front: str = "lab") -> Iterator[str]:
+    """Start JupyterLab (``front="notebook"``: Notebook 7) serving ``root``; yields its base URL
+    with the token as a query string."""
     port, token = free_port(), secrets.token_hex(16)
     config = root / ".jupyter-config"
     config.mkdir(exist_ok=True)
@@ -76,8 +87,7 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
     process = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "jupyterlab",
+            *FRONTS[front],
             "--no-browser",
             *(["--allow-root"] if os.geteuid() == 0 else []),
             "--ServerApp.ip=127.0.0.1",
@@ -85,9 +95,7 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=",
             f"--LabServerApp.user_settings_dir={root / '.lab-settings'}",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ],
         env={
             **os.environ,
@@ -103,7 +111,7 @@ def jupyter_lab(root: Path, env: dict[str, str]) -> Iterator[str]:
         deadline = time.monotonic() + 90
         while True:  # poll readiness: the server answers /api/status once it is up
             if process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {(root / 'jupyterlab.log').read_text()[-2000:]}")
+                raise RuntimeError(f"{front} exited: {(root / 'jupyterlab.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as response:
                     if response.status == 200:
@@ -222,6 +230,20 @@ new MutationObserver((records) => {
 """
 
 
+# The notebook as its user sees it: each cell's kind, prompt ("[3]:", "[*]:") and text. Equal before
+# and after typing into the chat: no cell ran, none was added, changed or removed.
+CELLS = """() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].map((c) => [
+  [...c.classList].filter((k) => /^jp-(Code|Markdown|Raw)Cell$/.test(k)).join(),
+  (c.querySelector('.jp-InputPrompt') || {}).innerText || '',
+  (c.querySelector('.jp-InputArea-editor') || {}).innerText || '',
+])"""
+# Nothing runs: no cell waits or runs ("[*]") and the kernel is idle (Run All may still be finishing).
+CELLS_SETTLED = (
+    "![...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].some((p) => p.innerText.includes('*'))"
+    " && document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\") !== null"
+)
+
+
 def open_notebook(lab, name: str, ready: str, answers: str):
     """A page with the notebook open (in a workspace of its own), its cells run until ``ready`` holds;
     elements that could run anything are recorded in ``window.__seen`` whenever one is drawn inside
@@ -239,7 +261,11 @@ def open_notebook(lab, name: str, ready: str, answers: str):
     page.on("dialog", on_dialog)
     page.add_init_script(WATCH_ANSWERS % {"scope": json.dumps(answers), "dangerous": json.dumps(DANGEROUS)})
     workspace = Path(name).stem
-    page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
+    page.front = lab.get("front", "lab")
+    if page.front == "notebook":  # Notebook 7: one notebook a page, no workspaces
+        page.goto(f"{lab['base']}/notebooks/{name}?token={lab['token']}")
+    else:
+        page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}")
     try:
         page.locator(".jp-Notebook").first.wait_for(timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -345,11 +371,12 @@ def run_in_a_new_cell(page, source: str, marker: str):
 
 
 @contextmanager
-def lab_and_browser(root: Path) -> Iterator[dict[str, Any]]:
-    """JupyterLab serving ``root`` with the stand-in model behind it, and a headless chromium;
-    yields ``{"browser", "base", "token", "root", "url"}``. Known questions get a realistic Markdown
-    answer; the rest behaves as the scripted backend, replies without directives streaming at a
-    readable pace, as a real model's would. Skips the test when chromium is missing (fails in CI)."""
+def lab_and_browser(root: Path, front: str = "lab") -> Iterator[dict[str, Any]]:
+    """JupyterLab (or Notebook 7) serving ``root`` with the stand-in model behind it, and a headless
+    chromium; yields ``{"browser", "base", "token", "root", "url", "front"}``. Known questions get a
+    realistic Markdown answer; the rest behaves as the scripted backend, replies without directives
+    streaming at a readable pace, as a real model's would. Skips the test when chromium is missing
+    (fails in CI)."""
     from playwright.sync_api import sync_playwright
 
     if reason := browser_unavailable():
@@ -357,23 +384,41 @@ def lab_and_browser(root: Path) -> Iterator[dict[str, Any]]:
 
     with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
         env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
-        with jupyter_lab(root, env) as address, sync_playwright() as playwright:
+        with jupyter_lab(root, env, front) as address, sync_playwright() as playwright:
             base, token = address.split("|")
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
-                yield {"browser": browser, "base": base, "token": token, "root": root, "url": server.url}
+                yield {
+                    "browser": browser, "base": base, "token": token, "root": root, "url": server.url,
+                    "front": front,
+                }
             finally:
                 browser.close()
 
 
 def save_notebook(page, path: Path):
-    """Save the open notebook as a user does (Ctrl+S in command mode), wait until Lab says it is
-    saved, and return the file as read back from disk."""
+    """Save the open notebook as a user does (Ctrl+S in command mode), wait until it is saved, and
+    return the file as read back from disk. JupyterLab marks its tab dirty until then; Notebook 7
+    has no tab, so there the file itself is watched until it is written."""
     import nbformat
 
+    before = path.stat().st_mtime_ns if path.exists() else 0
     page.locator(".jp-Notebook .jp-InputPrompt").first.click()
     page.keyboard.press("Escape")
     page.keyboard.press("Control+s")
+    if getattr(page, "front", "lab") == "notebook":
+        deadline = time.monotonic() + 30
+        while not path.exists() or path.stat().st_mtime_ns == before:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path.name} was not saved")
+            time.sleep(0.05)  # polling the file for the save, not waiting a fixed time
+        while True:  # written in place: read it once it parses
+            try:
+                return nbformat.read(path, as_version=4)
+            except (ValueError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     page.wait_for_function(
         "document.querySelector('.lm-DockPanel-tabBar .jp-mod-dirty') === null", timeout=30_000
     )

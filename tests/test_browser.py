@@ -8,6 +8,8 @@ import nbformat
 import pytest
 from lab import (
     ARTIFACTS,
+    CELLS,
+    CELLS_SETTLED,
     DANGEROUS,
     browser_unavailable,
     copy_notebook,
@@ -139,17 +141,21 @@ def test_send_streams_progressively(page):
 
 
 def test_enter_sends_and_shift_enter_adds_a_line(page):
+    page.wait_for_function(CELLS_SETTLED, timeout=60_000)
+    before = page.evaluate(CELLS)
     box = page.locator(".acytoo-chat textarea")
     box.fill("[[echo]]first line")
     box.press("Shift+Enter")
-    box.type("second line")
-    assert box.input_value() == "[[echo]]first line\nsecond line"
+    box.type("second line a b dd m")  # command-mode shortcut letters too: they stay in the box
+    assert box.input_value() == "[[echo]]first line\nsecond line a b dd m"
+    assert page.evaluate(CELLS) == before  # no cell ran, none was added or changed
     box.press("Enter")
     page.wait_for_function(
         f"{TRANSCRIPT}.split('second line').length >= 3",
         timeout=30_000,
     )
     assert box.input_value() == ""
+    assert page.evaluate(CELLS) == before
 
 
 def test_stop_interrupts_a_slow_stream(page):

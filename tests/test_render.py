@@ -12,10 +12,18 @@ import pytest
 
 from acytoo_magic.output import TerminalRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
-from acytoo_magic.untrusted import CODE_STYLE, link_is_safe, printable, render_markdown, with_cursor
+from acytoo_magic.untrusted import (
+    CODE_INNER_STYLE,
+    CODE_STYLE,
+    link_is_safe,
+    printable,
+    render_markdown,
+    with_cursor,
+)
 from acytoo_magic.widget import message_html
 
 PRE = f'<pre class="acytoo-code" style="{CODE_STYLE}">'
+CODE = f'<code style="{CODE_INNER_STYLE}">'
 
 
 class FakeClock:
@@ -113,7 +121,7 @@ def test_markdown_bundle_is_html_and_plain_text_never_markdown():
     assert "▌" in markdown_bundle(Frame("so far"))["text/html"]
     assert "▌" not in markdown_bundle(Frame("done", final=True))["text/html"]
     assert markdown_bundle(Frame("- a\n- b"))["text/html"].endswith("<li>b ▌</li>\n</ul>\n")
-    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == f'{PRE}<code>x &lt; 1 ▌</code></pre>\n'
+    assert markdown_bundle(Frame("```\nx < 1"))["text/html"] == f"{PRE}{CODE}x &lt; 1 ▌</code></pre>\n"
     assert "[r]: ▌" in markdown_bundle(Frame("[x][r]\n\n[r]: "))["text/html"]  # never a link to the cursor
 
 
@@ -229,7 +237,7 @@ def dangerous(html: str) -> list[str]:
                 found.append(f"href={value!r}")
             if name == "style" and not (
                 re.fullmatch(r"text-align:(left|right|center)", value)
-                or value == CODE_STYLE
+                or value in (CODE_STYLE, CODE_INNER_STYLE)
                 or all(re.fullmatch(PYGMENTS_STYLE, part) for part in value.split("; "))
             ):
                 found.append(f"style={value!r}")
@@ -316,7 +324,8 @@ def test_markdown_still_renders():
     html = render_markdown(answer)
     assert "<h1>Missing values</h1>" in html and "<h2>Steps</h2>" in html
     assert "<li>count them</li>" in html
-    code = re.search(r'<pre class="acytoo-code" [^>]*><code class="language-python">(.*?)</code>', html, re.S)
+    code = re.search(r'<pre class="acytoo-code" [^>]*><code class="language-python"[^>]*>(.*?)</code>',
+                     html, re.S)
     assert code
     assert re.sub("<[^>]+>", "", code.group(1)) == "if df.isna().sum() &lt; 3:\n    print('&lt;ok&gt;')\n"
     assert '<span style="color: #008000; font-weight: bold">if</span>' in code.group(1)  # highlighted
@@ -489,7 +498,7 @@ def test_with_cursor_goes_after_the_last_text():
     assert with_cursor("<ul>\n<li>b</li>\n</ul>\n") == "<ul>\n<li>b ▌</li>\n</ul>\n"
     assert with_cursor("<p>hi  </p>") == "<p>hi ▌  </p>"
     assert with_cursor("") == " ▌"
-    body = f"{PRE}<code>" + " " * 16_000 + "x</code></pre>\n"  # a model stuck repeating spaces
+    body = f"{PRE}{CODE}" + " " * 16_000 + "x</code></pre>\n"  # a model stuck repeating spaces
     assert with_cursor(body).endswith("x ▌</code></pre>\n")
 
 

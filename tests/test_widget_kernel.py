@@ -300,9 +300,15 @@ def test_chat_subcommand_displays_a_widget_and_a_saved_copy(k):
     assert out.status == "ok"
     static, live = [c for c in out.of_type("display_data")]
     assert "application/vnd.jupyter.widget-view+json" in live["data"]
-    assert live["data"]["text/plain"] == "chat on thread side; run `%acytoo chat -c side` to reopen"
+    assert live["data"]["text/plain"] == ""  # the copy says it: where the widget cannot show, once
     assert "acytoo-chat-static" in static["data"]["text/html"]
-    assert "%acytoo chat -c side" in static["data"]["text/html"]
+    # the hint works in a new kernel: the extension first, then the chat, in a new cell
+    hint = "<code>%load_ext acytoo_magic</code> then <code>%acytoo chat -c side</code>"
+    assert hint in static["data"]["text/html"]
+    assert static["data"]["text/plain"] == (
+        "chat on thread side, saved with the notebook; to continue it, run"
+        " `%load_ext acytoo_magic` then `%acytoo chat -c side` in a new cell"
+    )
 
 
 def test_the_saved_copy_follows_the_transcript(k):
@@ -316,7 +322,7 @@ def test_the_saved_copy_follows_the_transcript(k):
     updates = [u for u in out.display_updates if u["transient"]["display_id"] == display_id]
     html = updates[-1]["data"]["text/html"]
     assert "<em>kept</em>" in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html
-    assert updates[-1]["data"]["text/plain"].startswith("chat on thread copy;")
+    assert updates[-1]["data"]["text/plain"].startswith("chat on thread copy,")
     # The copy is re-sent whole and re-rendered by the page: once per exchange, when it has ended
     # (it was twice: the question, then the answer).
     assert len(updates) == 1
