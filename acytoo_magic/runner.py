@@ -24,7 +24,7 @@ from .conversation import Conversation
 from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
 from .providers import Adapter, adapt, provider_name
-from .providers.base import Progress, ToolCall, ToolCalls, Usage
+from .providers.base import Progress, ToolCall, ToolCalls, Usage, remote_host
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
@@ -115,7 +115,9 @@ class Request:
 
         How an unfinished answer ended is not repeated here: the note above the line says it.
         """
-        parts = [self.provider_label or self.adapter.name, self.model]
+        name = self.provider_label or self.adapter.name
+        host = remote_host(self.adapter.target(self.options.get("url")))  # "" on this machine
+        parts = [f"{name} ({host})" if host else name, self.model]
         parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
@@ -123,7 +125,7 @@ class Request:
         if self.price is not None:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
             parts.append(f"{about}{cost:.4f} cost")
-        if reply.finish_reason == "length":
+        if reply.finish_reason == "length" or reply.finish_note:
             parts.append(reply.finish_note or "stopped at the token limit")
         return " · ".join(p for p in parts if p)
 
