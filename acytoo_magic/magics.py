@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -15,13 +16,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 
-from . import listing, providers
+from . import choice, listing, local_model, providers
 from .assistant import Assistant, shared_assistant
 from .codeblocks import extract_code
 from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
 from .loops import signals_wake_loop
 from .output import DisplayRenderer, TerminalRenderer
+from .providers.base import remote_host, url_host
 from .render import ThrottledRenderer
 from .runner import Reply, Request
 from .status import COMPLETE, FAILED, INTERRUPTED, label
@@ -33,7 +35,7 @@ CELL_EXAMPLES = (
     "%%acytoo -c plots -f code      then: Plot sales per month from {sales}",
     "%%acytoo -p openai -m llama3.2 --url http://localhost:11434/v1   (Ollama)",
     "%%acytoo --no-history -o summary --context df   then: Summarise this data",
-    "%config Assistant.provider = 'local'   then every cell answers offline",
+    "%acytoo use local              then every cell, in every notebook, answers offline",
 )
 INTERRUPTED_LINE = "Interrupted: the answer above stops here; what came so far is kept."
 AGENT_INTERRUPTED_LINE = "Interrupted: the episode above stops here; the steps done so far are kept."
@@ -261,7 +263,7 @@ class AcytooMagics(Magics):
                 # (ipykernel's execute_reply says the same)
                 meta={"execution_count": self.shell.execution_count - 1} if cell else None,
             )
-        except ProviderNotFound as exc:
+        except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
@@ -396,6 +398,7 @@ class AcytooMagics(Magics):
             "threads": self._threads,
             "providers": self._providers,
             "config": self._config,
+            "use": self._use,
             "export": self._export,
             "explain": self._explain,
             "chat": self._chat,
@@ -487,10 +490,90 @@ class AcytooMagics(Magics):
         config = self.assistant.effective_config()
         path = config.pop("history_file", None) or config.get("history_path")
         config.pop("history_path", None)
+        print(f"{'provider':<18} {self._choice_shown()}")
+        config.pop("provider", None)
         for name, value in config.items():
             print(f"{name:<18} {value!r}")
         move = "move it: %config Assistant.history_path = '...' (or ACYTOO_HISTORY_DB)"
         print(f"{'history':<18} {path}\n{'':<18} {move}; clear it: %acytoo reset [--all]")
+
+    def _use(self, rest: str) -> None:
+        """Choose the backend, kept for every kernel: %acytoo use local|openai|acytoo|auto [--url URL] [-m M].
+
+        The choice goes to the IPython profile's ``ipython_config.json`` (``choice``), which every
+        kernel and IPython of this user reads at start; without a provider, says what is chosen.
+        """
+        parser = _subparser("use", "choose the backend and keep the choice")
+        parser.add_argument("provider", nargs="?", help="local, openai, acytoo, module:Class, or auto")
+        parser.add_argument("--url", default="", help="the server's base URL (needed for acytoo)")
+        parser.add_argument("-m", "--model", default="", help="the model (default: the provider's own)")
+        args = self._parse(parser, rest)
+        path = choice.config_file(self.shell)
+        if args.provider is None:  # what is chosen, and where it is kept
+            print(f"provider: {self._choice_shown()}")
+            return
+        name = args.provider.strip()
+        if name.lower() == "auto":
+            self._remember(path, {})
+            self.assistant.provider, self.assistant.url, self.assistant.model = "", "", ""
+            print(f"acytoo: no backend chosen any more (removed from {path}); {self._choice_shown()}")
+            return
+        try:
+            adapter = providers.adapt(name)
+            target = adapter.target(args.url or None)
+            providers.require_host(adapter, target)
+        except ProviderNotFound as exc:
+            raise UsageError(f"%acytoo use: {exc}") from None
+        if adapter.name == "local" and (reason := local_model.not_ready()) and "downloaded" not in reason:
+            raise UsageError(f"%acytoo use local: the bundled model cannot run here: {reason}")
+        chosen = {"provider": name.lower() if name.lower() in providers.BUILTINS else name,
+                  "url": args.url, "model": args.model}
+        self._remember(path, chosen)
+        self.assistant.provider, self.assistant.url, self.assistant.model = (
+            chosen["provider"], chosen["url"], chosen["model"]
+        )
+        if remote := remote_host(target):
+            sent = f"questions, with the {{df}} summaries and history in them, go to {remote}"
+        elif where := url_host(target):
+            sent = f"questions go to {where}, on this machine"
+        else:
+            sent = "nothing leaves this machine"
+        fetch = " (its model is fetched once, 98 MB, on the first question)" if adapter.name == "local" and (
+            local_model.smollm2_on_disk() is None) else ""
+        print(f"acytoo: {adapter.name}{fetch} answers from now on, in every notebook and kernel "
+              f"(kept in {path}; %acytoo use auto forgets it): {sent}")
+
+    def _remember(self, path: Path, chosen: dict[str, str]) -> None:
+        try:
+            choice.remember(path, chosen)
+        except choice.ChoiceFileError as exc:
+            raise UsageError(f"%acytoo use: {exc}") from None
+
+    def _choice_shown(self) -> str:
+        """The provider in force and why: chosen and kept (where), set for this session, or none."""
+        assistant = self.assistant
+        try:
+            kept = choice.stored(choice.config_file(self.shell))
+        except choice.ChoiceFileError as exc:
+            kept = {}
+            print(f"acytoo: {exc}", file=sys.stderr)
+        setting = assistant.provider.strip()
+        if setting:
+            if kept.get("provider") == setting:
+                why = f"chosen with %acytoo use, kept in {choice.config_file(self.shell)}"
+            elif os.environ.get("ACYTOO_PROVIDER") == setting:
+                why = "from ACYTOO_PROVIDER, for this session; %acytoo use keeps a choice"
+            else:
+                why = f"set for this session; %acytoo use {setting} keeps it"
+            return f"{setting!r} ({why})"
+        try:
+            name = assistant.chosen_provider()
+        except providers.NoProviderChosen as exc:
+            return f"none ({exc})"
+        if name == "acytoo":
+            return "'acytoo' (nothing chosen; a url is set, so the Acytoo protocol there)"
+        return (f"{name!r} (nothing chosen: the bundled model answers, in this kernel, as its runtime is "
+                "installed; %acytoo use local keeps it, %acytoo use openai --url ... picks a server)")
 
     def _explain(self, rest: str) -> None:
         """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
