@@ -1,6 +1,7 @@
 """Notebook context in prompts: ``{name}``, ``{In[n]}``, ``{Out[n]}``, ``{Err}``/``{Err[n]}``, as summaries.
 
-A DataFrame becomes its shape, dtypes, null counts, head and describe(), not ten million rows;
+A DataFrame of up to 20 rows is shown whole; a larger one becomes its shape, dtypes, null counts,
+the values of low-cardinality columns, head, tail and describe(), not ten million rows;
 anything else becomes a repr cut to a budget. pandas and numpy are used only when already imported
 by the user (a variable of their type cannot exist otherwise), so neither is a dependency.
 """
@@ -20,6 +21,8 @@ from .errors import ContextError
 DEFAULT_BUDGET = 2_000
 MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its budget
 SAMPLE_ROWS = 100_000
+WHOLE_ROWS = 20  # a frame or series this short is shown whole
+LOW_CARDINALITY = 20  # a column with at most this many distinct values lists them, with counts
 _REFERENCE = re.compile(
     r"\{\{|\}\}|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[(?P<index>-?\d+)\])?\}"
 )
@@ -139,34 +142,79 @@ def _sample(data: Any) -> tuple[Any, str]:
     return data.iloc[::step], f" (on {len(range(0, rows, step)):,} evenly spaced rows)"
 
 
-def _summarize_frame(df: Any, budget: int) -> str:
-    rows, cols = df.shape
-    lines = [f"pandas.DataFrame: {rows:,} rows × {cols} columns"]
+def _distinct(column: Any) -> str:
+    """", 3 distinct: South 3, North 2, West 2" for a column of few values; "" otherwise (or unhashable)."""
+    try:
+        counts = column.value_counts(dropna=True)
+    except TypeError:  # lists or dicts in an object column
+        return ""
+    if len(counts) > LOW_CARDINALITY or len(counts) == len(column.dropna()) > 1:
+        return ""  # many values, or every value distinct: their counts say nothing more
+    shown = ", ".join(f"{value!s} {count:,}" for value, count in counts.head(8).items())
+    more = ", …" if len(counts) > 8 else ""
+    return f", {len(counts)} distinct: {shown}{more}"
+
+
+def _columns(df: Any, sample: Any) -> list[str]:
+    """A line a column: dtype and nulls (of every row), and the values with their counts where
+    there are few (in ``sample``: every k-th row of a long frame)."""
     nulls = df.isna().sum()
     shown = list(df.columns[:40])
-    lines.append("columns (dtype, nulls):")
-    lines += [f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null" for name in shown]
-    if cols > len(shown):
-        lines.append(f"  … and {cols - len(shown)} more columns")
-    lines += ["head:", df.head(5).to_string(max_cols=12, max_colwidth=30)]
-    numeric = df.select_dtypes("number")
-    if numeric.shape[1]:
-        sample, note = _sample(numeric)
-        lines += [f"describe(){note}:", sample.describe().round(4).to_string(max_cols=12)]
-    return "\n".join(lines)
+    lines = ["columns (dtype, nulls, distinct values where few):"]
+    for name in shown:
+        kind = df[name].dtype.kind
+        few = _distinct(sample[name]) if kind not in "fc" else ""  # floats: describe() says more
+        lines.append(f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null{few}")
+    if len(df.columns) > len(shown):
+        lines.append(f"  … and {len(df.columns) - len(shown)} more columns")
+    return lines
+
+
+def _summarize_frame(df: Any, budget: int) -> str:
+    """A small frame whole (a model can then answer "which region sells most" from it); a larger
+    one by its columns (nulls, and the values of low-cardinality ones), head, tail and describe(),
+    dropping detail until it fits ``budget``."""
+    rows, cols = df.shape
+    title = f"pandas.DataFrame: {rows:,} rows × {cols} columns"
+    table = {"max_cols": 12, "max_colwidth": 30}
+    if rows <= WHOLE_ROWS:
+        whole = "\n".join([title, *_columns(df, df), f"all {rows} rows:", df.to_string(**table)])
+        if len(whole) <= budget:
+            return whole
+    sample, note = _sample(df)
+    columns = _columns(df, sample)
+    if note:
+        columns[0] = columns[0].replace("distinct values where few", f"distinct values where few{note}")
+    numeric = sample.select_dtypes("number")
+    describe = (
+        [f"describe(){note}:", numeric.describe().round(4).to_string(max_cols=12)] if numeric.shape[1] else []
+    )
+    text = ""
+    for ends, extra in ((5, describe), (5, []), (3, []), (2, [])):
+        parts = [title, *columns]
+        if rows > 2 * ends:
+            parts += [f"head({ends}):", df.head(ends).to_string(**table)]
+            parts += [f"tail({ends}):", df.tail(ends).to_string(**table)]
+        else:
+            parts += [f"all {rows} rows:", df.to_string(**table)]
+        text = "\n".join([*parts, *extra])
+        if len(text) <= budget:
+            break
+    return text
 
 
 def _summarize_series(series: Any) -> str:
     rows = len(series)
     nulls = int(series.isna().sum())
-    lines = [
-        f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null",
-        "head:",
-        series.head(5).to_string(),
-    ]
-    if series.dtype.kind in "iufb" and rows:
-        sample, note = _sample(series)
-        lines += [f"describe(){note}:", sample.describe().round(4).to_string()]
+    sample, note = _sample(series)
+    few = _distinct(sample) if series.dtype.kind not in "fc" else ""
+    lines = [f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null{few}"]
+    if rows <= WHOLE_ROWS:
+        lines += [f"all {rows} values:", series.to_string()]
+    else:
+        lines += ["head(5):", series.head(5).to_string(), "tail(5):", series.tail(5).to_string()]
+        if series.dtype.kind in "iufb":
+            lines += [f"describe(){note}:", sample.describe().round(4).to_string()]
     return "\n".join(lines)
 
 
@@ -284,11 +332,44 @@ class NotebookContext:
         return "\n\nContext from the notebook:\n\n" + "\n\n".join(sections) if sections else ""
 
     def explain_prompt(self, count: int | None = None) -> str:
-        """A prompt asking for the cause and a fix of an error, with the code of its cell."""
+        """A prompt asking for the cause and a fix of an error: the error, its cell's code, and
+        summaries of the data that code uses (a ``KeyError: 'revenue'`` is answered by the frame's
+        columns), each within the budget."""
         error = self.error(count)
         code = self.source(error.count) if error.count is not None else None
         parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
         if code:
             parts.append(f"Code (cell {error.count}):\n```python\n{clip(code, self.budget)}\n```")
         parts.append(f"Error:\n```\n{clip_start(error.text, self.budget)}\n```")
+        names = data_used(code or "", self.namespace)
+        for name in names[:MAX_EXPLAIN_VARIABLES]:
+            share = max(400, self.budget // min(len(names), MAX_EXPLAIN_VARIABLES))
+            parts.append(f"`{name}` is:\n```\n{summarize(self.namespace[name], share)}\n```")
         return "\n\n".join(parts)
+
+
+MAX_EXPLAIN_VARIABLES = 3
+
+
+def data_used(code: str, namespace: Mapping[str, Any]) -> list[str]:
+    """The notebook's data a cell's code names, in order: DataFrames, Series and arrays only.
+
+    Strings, dicts and other objects stay out: they are where keys and passwords live, and an
+    error about data is explained by the data's shape. The code is read as IPython reads a cell
+    (magics transformed first); code that does not parse names nothing.
+    """
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(code))
+    except (SyntaxError, ValueError):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in found and node.id in namespace:
+            value = namespace[node.id]
+            if _module_of(value) in ("pandas", "numpy") and hasattr(value, "shape"):
+                found.append(node.id)
+    return found

@@ -18,7 +18,7 @@ from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_ar
 
 from . import choice, listing, local_model, providers
 from .assistant import Assistant, shared_assistant
-from .codeblocks import extract_code
+from .codeblocks import first_block
 from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
 from .loops import signals_wake_loop
@@ -26,7 +26,7 @@ from .output import DisplayRenderer, TerminalRenderer
 from .providers.base import remote_host, url_host
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import COMPLETE, FAILED, INTERRUPTED, label
+from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -106,6 +106,16 @@ def _origin(message: Any) -> str:
         return "chat"
     count = message.meta.get("execution_count")
     return f"cell In [{count}]" if count is not None else "cell"
+
+
+def cut_short(reply: Reply) -> str:
+    """How an answer was cut before its end ("" if it was not): broken off, interrupted, or
+    stopped by the backend (the token limit, repeating itself)."""
+    if reply.status in (PARTIAL, INTERRUPTED):
+        return reply.note or str(reply.status)
+    if reply.finish_reason in ("length", "repetition"):
+        return (reply.finish_note or "stopped at the token limit").split(" (raise it")[0]
+    return ""
 
 
 def _one_line(exc: BaseException) -> BaseException:
@@ -194,6 +204,11 @@ class AcytooMagics(Magics):
         default="markdown",
         help="markdown (default), text, or code (the answer's code also goes into a new cell below)",
     )
+    @argument(
+        "--cut-code",
+        action="store_true",
+        help="with -f code: place the code even from a cut answer (token limit, broken off), marked so",
+    )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
     @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
     @argument(
@@ -240,13 +255,17 @@ class AcytooMagics(Magics):
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
         attach = [n.strip() for n in (args.context or "").split(",") if n.strip()]
         try:
-            prompt = self.assistant.expand(prompt, attach)
+            expanded = self.assistant.expand(prompt, attach)
+            if expanded != prompt:  # what was typed, and what it brought, for history and the chat
+                labels = self.assistant.context().labels(prompt) + [f"{name} (--context)" for name in attach]
+                args.typed = {"typed": prompt, "context": labels}
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
-        return args, prompt, f"%%acytoo {line}\n{cell}"
+        return args, expanded, f"%%acytoo {line}\n{cell}"
 
     def _start(self, args: Any, prompt: str, typed: str) -> tuple[Request, ThrottledRenderer]:
         cell = self.cell_key(typed) if not args.no_history else None
+        meta = {"execution_count": self.shell.execution_count - 1, **getattr(args, "typed", {})}
         try:
             request = self.assistant.request(
                 prompt,
@@ -261,10 +280,12 @@ class AcytooMagics(Magics):
                 cell=cell,
                 # IPython counts a stored cell before running it: this cell is In [count - 1]
                 # (ipykernel's execute_reply says the same)
-                meta={"execution_count": self.shell.execution_count - 1} if cell else None,
+                meta=meta if cell else None,
             )
         except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None
+        if getattr(args, "alone", False):
+            request.budget = 0  # explain: this question alone is sent, and recorded in the thread
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
             renderer = CellOutput(args.format, self.assistant.render_interval)
@@ -342,22 +363,33 @@ class AcytooMagics(Magics):
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
         if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
             self.shell.user_ns[args.output] = reply.text
+        if args.format == "code" and reply.status != FAILED:  # a cut answer's: refused, or marked
+            self._place_code(reply.text, typed, cut_short(reply), args.cut_code)
         if reply.error is not None:
             raise AcytooError(str(reply.error))
-        if args.format == "code":
-            self._place_code(reply.text, typed)
 
-    def _place_code(self, text: str, typed: str) -> None:
+    def _place_code(self, text: str, typed: str, cut: str = "", anyway: bool = False) -> None:
         """Put the answer's code into a new cell below, and say so; a re-run with the same code adds none.
+
+        Code from a cut answer (``cut`` says how it ended; an unclosed fence or Python that stops
+        mid-statement count too) is refused with one line why, or with ``anyway`` placed under a
+        comment that says so: running half a cell can replace a variable with something broken.
 
         The kernel cannot see or replace the cell it created (the ``set_next_input`` payload either
         inserts a cell below or, with ``replace=True``, overwrites the asking cell itself), so it
         remembers what it put below each cell this session and does not insert the same code twice.
         """
-        code = extract_code(text)
-        if code is None:
+        block = first_block(text)
+        if block is None:
             print("acytoo: the answer has no fenced code block, so no cell was added")
             return
+        code = block.code
+        if why := cut or block.incomplete():
+            if not anyway:
+                print(f"acytoo: no cell was added: the answer was cut ({why}), so its code may be "
+                      "incomplete; -f code --cut-code places it anyway")
+                return
+            code = f"# acytoo: from a cut answer ({why}): may be incomplete\n{code}"
         lines = f"{len(code.splitlines())} line{'s' if len(code.splitlines()) != 1 else ''}"
         in_kernel = getattr(self.shell, "kernel", None) is not None
         key = self._cell_base(typed)
@@ -576,19 +608,26 @@ class AcytooMagics(Magics):
                 "installed; %acytoo use local keeps it, %acytoo use openai --url ... picks a server)")
 
     def _explain(self, rest: str) -> None:
-        """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
+        """Ask the cause and a fix of the last error (or N's): %acytoo explain [N] [-c THREAD] [--thread]."""
         self._ask(*self._prepare_explain(rest))
 
     def _prepare_explain(self, rest: str) -> tuple[Any, str, str]:
+        """The error, its cell's code and the variables that code uses, sent without the thread's
+        earlier exchanges (an earlier wrong answer would be repeated); ``--thread`` sends them too."""
         parser = _subparser("explain", "explain an error")
         parser.add_argument("cell", nargs="?", type=int, default=None)
-        parser.add_argument("-c", "--thread", default=None)
+        parser.add_argument("-c", dest="name", default=None, help="the thread it is recorded in")
+        parser.add_argument("--thread", action="store_true", help="send the thread's history with it")
         args = self._parse(parser, rest)
         try:
             prompt = self.assistant.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
-        return self.options(["-c", args.thread] if args.thread else []), prompt, f"%acytoo explain {rest}"
+        options = self.options(["-c", args.name] if args.name else [])
+        options.alone = not args.thread
+        typed = f"%acytoo explain {rest}".strip()
+        options.typed = {"typed": typed, "context": ["Err" if args.cell is None else f"Err[{args.cell}]"]}
+        return options, prompt, typed
 
     def _chat(self, rest: str) -> None:
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""
