@@ -245,7 +245,6 @@ class Assistant(Configurable):
         adapter = providers.adapt(provider or self.chosen_provider())
         name = adapter.name
         target = adapter.target(url)
-        providers.require_host(adapter, target)  # NoProviderChosen: Acytoo with no URL
         where = url_host(target)
         model = model or self.model or adapter.default_model
         # A key goes only to the host it was set for, and only to a provider that sends one.

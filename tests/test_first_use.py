@@ -32,7 +32,8 @@ sys.addaudithook(_audit)
 LOOPBACK = ("'127.0.0.1'", "('127.0.0.1'", "'localhost'", "('::1'", "'::1'")
 FRAME = (
     "import pandas as pd\n"
-    "df = pd.DataFrame({'region': ['North', 'South', 'South', 'West'], 'sales': [1200.0, 3400.0, 2900.0, None]})"
+    "df = pd.DataFrame({'region': ['North', 'South', 'South', 'West'],"
+    " 'sales': [1200.0, 3400.0, 2900.0, None]})"
 )
 
 
@@ -86,16 +87,29 @@ def test_without_the_bundled_runtime_the_first_question_says_how_to_choose_and_s
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("flags\t\t: fpu sse sse2\n")
     with kernel(**fresh_env(tmp_path)) as k:
-        ok(k, AUDIT + FRAME + f"\nfrom acytoo_magic import local_model\nlocal_model.CPUINFO = local_model.Path({str(cpuinfo)!r})")
+        ok(
+            k,
+            AUDIT
+            + FRAME
+            + "\nfrom acytoo_magic import local_model"
+            + f"\nlocal_model.CPUINFO = local_model.Path({str(cpuinfo)!r})",
+        )
         ok(k, "%load_ext acytoo_magic")
         line = usage_error(k.execute("%%acytoo\nWhich region has the highest total sales in {df}?"))
         assert line.startswith("no model chosen yet, so nothing was sent")
         assert "this CPU lacks AVX2" in line and "%acytoo use local" in line and "%acytoo use openai" in line
         assert contacted_elsewhere(k) == [] and json.loads(ok(k, "print(json.dumps(contacted))")) == []
-        assert ok(k, "print(len(_acytoo_history := __import__('acytoo_magic')._magics.assistant.conversation().messages()))").strip() == "0"
+        assert (
+            ok(
+                k,
+                "import acytoo_magic\nprint(len(acytoo_magic._magics.assistant.conversation().messages()))",
+            ).strip()
+            == "0"
+        )
         # the Acytoo protocol has no host of its own any more: a URL is a choice, none is no request
-        line = usage_error(k.execute("%%acytoo -p acytoo\nhello"))
-        assert line.startswith("acytoo: no server URL set, so nothing was sent")
+        out = k.execute("%%acytoo -p acytoo\nhello")
+        assert out.status == "error" and out.error["ename"] == "AcytooError"
+        assert out.error["evalue"].startswith("Acytoo: no server URL set, so nothing was sent")
         assert json.loads(ok(k, "print(json.dumps(contacted))")) == []
 
 
@@ -118,13 +132,16 @@ def test_use_keeps_the_choice_in_the_profile_across_a_kernel_restart(tmp_path, s
         assert out.final_display["text/plain"].rsplit("\n— ", 1)[1].startswith("openai · tiny · ")
         assert server.requests[-1]["path"] == "/v1/chat/completions"
         config = ok(k, "%acytoo config")
-        assert f"provider           'openai' (chosen with %acytoo use, kept in {profile / 'ipython_config.json'})" in config
+        kept = profile / "ipython_config.json"
+        assert f"provider           'openai' (chosen with %acytoo use, kept in {kept})" in config
         # The user's own settings in that file stay; `auto` forgets only the choice.
         data = json.loads((profile / "ipython_config.json").read_text())
         data["InteractiveShell"] = {"colors": "nocolor"}
         (profile / "ipython_config.json").write_text(json.dumps(data))
         assert "no backend chosen any more" in ok(k, "%acytoo use auto")
-        assert json.loads((profile / "ipython_config.json").read_text()) == {"InteractiveShell": {"colors": "nocolor"}}
+        assert json.loads((profile / "ipython_config.json").read_text()) == {
+            "InteractiveShell": {"colors": "nocolor"}
+        }
         k.restart()
         ok(k, "%load_ext acytoo_magic")
         assert "provider           'local' (nothing chosen" in ok(k, "%acytoo config")
@@ -160,8 +177,12 @@ def test_choose_picks_a_set_url_else_the_bundled_model_else_nothing(monkeypatch)
     assert choose("openai", "") == "openai" and choose("", "http://127.0.0.1:9/") == "acytoo"
     monkeypatch.setattr(local_model, "not_ready", lambda: "")
     assert choose("", "") == "local"
-    monkeypatch.setattr(local_model, "not_ready", lambda: "its runtime is not installed (pip install xllamacpp)")
-    with pytest.raises(NoProviderChosen, match=r"^no model chosen yet, so nothing was sent \(the bundled model"):
+    monkeypatch.setattr(
+        local_model, "not_ready", lambda: "its runtime is not installed (pip install xllamacpp)"
+    )
+    with pytest.raises(
+        NoProviderChosen, match=r"^no model chosen yet, so nothing was sent \(the bundled model"
+    ):
         choose("", "")
 
 
@@ -171,7 +192,9 @@ def test_the_status_line_names_a_host_that_is_not_this_machine():
         return request.status_line(Reply())
 
     assert line("https://api.example.org/v1").startswith("openai (api.example.org) · gpt-4o-mini · ")
-    assert line("http://user:secret@models.example.org:8443/v1").startswith("openai (models.example.org:8443) · ")
+    assert line("http://user:secret@models.example.org:8443/v1").startswith(
+        "openai (models.example.org:8443) · "
+    )
     for here in ("http://127.0.0.1:8000/v1", "http://localhost:11434/v1", "http://[::1]:8000/v1"):
         assert line(here).startswith("openai · gpt-4o-mini · "), here
     local = Request("hi", "local", "smollm2", provider_label="local")

@@ -84,7 +84,8 @@ def choose(provider: str | None, url: str | None) -> str:
 
 def require_host(adapter: Adapter, target: str) -> None:
     """``NoProviderChosen`` for a built-in provider that needs a URL and has none (Acytoo: its
-    protocol has no public host one may assume)."""
+    protocol has no public host one may assume): ``%acytoo use`` checks a choice with it; a
+    request without one fails in the provider, before anything is sent."""
     if adapter.builtin and getattr(adapter.provider, "needs_url", False) and not target:
         raise NoProviderChosen(
             f"{adapter.name}: no server URL set, so nothing was sent; "

@@ -61,7 +61,11 @@ class Acytoo(AsyncGeneratorProvider):
         """Stream the answer as text. Also takes ``session``, ``timeout``, ``retries``,
         ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored."""
         if not (base := cls.base_url(url)):
-            raise ProviderError("no server URL: pass url= or set ACYTOO_URL", provider="Acytoo")
+            raise ProviderError(
+                "no server URL set, so nothing was sent; %acytoo use acytoo --url http://HOST:PORT "
+                "(or url=, ACYTOO_URL)",
+                provider="Acytoo",
+            )
         stream = HTTPStream(
             "Acytoo",
             f"{base}/api/completions",
