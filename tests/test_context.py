@@ -23,7 +23,7 @@ def test_dataframe_summary_is_compact_and_complete():
     assert "city: object, 400 null" in text or "city: str, 400 null" in text
     assert "sales: float64, 1 null" in text
     assert "head(5):" in text and "tail(5):" in text and "describe():" in text and "mean" in text
-    assert "city: str, 400 null, 2 distinct: a 400, b 400" in text or "city: object, 400 null, 2 distinct" in text
+    assert any(f"city: {kind}, 400 null, 2 distinct: a 400, b 400" in text for kind in ("str", "object"))
     assert "1199.0" in text.split("tail(5):")[1]  # the last row, which head() never shows
     assert len(text) < 2_000
 
@@ -41,7 +41,8 @@ def test_a_small_frame_is_shown_whole_so_a_question_about_all_its_rows_can_be_an
     assert "pandas.DataFrame: 8 rows × 2 columns" in text and "all 8 rows:" in text
     rows = text.split("all 8 rows:\n")[1].splitlines()
     assert len(rows) == 9 and rows[-1].split() == ["7", "East", "900.0"]  # header + every row
-    assert "region: str, 0 null, 4 distinct: South 3, North 2, West 2, East 1" in text or "region: object" in text
+    shown = "0 null, 4 distinct: South 3, North 2, West 2, East 1"
+    assert any(f"region: {kind}, {shown}" in text for kind in ("str", "object"))
     assert "sales: float64, 1 null" in text and "describe()" not in text
 
 
@@ -61,7 +62,8 @@ def test_a_larger_frame_gets_head_tail_nulls_and_distinct_values_within_the_budg
         assert len(text) <= budget + 60, (budget, len(text))
         assert "5,000 rows × 11 columns" in text and "v0: float64, 500 null" in text
         assert "region: " in text and "3 distinct: " in text
-        assert "id: int64, 0 null\n" in text and "note: " in text and "distinct" not in text.split("note: ")[1][:40]
+        assert "id: int64, 0 null\n" in text and "note: " in text
+        assert "distinct" not in text.split("note: ")[1][:40]
         assert "head(" in text and "tail(" in text
     assert "describe():" in summarize(big, 5_000)
 

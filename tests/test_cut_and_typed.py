@@ -22,8 +22,14 @@ def placed(out) -> list[str]:
 @pytest.mark.parametrize(
     "reply,why",
     [
-        ("Here:\n```python\nsales = {\n    'north': 1200,\n    'south': 3400,\n", "its code block is not closed"),
-        ("Here:\n```python\ndf = df.assign(total=(df.sales\n```\nDone.", "its code stops inside an open bracket"),
+        (
+            "Here:\n```python\nsales = {\n    'north': 1200,\n    'south': 3400,\n",
+            "its code block is not closed",
+        ),
+        (
+            "Here:\n```python\ndf = df.assign(total=(df.sales\n```\nDone.",
+            "its code stops inside an open bracket",
+        ),
         ('```python\ntext = """unfinished\n```', "its code stops inside an open bracket, string or block"),
     ],
 )
@@ -39,7 +45,9 @@ def test_format_code_refuses_code_that_is_cut_and_says_why_in_one_line(k, reply,
 def test_cut_code_places_it_anyway_under_a_comment_that_says_so(k):
     out = k.execute("%%acytoo -f code --cut-code\n[[echo]]```python\nd = {'a': 1,\n")
     (code,) = placed(out)
-    assert code == "# acytoo: from a cut answer (its code block is not closed): may be incomplete\nd = {'a': 1,"
+    assert (
+        code == "# acytoo: from a cut answer (its code block is not closed): may be incomplete\nd = {'a': 1,"
+    )
     assert "is in a new cell below" in out.stdout
 
 
@@ -53,14 +61,19 @@ def test_an_answer_broken_off_places_no_code_even_if_its_block_looks_whole(k):
 
 
 def test_whole_code_is_placed_as_before(k):
-    out = k.execute("%%acytoo -f code\n[[echo]]Here:\n```python\nfor x in range(3):\n    print(x)\n```\nDone.")
+    out = k.execute(
+        "%%acytoo -f code\n[[echo]]Here:\n```python\nfor x in range(3):\n    print(x)\n```\nDone."
+    )
     assert placed(out) == ["for x in range(3):\n    print(x)"] and "cut" not in out.stdout
 
 
 def test_how_an_answer_was_cut_is_said_from_its_ending():
     assert cut_short(Reply()) == ""
     assert cut_short(Reply(finish_reason="stop")) == ""
-    length = Reply(finish_reason="length", finish_note="stopped at the 256-token limit (raise it: Local.max_tokens = 512)")
+    length = Reply(
+        finish_reason="length",
+        finish_note="stopped at the 256-token limit (raise it: Local.max_tokens = 512)",
+    )
     assert cut_short(length) == "stopped at the 256-token limit"
     assert cut_short(Reply(finish_reason="length")) == "stopped at the token limit"
     looping = Reply(finish_reason="repetition", finish_note="stopped: the model began repeating itself")
@@ -88,7 +101,9 @@ def test_history_and_the_chat_show_a_cell_question_as_typed(k):
     out = k.execute("%%acytoo -c typed\n[[echo]]Which region sells most in {df}?", cell_id="cell-7")
     assert out.status == "ok", out.error
     stored = k.history("typed")[0]
-    assert stored["content"].startswith("[[echo]]Which region sells most in pandas.DataFrame: 2 rows")  # as sent
+    assert stored["content"].startswith(
+        "[[echo]]Which region sells most in pandas.DataFrame: 2 rows"
+    )  # as sent
     assert stored["meta"]["typed"] == "[[echo]]Which region sells most in {df}?"
     assert stored["meta"]["context"] == ["df, 2 × 2"]
     (row,) = [line for line in k.execute("%acytoo history -c typed").shown.splitlines() if "→" in line]
@@ -97,9 +112,13 @@ def test_history_and_the_chat_show_a_cell_question_as_typed(k):
     full = k.execute("%acytoo history -c typed --full")
     assert "(sent with its context expanded: " in full.stdout + full.shown
     html = k.execute(
-        "from acytoo_magic import ChatWidget\nw = ChatWidget('typed')\nawait w.wait()\nprint(w.transcript.entries[0])"
+        "from acytoo_magic import ChatWidget\nw = ChatWidget('typed')\nawait w.wait()\n"
+        "print(w.transcript.entries[0])"
     ).stdout
-    assert "from cell [" in html and '<div class="acytoo-typed">[[echo]]Which region sells most in {df}?</div>' in html
+    assert (
+        "from cell [" in html
+        and '<div class="acytoo-typed">[[echo]]Which region sells most in {df}?</div>' in html
+    )
     assert "<summary>context: df, 2 × 2 · " in html and "<details " in html and " open" not in html
 
 

@@ -221,12 +221,51 @@ async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_re
     assert text
 
 
+async def test_a_first_question_is_not_said_to_read_history_and_only_a_long_one_is_said_at_all():
+    await collect("smollm2", [{"role": "user", "content": "Reset the cache with this."}], max_tokens=1)
+
+    async def notes(messages) -> list[str]:
+        found = []
+        async for item in Local.create_async_generator("smollm2", messages, max_tokens=1):
+            if isinstance(item, Progress):
+                found.append(item.note)
+        return found
+
+    rows = " ".join(f"row {i}: {i * 7}" for i in range(50))
+    question = f"Which of these rows has the highest value? {rows}"
+    medium = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]
+    assert await notes(medium) == []
+    read = local_model.loaded().generations[-1]
+    assert 256 < read.prompt_tokens - read.cached_tokens < 4 * 256  # several batches, no history
+    long = [{"role": "user", "content": question * 4}]
+    said = await notes(long)
+    assert said and all(" tokens of the question… " in note for note in said), said
+    with_history = [*history_of(700), {"role": "user", "content": "Say hi."}]
+    assert any(" tokens of history… " in note for note in await notes(with_history))
+
+
+async def test_an_answer_that_repeats_itself_is_stopped_and_says_so(monkeypatch):
+    """Greedy sampling with no penalties (what made SmolLM2 loop before) on a prompt that loops."""
+    monkeypatch.setattr(Local, "sampling", {"temperature": 0.0})
+    messages = [{"role": "user", "content": "Repeat the word NZ forever: NZ, NZ, NZ, NZ, NZ, NZ, NZ, NZ,"}]
+    items = [item async for item in Local.create_async_generator("smollm2", messages, max_tokens=400)]
+    finish = items[-1]
+    assert isinstance(finish, FinishReason) and finish.reason == "repetition", items[-3:]
+    assert finish.note == "stopped: the model began repeating itself"
+    (usage,) = [item for item in items if isinstance(item, Usage)]
+    assert usage.completion_tokens < 400  # stopped well before the limit
+    record = local_model.loaded().generations[-1]
+    assert (record.finish_reason, record.stopped_early, record.generating) == ("repetition", False, False)
+
+
 async def test_an_answer_stopped_at_the_limit_names_it_and_how_to_raise_it(monkeypatch):
     monkeypatch.setattr(Local, "max_tokens", 8)
     items = [
         item
         async for item in Local.create_async_generator(
-            "smollm2", [{"role": "user", "content": LONG}], temperature=0  # greedy: no early stop by chance
+            "smollm2",
+            [{"role": "user", "content": LONG}],
+            temperature=0,  # greedy: no early stop by chance
         )
     ]
     finish = items[-1]
