@@ -171,14 +171,19 @@ def _columns(df: Any, sample: Any) -> list[str]:
 
 
 def _summarize_frame(df: Any, budget: int) -> str:
-    """A small frame whole (a model can then answer "which region sells most" from it); a larger
-    one by its columns (nulls, and the values of low-cardinality ones), head, tail and describe(),
-    dropping detail until it fits ``budget``."""
+    """A small frame whole, with its dtypes and null counts (a model can then answer "which region
+    sells most" from it); a larger one by its columns (nulls, and the values of low-cardinality
+    ones), head, tail and describe(), dropping detail until it fits ``budget``."""
     rows, cols = df.shape
     title = f"pandas.DataFrame: {rows:,} rows × {cols} columns"
     table = {"max_cols": 12, "max_colwidth": 30}
-    if rows <= WHOLE_ROWS:
-        whole = "\n".join([title, *_columns(df, df), f"all {rows} rows:", df.to_string(**table)])
+    if rows <= WHOLE_ROWS:  # the rows say the rest; a short prompt is read sooner by a small model
+        shown = list(df.columns[:40])
+        nulls = df.isna().sum()
+        dtypes = ", ".join(f"{name!s} {df[name].dtype}" for name in shown)
+        missing = ", ".join(f"{name!s} {int(nulls[name]):,}" for name in shown if nulls[name]) or "none"
+        more = f" (and {cols - len(shown)} more columns)" if cols > len(shown) else ""
+        whole = "\n".join([title, f"dtypes: {dtypes}{more}", f"nulls: {missing}", df.to_string(**table)])
         if len(whole) <= budget:
             return whole
     sample, note = _sample(df)
