@@ -67,14 +67,17 @@ def stored(path: Path) -> dict[str, str]:
 
 
 def remember(path: Path, choice: dict[str, str]) -> None:
-    """Keep ``choice`` in ``path``: its provider, url and model replace the ones there (a part not
-    given is removed); everything else in the file stays as it was. Written whole, then renamed."""
+    """Keep ``choice`` in ``path``: its provider, url and model replace the ones there; a part not
+    given is kept as "" (so ``ACYTOO_URL`` in some later environment does not change where the
+    chosen provider goes); an empty ``choice`` removes them all. Everything else in the file stays
+    as it was. Written whole, then renamed."""
     data = _read(path)
     section = data.get(SECTION)
     section = dict(section) if isinstance(section, dict) else {}
     for name in KEPT:
         section.pop(name, None)
-    section.update({name: value for name, value in choice.items() if name in KEPT and value})
+    if choice:
+        section.update({name: str(choice.get(name) or "") for name in KEPT})
     if section:
         data[SECTION] = section
     else:

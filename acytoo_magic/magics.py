@@ -547,7 +547,10 @@ class AcytooMagics(Magics):
         name = args.provider.strip()
         if name.lower() == "auto":
             self._remember(path, {})
-            self.assistant.provider, self.assistant.url, self.assistant.model = "", "", ""
+            defaults = self.assistant.trait_defaults("provider", "url", "model")  # the environment's
+            self.assistant.provider, self.assistant.url, self.assistant.model = (
+                defaults["provider"], defaults["url"], defaults["model"]
+            )
             print(f"acytoo: no backend chosen any more (removed from {path}); {self._choice_shown()}")
             return
         try:

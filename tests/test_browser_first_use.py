@@ -77,7 +77,7 @@ def test_choose_the_bundled_model_restart_the_kernel_and_the_choice_holds(tmp_pa
             assert page.evaluate("window.__seen") == []
             save_shot(answer, "first_use.png")
             assert json.loads((profile / "ipython_config.json").read_text()) == {
-                "Assistant": {"provider": "local"}
+                "Assistant": {"provider": "local", "url": "", "model": ""}
             }
 
             # Kernel > Restart Kernel…, as a user does; then ask what answers now.

@@ -167,8 +167,11 @@ def test_a_broken_config_file_is_said_and_left_alone(tmp_path):
     assert path.read_text() == "{not json"
     path.write_text('{"Assistant": {"api_key": "kept-as-is", "provider": "openai"}}')
     choice.remember(path, {"provider": "local", "url": ""})
-    assert json.loads(path.read_text()) == {"Assistant": {"api_key": "kept-as-is", "provider": "local"}}
-    assert choice.stored(path) == {"provider": "local"}
+    kept = {"provider": "local", "url": "", "model": ""}  # "": no ACYTOO_URL later changes the choice
+    assert json.loads(path.read_text()) == {"Assistant": {"api_key": "kept-as-is", **kept}}
+    assert choice.stored(path) == kept
+    choice.remember(path, {})
+    assert json.loads(path.read_text()) == {"Assistant": {"api_key": "kept-as-is"}}
 
 
 def test_choose_picks_a_set_url_else_the_bundled_model_else_nothing(monkeypatch):
