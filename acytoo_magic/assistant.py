@@ -400,9 +400,18 @@ class Assistant(Configurable):
         config["url"] = redact(self.url)
         config["proxy"] = redact(self.proxy)
         config["keys_go_to"] = f"(the {self.provider or 'chosen'} provider sends no key)"
+        if self.temperature is None:
+            config["temperature"] = f"(unset: {DEFAULT_TEMPERATURE})"
+        if self.system_prompt is None:
+            config["system_prompt"] = f"(unset: {DEFAULT_SYSTEM_PROMPT!r})"
         with contextlib.suppress(ProviderNotFound):
             adapter = providers.adapt(self.chosen_provider())
             config["keys_go_to"] = f"(the {adapter.name} provider sends no key)"
+            own = adapter.provider if adapter.builtin else None
+            if self.temperature is None and hasattr(own, "sampling"):
+                config["temperature"] = f"(unset: {adapter.name}'s own, Local.sampling)"
+            if self.system_prompt is None and getattr(own, "system_prompt", None):
+                config["system_prompt"] = f"(unset: {adapter.name}'s own, Local.system_prompt)"
             config.update(getattr(adapter.provider, "settings_shown", dict)())  # its own (Local.max_tokens)
             keys = self._keys_for(adapter)  # the rule request() follows
             if keys is not None:

@@ -363,7 +363,7 @@ def test_the_magic_answers_from_the_bundled_model_with_no_server(k):
     assert len(out.display_updates) >= 1  # it streamed into the output area
     assert run(k, "print(local_model.loaded().name)") == "smollm2"
     generating, stopped, reason, _ = generation(k)
-    assert (generating, stopped) == ("False", "False") and reason in ("stop", "length")
+    assert (generating, stopped) == ("False", "False") and reason in ("stop", "length", "repetition")
     error = k.execute("%%acytoo -m nonesuch\nhi")
     assert error.status == "error" and error.error["ename"] == "AcytooError"
     assert error.error["evalue"].startswith("local: unknown local model 'nonesuch'; choose smollm2 (default)")
@@ -394,7 +394,7 @@ def test_the_widget_streams_and_stop_ends_generation(k):
 
 
 def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
-    run(k, "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 8")
+    limit = run(k, "from acytoo_magic.providers.local import Local\nprint(Local.max_tokens)\nLocal.max_tokens = 8")
     try:
         out = k.execute(f"%%acytoo --no-history -t 0\n{LONG}", timeout=120)  # greedy: no early stop by chance
         assert out.status == "ok", out.error
@@ -404,7 +404,7 @@ def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
         shown = config.stdout
         assert "Local.max_tokens" in shown and "Local.max_history_chars" in shown
     finally:
-        run(k, "Local.max_tokens = 512")
+        run(k, f"Local.max_tokens = {limit}")
 
 
 # -- the server's model backend: the same loader, the official openai client ----------------------
@@ -422,9 +422,13 @@ def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
 
 def test_real_model_streams_over_the_openai_protocol(served):
     server, model = served
-    *chunks, usage = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
+    items = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
+    chunks = [item for item in items if isinstance(item, str)]
+    (usage,) = [item for item in items if isinstance(item, Usage)]
     assert len(chunks) > 1 and "".join(chunks).strip()
     generation = model.generations[-1]
+    if generation.finish_reason == "length":  # the server's 48-token limit: said, after the counts
+        assert isinstance(items[-1], FinishReason) and items[-1].note == "stopped at the token limit"
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         generation.prompt_tokens,
         generation.completion_tokens,
