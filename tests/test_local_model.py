@@ -394,7 +394,8 @@ def test_the_widget_streams_and_stop_ends_generation(k):
 
 
 def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
-    limit = run(k, "from acytoo_magic.providers.local import Local\nprint(Local.max_tokens)\nLocal.max_tokens = 8")
+    setup = "from acytoo_magic.providers.local import Local\nprint(Local.max_tokens)\nLocal.max_tokens = 8"
+    limit = run(k, setup)
     try:
         out = k.execute(f"%%acytoo --no-history -t 0\n{LONG}", timeout=120)  # greedy: no early stop by chance
         assert out.status == "ok", out.error
