@@ -29,9 +29,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.manager import start_new_kernel
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from backends import run_cell  # noqa: E402  (a fresh kernel, the JSON it printed last)
 
 FRAME = """
 import pandas as pd
@@ -111,31 +112,6 @@ def looped(text: str) -> bool:
     )
 
 
-def run_kernel(code: str, env: dict[str, str], timeout: float = 3600) -> dict[str, Any]:
-    """Run ``code`` in a fresh kernel; the JSON its last stdout line printed."""
-    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
-    out: list[str] = []
-
-    def hook(msg: dict[str, Any]) -> None:
-        if msg["msg_type"] == "stream":
-            text = msg["content"].get("text", "")
-            out.append(text)
-            for line in text.splitlines():
-                if line.startswith("#"):
-                    print("  ", line, flush=True)
-        elif msg["msg_type"] == "error":
-            print("\n".join(msg["content"]["traceback"]), file=sys.stderr)
-
-    try:
-        reply = kc.execute_interactive(code, timeout=timeout, output_hook=hook)
-        if reply["content"]["status"] != "ok":
-            raise RuntimeError(f"kernel: {reply['content'].get('evalue')}")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-    return json.loads("".join(out).strip().splitlines()[-1])
-
-
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
@@ -190,7 +166,7 @@ def main() -> None:
                           questions=QUESTIONS[: args.questions])
         print(f"the bundled model, {args.questions} data questions at the notebook's defaults:", flush=True)
         started = time.monotonic()
-        result = run_kernel(code, env)
+        result = run_cell(code, env, timeout=3600, progress="#")
     run = {"label": args.label, "settings": args.set, "config": result["config"],
            "summary": summary(result), "answers": result["answers"],
            "wall_s": time.monotonic() - started, "load": os.getloadavg()}
