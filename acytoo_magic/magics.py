@@ -224,7 +224,7 @@ class AcytooMagics(Magics):
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
 
         Cell magic: ``%%acytoo [options]`` then the prompt. Line magic: ``%acytoo help`` lists
-        the subcommands (history, reset, threads, providers, config, export, explain, chat).
+        the subcommands (history, reset, threads, providers, config, use, export, explain, chat).
         """
         if cell is None:
             return self._subcommand(line)

@@ -110,14 +110,19 @@ class Request:
         options = {**self.options, **settings}
         return self.adapter.open(self.model, messages, self.proxy, options, session, tools)
 
+    def source(self) -> str:
+        """The provider's label, with its host when that is not this machine: ``openai
+        (api.openai.com)``, ``local``; what every status line starts with."""
+        name = self.provider_label or self.adapter.name
+        host = remote_host(self.adapter.target(self.options.get("url")))  # "" on this machine
+        return f"{name} ({host})" if host else name
+
     def status_line(self, reply: Reply) -> str:
         """Provider, model, size and time, tokens (and cost): small print under a finished answer.
 
         How an unfinished answer ended is not repeated here: the note above the line says it.
         """
-        name = self.provider_label or self.adapter.name
-        host = remote_host(self.adapter.target(self.options.get("url")))  # "" on this machine
-        parts = [f"{name} ({host})" if host else name, self.model]
+        parts = [self.source(), self.model]
         parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
