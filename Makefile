@@ -83,6 +83,7 @@ bench: venv browser bench-peers local
 	$(PY) benchmarks/run.py --peers $(BENCH_VENVS)
 	$(PY) benchmarks/backends.py
 	$(PY) benchmarks/agent_small_models.py --models smollm2,gemma3
+	$(PY) benchmarks/outbound.py
 	$(PY) benchmarks/local_questions.py --before benchmarks/local_questions_before.json
 
 clean:

@@ -4,10 +4,12 @@
 run each read-only call at once; for ``run_python`` ask ``approve(code)``, the front end's
 callback, with the exact code that would run, and run that same string only if it answers
 ``Decision.RUN``. Approval never comes from text: nothing a reply or a tool result says is read
-as one. With ``approve=None`` (nobody can click: nbclient, papermill, a script) a run is refused
-and the model is told so, unless the user opted in (``auto_run``). The episode is bounded by a
-step cap, a token budget and a number of failed runs; Stop or a kernel interrupt ends it at once,
-keeping what was done. The whole episode is recorded as the cell's exchange.
+as one. Code that would not read as it runs (``readable``) is refused before anyone is asked.
+With ``approve=None`` (nobody can click: nbclient, papermill, a script) a run is refused and the
+model is told so, unless the user opted in (``auto_run``). Every tool result passes the outbound
+boundary before the model sees it. The episode is bounded by a step cap (model calls and tool
+calls), a token budget and a number of failed runs. Stop or a kernel interrupt ends it at once,
+approved code included (``coderun``), keeping what was done. The episode is the cell's exchange.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import asyncio
 import inspect
 import json
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from .coderun import CodeRun, run_approved
+from .context import clip
 from .conversation import stored_episode
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
 from .providers.base import ToolCall
+from .readable import unreadable
 from .render import Renderer
 from .runner import (
     CHARS_PER_TOKEN,
@@ -37,26 +41,24 @@ from .runner import (
     to_thread_to_the_end,
 )
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
-from .tools import RUN_PYTHON, TOOL_SPECS, CodeRun, NotebookTools, ToolError, run_code
+from .tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError
 from .untrusted import printable
+
+SHOWN_ARGUMENTS = 200  # characters of a tool call's arguments shown and kept with its step
+STORED_PART = 10_000  # characters of each step, message or argument the history keeps of an episode
 
 
 class Decision(str, Enum):
-    """The user's answer to a proposed run."""
+    """The user's answer to a proposed run; ``GONE``: the buttons left the page undecided (the cell
+    was re-run or its output cleared), so nobody can answer any more."""
 
     RUN = "run"
     SKIP = "skip"
     STOP = "stop"
+    GONE = "gone"
 
 
 Approve = Callable[[str], "Awaitable[Decision] | Decision"]
-
-
-def hides_code(code: str) -> bool:
-    """Whether ``code`` would not show as it runs: a control character the rendering policy drops
-    (a lone ``\r`` is a line break to Python and nothing on screen) or a format character (bidi
-    overrides, zero-width characters: category Cf) that reorders or hides what is read."""
-    return printable(code) != code or any(unicodedata.category(c) == "Cf" for c in code)
 
 
 def _count(n: int, noun: str) -> str:
@@ -67,7 +69,7 @@ def _count(n: int, noun: str) -> str:
 class Limits:
     """An episode's bounds (``Assistant.agent_*`` settings)."""
 
-    max_steps: int = 8  # model calls
+    max_steps: int = 20  # model calls and tool calls
     max_tokens: int = 30_000  # prompt + completion tokens over the episode (reported, else estimated)
     max_retries: int = 3  # failed runs after the first before the episode ends
     auto_run: bool = False  # run without asking: the user's explicit opt-in
@@ -126,28 +128,80 @@ class Episode:
         """Small print under the episode, worded as an answer's; how an unfinished one ended is
         the note above it, not repeated here."""
         about = "≈" if self.estimated else ""
-        runs = sum(1 for step in self.steps if step.kind == "run")
-        calls = sum(1 for step in self.steps if step.kind in ("tool", "run"))
         parts = [
             request.provider_label or request.adapter.name,
             request.model,
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
-            f"{_count(calls, 'tool call')} ({_count(runs, 'run')})",
+            self.calls_line(),
             f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
+            f"history keeps each part to {STORED_PART:,} characters" if self.shortened else "",
         ]
         if request.price is not None:
             cost = (self.prompt_tokens * request.price[0] + self.completion_tokens * request.price[1]) / 1e6
             parts.append(f"{about}{cost:.4f} cost")
         return " · ".join(p for p in parts if p)
 
+    def calls_line(self) -> str:
+        """The tool calls and what became of the proposed runs ("3 tool calls: 1 run, 1 skipped")."""
+        calls = sum(1 for step in self.steps if step.kind in ("tool", "run"))
+        decided: dict[str, int] = {}
+        for step in self.steps:
+            if step.kind == "run":
+                word = _RUN_WORDS.get(step.decision, step.decision)
+                decided[word] = decided.get(word, 0) + 1
+        runs = ", ".join(f"{count:,} {word}" for word, count in decided.items())
+        return _count(calls, "tool call") + (f": {runs}" if runs else "")
+
+    @property
+    def shortened(self) -> bool:
+        """Whether the history keeps a shortened copy (a part over ``STORED_PART`` characters)."""
+        texts = [t for s in self.steps for t in (s.text, s.code, s.arguments)]
+        texts += [_message_text(m) for m in self.messages]
+        return any(len(text) > STORED_PART for text in texts)
+
     def meta(self) -> dict[str, Any]:
-        """Stored with the answer: the steps (for ``history``) and the messages (for later turns)."""
+        """Stored with the answer: the steps (for ``history``) and the messages (for later turns),
+        each part at most ``STORED_PART`` characters (the cut is marked where it is)."""
+        steps = [
+            {**asdict(s), "text": clip(s.text, STORED_PART), "code": clip(s.code, STORED_PART)}
+            for s in self.steps
+        ]
+        episode: dict[str, Any] = {"steps": steps, "messages": [_stored_message(m) for m in self.messages]}
+        if self.shortened:
+            episode["shortened"] = STORED_PART
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "tokens_estimated": self.estimated,
-            "episode": {"steps": [asdict(s) for s in self.steps], "messages": self.messages},
+            "episode": episode,
         }
+
+
+_RUN_WORDS = {"run": "run", "auto": "run", "skip": "skipped", "stop": "stopped", "refused": "refused",
+              "gone": "not decided"}
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    calls = message.get("tool_calls") or []
+    arguments = [c.get("function", {}).get("arguments", "") for c in calls if isinstance(c, Mapping)]
+    return str(message.get("content") or "") + "".join(str(a) for a in arguments)
+
+
+def _stored_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    stored = dict(message)
+    if isinstance(stored.get("content"), str):
+        stored["content"] = clip(stored["content"], STORED_PART)
+    calls = stored.get("tool_calls")
+    if isinstance(calls, list):
+        stored["tool_calls"] = [_stored_call(call) for call in calls]
+    return stored
+
+
+def _stored_call(call: Any) -> Any:
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if not isinstance(function, Mapping) or not isinstance(function.get("arguments"), str):
+        return call
+    return {**call, "function": {**function, "arguments": clip(function["arguments"], STORED_PART)}}
 
 
 class AgentView:
@@ -198,8 +252,10 @@ class AgentLoop:
         self.view = view or AgentView()
         self.limits = limits or Limits()
         self.shell = shell
-        self.episode = Episode(request.prompt)
+        self.episode = Episode(request.outbound.mask(request.prompt))
         self._failures = 0
+        self._steps = 0  # model calls and tool calls so far
+        self._cancelled = False  # an interrupt reached running code, which was recorded first
         self._stop = ""  # set when the episode must end: the note saying why
         self._turn: Reply | None = None  # the model turn streaming now
 
@@ -212,7 +268,10 @@ class AgentLoop:
             except Exception as exc:  # the file is locked or went away: on without history, as answer does
                 episode.history_warning = history_problem(exc)
                 base = self.request.messages(history=False, tools=True)
-            for _ in range(self.limits.max_steps):
+            while True:
+                if self._steps >= self.limits.max_steps:
+                    self._end(PARTIAL, self._step_limit())
+                    break
                 sent = [*base, *episode.messages]
                 estimate = -(-sum(len(json.dumps(m)) for m in sent) // CHARS_PER_TOKEN)
                 if episode.tokens + estimate > self.limits.max_tokens:
@@ -231,6 +290,7 @@ class AgentLoop:
                             raise  # nothing done yet: refused like any request, nothing recorded
                         self._end(PARTIAL, str(exc))
                         break
+                self._steps += 1
                 reply = await self._ask(sent, session)
                 self._turn = None  # its text is the answer or a step from here on
                 if reply.error is not None:
@@ -244,10 +304,6 @@ class AgentLoop:
                 await self._take_calls(reply)
                 if self._stop:
                     break
-            else:
-                self._end(
-                    PARTIAL, f"stopped: {self.limits.max_steps} steps taken (raise Assistant.agent_max_steps)"
-                )
         except asyncio.CancelledError:
             self._keep_turn()
             self._end(INTERRUPTED, "interrupted; the steps done so far are kept")
@@ -260,6 +316,7 @@ class AgentLoop:
             self._keep_turn()
             self._end(PARTIAL if episode.steps or episode.answer else FAILED, str(episode.error))
         finally:
+            self._answer_every_call()
             episode.finished = time.monotonic()
             try:  # a second interrupt while recording: recorded all the same, and the view still ends
                 if self.request.conversation is not None and episode.status != FAILED:
@@ -267,6 +324,23 @@ class AgentLoop:
             finally:
                 self.view.ended(episode)
         return episode
+
+    def _step_limit(self) -> str:
+        return f"stopped: {self.limits.max_steps} steps taken (raise Assistant.agent_max_steps)"
+
+    def _answer_every_call(self) -> None:
+        """Every tool call needs its result message, or a provider refuses the thread's next request:
+        calls an interrupt left unanswered are answered as not run."""
+        messages = self.episode.messages
+        for index in range(len(messages) - 1, -1, -1):
+            calls = messages[index].get("tool_calls")
+            if messages[index].get("role") == "assistant" and calls:
+                answered = {m.get("tool_call_id") for m in messages[index + 1 :]}
+                for call in calls:
+                    if call.get("id") not in answered:
+                        unanswered = {"role": "tool", "tool_call_id": call.get("id")}
+                        messages.append({**unanswered, "content": "not run: the episode ended"})
+                return
 
     def _keep_turn(self) -> None:
         """A model turn cut short (a cancel, a failure) keeps the text its final draw showed."""
@@ -310,31 +384,45 @@ class AgentLoop:
                 "tool_calls": [c.for_provider() for c in reply.tool_calls],
             }
         )
+        left = 0  # calls not run because the episode ended or reached its step limit
         for call in reply.tool_calls:
+            if not self._stop and self._steps >= self.limits.max_steps:
+                self._end(PARTIAL, self._step_limit())
             if self._stop:  # every call needs its result message, or the next request is refused
-                result = "not run: the episode was stopped"
+                result = f"not run: {self._stop}"
+                left += 1
             else:
+                self._steps += 1
                 result = await self._call(call)
             episode.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+            if self._cancelled:  # approved code was interrupted: its result is kept, the cancel goes on
+                raise asyncio.CancelledError
+        if left:
+            more = _count(left, "more tool call")
+            self._show(Step("note", f"{more} in this message not run: {self._stop}"))
 
     async def _call(self, call: ToolCall) -> str:
+        """One tool call; what it returns is what the model is sent (through the boundary)."""
         budget = self.tools.context.budget
+        mask = self.request.outbound.mask
+        name = clip(call.name, SHOWN_ARGUMENTS)
+        shown = mask(clip(call.arguments, SHOWN_ARGUMENTS)) if call.arguments else ""
         try:
             arguments = json.loads(call.arguments or "{}")
             if not isinstance(arguments, dict):
                 raise ValueError
         except ValueError:
-            result = f"error: the arguments of {call.name} are not a JSON object"
-            self._show(Step("tool", result, call.name, call.arguments, failed=True))
+            result = f"error: the arguments of {name} are not a JSON object"
+            self._show(Step("tool", result, name, shown, failed=True))
             return result
         if call.name == RUN_PYTHON:
             return await self._run(arguments.get("code"), budget)
         try:
-            result = self.tools.call(call.name, arguments)
+            result = mask(self.tools.call(call.name, arguments))
             failed = False
         except ToolError as exc:
-            result, failed = f"error: {exc}", True
-        self._show(Step("tool", result, call.name, call.arguments, failed=failed))
+            result, failed = mask(f"error: {exc}"), True
+        self._show(Step("tool", result, name, shown, failed=failed))
         return result
 
     async def _run(self, code: Any, budget: int) -> str:
@@ -343,13 +431,11 @@ class AgentLoop:
             self._show(Step("run", result, RUN_PYTHON, code=str(code or ""), decision="refused", failed=True))
             return result
         code = code.replace("\r\n", "\n")
-        if hides_code(code):  # what runs must be exactly what the user read and approved
-            result = (
-                "refused: the code holds control or text-direction characters, which show differently "
-                "from what runs (a lone carriage return starts a line the screen hides); write it again "
-                "in plain text"
-            )
-            self._show(Step("run", result, RUN_PYTHON, code=printable(code), decision="refused", failed=True))
+        why = unreadable(code)
+        if why:  # what runs must be exactly what the user read and approved: not asked at all
+            result = f"refused: the code {why}; nobody was asked: write it again in plain text, ASCII names"
+            shown = printable(code).encode("ascii", "backslashreplace").decode("ascii")
+            self._show(Step("run", result, RUN_PYTHON, code=shown, decision="refused", failed=True))
             return result
         if self.limits.auto_run:
             decision = Decision.RUN
@@ -364,6 +450,11 @@ class AgentLoop:
         else:
             decision = await _decide(self.approve, code)  # the user's, from the front end
             shown_as = decision.value
+        if decision is Decision.GONE:
+            why = "the approval left the page undecided (its cell re-run or its output cleared)"
+            self._end(INTERRUPTED, f"ended: {why}; the steps done so far are kept")
+            self._show(Step("run", f"not run: {why}", RUN_PYTHON, code=code, decision="gone"))
+            return f"not run: {why}"
         if decision is Decision.STOP:
             self._end(INTERRUPTED, "stopped by the user; the steps done so far are kept")
             self._show(
@@ -375,10 +466,12 @@ class AgentLoop:
             self._show(Step("run", result, RUN_PYTHON, code=code, decision="skip"))
             return result
         namespace = self.tools.context.namespace
-        run = run_code(code, namespace, self.shell, budget)  # type: ignore[arg-type]  # the user's dict
-        result = run.for_model(budget)
+        run = await run_approved(code, namespace, self.shell, budget)  # type: ignore[arg-type]  # the user's dict
+        result = self.request.outbound.mask(run.for_model(budget))
         self._show(Step("run", result, RUN_PYTHON, code=code, decision=shown_as, failed=run.failed), run)
-        if run.interrupted:
+        if run.cancelled:  # the interrupt goes on once the result is the call's (``_take_calls``)
+            self._cancelled = True
+        elif run.interrupted:
             self._end(INTERRUPTED, "interrupted while the code ran; the steps done so far are kept")
         elif run.failed:
             self._failures += 1
@@ -402,10 +495,10 @@ class AgentLoop:
             return
         try:
             request.conversation.record(
-                request.prompt,
+                request.sent_prompt,
                 episode.content,
                 episode.status,
-                dict(request.meta),
+                request.stored_meta(),
                 request.cell,
                 answer_meta=episode.meta(),
             )
@@ -415,9 +508,11 @@ class AgentLoop:
 
 @dataclass
 class Preview:
-    """What a request would send (``--dry-run``): the body without credentials, its size, its tokens."""
+    """What a request would send (``--dry-run``): the body as it leaves the boundary (secrets masked,
+    no credentials), its size, its tokens, and what was masked."""
 
     body: dict[str, Any]
+    masked: str = ""  # the boundary's line ("masked 2 secrets before sending: ...")
 
     @property
     def text(self) -> str:
@@ -443,7 +538,7 @@ def preview(request: Request, agent: bool = False) -> Preview:
     body: dict[str, Any] = {"model": request.model, "messages": request.messages(tools=agent)}
     if agent:
         body["tools"] = TOOL_SPECS
-    return Preview(body)
+    return Preview(body, request.outbound.line())
 
 
 def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:

@@ -1,15 +1,18 @@
 """Drawing an agent episode in a notebook: each step as it happens, and Run / Skip / Stop buttons.
 
 Everything shown that came from the model or the notebook's data (its text, proposed code, tool
-results) goes through ``untrusted``'s policy, as a reply does. The buttons are ipywidgets that
-resolve a future the episode awaits on the kernel's loop: ipykernel 7 dispatches comm messages
-(a click) while an async cell waits (``Kernel.shell_main``). Once decided, the buttons' output is
-replaced by static HTML saying what was decided, so a saved notebook holds no live button at all.
+results) goes through ``untrusted``'s policy, as a reply does. Steps are drawn in a frame model text
+cannot produce (a bordered box with inline styles; Markdown without raw HTML has none), and model
+text in one of its own, marked as the model's, where MathJax does not run (its ``\\bbox`` and
+``\\style`` could draw look-alike buttons). Proposed code is drawn so every character is on screen
+(``untrusted.listing_html``). The buttons are ``approval.Approval``, resolving a future the episode
+awaits on the kernel's loop: ipykernel 7 dispatches comm messages (a click) while an async cell
+waits. Once decided, the buttons' output is emptied and the code's caption says what was decided,
+so a saved notebook holds no live button at all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from typing import Any
@@ -17,18 +20,31 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from .agent import AgentView, CodeRun, Decision, Preview, Step
+from .approval import WAITING, Approval
 from .errors import AcytooError, ToolsUnsupported
 from .output import DisplayRenderer, TerminalRenderer
-from .untrusted import note_html, printable, render_markdown, status_html
+from .untrusted import escaped, listing_html, note_html, printable, render_markdown, status_html
 
+# Words only: a symbol outside the fonts every front end has shows as an empty box.
 _DECIDED = {
-    "run": "▶ run (approved by you)",
-    "auto": "▶ run without asking (agent_auto_run)",
-    "skip": "⏭ skipped by you: not run",
-    "stop": "⏹ stopped by you: not run",
-    "refused": "⛔ not run: nobody can approve code here",
-    "interrupted": "⏹ interrupted: not run",
+    "run": "run (approved by you)",
+    "auto": "run without asking (agent_auto_run)",
+    "skip": "skipped by you: not run",
+    "stop": "stopped by you: not run",
+    "refused": "not run: refused",
+    "interrupted": "interrupted: not run",
+    "gone": "not run: the buttons left the page undecided",
 }
+ASKING = "run_python: the model wants to run this code in your notebook"
+# MathJax 3 (JupyterLab, Notebook 7) skips elements of class mathjax_ignore, MathJax 2 (nbconvert's
+# HTML, nbviewer) tex2jax_ignore.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
+_STEP_FRAME = (
+    "border:1px solid #d0d7de;border-left:4px solid #0969da;border-radius:4px;padding:2px 8px;margin:6px 0"
+)
+_STEP_HEAD = "font-size:12px;font-weight:600;color:#0969da;margin:2px 0"
+_MODEL_FRAME = "border-left:3px solid #8c959f;padding:0 0 0 10px;margin:4px 0"
+_MODEL_HEAD = "font-size:11px;color:#57606a;margin:2px 0"
 
 
 def fenced(text: str, info: str = "") -> str:
@@ -38,31 +54,60 @@ def fenced(text: str, info: str = "") -> str:
     return f"{fence}{info}\n{text}\n{fence}"
 
 
+def step_frame(caption: str, body: str) -> str:
+    """A step of ours: a bordered box with a caption, which no Markdown from a model can draw."""
+    return (
+        f'<div class="acytoo-run {NO_MATH}" style="{_STEP_FRAME}">'
+        f'<div class="acytoo-step-head" style="{_STEP_HEAD}">{escaped(caption)}</div>{body}</div>'
+    )
+
+
+def model_frame(html: str) -> str:
+    """Model text inside an episode: marked as the model's, MathJax off."""
+    head = f'<div class="acytoo-model-head" style="{_MODEL_HEAD}">the model wrote</div>'
+    return f'<div class="acytoo-model {NO_MATH}" style="{_MODEL_FRAME}">{head}{html}</div>'
+
+
 def code_html(code: str, caption: str, info: str = "python") -> str:
-    """Proposed code (or a result) as the policy renders a reply's code block, under an escaped
-    caption; in a ``div`` so JupyterLab's indent of a top-level ``pre`` does not shift results."""
-    return f'<div class="acytoo-run">{note_html(caption)}{render_markdown(fenced(code, info))}</div>'
+    """Proposed code as a listing whose every character is on screen (``listing_html``); a result
+    (``info`` "") as the policy renders a reply's code block. In a step's frame, under ``caption``."""
+    body = listing_html(code, info) if info == "python" else render_markdown(fenced(code, info))
+    return step_frame(caption, body)
 
 
 def result_caption(step: Step) -> str:
     return "result (failed)" if step.failed else "result"
 
 
+def decided_caption(decision: str) -> str:
+    return f"run_python: {_DECIDED.get(decision, decision)}"
+
+
 def step_html(step: Step) -> str:
     """A finished step as safe HTML: the call (or the decided code) and its result as a code block."""
     if step.kind == "run":
-        head = code_html(step.code, f"run_python: {_DECIDED.get(step.decision, step.decision)}")
-        if step.decision in ("run", "auto"):
+        head = code_html(step.code, decided_caption(step.decision))
+        if step.decision in ("run", "auto") or step.failed:
             return head + code_html(step.text, result_caption(step), "")
         return head
     if step.kind == "tool":
         call = f"tool · {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
         return code_html(step.text, call, "")
-    return render_markdown(step.text)
+    if step.kind == "note":
+        return step_frame("acytoo", render_markdown(fenced(step.text, "")))
+    return model_frame(render_markdown(step.text))
 
 
 def step_plain(step: Step) -> str:
     return f"[{step.summary()}]\n{step.text}"
+
+
+class ModelTextOutput(DisplayRenderer):
+    """A model turn's text in an episode, drawn as an answer is, inside ``model_frame``."""
+
+    def _framed(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        html = bundle.get("text/html")
+        return {**bundle, "text/html": model_frame(html)} if html else bundle
 
 
 class NotebookAgentView(AgentView):
@@ -75,10 +120,10 @@ class NotebookAgentView(AgentView):
         self.interval = interval
 
     def renderer(self) -> DisplayRenderer:
-        return DisplayRenderer("markdown", self.interval)
+        return ModelTextOutput("markdown", self.interval)
 
     def show(self, step: Step, run: CodeRun | None = None) -> None:
-        if step.kind == "text" or (step.kind == "run" and step.decision in ("skip", "stop")):
+        if step.kind == "text" or (step.kind == "run" and step.decision in ("skip", "stop", "gone")):
             return  # drawn as it streamed; or the code's caption says so, where the buttons were
         if step.kind == "run" and step.decision == "run":  # the code shows above, with its decision
             caption = result_caption(step)
@@ -91,41 +136,25 @@ class NotebookAgentView(AgentView):
 
     async def approve(self, code: str) -> Decision:
         """Show ``code`` with Run / Skip / Stop; return the button clicked (the only source of approval)."""
-        import ipywidgets as widgets
-
-        caption = "run_python: the model wants to run this code in your notebook"
         shown = self._display(
-            {"text/plain": f"[{caption}]\n{code}", "text/html": code_html(code, caption)},
+            {"text/plain": f"[{ASKING}; {WAITING}]\n{code}", "text/html": code_html(code, ASKING)},
             raw=True,
             display_id=True,
         )
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        buttons = []
-        for decision, style in ((Decision.RUN, "success"), (Decision.SKIP, ""), (Decision.STOP, "danger")):
-            button = widgets.Button(description=decision.value.capitalize(), button_style=style)
-            button.add_class(f"acytoo-agent-{decision.value}")
-            button.on_click(lambda _b, d=decision: future.done() or future.set_result(d))
-            buttons.append(button)
-        box = widgets.HBox(buttons)
-        box.add_class("acytoo-agent-approval")
-        area = self._display(box, display_id=True)
+        approval = Approval()
+        approval.add_class("acytoo-agent-approval")
+        area = self._display(approval, display_id=True)
         decided = "interrupted"
         try:
-            decision = await future
+            decision = await approval.ask(code)
             decided = decision.value
             return decision
         finally:  # also on interrupt: no live button stays behind
             area.update({"text/plain": "", "text/html": ""}, raw=True)  # the code's caption says it
-            box.close()
-            for button in buttons:
-                button.close()
-            shown.update(
-                {
-                    "text/plain": f"[run_python: {_DECIDED[decided]}]\n{code}",
-                    "text/html": code_html(code, f"run_python: {_DECIDED[decided]}"),
-                },
-                raw=True,
-            )
+            approval.close()
+            caption = decided_caption(decided)
+            decided_bundle = {"text/plain": f"[{caption}]\n{code}", "text/html": code_html(code, caption)}
+            shown.update(decided_bundle, raw=True)
 
     def finish(self, note: str, status: str) -> None:
         """The episode's last line: why it ended early (if it did), and the status line."""
@@ -168,13 +197,15 @@ class TerminalAgentView(AgentView):
 
 def show_preview(shown: Preview, in_kernel: bool) -> None:
     """``--dry-run``: what would be sent, as a code block through the rendering policy."""
+    summary = "\n".join(line for line in (shown.summary(), shown.masked) if line)
     if not in_kernel:
-        print(printable(f"{shown.text}\n[{shown.summary()}]"))
+        print(printable(f"{shown.text}\n[{summary}]"))
         return
     from IPython.display import display
 
-    html_text = note_html(shown.summary()) + render_markdown(fenced(shown.text, "json"))
-    display({"text/plain": f"[{shown.summary()}]\n{printable(shown.text)}", "text/html": html_text}, raw=True)
+    notes = "".join(note_html(line) for line in summary.splitlines())
+    html_text = notes + render_markdown(fenced(shown.text, "json"))
+    display({"text/plain": f"[{summary}]\n{printable(shown.text)}", "text/html": html_text}, raw=True)
 
 
 def someone_can_click(shell: Any) -> bool:
@@ -210,7 +241,8 @@ async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool
         )
     except ToolsUnsupported as exc:
         raise UsageError(f"%%acytoo --agent: {exc}") from None
-    view.finish(episode.note, episode.status_line(request) if request.show_status else "")
+    status = episode.status_line(request) if request.show_status else ""
+    view.finish(episode.note, request.outcome_lines(status))
     if episode.history_warning:
         print(f"acytoo: {episode.history_warning}", file=sys.stderr)
     if episode.error is not None:

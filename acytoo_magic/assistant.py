@@ -26,6 +26,7 @@ from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistorySto
 from .conversation import default_history_path as _default_history_path
 from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound
 from .notebook import forget_identity, identity_for
+from .outbound import Outbound, Secret, environment_secrets, namespace_secrets, url_secrets
 from .providers.base import redact, url_host
 from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .render import Frame, Renderer, ThrottledRenderer
@@ -125,12 +126,22 @@ class Assistant(Configurable):
     ).tag(config=True)
 
     daily_max_tokens = Int(
-        0, help="Tokens this notebook may spend per day (0: no limit); a request passing it is refused."
+        0,
+        help="Tokens you may spend per day, every notebook and kernel together (one ledger in the history "
+        "file; 0: no limit); a request passing it is refused.",
     ).tag(config=True)
     daily_max_cost = Float(
-        0.0, help="Cost (by `prices`) this notebook may spend per day (0: no limit); checked before sending."
+        0.0, help="Cost (by `prices`) you may spend per day, every notebook together (0: no limit)."
     ).tag(config=True)
-    agent_max_steps = Int(8, help="Agent mode: model calls per episode at most.").tag(config=True)
+    notebook_daily_max_tokens = Int(
+        0, help="Tokens this notebook may spend per day, as well (0: no limit); a rename keeps its count."
+    ).tag(config=True)
+    notebook_daily_max_cost = Float(
+        0.0, help="Cost (by `prices`) this notebook may spend per day, as well (0: no limit)."
+    ).tag(config=True)
+    agent_max_steps = Int(
+        20, help="Agent mode: steps per episode at most; a model call is a step, and so is each tool call."
+    ).tag(config=True)
     agent_max_tokens = Int(
         30_000, help="Agent mode: tokens (prompt + completion, reported or estimated) per episode at most."
     ).tag(config=True)
@@ -239,8 +250,12 @@ class Assistant(Configurable):
         history: bool = True,
         cell: str | None = None,
         meta: Mapping[str, Any] | None = None,
+        send_secrets: Sequence[str] = (),
     ) -> Request:
-        """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``)."""
+        """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``).
+
+        ``send_secrets``: names the boundary would mask (as its line lists them) to send as they are.
+        """
         url = str(url or self.url) or None
         adapter = providers.adapt(provider or self.chosen_provider())
         name = adapter.name
@@ -284,17 +299,32 @@ class Assistant(Configurable):
             meta={**self.identity.stamp(), **(meta or {})},
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
             spend=self.daily_budget(),
+            outbound=self.outbound(send_secrets, url=url, proxy=proxy),
         )
 
+    def outbound(
+        self, allow: Sequence[str] = (), url: str | None = None, proxy: str | None = None
+    ) -> Outbound:
+        """The boundary for one request: what it masks, read from the settings, the environment
+        and the notebook's namespace as they are now (``outbound.py``)."""
+        secrets = [Secret("api_key", str(self.api_key))] if self.api_key else []
+        for name, value in (("url", self.url), ("proxy", self.proxy), ("--url", url), ("--proxy", proxy)):
+            secrets += url_secrets(name, str(value or ""))
+        secrets += environment_secrets()
+        secrets += namespace_secrets(getattr(self.shell, "user_ns", None) or {})
+        return Outbound(secrets, allow)
+
     def daily_budget(self) -> DailyBudget:
-        """This notebook's daily spending limits over the ledger in the history file (the notebook's
-        key and the file are found on first use, off the event loop, as for the conversation)."""
+        """The daily spending limits over the ledger in the history file: yours, and this notebook's
+        (its key and the file are found on first use, off the event loop, as for the conversation)."""
         return DailyBudget(
             lambda: self.notebook,
             self.daily_max_tokens,
             self.daily_max_cost,
-            spent=lambda since: self.store.spent(self.notebook, since),
+            spent=lambda since, notebook: self.store.spent(notebook, since),
             add=lambda tokens, cost: self.store.add_spend(self.notebook, tokens, cost),
+            notebook_max_tokens=self.notebook_daily_max_tokens,
+            notebook_max_cost=self.notebook_daily_max_cost,
         )
 
     # -- asking ---------------------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""Spending limits per notebook per day: tokens, and cost where ``Assistant.prices`` knows the model.
+"""Spending limits per day: tokens, and cost where ``Assistant.prices`` knows the model.
 
 Every request that reached a provider adds its tokens (reported, else estimated) and cost to a
 ledger in the history file, whether or not the exchange is kept (``--no-history``, a re-run cell
-replacing its answer). Before sending, a request whose estimated prompt would pass a budget is
-refused with one line naming the budget and the setting that raises it.
+replacing its answer). The daily budget is the user's: every notebook and kernel writing to that
+file counts toward it, so neither a rename nor a new notebook starts it again. A per-notebook
+budget may be set as well (it follows a rename with the notebook's threads). Before sending, a
+request whose estimated prompt would pass a budget is refused with one line naming the budget and
+the setting that raises it.
 """
 
 from __future__ import annotations
@@ -29,50 +32,59 @@ def start_of_today() -> float:
 
 @dataclass
 class DailyBudget:
-    """One notebook's daily limits (0: none) over a ledger: ``spent(since)`` and ``add(tokens, cost)``.
+    """The daily limits (0: none) over a ledger: ``spent(since, notebook)`` (every notebook's with
+    ``None``) and ``add(tokens, cost)`` (this notebook's request).
 
-    ``key()`` is the notebook's key, asked only when a message names it (finding it may read the
-    history file and ask the Jupyter server: never on the event loop).
+    ``key()`` is the notebook's key, asked only when the per-notebook budget is read or a message
+    names it (finding it may read the history file and ask the Jupyter server: never on the loop).
     """
 
     key: Callable[[], str]
     max_tokens: int
     max_cost: float
-    spent: Callable[[float], tuple[int, float]]
+    spent: Callable[[float, str | None], tuple[int, float]]
     add: Callable[[int, float], None]
+    notebook_max_tokens: int = 0
+    notebook_max_cost: float = 0.0
 
     @property
     def active(self) -> bool:
         """Whether any daily limit is set (otherwise nothing is checked, only counted)."""
-        return bool(self.max_tokens or self.max_cost)
+        return bool(self.max_tokens or self.max_cost or self.notebook_max_tokens or self.notebook_max_cost)
 
     def today(self) -> tuple[int, float]:
-        return self.spent(start_of_today())
+        """What every notebook spent today (the user's budget counts this)."""
+        return self.spent(start_of_today(), None)
+
+    def notebook_today(self) -> tuple[int, float]:
+        """What this notebook spent today."""
+        return self.spent(start_of_today(), self.key())
 
     def check(self, prompt_chars: int, price: tuple[float, float] | None) -> None:
         """Refuse (``BudgetExceeded``) a request of ``prompt_chars`` that would pass a budget."""
         if not self.active:
             return
         estimate = -(-prompt_chars // CHARS_PER_TOKEN)
-        tokens, cost = self.today()
-        if self.max_tokens and tokens + estimate > self.max_tokens:
-            raise BudgetExceeded(
-                f"not sent: ≈{estimate:,} more tokens would pass the daily budget of {self.max_tokens:,} "
-                f"tokens for {self.key()!r} ({tokens:,} used today); raise Assistant.daily_max_tokens"
-            )
         more = estimate * price[0] / 1e6 if price is not None else 0.0
-        if self.max_cost and cost + more > self.max_cost:
-            raise BudgetExceeded(
-                f"not sent: the daily cost budget of {self.max_cost:g} for {self.key()!r} is spent "
-                f"({cost:.4f} used today, ≈{more:.4f} more); raise Assistant.daily_max_cost"
-            )
+        if self.max_tokens or self.max_cost:
+            limits = (self.max_tokens, self.max_cost)
+            _check(estimate, more, self.today(), limits, "daily", "in every notebook")
+        if self.notebook_max_tokens or self.notebook_max_cost:
+            limits = (self.notebook_max_tokens, self.notebook_max_cost)
+            _check(estimate, more, self.notebook_today(), limits, "notebook_daily", f"for {self.key()!r}")
 
     def shown(self) -> str:
-        """Today's spend against the budget, for ``%acytoo threads``."""
+        """Today's spend against the budgets, for ``%acytoo threads``."""
         tokens, cost = self.today()
         parts = [f"today: {tokens:,} tokens" + (f" of {self.max_tokens:,}" if self.max_tokens else "")]
         if cost or self.max_cost:
             parts.append(f"{cost:.4f} cost" + (f" of {self.max_cost:g}" if self.max_cost else ""))
+        if self.notebook_max_tokens or self.notebook_max_cost:
+            mine, mine_cost = self.notebook_today()
+            limit = f" of {self.notebook_max_tokens:,}" if self.notebook_max_tokens else ""
+            parts.append(f"this notebook: {mine:,} tokens{limit}")
+            if self.notebook_max_cost:
+                parts.append(f"{mine_cost:.4f} cost of {self.notebook_max_cost:g}")
         unset = "" if self.active else " (no daily budget set)"
         return " · ".join(parts) + unset
 
@@ -104,3 +116,21 @@ class DailyBudget:
         cost = (prompt * price[0] + completion * price[1]) / 1e6 if price is not None else 0.0
         with contextlib.suppress(HistoryError):
             self.add(prompt + completion, cost)
+
+
+def _check(
+    estimate: int, more: float, spent: tuple[int, float], limits: tuple[int, float], setting: str, whose: str
+) -> None:
+    """Refuse when ``estimate`` tokens (``more`` cost) would pass ``limits`` given ``spent`` today."""
+    tokens, cost = spent
+    max_tokens, max_cost = limits
+    if max_tokens and tokens + estimate > max_tokens:
+        raise BudgetExceeded(
+            f"not sent: ≈{estimate:,} more tokens would pass the daily budget of {max_tokens:,} tokens "
+            f"{whose} ({tokens:,} used today); raise Assistant.{setting}_max_tokens"
+        )
+    if max_cost and cost + more > max_cost:
+        raise BudgetExceeded(
+            f"not sent: the daily cost budget of {max_cost:g} {whose} is spent ({cost:.4f} used today, "
+            f"≈{more:.4f} more); raise Assistant.{setting}_max_cost"
+        )

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import sys
+import time
 import traceback
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +31,13 @@ _REFERENCE = re.compile(
 )
 
 
+def is_environment(value: Any) -> bool:
+    """Whether ``value`` is the process environment (``os.environ``, or a copy of it)."""
+    if value is os.environ or isinstance(value, type(os.environ)):
+        return True
+    if not isinstance(value, dict) or not 8 <= len(value) <= 10_000:
+        return False
+    return sum(isinstance(k, str) and k in os.environ for k in value) >= 0.8 * len(value)
 
 
 @dataclass(frozen=True)
@@ -120,16 +130,55 @@ def summarize(obj: Any, budget: int = DEFAULT_BUDGET) -> str:
     if isinstance(obj, str):
         return clip(obj, budget)
     if isinstance(obj, (dict, list, tuple, set, frozenset)):
-        import reprlib
+        return clip(f"{type(obj).__name__} of length {len(obj)}: {bounded_repr(obj, budget, 80)}", budget)
+    return bounded_repr(obj, budget)
 
-        short = reprlib.Repr()
-        short.maxlist = short.maxdict = short.maxset = short.maxtuple = 10
-        short.maxstring = short.maxother = 80
-        return clip(f"{type(obj).__name__} of length {len(obj)}: {short.repr(obj)}", budget)
+
+REPR_SECONDS = 1.0  # the Python time a user's __repr__ may take for a prompt or a tool result
+
+
+class _Short(reprlib.Repr):
+    """``reprlib`` whose other objects show their own ``repr`` (cut), and whose failures are said:
+    ``reprlib`` hides a failing ``__repr__`` behind ``<X instance at 0x…>``."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        text = repr(x)
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+class _Overtime(BaseException):
+    """Raised inside a ``__repr__`` that ran too long; a BaseException, so ``except Exception`` in
+    the user's code does not swallow it."""
+
+
+def bounded_repr(obj: Any, budget: int = DEFAULT_BUDGET, item: int | None = None) -> str:
+    """``repr(obj)``, cut to ``budget`` characters and stopped after ``REPR_SECONDS`` of Python code.
+
+    A ``__repr__`` is the user's code: one that loops or builds a gigabyte string must not hang the
+    kernel's loop or flood a prompt. Containers show their first ten items (each ``item`` characters
+    at most). A repr running in C (a huge builtin) is bounded by those limits, not by the clock.
+    """
+    short = _Short()
+    short.maxlist = short.maxdict = short.maxset = short.maxtuple = short.maxfrozenset = 10
+    short.maxdeque = short.maxarray = 10
+    short.maxstring = short.maxother = item or budget
+    deadline = time.monotonic() + REPR_SECONDS
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _Overtime
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
     try:
-        text = repr(obj)
+        text = short.repr(obj)
+    except _Overtime:
+        text = f"<{type(obj).__name__} (its repr ran past {REPR_SECONDS:g} s: not shown)>"
     except Exception as exc:  # a broken __repr__ must not break the prompt
         text = f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
+    finally:
+        sys.settrace(previous)
     return clip(text, budget)
 
 
@@ -267,12 +316,27 @@ class NotebookContext:
             raise ContextError(
                 f"{{{name}}}: no variable {head!r} in the notebook (write {{{{ for a literal brace)"
             )
+        private = [part for part in (head, *attributes) if part.startswith("_")]
+        if private:  # a dunder chain reaches any module's globals: os.environ, keys, the shell
+            raise ContextError(
+                f"{{{name}}}: {private[0]!r} is private; a prompt takes variables and their public "
+                "attributes only"
+            )
         value = self.namespace[head]
         for attribute in attributes:
+            if isinstance(value, types.ModuleType):  # {os.environ}, {json.sys.modules}
+                raise ContextError(
+                    f"{{{name}}}: {head!r} is a module; a prompt takes your variables, not a module's"
+                )
             try:
                 value = getattr(value, attribute)
             except AttributeError:
                 raise ContextError(f"{{{name}}}: {head!r} has no attribute {attribute!r}") from None
+        if is_environment(value):
+            raise ContextError(
+                f"{{{name}}}: holds the process environment (os.environ), which is not sent; name the "
+                "one value you mean instead"
+            )
         if index is not None:
             try:
                 value = value[int(index)]

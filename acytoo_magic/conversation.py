@@ -250,14 +250,22 @@ class HistoryStore:
             )
         )
 
-    def spent(self, notebook: str, since: float) -> tuple[int, float]:
-        """(tokens, cost) the notebook's requests spent since ``since`` (a Unix time)."""
-        rows = self._run(
-            "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost), 0) FROM spend"
-            " WHERE notebook = ? AND created >= ?",
-            (notebook, since),
-        )
+    def spent(self, notebook: str | None, since: float) -> tuple[int, float]:
+        """(tokens, cost) the notebook's requests (every notebook's: ``None``) spent since ``since``."""
+        total = "SELECT COALESCE(SUM(tokens), 0), COALESCE(SUM(cost), 0) FROM spend WHERE created >= ?"
+        if notebook is None:
+            rows = self._run(total, (since,))
+        else:
+            rows = self._run(total + " AND notebook = ?", (since, notebook))
         return int(rows[0][0]), float(rows[0][1])
+
+    def move_spend(self, source: str, target: str) -> int:
+        """Give ``source``'s ledger entries to ``target`` (a renamed notebook keeps its spend)."""
+        return self._transaction(
+            lambda db: db.execute(
+                "UPDATE spend SET notebook = ? WHERE notebook = ?", (target, source)
+            ).rowcount
+        )
 
     def notebooks(self) -> list[tuple[str, int]]:
         """(notebook, message count) for every notebook in the file, most recent first."""
@@ -265,7 +273,9 @@ class HistoryStore:
         return [(r[0], r[1]) for r in rows]
 
     def move(self, source: str, target: str) -> int:
-        """Give ``source``'s threads to ``target`` (a renamed notebook); returns how many messages moved."""
+        """Give ``source``'s threads (and ledger) to ``target`` (a renamed notebook); returns how many
+        messages moved."""
+        self.move_spend(source, target)
         return self._transaction(
             lambda db: db.execute(
                 "UPDATE messages SET notebook = ? WHERE notebook = ?", (target, source)

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -109,6 +109,31 @@ def signals_wake_loop() -> Iterator[None]:
         finally:
             signal.set_wakeup_fd(previous[0])
             loop.remove_reader(reader.fileno())
+
+
+def on_this_loop(handler: Callable[..., Any]) -> Callable[..., None]:
+    """``handler``, called on the loop running now (the kernel's, where widgets are made) whichever
+    thread calls it. JupyterLab 4.6 sends widget messages over kernel subshells (JEP 91), and
+    ipykernel 7 runs a subshell's messages on a thread of its own with a loop of its own: a click's
+    handler there that resolves a future of the kernel's loop, or cancels its task, would never wake
+    it (seen: Run clicked, the cell waiting on). Called on the loop's own thread, it runs at once;
+    made where no loop runs, ``handler`` is returned as it is."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # made outside any loop (a script, a benchmark): handlers run where called
+        return handler
+
+    def deliver(*args: Any) -> None:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop or loop.is_closed():
+            handler(*args)
+        else:
+            loop.call_soon_threadsafe(handler, *args)
+
+    return deliver
 
 
 def run_until_done(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:

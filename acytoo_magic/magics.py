@@ -219,6 +219,13 @@ class AcytooMagics(Magics):
     )
     @argument("--auto-run", action="store_true", help="with --agent: run proposed code WITHOUT asking")
     @argument("--dry-run", action="store_true", help="show the exact messages that would be sent, send none")
+    @argument(
+        "--send-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="send this secret as it is for this cell (a name the masking line lists); repeatable",
+    )
     @line_cell_magic
     def acytoo(self, line: str, cell: str | None = None) -> None:
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
@@ -281,6 +288,7 @@ class AcytooMagics(Magics):
                 # IPython counts a stored cell before running it: this cell is In [count - 1]
                 # (ipykernel's execute_reply says the same)
                 meta=meta if cell else None,
+                send_secrets=args.send_secret,
             )
         except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None

@@ -238,9 +238,10 @@ class NotebookIdentity:
 
     # -- sorting the rows out -----------------------------------------------------------------
     def _sort_out(self, store: Any, key: str, previous: str | None) -> None:
-        if previous is not None and previous != key:
+        if previous is not None and previous != key:  # this kernel's notebook was renamed
             self._checked.discard(key)
             self._take(store, previous, key, document_cells(key) or set())
+            store.move_spend(previous, key)  # its ledger too: a rename does not reset its budget
         if key in self._checked:
             return
         self._checked.add(key)

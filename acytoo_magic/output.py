@@ -108,7 +108,12 @@ class DisplayRenderer(ThrottledRenderer):
         throttle.setdefault("size_step", self.size_step if fmt != "text" else SIZE_STEP)
         super().__init__(self._update, interval, **throttle)
 
+    def _framed(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Every bundle this renderer sends, as it is sent (an agent's model text is framed)."""
+        return bundle
+
     def _show(self, bundle: dict[str, Any]) -> None:
+        bundle = self._framed(bundle)
         if self.handle is None:  # the first frame creates the output area; later ones replace it
             self.handle = self._display(bundle, raw=True, display_id=True)
         else:
@@ -161,7 +166,7 @@ class DisplayRenderer(ThrottledRenderer):
         for handle, blocks in self.segments:
             if any(block.index in changed for block in blocks):
                 blocks[:] = [changed.get(block.index, block) for block in blocks]
-                handle.update(segment_bundle(blocks), raw=True)
+                handle.update(self._framed(segment_bundle(blocks)), raw=True)
         self._pending = [changed.get(block.index, block) for block in self._pending]
 
 

@@ -23,6 +23,7 @@ import aiohttp
 from .conversation import Conversation
 from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, one_line, redact
 from .loops import LoopThread, run_until_done
+from .outbound import Outbound
 from .providers import Adapter, adapt, provider_name
 from .providers.base import Progress, ToolCall, ToolCalls, Usage, remote_host
 from .render import Renderer, TextBuffer
@@ -99,16 +100,35 @@ class Request:
     meta: Mapping[str, Any] = field(default_factory=dict)  # stored with the exchange (execution count)
     price: tuple[float, float] | None = None  # per million prompt and completion tokens, for the cost
     spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
+    # The boundary every message passes on its way out (secrets masked, ``outbound.py``).
+    outbound: Outbound = field(default_factory=Outbound, repr=False)
     adapter: Adapter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.adapter = adapt(self.provider)
 
     def open(self, messages: Sequence[Mapping[str, Any]], session: Any = None, **settings: Any) -> Any:
-        """The provider's stream of ``messages`` with this request's options (and ``settings``)."""
+        """The provider's stream of ``messages`` (masked at the boundary) with this request's options."""
         tools = settings.pop("tools", None)
         options = {**self.options, **settings}
-        return self.adapter.open(self.model, messages, self.proxy, options, session, tools)
+        sent = self.outbound.mask_messages(messages)
+        return self.adapter.open(self.model, sent, self.proxy, options, session, tools)
+
+    @property
+    def sent_prompt(self) -> str:
+        """The prompt as it leaves (and as the history keeps it): secrets masked."""
+        return self.outbound.mask(self.prompt)
+
+    def stored_meta(self) -> dict[str, Any]:
+        """``meta`` as the history keeps it: what was typed is masked as the prompt is."""
+        meta = dict(self.meta)
+        if isinstance(meta.get("typed"), str):
+            meta["typed"] = self.outbound.mask(meta["typed"])
+        return meta
+
+    def outcome_lines(self, status: str) -> str:
+        """What the small print under an answer says: what was masked, then ``status``."""
+        return "\n".join(line for line in (self.outbound.line(), status) if line)
 
     def source(self) -> str:
         """The provider's label, with its host when that is not this machine: ``openai
@@ -135,12 +155,14 @@ class Request:
         return " · ".join(p for p in parts if p)
 
     def messages(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
-        """What is sent: with ``history``, the thread's recent exchanges before the prompt; with
-        ``tools`` (a request carrying tools), past agent episodes with their steps."""
+        """What is sent, as it leaves the boundary: with ``history``, the thread's recent exchanges
+        before the prompt; with ``tools`` (a request carrying tools), past episodes with their steps."""
         if history and self.conversation is not None:
-            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
-        head = [{"role": "system", "content": self.system}] if self.system else []
-        return [*head, {"role": "user", "content": self.prompt}]
+            found = self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
+        else:
+            head = [{"role": "system", "content": self.system}] if self.system else []
+            found = [*head, {"role": "user", "content": self.prompt}]
+        return self.outbound.mask_messages(found)
 
 
 async def stream_reply(
@@ -276,6 +298,8 @@ async def answer(
             reply.history_warning = history_problem(exc)
             messages = request.messages(history=False)
         reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
+        if request.outbound.found:  # said while waiting, and again under the answer
+            renderer.notify(request.outbound.line())
         opened = lambda: request.open(messages, session, on_retry=on_retry)  # noqa: E731
         await feed(opened, request.adapter.name, renderer, reply)
     except asyncio.CancelledError:  # also before the stream started (while reading the history)
@@ -315,9 +339,9 @@ def _settle(request: Request, reply: Reply) -> None:
 
 
 def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
-    """The final draw, with the status line."""
+    """The final draw, with the status line (and what the boundary masked, always)."""
     status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
-    close_shown(renderer, reply, status)
+    close_shown(renderer, reply, request.outcome_lines(status))
 
 
 def close_shown(renderer: Renderer, reply: Reply, status: str = "") -> None:
@@ -359,9 +383,8 @@ def _record(request: Request, reply: Reply) -> None:
     try:
         prompt, completion, estimated = reply.tokens()
         tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "tokens_estimated": estimated}
-        request.conversation.record(
-            request.prompt, reply.text, reply.status, dict(request.meta), request.cell, answer_meta=tokens
-        )
+        sent, meta = request.sent_prompt, request.stored_meta()
+        request.conversation.record(sent, reply.text, reply.status, meta, request.cell, answer_meta=tokens)
     except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
         reply.history_warning = history_problem(exc)
 

@@ -2,27 +2,25 @@
 
 The read-only tools take a name or a cell number and look it up in the notebook's namespace, its
 ``In``/``Out`` and the error log; none of them evaluates anything the model wrote, so they need no
-approval. ``run_code`` runs Python in the user's namespace and is called only by the agent loop,
-after the user approved that exact code (see ``agent``). Every result is bounded text.
+approval. Running code is ``coderun``'s, called only by the agent loop after the user approved
+that exact code (see ``agent``). Every result is bounded text, and no user object's ``__repr__``
+runs unbounded (``context.bounded_repr``); secrets are masked on the way out (``outbound``).
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import inspect
-import io
-import linecache
 import re
 import types
-from collections.abc import Collection, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from .context import NotebookContext, clip, format_error, summarize
+from .context import NotebookContext, clip, is_environment, summarize
+from .outbound import looks_secret
 
 RUN_PYTHON = "run_python"
 MAX_VARIABLES = 200
+QUOTED = 80  # characters of what the model sent that an error quotes back
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names IPython puts in every namespace: not the user's variables.
 _IPYTHON_NAMES = frozenset({"In", "Out", "exit", "quit", "get_ipython", "open"})
@@ -63,6 +61,14 @@ READ_ONLY = frozenset(spec["function"]["name"] for spec in TOOL_SPECS) - {RUN_PY
 
 class ToolError(Exception):
     """A tool call the model got wrong (unknown tool, bad argument): its message goes back to the model."""
+
+
+def quoted(value: Any, limit: int = QUOTED) -> str:
+    """What the model sent, quoted in an error: its first ``limit`` characters and its length."""
+    text = value if isinstance(value, str) else str(value)[: limit + 1]
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)" if isinstance(value, str) else f"{text[:limit]!r}…"
 
 
 def _shape(value: Any) -> str:
@@ -107,6 +113,10 @@ class NotebookTools:
         for name, value in list(found.items())[:MAX_VARIABLES]:
             kind = type(value)
             shape = _shape(value)
+            if is_environment(value):
+                shape = "the process environment: not shown"
+            elif looks_secret(name) and isinstance(value, (str, bytes)):
+                shape = "a secret by its name: its value is not shown"
             lines.append(f"{name}: {kind.__module__}.{kind.__qualname__}" + (f", {shape}" if shape else ""))
         if len(found) > MAX_VARIABLES:
             lines.append(f"… and {len(found) - MAX_VARIABLES:,} more")
@@ -114,15 +124,21 @@ class NotebookTools:
 
     def describe_variable(self, name: Any) -> str:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise ToolError(f"describe_variable takes a variable's name, not {str(name)[:80]!r}")
+            raise ToolError(f"describe_variable takes a variable's name, not {quoted(name)}")
         found = self.variables()
         if name not in found:
-            raise ToolError(f"no variable {name!r}; list_variables shows the names")
-        return summarize(found[name], self.context.budget)
+            raise ToolError(f"no variable {quoted(name)}; list_variables shows the names")
+        value = found[name]
+        if is_environment(value):
+            raise ToolError(f"{name} holds the process environment, which is not shown")
+        if looks_secret(name) and isinstance(value, (str, bytes)):
+            kind = type(value).__name__
+            return f"{name}: a {kind} of length {len(value):,}; a secret by its name: not shown"
+        return summarize(value, self.context.budget)
 
     def read_cell(self, number: Any) -> str:
         if isinstance(number, bool) or not isinstance(number, int):
-            raise ToolError(f"read_cell takes an execution count (an integer), not {str(number)[:40]!r}")
+            raise ToolError(f"read_cell takes an execution count (an integer), not {quoted(number)}")
         source = self.context.source(number)
         if source is None:
             raise ToolError(f"cell {number} has not run in this kernel")
@@ -143,101 +159,5 @@ class NotebookTools:
             return self.describe_variable(arguments.get("name"))
         if name == "read_cell":
             return self.read_cell(arguments.get("number"))
-        raise ToolError(f"no tool {name!r}; the tools are {', '.join(sorted(READ_ONLY | {RUN_PYTHON}))}")
-
-
-@dataclass
-class CodeRun:
-    """What running approved code gave: what the model is sent, and what it printed or displayed."""
-
-    stdout: str = ""
-    stderr: str = ""
-    value: str | None = None  # repr of the last expression's value (None: there was none)
-    error: str = ""  # the traceback as text
-    rich: list[dict[str, Any]] = field(default_factory=list)  # display() bundles, shown, not sent
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error)
-
-    def for_model(self, budget: int) -> str:
-        """The result as bounded text: stdout, stderr, value, traceback, a note for rich outputs."""
-        parts = []
-        if self.stdout:
-            parts.append(f"stdout:\n{clip(self.stdout, budget // 2)}")
-        if self.stderr:
-            parts.append(f"stderr:\n{clip(self.stderr, budget // 4)}")
-        if self.value is not None:
-            parts.append(f"value:\n{clip(self.value, budget // 2)}")
-        if self.error:
-            parts.append(f"error:\n{self.error}")
-        if self.rich:
-            kinds = sorted({kind for bundle in self.rich for kind in bundle if kind != "text/plain"})
-            parts.append(
-                f"note: {len(self.rich)} rich output(s) ({', '.join(kinds) or 'text'}) shown to the user, "
-                "not sent"
-            )
-        if self.interrupted:
-            parts.append("interrupted by the user")
-        return clip("\n\n".join(parts) or "ran; no output", budget)
-
-
-_runs = 0
-
-
-def run_code(
-    code: str, namespace: MutableMapping[str, Any], shell: Any = None, budget: int = 2_000
-) -> CodeRun:
-    """Run ``code`` in ``namespace`` as a cell would: the last expression's value is kept.
-
-    Call it only with code the user approved. Output is captured (stdout, stderr, and, with an
-    IPython ``shell``, ``display()`` calls); a kernel interrupt ends it, marked ``interrupted``.
-    """
-    global _runs
-    _runs += 1
-    filename = f"<agent-run-{_runs}>"
-    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)  # tracebacks
-    result = CodeRun()
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
-        if shell is not None and getattr(shell, "display_pub", None) is not None:
-            stack.enter_context(_capture_displays(shell, result.rich))
-        try:
-            tree = ast.parse(code, filename)
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-            exec(compile(tree, filename, "exec"), namespace)  # approved by the user
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
-                if value is not None:
-                    result.value = _repr(value, budget)
-        except KeyboardInterrupt:
-            result.interrupted = True
-        except BaseException as exc:  # SystemExit too: the user's code, reported
-            result.error = format_error(exc, budget)
-    result.stdout, result.stderr = out.getvalue(), err.getvalue()
-    return result
-
-
-def _repr(value: Any, budget: int) -> str:
-    try:
-        return clip(repr(value), budget)
-    except Exception as exc:  # a broken __repr__ is the user's, not a failure of the run
-        return f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
-
-
-@contextlib.contextmanager
-def _capture_displays(shell: Any, into: list[dict[str, Any]]) -> Any:
-    """Collect ``display()`` bundles while the code runs (the front end shows them after)."""
-    from IPython.core.displaypub import CapturingDisplayPublisher
-
-    saved = shell.display_pub
-    capture = CapturingDisplayPublisher()
-    shell.display_pub = capture
-    try:
-        yield
-    finally:
-        shell.display_pub = saved
-        into.extend(output.data for output in capture.outputs)
+        tools = ", ".join(sorted(READ_ONLY | {RUN_PYTHON}))
+        raise ToolError(f"no tool {quoted(name)}; the tools are {tools}")

@@ -136,6 +136,40 @@ def highlight_code(code: str, language: str) -> str:
     return pygments.highlight(code, lexer, _CODE_FORMATTER) if lexer is not None else escapeHtml(code)
 
 
+# Code a person approves: every character on screen at the click, so nothing scrolls out of view.
+# Each source line is a numbered row that wraps where it must (spaces included: ``break-spaces``
+# wraps a run of spaces rather than letting it hang past the edge); a wrapped row's continuation
+# has no number and is indented, so where a line goes on is visible. Inside ``pre``: MathJax and
+# the front ends' link makers leave it alone.
+LISTING_STYLE = (
+    "background:#f6f8fa;color:#1f2328;padding:6px 8px 6px 0;border-radius:4px;margin:4px 0;"
+    "white-space:normal;overflow:visible;line-height:1.4;font-family:var(--jp-code-font-family,monospace);"
+    "font-size:var(--jp-code-font-size,13px)"
+)
+_ROW_STYLE = "display:flex;align-items:flex-start"
+_NUMBER_STYLE = (
+    "flex:none;min-width:2.5em;padding:0 0.8em 0 0.4em;text-align:right;color:#6e7781;user-select:none"
+)
+_LINE_STYLE = (
+    "flex:1;min-width:0;white-space:break-spaces;overflow-wrap:anywhere;padding-left:2em;text-indent:-2em;"
+    "background:none;font:inherit;color:inherit"
+)
+
+
+def listing_html(code: str, language: str = "python") -> str:
+    """``code`` as numbered rows that wrap visibly (see ``LISTING_STYLE``), highlighted as a reply's
+    code is; every row's text is escaped code, each row's ``code`` holds exactly one source line."""
+    code = printable(code).removesuffix("\n")
+    lines = highlight_code(code, language).split("\n")[: code.count("\n") + 1]  # Pygments may add one
+    rows = "".join(
+        f'<div class="acytoo-code-row" style="{_ROW_STYLE}"><span class="acytoo-lineno" '
+        f'style="{_NUMBER_STYLE}">{number}</span><code class="acytoo-code-line" style="{_LINE_STYLE}">'
+        f"{line}</code></div>"
+        for number, line in enumerate(lines, 1)
+    )
+    return f'<pre class="acytoo-listing" style="{LISTING_STYLE}">{rows}</pre>'
+
+
 def _code(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     info = unescapeAll(token.info).strip() if token.info else ""
@@ -355,5 +389,5 @@ def note_html(note: str) -> str:
 
 
 def status_html(status: str) -> str:
-    """The status line under an answer as escaped HTML."""
-    return f'<p class="acytoo-status"><sub>{escaped(status)}</sub></p>' if status else ""
+    """The status line under an answer as escaped HTML (a line each, when it has more than one)."""
+    return "".join(f'<p class="acytoo-status"><sub>{escaped(line)}</sub></p>' for line in status.splitlines())

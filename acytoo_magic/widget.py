@@ -28,15 +28,17 @@ import ipywidgets as widgets
 import traitlets
 
 from .agent import Episode, Preview, episode_steps
+from .approval import Approval
 from .assistant import Assistant, shared_assistant
 from .conversation import Message, stored_episode
 from .errors import AcytooError, ContextError, ProviderNotFound
+from .loops import on_this_loop
 from .providers.base import redact
 from .render import Frame, ThrottledRenderer
 from .runner import Reply, Request
 from .status import FAILED, label
 from .untrusted import MarkdownStream, escaped, note_html, printable, render_markdown, with_cursor
-from .widget_agent import Approval, WidgetAgentView, steps_html
+from .widget_agent import AGENT_CSS, WidgetAgentView, steps_html
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
@@ -92,7 +94,7 @@ _TOGGLE = """
 .acytoo-context .acytoo-hide, .acytoo-context[open] .acytoo-show { display: none; }
 .acytoo-context[open] .acytoo-hide { display: inline; }
 """
-_CSS += _TOGGLE
+_CSS += _TOGGLE + AGENT_CSS
 _STATIC_CSS = """
 .acytoo-chat-static { max-width: 52rem; }
 .acytoo-chat-static .acytoo-msg { padding: 0.2rem 0.7rem; margin: 0.4rem 0; border-radius: 6px; }
@@ -125,6 +127,11 @@ def message_html(role: str, text: str, note: str = "", streaming: bool = False, 
 
 def _bubble(role: str, body: str, note: str, head: str = "") -> str:
     return f'<div class="acytoo-msg acytoo-{role}">{head}{body}{_note_html(note)}</div>'
+
+
+def _lines_html(text: str) -> str:
+    """The status line (and what was masked) under the last answer, a ``div`` a line."""
+    return "".join(f"<div>{escaped(line)}</div>" for line in text.splitlines())
 
 
 def _note_html(note: str) -> str:
@@ -170,7 +177,7 @@ def preview_html(shown: Preview) -> str:
 
     body = render_markdown(fenced(shown.text, "json"))
     return (
-        f'<div class="acytoo-preview">{note_html(shown.summary())}'
+        f'<div class="acytoo-preview">{note_html(shown.summary())}{note_html(shown.masked)}'
         f"<details open><summary>the request</summary>{body}</details></div>"
     )
 
@@ -381,7 +388,7 @@ class Transcript(anywidget.AnyWidget):
         self._answer: LiveAnswer | None = None  # the streaming answer the live area holds
         self._synced: LiveAnswer | None = None  # ...and whose every frame reached the page
         self._listeners: list[Callable[[str], None]] = []
-        self.on_msg(self._handle_message)
+        self.on_msg(on_this_loop(self._handle_message))  # messages may come on a subshell's thread
 
     @property
     def html(self) -> str:
@@ -481,12 +488,15 @@ class ChatInput(anywidget.AnyWidget):
       // Agent mode: a switch whose state shows (pressed, highlighted) and travels with the submit.
       const agent = document.createElement("button");
       agent.className = "jupyter-button acytoo-agent-switch";
-      agent.title = "Agent mode: the model may look at your variables and propose code; "
-        + "code runs only when you click Run";
       const showAgent = () => {
         const on = model.get("agent");
-        agent.textContent = on ? "Agent: on" : "Agent: off";
+        const unasked = model.get("auto_run");  // Assistant.agent_auto_run: said, never silent
+        agent.textContent = on ? (unasked ? "Agent: runs without asking" : "Agent: on") : "Agent: off";
+        agent.title = "Agent mode: the model may look at your variables and propose code; " + (unasked
+          ? "Assistant.agent_auto_run is on: its code runs WITHOUT asking"
+          : "code runs only when you click Run");
         agent.classList.toggle("mod-active", on);
+        agent.classList.toggle("acytoo-auto-run", on && unasked);
         agent.setAttribute("aria-pressed", on ? "true" : "false");
       };
       agent.addEventListener("click", () => {
@@ -494,6 +504,7 @@ class ChatInput(anywidget.AnyWidget):
         model.save_changes();
       });
       model.on("change:agent", showAgent);
+      model.on("change:auto_run", showAgent);
       showAgent();
       // What would be sent for the text in the box, sent nowhere; the text stays in the box.
       const preview = document.createElement("button");
@@ -528,6 +539,7 @@ class ChatInput(anywidget.AnyWidget):
     value = traitlets.Unicode("").tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
     agent = traitlets.Bool(False, help="agent mode for what is sent (the Agent switch)").tag(sync=True)
+    auto_run = traitlets.Bool(False, help="Assistant.agent_auto_run, shown on the switch").tag(sync=True)
     placeholder = traitlets.Unicode("Ask… (Enter sends, Shift+Enter for a new line)").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -535,7 +547,7 @@ class ChatInput(anywidget.AnyWidget):
         self._submit_handlers: list[Any] = []
         self._focus_handlers: list[Any] = []
         self._preview_handlers: list[Any] = []
-        self.on_msg(self._handle_message)
+        self.on_msg(on_this_loop(self._handle_message))  # messages may come on a subshell's thread
 
     def on_submit(self, callback: Any) -> None:
         self._submit_handlers.append(callback)
@@ -621,13 +633,14 @@ class ChatWidget(widgets.VBox):
         )
         self.indicator = widgets.HTML()
         self._update_indicator()
+        self.assistant.observe(self._auto_run_changed, names="agent_auto_run")  # %config: shown at once
 
-        self.stop_button.on_click(lambda _button: self.stop())
+        self.stop_button.on_click(on_this_loop(lambda _button: self.stop()))
         self.input.on_submit(self._submitted)
         self.input.on_preview(self.preview)
         self.input.on_focus(self.refresh)
         self.transcript.on_event(self._transcript_event)
-        self.thread_picker.observe(self._thread_changed, names="value")
+        self.thread_picker.observe(on_this_loop(self._thread_changed), names="value")
 
         header = widgets.HBox([self.thread_picker, self.indicator])
         entry = widgets.HBox([self.input, self.stop_button], layout=widgets.Layout(width="100%"))
@@ -667,6 +680,7 @@ class ChatWidget(widgets.VBox):
         else:
             name, model = self.assistant.in_force()
         self.indicator.value = f'<span class="acytoo-note">{escaped(name)} · {escaped(model)}</span>'
+        self.input.auto_run = bool(self.assistant.agent_auto_run)
 
     def _thread_changed(self, change: dict[str, Any]) -> None:
         new = (change["new"] or "").strip()
@@ -856,7 +870,7 @@ class ChatWidget(widgets.VBox):
         self.preview_area.value = ""
         self._update_indicator(request)  # settings may have changed since the widget was shown
         self.input.value = ""
-        question = Message("user", request.prompt, meta=dict(request.meta))
+        question = Message("user", request.sent_prompt, meta=request.stored_meta())  # as it leaves
         self._local, self._own_answer, self._steps = [question], "", []
         self._static_held = True
         self._show()
@@ -933,7 +947,7 @@ class ChatWidget(widgets.VBox):
             self._draw, lambda: self.transcript.draw_live(""), add, self.assistant.render_interval,
             begin=lambda: setattr(self, "_answer", LiveAnswer()),  # each model turn streams anew
         )
-        approve = self.approval.ask if person else None
+        approve = self._approve if person else None
         error = ""
         try:
             with contextlib.suppress(asyncio.CancelledError):  # Stop: the core records it interrupted
@@ -955,8 +969,8 @@ class ChatWidget(widgets.VBox):
         self._local = [question, answer]
         self._own_answer = self._entries([answer])[0]
         note = _note_html(episode.note)
-        status = episode.status_line(request) if request.show_status else ""
-        self._footer = note + (f"<div>{escaped(status)}</div>" if status else "")
+        status = request.outcome_lines(episode.status_line(request) if request.show_status else "")
+        self._footer = note + _lines_html(status)
         self._show()
         problem = str(episode.error) if episode.error is not None else episode.history_warning
         if problem:
@@ -964,6 +978,12 @@ class ChatWidget(widgets.VBox):
         if request.conversation is not None and not episode.history_warning:
             await self._read(drop_local=True)  # the store has the episode now: it shows from there
         return episode
+
+    async def _approve(self, code: str) -> Any:
+        """Run / Skip / Stop above the input, with the code as the magic draws it."""
+        from .agent_output import ASKING, code_html
+
+        return await self.approval.ask(code, code_html(code, ASKING))
 
     async def _stream(
         self, request: Any, renderer: ThrottledRenderer, typed: str, question: Message
@@ -997,7 +1017,7 @@ class ChatWidget(widgets.VBox):
             self._own_answer = self._entries([answer])[0]
             frame = renderer.last_frame
             status = frame.status if frame is not None else ""
-            self._footer = f"<div>{escaped(status)}</div>" if status else ""
+            self._footer = _lines_html(status)
             self._show()
         if reply.error is not None:
             self._show_status(str(reply.error), error=True)
@@ -1032,9 +1052,14 @@ class ChatWidget(widgets.VBox):
             await asyncio.shield(self._reads)
         return reply
 
+    def _auto_run_changed(self, change: dict[str, Any]) -> None:
+        self.input.auto_run = bool(change["new"])
+
     def close(self) -> None:
         _open.discard(self)
         self.stop()  # an episode waiting for a click nobody can give now ends, kept, as on Stop
+        with contextlib.suppress(ValueError):
+            self.assistant.unobserve(self._auto_run_changed, names="agent_auto_run")
         super().close()
 
 

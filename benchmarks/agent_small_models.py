@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import copy
 import json
 import re
@@ -49,8 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from acytoo_magic import local_model  # noqa: E402
+from acytoo_magic.coderun import run_approved  # noqa: E402
 from acytoo_magic.context import NotebookContext  # noqa: E402
-from acytoo_magic.tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError, run_code  # noqa: E402
+from acytoo_magic.tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError  # noqa: E402
 
 OUT = Path(__file__).with_suffix(".json")
 SEED = 1234
@@ -247,7 +249,7 @@ def call_tool(name: str, arguments: dict[str, Any], ns: dict[str, Any]) -> tuple
         code = arguments.get("code")
         if not isinstance(code, str) or not code.strip():
             return "error: run_python takes the code as a non-empty string", False
-        run = run_code(code, ns)
+        run = asyncio.run(run_approved(code, ns))
         return run.for_model(2_000), not run.failed
     try:
         return NotebookTools(NotebookContext(ns)).call(name, arguments), True

@@ -214,11 +214,11 @@ async def test_token_budget_and_step_cap_end_the_episode_with_the_setting_to_rai
     assert episode.status == "partial" and "Assistant.agent_max_tokens" in episode.note
 
     assistant.agent_max_tokens = 30_000
-    assistant.agent_max_steps = 2
+    assistant.agent_max_steps = 4  # a model call and a tool call are a step each
     server.config.script[:] = [{"calls": [{"name": "list_variables"}]}] * 3
     episode = await assistant.agent("loop")
     assert len(chat_requests(server)) == 2
-    assert "2 steps taken (raise Assistant.agent_max_steps)" in episode.note
+    assert "4 steps taken (raise Assistant.agent_max_steps)" in episode.note
 
 
 async def test_cancel_while_waiting_for_approval_keeps_the_steps_done(

@@ -26,25 +26,28 @@ def agent_cell(server: LocalServer, prompt: str, flags: str = "") -> str:
 
 
 def execute_clicking(k: Kernel, code: str, clicks: list[str], cell_id: str | None = None) -> Execution:
-    """Run ``code``; at each approval prompt click the next of ``clicks`` (Run, Skip or Stop)."""
-    buttons: dict[str, str] = {}
+    """Run ``code``; at each approval prompt click the next of ``clicks`` (Run, Skip or Stop), as the
+    page does: the Approval widget sends ``ask`` with a one-time token, the click sends it back."""
     pending = list(clicks)
 
     def on_message(msg: dict[str, Any]) -> None:
         content = msg["content"]
-        if msg["msg_type"] == "comm_open":
-            state = content["data"]["state"]
-            if state.get("_model_name") == "ButtonModel":
-                buttons[state["description"]] = content["comm_id"]
-        elif msg["msg_type"] == "display_data" and WIDGET_VIEW in content["data"]:
+        if msg["msg_type"] != "comm_msg" or content["data"].get("method") != "custom":
+            return
+        asked = content["data"]["content"]
+        if asked.get("op") == "ask" and asked.get("token"):
             assert pending, "an approval was asked for that the test did not expect"
-            data = {"method": "custom", "content": {"event": "click"}}
-            click = k.kc.session.msg("comm_msg", {"comm_id": buttons[pending.pop(0)], "data": data})
-            k.kc.shell_channel.send(click)
+            decide(k, content["comm_id"], asked["token"], pending.pop(0).lower())
 
     out = k.execute(code, on_message=on_message, cell_id=cell_id)
     assert not pending, f"approvals never asked for: {pending}"
     return out
+
+
+def decide(k: Kernel, comm: str, token: str, decision: str) -> None:
+    """What the page sends when Run, Skip or Stop is clicked for the request with ``token``."""
+    data = {"method": "custom", "content": {"event": "decide", "token": token, "decision": decision}}
+    k.kc.shell_channel.send(k.kc.session.msg("comm_msg", {"comm_id": comm, "data": data}))
 
 
 def shown_html(out: Execution) -> str:
@@ -81,7 +84,7 @@ def test_multi_step_episode_lists_summarises_runs_approved_code_and_answers(
     assert "3 rows × 1 columns" in tools[1]["content"]
     assert "value:\n1" in tools[2]["content"]
     html = shown_html(out)
-    assert "run_python: ▶ run (approved by you)" in html and "<strong>1</strong> missing" in html
+    assert "run_python: run (approved by you)" in html and "<strong>1</strong> missing" in html
     assert WIDGET_VIEW not in json.dumps(out.of_type("update_display_data"))  # buttons replaced
     [stored] = [m for m in k.history() if m["role"] == "assistant"]
     assert stored["status"] == "complete" and stored["content"] == "There is **1** missing value in `x`."

@@ -84,3 +84,17 @@ def test_agent_small_models_measures_each_way_of_asking_the_bundled_model(tmp_pa
         assert not (outcome["answered"] and outcome["guessed"])  # grounded or guessed, never both
         assert outcome["well_formed"] or not outcome["ran"]  # nothing runs without a well-formed call
     assert report["table"] in done.stdout
+
+
+def test_the_outbound_benchmark_runs_and_finds_what_was_planted(tmp_path):
+    output = tmp_path / "outbound.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "outbound.py"), "--smoke", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(output.read_text())["rows"]
+    assert rows["no secrets"]["found"] == []
+    assert rows["with 3 secrets"]["found"] == ["api_key", "GitHub Token", "Secret Keyword"]

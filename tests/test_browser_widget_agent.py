@@ -9,7 +9,7 @@ import json
 import nbformat
 import pytest
 from lab import open_notebook, run_in_a_new_cell, save_notebook, save_shot
-from test_browser_agent import lab  # noqa: F401  (the fixture: JupyterLab on the scripted tool-calling server)
+from test_browser_agent import lab, listed_code  # noqa: F401  (the fixture: JupyterLab on the scripted tool-calling server)
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +49,7 @@ def ask_in_the_chat(lab, page, question: str, code: str, answer: str):  # noqa: 
     page.get_by_role("button", name="Send").click()
     ask = page.locator(ASK)
     ask.get_by_role("button", name="Run", exact=True).wait_for(timeout=60_000)
-    assert ask.locator(".acytoo-approval-code pre code").inner_text().strip() == code  # what Run approves
+    assert listed_code(ask.locator(".acytoo-approval-code")) == code  # what Run approves
     return ask
 
 

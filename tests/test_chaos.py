@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kernels import Execution, Kernel, kernel
+from kernels import Execution, Kernel, is_waiting, kernel
 
 from acytoo_magic.conversation import HistoryStore
 
@@ -95,7 +95,7 @@ def _screen(out: Execution) -> str:
     if not shown:
         return ""
     plain = shown[-1]["data"]["text/plain"]
-    return "" if plain.startswith("⏳") else plain.split("\n")[0]  # the note and status follow a newline
+    return "" if is_waiting(plain) else plain.split("\n")[0]  # the note and status follow a newline
 
 
 def _one_line_failures(run: Run, out: Execution) -> None:

@@ -70,7 +70,7 @@ def release_on_first_text(standin):
 
     def on_message(msg) -> None:
         text = msg["content"].get("data", {}).get("text/plain", "")
-        if msg["msg_type"].endswith("display_data") and text and not text.startswith("⏳") and not seen:
+        if msg["msg_type"].endswith("display_data") and text and not is_waiting(text) and not seen:
             seen.append(text)
             standin.release()
 

@@ -94,7 +94,7 @@ def test_run_runs_the_shown_code_and_the_episode_is_the_threads_exchange(
     # shown compactly from the store: one line a step, the answer, and the status line under it
     html = done["html"]
     assert '<details class="acytoo-step"><summary><code>run_python [run]: n = int(df.x.isna().sum())' in html
-    assert "<strong>1</strong> missing value" in html and "2 tool calls (1 run)" in html
+    assert "<strong>1</strong> missing value" in html and "2 tool calls: 1 run" in html
     # the same exchange as a magic's: history lists it, the next agent cell carries its tool calls
     listed = k.execute("%acytoo history -c ag").shown
     assert "How many missing in df? → There is **1** missing value.  [agent: 3 steps]" in listed
