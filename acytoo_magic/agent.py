@@ -136,7 +136,7 @@ class Episode:
         the note above it, not repeated here."""
         about = "≈" if self.estimated else ""
         parts = [
-            request.provider_label or request.adapter.name,
+            request.source(),
             request.model,
             f"{(self.finished or time.monotonic()) - self.started:.1f} s",
             self.calls_line(),

@@ -42,6 +42,12 @@ def notebook_id(shell: Any = None) -> str:
     return identity_for(shell).key()
 
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a concise assistant for data analysis in a Jupyter notebook. Answer in Markdown."
+)
+DEFAULT_TEMPERATURE = 0.5  # for a provider with no sampling of its own
+
+
 def _env_default(name: str, fallback: str) -> str:
     return os.environ.get(name) or fallback
 
@@ -54,17 +60,23 @@ class Assistant(Configurable):
     """
 
     provider = Unicode(
-        help="Provider: 'acytoo', 'openai', an entry-point name or package.module:Class. Env ACYTOO_PROVIDER."
+        help="Provider: 'local', 'openai', 'acytoo', an entry-point name or package.module:Class. Env "
+        "ACYTOO_PROVIDER. Empty (nothing chosen): 'acytoo' when a url is set, else the bundled model "
+        "if it can answer here, else nothing is sent. `%acytoo use` chooses and remembers it."
     ).tag(config=True)
     model = Unicode(
         help="Model name sent to the provider; empty: the provider's own default (acytoo: gpt-3.5-turbo, "
         "openai: gpt-4o-mini, local: smollm2). Env ACYTOO_MODEL."
     ).tag(config=True)
     url = MaskedUnicode(
-        help="Base URL of the provider (Acytoo: https://chat.acytoo.com; OpenAI-compatible: "
+        help="Base URL of the provider (Acytoo: none, it must be set; OpenAI-compatible: "
         "https://api.openai.com/v1). Env ACYTOO_URL. api_key and ACYTOO_API_KEY are sent only to its host."
     ).tag(config=True)
-    temperature = Float(0.5, help="Sampling temperature.").tag(config=True)
+    temperature = Float(
+        None,
+        allow_none=True,
+        help="Sampling temperature; unset: 0.5, or the bundled model's own (Local.sampling).",
+    ).tag(config=True)
     proxy = MaskedUnicode("", help="HTTP proxy URL for provider requests (credentials are never shown).").tag(
         config=True
     )
@@ -84,8 +96,10 @@ class Assistant(Configurable):
         "a longer message is cut to a quarter of it.",
     ).tag(config=True)
     system_prompt = Unicode(
-        "You are a concise assistant for data analysis in a Jupyter notebook. Answer in Markdown.",
-        help="System prompt sent first in every request.",
+        None,
+        allow_none=True,
+        help="System prompt sent first in every request; unset: the provider's own (the bundled model has "
+        "one fit for its size), else: " + DEFAULT_SYSTEM_PROMPT,
     ).tag(config=True)
     render_interval = Float(0.08, help="Seconds between coalesced display updates while streaming.").tag(
         config=True
@@ -147,7 +161,7 @@ class Assistant(Configurable):
 
     @default("provider")
     def _default_provider(self) -> str:
-        return _env_default("ACYTOO_PROVIDER", "acytoo")
+        return _env_default("ACYTOO_PROVIDER", "")
 
     @default("model")
     def _default_model(self) -> str:
@@ -247,18 +261,27 @@ class Assistant(Configurable):
 
         ``send_secrets``: names the boundary would mask (as its line lists them) to send as they are.
         """
-        adapter = providers.adapt(provider or self.provider)
-        name = adapter.name
         url = str(url or self.url) or None
+        adapter = providers.adapt(provider or self.chosen_provider())
+        name = adapter.name
         target = adapter.target(url)
         where = url_host(target)
         model = model or self.model or adapter.default_model
         # A key goes only to the host it was set for, and only to a provider that sends one.
         keys = self._keys_for(adapter)
         api_key = None if keys is None else key_for(target, keys) or adapter.no_key
+        own = adapter.provider if adapter.builtin else None  # a provider of ours may have its own defaults
+        if temperature is None:
+            temperature = self.temperature
+        if temperature is None and not hasattr(own, "sampling"):
+            temperature = DEFAULT_TEMPERATURE  # the bundled model samples by Local.sampling instead
+        if system is None:
+            system = self.system_prompt
+        if system is None:
+            system = getattr(own, "system_prompt", None) or DEFAULT_SYSTEM_PROMPT
         options = {
             "url": url,
-            "temperature": self.temperature if temperature is None else temperature,
+            "temperature": temperature,
             "timeout": self.timeout,
             "retries": self.retries,
             "max_response_bytes": self.max_response_bytes,
@@ -269,7 +292,7 @@ class Assistant(Configurable):
             provider=adapter.provider,
             model=model,
             conversation=self.conversation(thread) if history else None,
-            system=self.system_prompt if system is None else system,
+            system=system,
             # a provider may cap it: a small local model reads history at ~100 tokens/s
             budget=min(self.max_history_chars, getattr(adapter.provider, "max_history_chars", 1 << 62)),
             proxy=str(proxy or self.proxy) or None,
@@ -388,10 +411,17 @@ class Assistant(Configurable):
                     await task
 
     # -- settings as shown ------------------------------------------------------------------------
+    def chosen_provider(self) -> str:
+        """The provider the next question goes to: the one set, else what ``providers.choose``
+        picks (Acytoo for a set URL, the bundled model if it can answer); ``NoProviderChosen``."""
+        return providers.choose(self.provider, str(self.url))
+
     def in_force(self) -> tuple[str, str]:
         """(provider label, model) the next question goes to, for a front end to show."""
         try:
-            adapter = providers.adapt(self.provider)
+            adapter = providers.adapt(self.chosen_provider())
+        except providers.NoProviderChosen:
+            return "no model chosen", "%acytoo use local (or openai, acytoo)"
         except ProviderNotFound:
             return self.provider, self.model
         return adapter.name, self.model or adapter.default_model
@@ -407,9 +437,19 @@ class Assistant(Configurable):
         config["api_key"] = "*** (set)" if self.api_key else "(not set: ACYTOO_API_KEY / OPENAI_API_KEY)"
         config["url"] = redact(self.url)
         config["proxy"] = redact(self.proxy)
-        config["keys_go_to"] = f"(the {self.provider} provider sends no key)"
+        config["keys_go_to"] = f"(the {self.provider or 'chosen'} provider sends no key)"
+        if self.temperature is None:
+            config["temperature"] = f"(unset: {DEFAULT_TEMPERATURE})"
+        if self.system_prompt is None:
+            config["system_prompt"] = f"(unset: {DEFAULT_SYSTEM_PROMPT!r})"
         with contextlib.suppress(ProviderNotFound):
-            adapter = providers.adapt(self.provider)
+            adapter = providers.adapt(self.chosen_provider())
+            config["keys_go_to"] = f"(the {adapter.name} provider sends no key)"
+            own = adapter.provider if adapter.builtin else None
+            if self.temperature is None and hasattr(own, "sampling"):
+                config["temperature"] = f"(unset: {adapter.name}'s own, Local.sampling)"
+            if self.system_prompt is None and getattr(own, "system_prompt", None):
+                config["system_prompt"] = f"(unset: {adapter.name}'s own, Local.system_prompt)"
             config.update(getattr(adapter.provider, "settings_shown", dict)())  # its own (Local.max_tokens)
             keys = self._keys_for(adapter)  # the rule request() follows
             if keys is not None:

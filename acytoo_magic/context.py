@@ -1,6 +1,7 @@
 """Notebook context in prompts: ``{name}``, ``{In[n]}``, ``{Out[n]}``, ``{Err}``/``{Err[n]}``, as summaries.
 
-A DataFrame becomes its shape, dtypes, null counts, head and describe(), not ten million rows;
+A DataFrame of up to 20 rows is shown whole; a larger one becomes its shape, dtypes, null counts,
+the values of low-cardinality columns, head, tail and describe(), not ten million rows;
 anything else becomes a repr cut to a budget. pandas and numpy are used only when already imported
 by the user (a variable of their type cannot exist otherwise), so neither is a dependency.
 """
@@ -19,10 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ContextError
+from .outbound import looks_secret
 
 DEFAULT_BUDGET = 2_000
 MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its budget
 SAMPLE_ROWS = 100_000
+WHOLE_ROWS = 20  # a frame or series this short is shown whole
+LOW_CARDINALITY = 20  # a column with at most this many distinct values lists them, with counts
 _REFERENCE = re.compile(
     r"\{\{|\}\}|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\[(?P<index>-?\d+)\])?\}"
 )
@@ -236,8 +240,6 @@ def _sample(data: Any) -> tuple[Any, str]:
 def masked_rows(frame: Any, mask: Callable[[str], str]) -> Any:
     """The few rows a summary shows, with each string masked whole before pandas cuts it to its
     column width, and a secret-named column's values not shown at all."""
-    from .outbound import looks_secret
-
     if mask is _same:
         return frame
     shown = frame.copy()
@@ -249,35 +251,92 @@ def masked_rows(frame: Any, mask: Callable[[str], str]) -> Any:
     return shown
 
 
-def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -> str:
-    rows, cols = df.shape
-    lines = [f"pandas.DataFrame: {rows:,} rows × {cols} columns"]
+def _distinct(column: Any) -> str:
+    """", 3 distinct: South 3, North 2, West 2" for a column of few values; "" otherwise (or unhashable)."""
+    try:
+        counts = column.value_counts(dropna=True)
+    except TypeError:  # lists or dicts in an object column
+        return ""
+    if len(counts) > LOW_CARDINALITY or len(counts) == len(column.dropna()) > 1:
+        return ""  # many values, or every value distinct: their counts say nothing more
+    shown = ", ".join(f"{value!s} {count:,}" for value, count in counts.head(8).items())
+    more = ", …" if len(counts) > 8 else ""
+    return f", {len(counts)} distinct: {shown}{more}"
+
+
+def _columns(df: Any, sample: Any) -> list[str]:
+    """A line a column: dtype and nulls (of every row), and the values with their counts where
+    there are few (in ``sample``: every k-th row of a long frame)."""
     nulls = df.isna().sum()
     shown = list(df.columns[:40])
-    lines.append("columns (dtype, nulls):")
-    lines += [f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null" for name in shown]
-    if cols > len(shown):
-        lines.append(f"  … and {cols - len(shown)} more columns")
-    lines += ["head:", masked_rows(df.head(5), mask).to_string(max_cols=12, max_colwidth=30)]
-    numeric = df.select_dtypes("number")
-    if numeric.shape[1]:
-        sample, note = _sample(numeric)
-        lines += [f"describe(){note}:", sample.describe().round(4).to_string(max_cols=12)]
-    return "\n".join(lines)
+    lines = ["columns (dtype, nulls, distinct values where few):"]
+    for name in shown:
+        kind = df[name].dtype.kind
+        few = _distinct(sample[name]) if kind not in "fc" and not looks_secret(str(name)) else ""
+        lines.append(f"  {name!s}: {df[name].dtype}, {int(nulls[name]):,} null{few}")
+    if len(df.columns) > len(shown):
+        lines.append(f"  … and {len(df.columns) - len(shown)} more columns")
+    return lines
+
+
+def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -> str:
+    """A small frame whole, with its dtypes and null counts (a model can then answer "which region
+    sells most" from it); a larger one by its columns (nulls, and the values of low-cardinality
+    ones), head, tail and describe(), dropping detail until it fits ``budget``. The rows shown are
+    masked before pandas cuts them (``masked_rows``)."""
+    rows, cols = df.shape
+    title = f"pandas.DataFrame: {rows:,} rows × {cols} columns"
+    table = {"max_cols": 12, "max_colwidth": 30}
+    if rows <= WHOLE_ROWS:  # the rows say the rest; a short prompt is read sooner by a small model
+        shown = list(df.columns[:40])
+        nulls = df.isna().sum()
+        dtypes = ", ".join(f"{name!s} {df[name].dtype}" for name in shown)
+        missing = ", ".join(f"{name!s} {int(nulls[name]):,}" for name in shown if nulls[name]) or "none"
+        more = f" (and {cols - len(shown)} more columns)" if cols > len(shown) else ""
+        rows_shown = masked_rows(df, mask).to_string(**table)
+        whole = "\n".join([title, f"dtypes: {dtypes}{more}", f"nulls: {missing}", rows_shown])
+        if len(whole) <= budget:
+            return whole
+    sample, note = _sample(df)
+    columns = _columns(df, sample)
+    if note:
+        columns[0] = columns[0].replace("distinct values where few", f"distinct values where few{note}")
+    numeric = sample.select_dtypes("number")
+    describe = (
+        [f"describe(){note}:", numeric.describe().round(4).to_string(max_cols=12)]
+        if numeric.shape[1]
+        else []
+    )
+    text = ""
+    for ends, extra in ((5, describe), (5, []), (3, []), (2, [])):
+        parts = [title, *columns]
+        if rows > 2 * ends:
+            parts += [f"head({ends}):", masked_rows(df.head(ends), mask).to_string(**table)]
+            parts += [f"tail({ends}):", masked_rows(df.tail(ends), mask).to_string(**table)]
+        else:
+            parts += [f"all {rows} rows:", masked_rows(df, mask).to_string(**table)]
+        text = "\n".join([*parts, *extra])
+        if len(text) <= budget:
+            break
+    return text
 
 
 def _summarize_series(series: Any, mask: Callable[[str], str] = _same) -> str:
     rows = len(series)
     nulls = int(series.isna().sum())
-    head = masked_rows(series.head(5).to_frame(), mask).iloc[:, 0]
-    lines = [
-        f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null",
-        "head:",
-        head.to_string(),
-    ]
-    if series.dtype.kind in "iufb" and rows:
-        sample, note = _sample(series)
-        lines += [f"describe(){note}:", sample.describe().round(4).to_string()]
+    sample, note = _sample(series)
+    secret = looks_secret(str(series.name))
+    few = _distinct(sample) if series.dtype.kind not in "fc" and not secret else ""
+    lines = [f"pandas.Series {series.name!r}: {rows:,} values, dtype {series.dtype}, {nulls:,} null{few}"]
+    def shown(part: Any) -> str:  # masked before pandas cuts it
+        return str(masked_rows(part.to_frame(), mask).iloc[:, 0].to_string())
+
+    if rows <= WHOLE_ROWS:
+        lines += [f"all {rows} values:", shown(series)]
+    else:
+        lines += ["head(5):", shown(series.head(5)), "tail(5):", shown(series.tail(5))]
+        if series.dtype.kind in "iufb":
+            lines += [f"describe(){note}:", sample.describe().round(4).to_string()]
     return "\n".join(lines)
 
 
@@ -416,11 +475,44 @@ class NotebookContext:
         return "\n\nContext from the notebook:\n\n" + "\n\n".join(sections) if sections else ""
 
     def explain_prompt(self, count: int | None = None) -> str:
-        """A prompt asking for the cause and a fix of an error, with the code of its cell."""
+        """A prompt asking for the cause and a fix of an error: the error, its cell's code, and
+        summaries of the data that code uses (a ``KeyError: 'revenue'`` is answered by the frame's
+        columns), each within the budget."""
         error = self.error(count)
         code = self.source(error.count) if error.count is not None else None
         parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
         if code:
             parts.append(f"Code (cell {error.count}):\n```python\n{clip(self.mask(code), self.budget)}\n```")
         parts.append(f"Error:\n```\n{self.error_text(error.count)}\n```")
+        names = data_used(code or "", self.namespace)
+        for name in names[:MAX_EXPLAIN_VARIABLES]:
+            share = max(400, self.budget // min(len(names), MAX_EXPLAIN_VARIABLES))
+            parts.append(f"`{name}` is:\n```\n{summarize(self.namespace[name], share, self.mask)}\n```")
         return "\n\n".join(parts)
+
+
+MAX_EXPLAIN_VARIABLES = 3
+
+
+def data_used(code: str, namespace: Mapping[str, Any]) -> list[str]:
+    """The notebook's data a cell's code names, in order: DataFrames, Series and arrays only.
+
+    Strings, dicts and other objects stay out: they are where keys and passwords live, and an
+    error about data is explained by the data's shape. The code is read as IPython reads a cell
+    (magics transformed first); code that does not parse names nothing.
+    """
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        tree = ast.parse(TransformerManager().transform_cell(code))
+    except (SyntaxError, ValueError):
+        return []
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id not in found and node.id in namespace:
+            value = namespace[node.id]
+            if _module_of(value) in ("pandas", "numpy") and hasattr(value, "shape"):
+                found.append(node.id)
+    return found

@@ -57,6 +57,13 @@ def one_line(text: str, width: int) -> str:
     return short + (" …" if more and not short.endswith("…") else "")
 
 
+def typed(question: Message) -> str:
+    """What the user typed for ``question`` (before ``{df}`` and the like were expanded), else the
+    prompt as sent (a chat message without references, an exchange stored before this was kept)."""
+    shown = question.meta.get("typed")
+    return shown if isinstance(shown, str) else question.content
+
+
 def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message], str]) -> Listing:
     """One line an exchange: where it was asked, the question and the answer's first line."""
     rows = []
@@ -69,7 +76,7 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
         rows.append(
             (
                 origin(asked),
-                one_line(question.content, PROMPT_CHARS) if question is not None else "",
+                one_line(typed(question), PROMPT_CHARS) if question is not None else "",
                 one_line(answer.content, ANSWER_CHARS) if answer is not None else "",
                 mark,
             )
@@ -103,12 +110,16 @@ def full(thread: str, messages: Sequence[Message], origin: Callable[[Message], s
         mark = f" [{label(message.status)}]" if label(message.status) else ""
         heading = f"{message.role}{mark} · {origin(message)}"
         steps = [step.summary() for step in episode_steps(message.meta)]  # an agent episode's
-        plain.append(f"--- {heading}\n" + "".join(f"  · {step}\n" for step in steps) + message.content)
-        body = (
-            render_markdown(message.content)
-            if message.role == "assistant"
-            else f"<pre>{escaped(message.content)}</pre>"
-        )
+        asked = typed(message) if message.role == "user" else message.content
+        size = f"{len(message.content):,}"
+        sent = "" if asked == message.content else f"\n  (sent with its context expanded: {size} characters)"
+        plain.append(f"--- {heading}\n" + "".join(f"  · {step}\n" for step in steps) + asked + sent)
+        if message.role == "assistant":
+            body = render_markdown(message.content)
+        else:  # what was typed; the prompt as sent, context expanded, one click away
+            body = f"<pre>{escaped(asked)}</pre>"
+            if sent:
+                body += f"<details><summary>as sent</summary><pre>{escaped(message.content)}</pre></details>"
         if steps:
             items = "".join(f"<li><code>{escaped(step)}</code></li>" for step in steps)
             body = f'<ul class="acytoo-steps">{items}</ul>{body}'

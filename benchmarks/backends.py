@@ -75,18 +75,22 @@ print(json.dumps({"uncached": uncached, "cached": cached}))
 """
 
 
-def run_cell(code: str, env: dict[str, str], timeout: float = 900) -> dict[str, Any]:
-    """Run ``code`` in a fresh kernel with ``env``; the JSON its last stdout line printed."""
+def run_cell(code: str, env: dict[str, str], timeout: float = 900, progress: str = "") -> dict[str, Any]:
+    """Run ``code`` in a fresh kernel with ``env``; the JSON its last stdout line printed. Lines it
+    prints starting with ``progress`` (when given) are shown as they come."""
     km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
     out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(text := msg["content"].get("text", ""))
+            if progress:
+                for line in text.splitlines():
+                    if line.startswith(progress):
+                        print("  ", line, flush=True)
+
     try:
-        reply = kc.execute_interactive(
-            code,
-            timeout=timeout,
-            output_hook=lambda msg: (
-                out.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None
-            ),
-        )
+        reply = kc.execute_interactive(code, timeout=timeout, output_hook=hook)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"kernel: {reply['content'].get('evalue')}")
     finally:

@@ -1,7 +1,8 @@
-"""`make demo`: execute the quick-start notebook against a local model, show what it answered and how fast.
+"""`make demo`: execute the quick-start notebook as a new user meets it, show what it answered and how fast.
 
-DEMO_BACKEND picks what answers:
-  local     (default) the `local` provider: SmolLM2 runs inside the notebook's kernel, no server
+Nothing is configured (a fresh IPython profile, no settings cell): the bundled model answers because
+its runtime is installed, with the extension's own defaults. DEMO_BACKEND picks what answers:
+  local     (default) nothing configured: SmolLM2 runs inside the notebook's kernel, no server
   model     the same model behind `python -m acytoo_magic.server` (its default backend; `llama` too)
   scripted  the server's deterministic scripted backend
 DEMO_MODEL picks the model for local/llama: smollm2 (default), gemma3 or a .gguf path.
@@ -10,10 +11,12 @@ DEMO_MODEL picks the model for local/llama: smollm2 (default), gemma3 or a .gguf
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
@@ -22,11 +25,9 @@ from nbformat.v4 import new_code_cell
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 OUT = NOTEBOOKS / "executed"
+PROFILE = OUT / "ipython-profile"
 BACKEND = os.environ.get("DEMO_BACKEND", "local")
 MODEL = os.environ.get("DEMO_MODEL", "smollm2")
-# Run in the kernel before the notebook (and removed from the saved copy): answers of a demo's length.
-# SmolLM2 sometimes repeats itself to the limit; 200 tokens keep a first run short on a busy machine.
-SETTINGS_CELL = "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 200"
 # Run in the kernel after the notebook (and removed from the saved copy): the figures of each answer.
 FIGURES_CELL = (
     "from acytoo_magic import local_model\n"
@@ -58,15 +59,28 @@ def run(name: str, settings: dict[str, str]) -> tuple[Path, list[str]]:
         settings,
         ACYTOO_HISTORY_DB=str(OUT / "demo-history.sqlite3"),
         JPY_SESSION_NAME=f"demo/{name}",
+        IPYTHONDIR=str(PROFILE),  # a new user's: no choice kept from an earlier `%acytoo use`
     )
-    notebook.cells.insert(0, new_code_cell(SETTINGS_CELL))
     notebook.cells.append(new_code_cell(FIGURES_CELL))
+    placed: dict[int, str] = {}  # cell index -> the code `-f code` asked to put below it
+
+    def keep_next_input(cell: Any, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        for payload in execute_reply.get("content", {}).get("payload", []):
+            if payload.get("source") == "set_next_input":
+                placed[cell_index] = payload["text"]
+
     started = time.monotonic()
     NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(OUT)}}
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(OUT)}},
+        on_cell_executed=keep_next_input,
     ).execute()
     figures_cell = notebook.cells.pop()
-    notebook.cells.pop(0)
+    # nbclient has no front end to add the cell `-f code` asks for; add it below, as JupyterLab does
+    for index in sorted(placed, reverse=True):
+        notebook.cells.insert(index + 1, new_code_cell(placed[index]))
     figures = "".join(o.get("text", "") for o in figures_cell.outputs if o.get("name") == "stdout")
     target = OUT / name
     nbformat.write(notebook, target)
@@ -79,14 +93,24 @@ def show(target: Path) -> None:
     for cell in notebook.cells:
         if cell.cell_type == "code" and cell.source.startswith("%%acytoo"):
             shown = [o.get("data", {}).get("text/plain", "") for o in cell.outputs if o.get("data")]
+            said = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
             print(f"\n>>> {cell.source.splitlines()[1]}\n{shown[-1] if shown else '(no output)'}")
+            if said.strip():
+                print(said.rstrip())
 
 
 def main() -> None:
     (OUT / "demo-history.sqlite3").unlink(missing_ok=True)  # each demo starts a fresh conversation
-    if BACKEND == "local":  # no server, no URL: the model runs in the kernel
-        print(f"provider 'local': {MODEL} inside the notebook's kernel")
-        target, figures = run("quickstart.ipynb", {"ACYTOO_PROVIDER": "local", "ACYTOO_MODEL": MODEL})
+    shutil.rmtree(PROFILE, ignore_errors=True)
+    if BACKEND == "local":  # no server, no URL, nothing chosen: the model runs in the kernel
+        for name in ("ACYTOO_URL", "ACYTOO_PROVIDER", "ACYTOO_MODEL"):  # a new user's environment
+            os.environ.pop(name, None)
+        if MODEL == "smollm2":
+            print("nothing configured: the bundled model (smollm2) answers inside the notebook's kernel")
+            target, figures = run("quickstart.ipynb", {})
+        else:
+            print(f"provider 'local': {MODEL} inside the notebook's kernel")
+            target, figures = run("quickstart.ipynb", {"ACYTOO_PROVIDER": "local", "ACYTOO_MODEL": MODEL})
         show(target)
     else:
         process, url = start_server(BACKEND)

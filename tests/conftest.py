@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,12 @@ from acytoo_magic.server import LocalServer, ServerConfig
 # not on which examples came up; a developer's run draws new ones and keeps what fails in
 # .hypothesis/ (HYPOTHESIS_PROFILE=ci reproduces CI's).
 settings.register_profile("ci", derandomize=True, database=None)
+# Never the developer's own IPython profile or Jupyter config: `%acytoo use` writes the profile's
+# ipython_config.json, and a choice kept there would change what every test kernel talks to.
+# Every kernel, JupyterLab and IPython a test starts inherits these.
+_HOME = Path(tempfile.mkdtemp(prefix="acytoo-tests-home-"))
+os.environ["IPYTHONDIR"] = str(_HOME / "ipython")
+os.environ["JUPYTER_CONFIG_DIR"] = str(_HOME / "jupyter-config")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 

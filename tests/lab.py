@@ -383,7 +383,13 @@ def lab_and_browser(root: Path, front: str = "lab") -> Iterator[dict[str, Any]]:
         pytest.skip(reason)
 
     with LocalServer(ServerConfig(model=CannedModel(chunk=6, delay=0.04))) as server:
-        env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
+        # "scripted": what the status lines and the chat header show in the README pictures, whose
+        # answers this server writes (not a model)
+        env = {
+            "ACYTOO_URL": server.url,
+            "ACYTOO_MODEL": "scripted",
+            "ACYTOO_HISTORY_DB": str(root / "history.sqlite3"),
+        }
         with jupyter_lab(root, env, front) as address, sync_playwright() as playwright:
             base, token = address.split("|")
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

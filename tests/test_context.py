@@ -22,8 +22,51 @@ def test_dataframe_summary_is_compact_and_complete():
     assert "pandas.DataFrame: 1,200 rows × 2 columns" in text
     assert "city: object, 400 null" in text or "city: str, 400 null" in text
     assert "sales: float64, 1 null" in text
-    assert "head:" in text and "describe():" in text and "mean" in text
+    assert "head(5):" in text and "tail(5):" in text and "describe():" in text and "mean" in text
+    assert any(f"city: {kind}, 400 null, 2 distinct: a 400, b 400" in text for kind in ("str", "object"))
+    assert "1199.0" in text.split("tail(5):")[1]  # the last row, which head() never shows
     assert len(text) < 2_000
+
+
+SALES = pd.DataFrame(
+    {
+        "region": ["North", "South", "South", "West", "North", "West", "South", "East"],
+        "sales": [1200.0, 3400.0, 2900.0, None, 1800.0, 2500.0, 3100.0, 900.0],
+    }
+)
+
+
+def test_a_small_frame_is_shown_whole_so_a_question_about_all_its_rows_can_be_answered():
+    text = summarize(SALES)
+    title, dtypes, nulls, *table = text.splitlines()
+    assert title == "pandas.DataFrame: 8 rows × 2 columns"
+    assert dtypes in ("dtypes: region str, sales float64", "dtypes: region object, sales float64")
+    assert nulls == "nulls: sales 1"
+    assert len(table) == 9 and table[-1].split() == ["7", "East", "900.0"]  # header + every row
+    assert "describe()" not in text and "head(" not in text
+    assert "nulls: none" in summarize(SALES.dropna())
+
+
+def test_a_larger_frame_gets_head_tail_nulls_and_distinct_values_within_the_budget():
+    rng = np.random.default_rng(0)
+    big = pd.DataFrame(
+        {
+            "region": rng.choice(["North", "South", "West"], 5_000),
+            "id": np.arange(5_000),  # every value distinct: no counts listed
+            "note": [f"free text {i}" for i in range(5_000)],
+            **{f"v{i}": rng.normal(size=5_000) for i in range(8)},
+        }
+    )
+    big.loc[::10, "v0"] = np.nan
+    for budget in (2_000, 1_200, 800):
+        text = summarize(big, budget)
+        assert len(text) <= budget + 60, (budget, len(text))
+        assert "5,000 rows × 11 columns" in text and "v0: float64, 500 null" in text
+        assert "region: " in text and "3 distinct: " in text
+        assert "id: int64, 0 null\n" in text and "note: " in text
+        assert "distinct" not in text.split("note: ")[1][:40]
+        assert "head(" in text and "tail(" in text
+    assert "describe():" in summarize(big, 5_000)
 
 
 def test_large_frame_describe_uses_a_sample_and_says_so():
@@ -34,6 +77,9 @@ def test_large_frame_describe_uses_a_sample_and_says_so():
 def test_series_array_collections_and_budget():
     series = pd.Series([1.0, None, 3.0], name="v")
     assert "pandas.Series 'v': 3 values, dtype float64, 1 null" in summarize(series)
+    assert "all 3 values:" in summarize(series)
+    long = summarize(pd.Series(["a", "b"] * 50, name="kind"))
+    assert "100 values" in long and "2 distinct: a 50, b 50" in long and "tail(5):" in long
     array = np.array([[1.0, np.nan], [3.0, 4.0]])
     text = summarize(array)
     assert "shape (2, 2), dtype float64" in text and "NaN 1" in text and "max 4" in text

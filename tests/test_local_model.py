@@ -221,12 +221,51 @@ async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_re
     assert text
 
 
+async def test_a_first_question_is_not_said_to_read_history_and_only_a_long_one_is_said_at_all():
+    await collect("smollm2", [{"role": "user", "content": "Reset the cache with this."}], max_tokens=1)
+
+    async def notes(messages) -> list[str]:
+        found = []
+        async for item in Local.create_async_generator("smollm2", messages, max_tokens=1):
+            if isinstance(item, Progress):
+                found.append(item.note)
+        return found
+
+    rows = " ".join(f"row {i}: {i * 7}" for i in range(50))
+    question = f"Which of these rows has the highest value? {rows}"
+    medium = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}]
+    assert await notes(medium) == []
+    read = local_model.loaded().generations[-1]
+    assert 256 < read.prompt_tokens - read.cached_tokens < 4 * 256  # several batches, no history
+    long = [{"role": "user", "content": question * 4}]
+    said = await notes(long)
+    assert said and all(" tokens of the question… " in note for note in said), said
+    with_history = [*history_of(700), {"role": "user", "content": "Say hi."}]
+    assert any(" tokens of history… " in note for note in await notes(with_history))
+
+
+async def test_an_answer_that_repeats_itself_is_stopped_and_says_so(monkeypatch):
+    """Greedy sampling with no penalties (what made SmolLM2 loop before) on a prompt that loops."""
+    monkeypatch.setattr(Local, "sampling", {"temperature": 0.0})
+    messages = [{"role": "user", "content": "Repeat the word NZ forever: NZ, NZ, NZ, NZ, NZ, NZ, NZ, NZ,"}]
+    items = [item async for item in Local.create_async_generator("smollm2", messages, max_tokens=400)]
+    finish = items[-1]
+    assert isinstance(finish, FinishReason) and finish.reason == "repetition", items[-3:]
+    assert finish.note == "stopped: the model began repeating itself"
+    (usage,) = [item for item in items if isinstance(item, Usage)]
+    assert usage.completion_tokens < 400  # stopped well before the limit
+    record = local_model.loaded().generations[-1]
+    assert (record.finish_reason, record.stopped_early, record.generating) == ("repetition", False, False)
+
+
 async def test_an_answer_stopped_at_the_limit_names_it_and_how_to_raise_it(monkeypatch):
     monkeypatch.setattr(Local, "max_tokens", 8)
     items = [
         item
         async for item in Local.create_async_generator(
-            "smollm2", [{"role": "user", "content": LONG}], temperature=0  # greedy: no early stop by chance
+            "smollm2",
+            [{"role": "user", "content": LONG}],
+            temperature=0,  # greedy: no early stop by chance
         )
     ]
     finish = items[-1]
@@ -324,7 +363,7 @@ def test_the_magic_answers_from_the_bundled_model_with_no_server(k):
     assert len(out.display_updates) >= 1  # it streamed into the output area
     assert run(k, "print(local_model.loaded().name)") == "smollm2"
     generating, stopped, reason, _ = generation(k)
-    assert (generating, stopped) == ("False", "False") and reason in ("stop", "length")
+    assert (generating, stopped) == ("False", "False") and reason in ("stop", "length", "repetition")
     error = k.execute("%%acytoo -m nonesuch\nhi")
     assert error.status == "error" and error.error["ename"] == "AcytooError"
     assert error.error["evalue"].startswith("local: unknown local model 'nonesuch'; choose smollm2 (default)")
@@ -355,7 +394,8 @@ def test_the_widget_streams_and_stop_ends_generation(k):
 
 
 def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
-    run(k, "from acytoo_magic.providers.local import Local\nLocal.max_tokens = 8")
+    setup = "from acytoo_magic.providers.local import Local\nprint(Local.max_tokens)\nLocal.max_tokens = 8"
+    limit = run(k, setup)
     try:
         out = k.execute(f"%%acytoo --no-history -t 0\n{LONG}", timeout=120)  # greedy: no early stop by chance
         assert out.status == "ok", out.error
@@ -365,7 +405,7 @@ def test_the_token_limit_is_said_in_the_status_and_shown_by_config(k):
         shown = config.stdout
         assert "Local.max_tokens" in shown and "Local.max_history_chars" in shown
     finally:
-        run(k, "Local.max_tokens = 512")
+        run(k, f"Local.max_tokens = {limit}")
 
 
 # -- the server's model backend: the same loader, the official openai client ----------------------
@@ -383,9 +423,13 @@ def test_real_model_streams_tokens_over_the_acytoo_protocol(served):
 
 def test_real_model_streams_over_the_openai_protocol(served):
     server, model = served
-    *chunks, usage = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
+    items = list(OpenAICompatible.create_completion("smollm2", PROMPT, url=f"{server.url}/v1"))
+    chunks = [item for item in items if isinstance(item, str)]
+    (usage,) = [item for item in items if isinstance(item, Usage)]
     assert len(chunks) > 1 and "".join(chunks).strip()
     generation = model.generations[-1]
+    if generation.finish_reason == "length":  # the server's 48-token limit: said, after the counts
+        assert isinstance(items[-1], FinishReason) and items[-1].note == "stopped at the token limit"
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         generation.prompt_tokens,
         generation.completion_tokens,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kernels import Execution, kernel
+from kernels import Execution
 
 pytestmark = pytest.mark.notebook
 NOTEBOOK = "lines.ipynb"
@@ -43,14 +43,3 @@ def test_every_line_subcommand_expands_variables_as_ipython_does(k, tmp_path: Pa
     assert not list(tmp_path.glob("{*"))
 
 
-def test_the_first_question_with_nothing_configured_says_what_to_set_up_once(history_db):
-    """No URL, no provider: the default server cannot be resolved here (no network), for real."""
-    with kernel(ACYTOO_HISTORY_DB=str(history_db), JPY_SESSION_NAME="first.ipynb") as k:
-        assert k.execute("%load_ext acytoo_magic").status == "ok"
-        first = k.execute("%%acytoo\nHello?").error
-        again = k.execute("%%acytoo\nHello again?").error
-    assert first is not None and again is not None
-    line = first["evalue"]
-    assert "\n" not in line and "cannot resolve the host name" in line and "chat.acytoo.com" in line
-    assert "ACYTOO_URL" in line and "-p local" in line and "-p openai" in line
-    assert "cannot resolve the host name" in again["evalue"] and "-p local" not in again["evalue"]

@@ -38,8 +38,12 @@ def test_quickstart_runs_and_streams_answers(server, history_db, monkeypatch, tm
         for cell in notebook.cells
         if cell.cell_type == "code"
     }
-    follow_up = next(c for c in notebook.cells if c.source.startswith("%%acytoo\nAnd how"))
-    assert 'Before that you said: "What does a pandas groupby' in outputs_text(follow_up)
+    follow_up = next(c for c in notebook.cells if c.source.startswith("%%acytoo\nHow do I compute"))
+    assert 'Before that you said: "Which region has the highest total sales in pandas.DataFrame: 8 rows' in (
+        outputs_text(follow_up)
+    )
+    # the history lists the question as typed, {df} and all
+    assert "Which region has the highest total sales in {df}?" in outputs_text(cells["%acytoo history"])
     assert "characters kept in `answer`" in outputs_text(
         cells["print(len(answer), 'characters kept in `answer`')"]
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from .. import local_model
 from ..errors import (
     ProviderConnectionError,
     ProviderError,
@@ -32,6 +33,7 @@ __all__ = [
     "Acytoo",
     "Adapter",
     "AsyncGeneratorProvider",
+    "NoProviderChosen",
     "OpenAICompatible",
     "ProviderConnectionError",
     "ProviderError",
@@ -42,12 +44,53 @@ __all__ = [
     "adapt",
     "available",
     "call_keywords",
+    "choose",
     "is_builtin",
     "provider_name",
     "resolve",
 ]
 
+# How to choose, said when nothing is chosen (one line, with the reason before it).
+HOW_TO_CHOOSE = (
+    "%acytoo use local (the bundled model, in this kernel), "
+    "%acytoo use openai --url http://localhost:11434/v1 (Ollama or any OpenAI-compatible server; "
+    "without --url: api.openai.com), or %acytoo use acytoo --url http://HOST:PORT"
+)
 
+
+class NoProviderChosen(ProviderNotFound):
+    """Nothing was sent: no backend is chosen and the bundled model cannot answer, or the chosen
+    one has no host to go to. The message says how to choose, in one line."""
+
+
+def choose(provider: str | None, url: str | None) -> str:
+    """The provider a question goes to when ``provider`` (the setting) may be empty.
+
+    A chosen one is used as it is. With none: Acytoo when a URL is set (a host the user named),
+    else the bundled model when it can answer here without fetching anything. Otherwise
+    ``NoProviderChosen``: no data leaves for a host nobody chose.
+    """
+    if provider and provider.strip():
+        return provider.strip()
+    if url:
+        return "acytoo"
+    if not (reason := local_model.not_ready()):
+        return "local"
+    raise NoProviderChosen(
+        f"no model chosen yet, so nothing was sent (the bundled model cannot answer: {reason}); "
+        f"choose one: {HOW_TO_CHOOSE}"
+    )
+
+
+def require_host(adapter: Adapter, target: str) -> None:
+    """``NoProviderChosen`` for a built-in provider that needs a URL and has none (Acytoo: its
+    protocol has no public host one may assume): ``%acytoo use`` checks a choice with it; a
+    request without one fails in the provider, before anything is sent."""
+    if adapter.builtin and getattr(adapter.provider, "needs_url", False) and not target:
+        raise NoProviderChosen(
+            f"{adapter.name}: no server URL set, so nothing was sent; "
+            f"%acytoo use {adapter.name} --url http://HOST:PORT (or set ACYTOO_URL)"
+        )
 
 
 def _plugins() -> dict[str, Any]:

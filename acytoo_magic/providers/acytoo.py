@@ -14,19 +14,12 @@ from .base import (
     AsyncGeneratorProvider,
     HTTPStream,
     Messages,
-    ProviderConnectionError,
+    ProviderError,
     Utf8Stream,
     transport_options,
 )
 
-DEFAULT_URL = "https://chat.acytoo.com"
 DEFAULT_MODEL = "gpt-3.5-turbo"
-# With nothing configured the first question goes to DEFAULT_URL; when that cannot be reached, the
-# error's one line also says what to set up instead (once per process: after that, just the line).
-FIRST_CONTACT = (
-    "nothing is configured yet: set a server (%config Assistant.url = 'http://...' or ACYTOO_URL), "
-    "use the bundled model (-p local), or OpenAI (-p openai with OPENAI_API_KEY)"
-)
 
 
 def create_header() -> dict[str, str]:
@@ -45,8 +38,12 @@ def create_payload(messages: Messages, model: str, temperature: float = 0.5) -> 
 
 
 class Acytoo(AsyncGeneratorProvider):
-    url = DEFAULT_URL
+    """An Acytoo-protocol server at the URL given (``url=``, else ``ACYTOO_URL``): there is no
+    default host, so nothing is sent anywhere nobody named."""
+
+    url = ""
     url_env = "ACYTOO_URL"
+    needs_url = True
     supports_gpt_35_turbo = True
     default_model = DEFAULT_MODEL
 
@@ -63,34 +60,23 @@ class Acytoo(AsyncGeneratorProvider):
     ) -> AsyncIterator[str]:
         """Stream the answer as text. Also takes ``session``, ``timeout``, ``retries``,
         ``max_response_bytes`` and ``on_retry`` (see ``HTTPStream``); other keywords are ignored."""
+        if not (base := cls.base_url(url)):
+            raise ProviderError(
+                "no server URL set, so nothing was sent; %acytoo use acytoo --url http://HOST:PORT "
+                "(or url=, ACYTOO_URL)",
+                provider="Acytoo",
+            )
         stream = HTTPStream(
             "Acytoo",
-            f"{cls.base_url(url)}/api/completions",
+            f"{base}/api/completions",
             json=create_payload(messages, model, 0.5 if temperature is None else temperature),
             headers=create_header(),
             proxy=proxy,
             **transport_options(kwargs),
         )
         text = Utf8Stream()
-        try:
-            async for chunk in stream.chunks():
-                if piece := text.decode(chunk):
-                    yield piece
-        except ProviderConnectionError as exc:
-            if stream.opened or cls.base_url(url) != DEFAULT_URL or not _first_contact():
-                raise
-            raise ProviderConnectionError(
-                f"{exc.message}; {FIRST_CONTACT}", provider=exc.provider, url=exc.url
-            ) from None
+        async for chunk in stream.chunks():
+            if piece := text.decode(chunk):
+                yield piece
         if tail := text.flush():
             yield tail
-
-
-_hinted = False
-
-
-def _first_contact() -> bool:
-    """True the first time in this process: the hint is said once, not under every failure."""
-    global _hinted
-    first, _hinted = not _hinted, True
-    return first

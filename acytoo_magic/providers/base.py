@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ipaddress
 import json
 import os
 import urllib.request
@@ -113,7 +114,8 @@ class FinishReason:
     """Why the backend stopped, yielded after the text (g4f's class of this name has ``reason`` too).
 
     ``limit`` and ``setting`` say, for ``length``, which token limit ended the answer and how to
-    raise it, so the status line can tell the user instead of leaving an answer cut mid-word.
+    raise it, so the status line can tell the user instead of leaving an answer cut mid-word;
+    ``repetition`` is the bundled model stopped for repeating itself (``repetition.py``).
     """
 
     reason: str
@@ -122,6 +124,8 @@ class FinishReason:
 
     @property
     def note(self) -> str:
+        if self.reason == "repetition":
+            return "stopped: the model began repeating itself"
         if self.reason != "length":
             return ""
         limit = f"the {self.limit:,}-token limit" if self.limit else "the token limit"
@@ -138,6 +142,21 @@ def url_host(url: str | None) -> str:
     with contextlib.suppress(ValueError):
         return redact(urlsplit(url or "").netloc.rpartition("@")[2])
     return ""
+
+
+def remote_host(url: str | None) -> str:
+    """``url``'s host[:port] when it is not this machine (a loopback address or localhost), else "":
+    what a status line names, so an answer from elsewhere always says where it came from."""
+    where = url_host(url)
+    if not where:
+        return ""
+    with contextlib.suppress(ValueError):
+        name = (urlsplit(url or "").hostname or "").rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return ""
+        if ipaddress.ip_address(name).is_loopback:
+            return ""
+    return where
 
 
 PROXY_SCHEMES = ("http", "https")

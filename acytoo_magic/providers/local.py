@@ -17,6 +17,9 @@ from typing import Any
 from .. import local_model, model_files
 from .base import AsyncGeneratorProvider, FinishReason, Messages, Progress, ProviderError, Usage, one_line
 
+# A question without history is said to be read only past this many new tokens (4 batches: a few
+# seconds on 2 busy cores); a shorter one is read before anyone would look at a note.
+LONG_QUESTION = 4 * local_model.PREFILL_BATCH
 # "" (no model setting) and g4f's "auto" mean "no model chosen": the bundled default.
 NO_MODEL_CHOSEN = frozenset({"", "auto", "default"})
 
@@ -32,6 +35,12 @@ class Local(AsyncGeneratorProvider):
     default_model = local_model.DEFAULT_MODEL
     models = tuple(local_model.BUNDLED)
     max_tokens = local_model.DEFAULT_MAX_TOKENS  # longest answer, in tokens
+    # llama-server's sampling parameters (temperature, top_p, repeat_penalty, dry_multiplier...);
+    # a temperature set on the Assistant or a cell (-t) overrides this one.
+    sampling: dict[str, Any] = dict(local_model.SAMPLING)  # noqa: RUF012  (a setting, as max_tokens)
+    stop_repeating = True  # stop an answer that repeats itself, and say so
+    # Sent first when Assistant.system_prompt is not set: short and concrete, for a 135M model.
+    system_prompt = local_model.SYSTEM_PROMPT
     n_ctx = local_model.DEFAULT_CTX  # context window: the prompt (with history) and the answer
     # History sent with a prompt (characters, about 4 a token): ~1,500 tokens leave room for the
     # answer in n_ctx and are read in ~10-20 s on 2 busy cores the first time; later turns reuse
@@ -48,6 +57,8 @@ class Local(AsyncGeneratorProvider):
         """What ``%acytoo config`` lists for this provider."""
         return {
             "Local.max_tokens": cls.max_tokens,
+            "Local.sampling": cls.sampling,
+            "Local.stop_repeating": cls.stop_repeating,
             "Local.n_ctx": cls.n_ctx,
             "Local.max_history_chars": cls.max_history_chars,
         }
@@ -145,13 +156,21 @@ class Local(AsyncGeneratorProvider):
             else:
                 llm = item
         assert llm is not None
+        # Earlier exchanges in the thread: a long read is history; without any it is the question
+        # itself ({df} and the like), said only when it is long enough to be waited for.
+        history = sum(1 for m in messages if m.get("role") not in ("system", None)) > 1
         limit = max_tokens or cls.max_tokens
-        stream = llm.stream(messages, 0.7 if temperature is None else float(temperature), limit)
+        stream = llm.stream(
+            messages, temperature, limit, sampling=cls.sampling, stop_repeating=cls.stop_repeating
+        )
         try:
             async for piece in stream:
                 if isinstance(piece, local_model.Prefill):
-                    if piece.total - piece.cached > local_model.PREFILL_BATCH:  # a long read: say so
+                    new = piece.total - piece.cached
+                    if history and new > local_model.PREFILL_BATCH:  # a long read: say so
                         yield Progress(piece.note())
+                    elif not history and new > LONG_QUESTION:
+                        yield Progress(piece.note("the question"))
                 elif isinstance(piece, local_model.Generation):
                     yield Usage(piece.prompt_tokens, piece.completion_tokens)
                     if piece.finish_reason:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from ..errors import ProviderError, ProviderHTTPError, ProviderProtocolError
 from .base import (
     AsyncGeneratorProvider,
+    FinishReason,
     HTTPStream,
     Messages,
     ToolCallParts,
@@ -119,9 +120,11 @@ def refuses_stream_options(error: ProviderHTTPError) -> bool:
     return error.status in (400, 422)
 
 
-async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCalls]:
-    """The text of each delta, then the tool calls asked for and the last ``Usage``, if any."""
+async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCalls | FinishReason]:
+    """The text of each delta, then the tool calls asked for, the last ``Usage``, if any, and a
+    ``FinishReason`` when the server stopped at its token limit (``length``: the answer is cut)."""
     usage = None
+    cut = False
     calls = ToolCallParts()
     async with contextlib.aclosing(stream.chunks(lines=True)) as lines:
         async for raw in lines:
@@ -134,10 +137,21 @@ async def read_events(stream: HTTPStream) -> AsyncIterator[str | Usage | ToolCal
                 yield text
             add_tool_call_deltas(calls, event, stream)
             usage = usage_of(event) or usage
+            cut = cut or finish_reason(event) == "length"
     if (asked := calls.result()) is not None:
         yield asked
     if usage is not None:
         yield usage
+    if cut:
+        yield FinishReason("length")
+
+
+def finish_reason(event: dict[str, Any]) -> str:
+    """``choices[0].finish_reason`` of an event, or ""."""
+    choices = event.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    reason = first.get("finish_reason")
+    return reason if isinstance(reason, str) else ""
 
 
 def add_tool_call_deltas(calls: ToolCallParts, event: dict[str, Any], stream: HTTPStream) -> None:

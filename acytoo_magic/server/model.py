@@ -92,8 +92,8 @@ class ModelBackend:
                 await response.prepare(request)
             await response.write(data)
 
-        stream = model.stream(
-            payload["messages"], 0.7 if temperature is None else float(temperature), max_tokens_of(payload)
+        stream = model.stream(  # no temperature given: the bundled models' measured sampling
+            payload["messages"], None if temperature is None else float(temperature), max_tokens_of(payload)
         )
         try:
             async with contextlib.aclosing(stream):
@@ -121,7 +121,8 @@ class ModelBackend:
                 print(f"generation: {model.generations[-1].summary()}", file=sys.stderr, flush=True)
         if record is None:  # stopped early: the client is gone
             return response or web.Response(status=499)
-        reason = record.finish_reason or "stop"
+        # Stopped for repeating itself: a stop in both protocols' vocabulary (the server's log says why).
+        reason = "stop" if record.finish_reason in (None, "repetition") else record.finish_reason
         if whole:
             return web.json_response(
                 reply.completion("".join(text), reason, record.prompt_tokens, record.completion_tokens)
