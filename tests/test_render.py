@@ -9,7 +9,10 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from acytoo_magic import untrusted
 from acytoo_magic.output import TerminalRenderer, markdown_bundle
 from acytoo_magic.render import Frame, ThrottledRenderer
 from acytoo_magic.untrusted import (
@@ -354,6 +357,23 @@ def test_control_characters_and_ansi_escapes_are_stripped():
     waiting = markdown_bundle(Frame("", note="contacting \x1b[1mX\x1b[0m 0.1 s", waiting=True))
     assert waiting == {"text/plain": "… contacting X 0.1 s", "text/html": waiting["text/html"]}
     assert "<em>… contacting X 0.1 s</em>" in waiting["text/html"]
+
+
+# Each control character printable removes, its neighbours, and characters whose UTF-8 shares bytes
+# with them (0xC2 leads U+0080-U+00BF; 0x80-0x9F continue many others), a surrogate, an emoji.
+CONTROL_NEIGHBOURS = [
+    chr(c) for c in (*range(0x00, 0x21), 0x7E, 0x7F, 0x80, 0x85, 0x9B, 0x9F, 0xA0, 0xB7, 0xBF, 0xC0, 0xC2)
+] + ["\u2014", "\u2019", "\u0100", "\ud800", "\U0001f642", "a", " "]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(CONTROL_NEIGHBOURS) | st.characters()))
+def test_the_fast_control_scan_finds_what_the_pattern_finds(text):
+    """printable's first look (the UTF-8 bytes) decides as the pattern it cleans with would, so a
+    text is cleaned exactly when it was before (issue 30 made the look faster, not different)."""
+    assert untrusted._has_control(text) == (untrusted._CONTROL.search(text) is not None)
+    expected = untrusted._CONTROL.sub("", untrusted._ANSI.sub("", text.replace("\r\n", "\n")))
+    assert printable(text) == (expected if untrusted._CONTROL.search(text) else text)
 
 
 def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
