@@ -288,13 +288,14 @@ def kernel_stream_times(url: str, prompts: list[str], repeats: int) -> dict[str,
 
 # -- 2. render cost growth, 3. first visible chunk ---------------------------------------------
 class _Handle:
-    """A display handle that serialises what it is given, as publishing a display update does."""
+    """A display handle that serialises what it is given, as publishing a display update does
+    (with this run's packer)."""
 
     def __init__(self, sizes: list[int]) -> None:
         self.sizes = sizes
 
     def update(self, bundle: dict[str, Any], raw: bool = True) -> None:
-        self.sizes.append(len(json.dumps({"data": bundle, "metadata": {}})))
+        self.sizes.append(len(packed({"data": bundle, "metadata": {}, "transient": {}})))
 
 
 def render_cost(
@@ -414,7 +415,7 @@ def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
     from acytoo_magic.widget import LiveAnswer, Transcript, live_html, message_html
 
     transcript, sizes = Transcript(), []
-    transcript.send = lambda content, buffers=None: sizes.append(len(json.dumps(content)))  # type: ignore
+    transcript.send = lambda content, buffers=None: sizes.append(len(packed(content)))  # type: ignore
     answer, now = LiveAnswer(), [0.0]
 
     def draw(frame: Any) -> None:
@@ -529,7 +530,7 @@ async def first_visible(url: str, repeats: int) -> tuple[float, float]:
 
     def draw(frame: Any) -> None:
         if frame.text and "drawn" not in seen:
-            json.dumps(markdown_bundle(frame))
+            packed({"data": markdown_bundle(frame), "metadata": {}, "transient": {}})
             seen["drawn"] = time.perf_counter()
 
     delays, firsts = [], []
@@ -616,6 +617,7 @@ def responsiveness(table: Table, url: str, smoke: bool) -> None:
 
     with tempfile.TemporaryDirectory() as tmp, kernel(ACYTOO_URL=url, ACYTOO_HISTORY_DB=f"{tmp}/h.db") as k:
         k.execute("%load_ext acytoo_magic\nfrom acytoo_magic import ChatWidget\nw = ChatWidget('bench')")
+        use_kernel_packer(k)
         idle = latency(k)
         k.execute("w.send('[[size=50000000 chunk=64 delay=0.0005]]')")
         busy = latency(k)
@@ -660,12 +662,39 @@ def dataframe(table: Table, smoke: bool) -> None:
     table.add("context", "full df.describe(include='all') / our summary", full / ours, "x")
 
 
+def first_visible_rows(table: Table, url: str, smoke: bool) -> None:
+    delay, first = asyncio.run(first_visible(url, 5 if smoke else 20))
+    table.add("first visible chunk", "server stall to first chunk (raw)", first * 1000, "ms")
+    table.add("first visible chunk", "first chunk to first draw", delay * 1000, "ms", "< 10", delay < 0.010)
+
+
+def sections(url: str, smoke: bool) -> list[Callable[[Table], Any]]:
+    """The bench's sections against the scripted server at ``url``, in order, each adding its rows
+    to the table it is given (the peers and the browser apart: they start servers of their own)."""
+    return [
+        lambda table: streaming(table, url, smoke),
+        lambda table: rendering(table, smoke),
+        lambda table: widget_frames(table, smoke),
+        lambda table: linear(table, smoke),
+        lambda table: first_visible_rows(table, url, smoke),
+        lambda table: reuse(table, url, smoke),
+        lambda table: history(table, smoke),
+        lambda table: responsiveness(table, url, smoke),
+        lambda table: dataframe(table, smoke),
+    ]
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     import platform
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    packages = ("ipykernel", "ipython", "jupyterlab", "aiohttp", "markdown-it-py", "playwright")
+    packages = ("ipykernel", "ipython", "jupyterlab", "jupyter_client", "aiohttp", "markdown-it-py")
+    packages += ("playwright",)
+    try:
+        orjson = version("orjson")
+    except PackageNotFoundError:
+        orjson = ""
     return {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -673,6 +702,8 @@ def machine() -> dict[str, Any]:
         "load_average": os.getloadavg(),
         "chromium": chromium_version(),
         **{name: version(name) for name in packages},
+        "orjson": orjson,
+        "packer": packer_name(),
     }
 
 
@@ -693,30 +724,25 @@ def main() -> None:
     parser.add_argument(
         "--peers", default=str(ROOT / ".bench"), help="the peers' venvs (made by `make bench`)"
     )
+    parser.add_argument(
+        "--packer",
+        choices=("json", "orjson"),
+        help="the kernels' message packer (default: jupyter_client's choice, orjson when installed)",
+    )
     args = parser.parse_args()
+    use_packer(args.packer)
     started = time.perf_counter()
     table = Table()
     process, url = start_server()
     try:
-        streaming(table, url, args.smoke)
-        rendering(table, args.smoke)
-        widget_frames(table, args.smoke)
-        linear(table, args.smoke)
-        delay, first = asyncio.run(first_visible(url, 5 if args.smoke else 20))
-        table.add("first visible chunk", "server stall to first chunk (raw)", first * 1000, "ms")
-        table.add(
-            "first visible chunk", "first chunk to first draw", delay * 1000, "ms", "< 10", delay < 0.010
-        )
-        reuse(table, url, args.smoke)
-        history(table, args.smoke)
-        responsiveness(table, url, args.smoke)
-        dataframe(table, args.smoke)
+        for section in sections(url, args.smoke):
+            section(table)
         compared = peers(table, url, args.smoke, Path(args.peers))
     finally:
         process.terminate()
         process.wait(timeout=10)
     try:
-        in_browser = browser(table, args.smoke)
+        in_browser = browser(table, args.smoke, args.packer)
     except Exception as exc:  # the rest of the table is still worth keeping
         in_browser = {"runs": False, "status": f"failed: {type(exc).__name__}: {str(exc)[:200]}"}
         table.add("browser", "runs", 0.0, "", note=in_browser["status"])
