@@ -161,9 +161,14 @@ GOALS = {"1 MB": "floor", "64 KB": "floor", "20,000 tiny chunks": "raw", "500 ti
 
 
 def streaming(table: Table, url: str, smoke: bool) -> None:
+    provider_overhead(table, url, smoke)
+    kernel_overhead({PACKER: table}, url, smoke)
+
+
+def provider_overhead(table: Table, url: str, smoke: bool) -> None:
+    """The provider against the raw read, in this process (no kernel, nothing published)."""
     cases = SMOKE_CASES if smoke else CASES
     repeats = 3 if smoke else 9
-    kernel_times = kernel_stream_times(url, list(cases.values()), 3 if smoke else 15)
     for label, prompt in cases.items():
 
         async def floor(session: aiohttp.ClientSession, prompt: str = prompt) -> None:
@@ -183,10 +188,19 @@ def streaming(table: Table, url: str, smoke: bool) -> None:
         ratio = times["ours"] / base
         table.add("streaming overhead", f"{name}: provider / floor", ratio, "x", "<= 1.05", ratio <= 1.05)
         table.add("streaming overhead", f"{name}: original provider / floor", times["original"] / base, "x")
-        kernel_rows(table, label, kernel_times[prompt], GOALS[label])
 
 
-def kernel_rows(table: Table, label: str, samples: dict[str, list[float]], goal: str) -> None:
+def kernel_overhead(tables: dict[str | None, Table], url: str, smoke: bool) -> None:
+    """The kernel rows (``kernel_rows``) for each packer in ``tables``, measured in one kernel with
+    the packers in turns, round by round."""
+    cases = SMOKE_CASES if smoke else CASES
+    times = kernel_stream_times(url, list(cases.values()), 3 if smoke else 15, list(tables))
+    for packer, table in tables.items():
+        for label, prompt in cases.items():
+            kernel_rows(table, label, times[packer][prompt], GOALS[label], packer or packer_name())
+
+
+def kernel_rows(table: Table, label: str, samples: dict[str, list[float]], goal: str, packer: str) -> None:
     """The whole %%acytoo path in the kernel against the least any design pays there (issue 30):
     the raw read plus one render and one publish of the final output; and against the raw read
     alone. ``goal``: which of the two carries the target (the 1 MB answer: the floor, <= 1.2; many
@@ -203,7 +217,7 @@ def kernel_rows(table: Table, label: str, samples: dict[str, list[float]], goal:
     add(f"{label} kernel path: floor (raw + one render + one publish)", median["floor"] * 1000, "ms")
     add(f"{label} kernel path: full %%acytoo", median["full"] * 1000, "ms")
     note = f"the whole cell: request, stream, final update, record; {len(samples['full'])} rounds"
-    note += f", packer {packer_name()}"
+    note += f", packer {packer}"
     over_floor, over_raw = ratio("full", "floor"), ratio("full", "raw")
     floor_name = f"{label} kernel path: full %%acytoo / floor (raw + one render + one publish)"
     if goal == "floor":
@@ -253,19 +267,24 @@ _magics.AcytooMagics._ask_async = _timed_ask
 """
 
 
-def kernel_stream_times(url: str, prompts: list[str], repeats: int) -> dict[str, dict[str, list[float]]]:
+def kernel_stream_times(
+    url: str, prompts: list[str], repeats: int, packers: list[str | None]
+) -> dict[str | None, dict[str, dict[str, list[float]]]]:
     """In a real kernel, timed inside it, in rounds (the order turning each round): the whole
     %%acytoo path (the cell's ``_ask_async``: request to the final display update and the record
     after it); raw aiohttp on the same loop with a kept session; and that raw read plus one render
-    and one publish of the final output (the floor of any design). Each kind's times, round by round."""
+    and one publish of the final output (the floor of any design). Each round runs them with each
+    of ``packers`` in turn (None: jupyter_client's choice), so the packers see the same machine.
+    Per packer and prompt, each kind's times, round by round."""
     from kernels import kernel
 
-    times: dict[str, dict[str, list[float]]] = {}
+    times: dict[str | None, dict[str, dict[str, list[float]]]] = {packer: {} for packer in packers}
     with tempfile.TemporaryDirectory() as tmp, kernel(ACYTOO_URL=url, ACYTOO_HISTORY_DB=f"{tmp}/h.db") as k:
         k.execute(f"%load_ext acytoo_magic\nimport acytoo_magic\nURL = {url!r}\n{RAW_IN_KERNEL}")
-        use_kernel_packer(k)
+        default = k.execute("print(get_ipython().kernel.session.packer)").stdout.strip()
+        kinds = ["full", "raw", "floor"]
         for prompt in prompts:
-            samples: dict[str, list[float]] = {"full": [], "raw": [], "floor": []}
+            samples = {packer: {kind: [] for kind in kinds} for packer in packers}
 
             def run(kind: str, prompt: str = prompt) -> float:
                 if kind == "full":
@@ -274,14 +293,16 @@ def kernel_stream_times(url: str, prompts: list[str], repeats: int) -> dict[str,
                 floor = kind == "floor"
                 return float(k.execute(f"print(await _raw_stream(_raw_session, {prompt!r}, {floor}))").stdout)
 
-            for kind in samples:  # warm-up: imports, the first connection
+            for kind in kinds:  # warm-up: imports, the first connection
                 run(kind)
-            kinds = list(samples)
             for index in range(repeats):
-                turn = {kind: run(kind) for kind in kinds[index % 3 :] + kinds[: index % 3]}
-                for kind, took in turn.items():
-                    samples[kind].append(took)
-            times[prompt] = samples
+                for packer in packers[index % len(packers) :] + packers[: index % len(packers)]:
+                    done = k.execute(f"get_ipython().kernel.session.packer = {packer or default!r}")
+                    assert done.status == "ok", done.error
+                    for kind in kinds[index % 3 :] + kinds[: index % 3]:
+                        samples[packer][kind].append(run(kind))
+            for packer in packers:
+                times[packer][prompt] = samples[packer]
         k.execute("await _raw_session.close()")
     return times
 
@@ -668,19 +689,19 @@ def first_visible_rows(table: Table, url: str, smoke: bool) -> None:
     table.add("first visible chunk", "first chunk to first draw", delay * 1000, "ms", "< 10", delay < 0.010)
 
 
-def sections(url: str, smoke: bool) -> list[Callable[[Table], Any]]:
+def sections(url: str, smoke: bool) -> list[tuple[str, Callable[[Table], Any]]]:
     """The bench's sections against the scripted server at ``url``, in order, each adding its rows
     to the table it is given (the peers and the browser apart: they start servers of their own)."""
     return [
-        lambda table: streaming(table, url, smoke),
-        lambda table: rendering(table, smoke),
-        lambda table: widget_frames(table, smoke),
-        lambda table: linear(table, smoke),
-        lambda table: first_visible_rows(table, url, smoke),
-        lambda table: reuse(table, url, smoke),
-        lambda table: history(table, smoke),
-        lambda table: responsiveness(table, url, smoke),
-        lambda table: dataframe(table, smoke),
+        ("streaming overhead", lambda table: streaming(table, url, smoke)),
+        ("render cost", lambda table: rendering(table, smoke)),
+        ("widget frames", lambda table: widget_frames(table, smoke)),
+        ("linear time", lambda table: linear(table, smoke)),
+        ("first visible chunk", lambda table: first_visible_rows(table, url, smoke)),
+        ("connection reuse", lambda table: reuse(table, url, smoke)),
+        ("history store", lambda table: history(table, smoke)),
+        ("kernel responsiveness", lambda table: responsiveness(table, url, smoke)),
+        ("context", lambda table: dataframe(table, smoke)),
     ]
 
 
@@ -735,7 +756,7 @@ def main() -> None:
     table = Table()
     process, url = start_server()
     try:
-        for section in sections(url, args.smoke):
+        for _name, section in sections(url, args.smoke):
             section(table)
         compared = peers(table, url, args.smoke, Path(args.peers))
     finally:
