@@ -55,17 +55,31 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
     """
     if frame.waiting:  # text, not an hourglass emoji: without an emoji font that is an empty box
         return {"text/plain": printable(f"… {frame.note}"), "text/html": note_html(f"… {frame.note}")}
-    full = frame.final or fmt == "text"  # -f text has nothing else to show
-    text = printable(frame.text) if full else streaming_plain(frame.text)
-    plain = text + (f"\n[{printable(frame.note)}]" if frame.note else "")
-    plain += f"\n— {printable(frame.status)}" if frame.status else ""
     if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
-        return {"text/plain": unlinkable(plain)}
+        # -f text has nothing else to show: the whole text, each time
+        return {"text/plain": unlinkable(_with_note(printable(frame.text), frame.note, frame.status))}
     body = render_markdown(frame.text, unfinished=not frame.final)  # printable() inside
-    if not frame.final:
-        body = with_cursor(body)
-    body += note_html(f"— {frame.note}" if frame.note else "")
-    return {"text/plain": plain, "text/html": body + status_html(frame.status)}
+    if frame.final:
+        return final_bundle(body, printable(frame.text), frame.note, frame.status)
+    plain = _with_note(streaming_plain(frame.text), frame.note, frame.status)
+    html = with_cursor(body) + note_html(f"— {frame.note}" if frame.note else "")
+    return {"text/plain": plain, "text/html": html + status_html(frame.status)}
+
+
+def final_bundle(html: str, plain: str, note: str = "", status: str = "") -> dict[str, Any]:
+    """The answer's final output, which the saved notebook keeps: its safe HTML and its clean text
+    (``html`` and ``plain``), each with the note (partial, interrupted...) and the status line.
+
+    Every final output of the magic is built here (``DisplayRenderer``'s last output,
+    ``markdown_bundle``), so a form added to it is added once.
+    """
+    html += note_html(f"— {note}" if note else "") + status_html(status)
+    return {"text/plain": _with_note(plain, note, status), "text/html": html}
+
+
+def _with_note(plain: str, note: str, status: str) -> str:
+    plain += f"\n[{printable(note)}]" if note else ""
+    return plain + (f"\n— {printable(status)}" if status else "")
 
 
 class DisplayRenderer(ThrottledRenderer):
@@ -133,11 +147,8 @@ class DisplayRenderer(ThrottledRenderer):
             self._revise(update.revised)
         pending = "".join(block.html for block in self._pending)
         sources = "".join(block.source for block in self._pending) + update.tail_source
-        if frame.final:
-            plain = sources + (f"\n[{printable(frame.note)}]" if frame.note else "")  # sources are clean
-            plain += f"\n— {printable(frame.status)}" if frame.status else ""
-            html = pending + update.tail_html + note_html(f"— {frame.note}" if frame.note else "")
-            self._show({"text/plain": plain, "text/html": html + status_html(frame.status)})
+        if frame.final:  # sources are clean
+            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.status))
             self.segments.append((self.handle, self._pending))
             return
         html = with_cursor(pending + update.tail_html)

@@ -33,9 +33,25 @@ _SAFE_SCHEMES = ("http:", "https:", "mailto:")
 LINK_REL = "noopener noreferrer nofollow"
 
 
+# The same characters as _CONTROL, looked for in the text's UTF-8 bytes: C0 controls and DEL are
+# single bytes there (``translate`` deletes every other byte value, fast), a C1 control (U+0080-U+009F)
+# is 0xC2 and a byte 0x80-0x9F (0xC2 leads only U+0080-U+00BF). For 1 MB of text: 0.7 ms (ASCII) to
+# 1.7 ms, where the regular expression's scan takes 2.0-3.1 ms (docs/streaming.md, issue 30).
+_NOT_C0 = bytes(b for b in range(256) if not (b <= 0x08 or 0x0B <= b <= 0x1F or b == 0x7F))
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a character ``printable`` removes (``_CONTROL``'s), found fast."""
+    data = text.encode("utf-8", "surrogatepass")
+    if data.translate(None, _NOT_C0):
+        return True
+    return not text.isascii() and _C1_UTF8.search(data) is not None
+
+
 def printable(text: str) -> str:
     """The text with ANSI escapes and control characters (all but newline and tab) removed."""
-    if _CONTROL.search(text) is None:  # the usual case, one scan (ESC and CR are control characters)
+    if not _has_control(text):  # the usual case, one fast scan (ESC and CR are control characters)
         return text
     return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
 

@@ -106,7 +106,7 @@ from acytoo_magic.output import markdown_bundle
 from acytoo_magic.providers import Acytoo
 from acytoo_magic.render import Frame
 QUESTION = {question!r}
-async def every_chunk():
+{packer}async def every_chunk():
     # The baseline: the same safe HTML, redrawn at every chunk (as chatlab redraws its Markdown).
     handle, text = display({{"text/plain": ""}}, raw=True, display_id=True), ""
     stream = Acytoo.create_async_generator("m", [{{"role": "user", "content": QUESTION}}],
@@ -195,11 +195,17 @@ MODES = [
 Plan = list[tuple[str, int | None, int, str]]  # per mode: name, prep cell, measured cell, check
 
 
-def notebook(path: Path, modes: list[tuple[str, str, str, str]] = MODES) -> Plan:
-    """Write the notebook; returns per mode its name, prep cell index, measured cell index and check."""
+def packer_line(packer: str | None) -> str:
+    """The setup cell's line choosing the kernel's message packer (none: jupyter_client's choice)."""
+    return f"get_ipython().kernel.session.packer = {packer!r}\n" if packer else ""
+
+
+def notebook(path: Path, modes: list[tuple[str, str, str, str]] = MODES, packer: str | None = None) -> Plan:
+    """Write the notebook; returns per mode its name, prep cell index, measured cell index and check.
+    ``packer``: the kernel's message packer (``json``, ``orjson``; none: jupyter_client's choice)."""
     import nbformat
 
-    cells = [nbformat.v4.new_code_cell(SETUP.format(question=QUESTION))]
+    cells = [nbformat.v4.new_code_cell(SETUP.format(question=QUESTION, packer=packer_line(packer)))]
     plan = []
     for name, prep, source, drawn in modes:
         prep_index = None
@@ -324,6 +330,7 @@ def bench_page(
     model: LongAnswer,
     modes: list[tuple[str, str, str, str]] = MODES,
     on_page: Callable[[Any], None] = lambda page: None,
+    packer: str | None = None,
 ) -> Iterator[tuple[Any, Any, Plan]]:
     """The bench notebook open in a real JupyterLab + Chromium, its setup cell run: yields the
     page, a CDP session with ``Performance`` enabled, and the plan (see ``notebook``).
@@ -335,7 +342,7 @@ def bench_page(
 
     with tempfile.TemporaryDirectory() as tmp, LocalServer(ServerConfig(model=model)) as server:
         root = Path(tmp)
-        plan = notebook(root / "bench.ipynb", modes)
+        plan = notebook(root / "bench.ipynb", modes, packer)
         env = {"ACYTOO_URL": server.url, "ACYTOO_HISTORY_DB": str(root / "history.sqlite3")}
         with jupyter_lab(root, env) as address, sync_playwright() as playwright:
             base, token = address.split("|")
@@ -381,8 +388,8 @@ REPEATED = ("%%acytoo", "ChatWidget", "one render of the final answer")
 ROUNDS = 3
 
 
-def browser(table: Any, smoke: bool) -> dict[str, Any]:
-    """Every mode in one page of one JupyterLab; smoke: a 5 KB answer."""
+def browser(table: Any, smoke: bool, packer: str | None = None) -> dict[str, Any]:
+    """Every mode in one page of one JupyterLab; smoke: a 5 KB answer; ``packer``: the kernel's."""
     from lab import chromium_missing_reason
 
     reason = chromium_missing_reason()
@@ -400,7 +407,7 @@ def browser(table: Any, smoke: bool) -> dict[str, Any]:
         "chunks": -(-len(text) // 100),
     }
     rounds: dict[str, list[dict[str, float]]] = {}
-    with bench_page(model) as (page, cdp, plan):
+    with bench_page(model, packer=packer) as (page, cdp, plan):
         # The goal's modes in rounds, then the others, each from cleared outputs. One run of a mode
         # read 1.2x to 2.5x one render in the same page (the baseline itself swings 36-57 ms), so a
         # goal mode's figures are those of its median round. A page holding earlier answers pays

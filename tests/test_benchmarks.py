@@ -98,3 +98,29 @@ def test_the_outbound_benchmark_runs_and_finds_what_was_planted(tmp_path):
     rows = json.loads(output.read_text())["rows"]
     assert rows["no secrets"]["found"] == []
     assert rows["with 3 secrets"]["found"] == ["api_key", "password", "GitHub Token"]
+
+
+def test_the_bench_packs_with_the_packer_it_is_told_and_pairs_each_row_with_its_twin():
+    """run.use_packer decides how the bench's own publishing is packed (issue 30 compares json with
+    orjson); packers.compared puts each row beside the same row measured with the other packer."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import packers
+    import run
+    from table import Table
+
+    content = {"data": {"text/plain": "— x", "text/html": "<p>— x</p>"}, "metadata": {}}
+    try:
+        run.use_packer("json")
+        assert run.packer_name() == "json" and json.loads(run.packed(content)) == content
+        assert b", " in run.packed(content)  # the standard json's separators
+        run.use_packer("orjson")
+        assert run.packer_name() == "orjson" and json.loads(run.packed(content)) == content
+        assert b", " not in run.packed(content)  # orjson's are compact
+    finally:
+        run.use_packer(None)
+    tables = {packer: Table() for packer in packers.PACKERS}
+    tables["json"].add("s", "a row", 2.0, "ms", "< 3", True)
+    tables["json"].add("s", "only here", 1.0, "x")
+    tables["orjson"].add("s", "a row", 1.0, "ms", "< 3", True)
+    pairs = [(r["name"], r["json"], r["orjson"]) for r in packers.compared(tables)]
+    assert pairs == [("a row", 2.0, 1.0), ("only here", 1.0, None)]

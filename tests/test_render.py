@@ -9,9 +9,12 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from acytoo_magic import untrusted
 from acytoo_magic.output import TerminalRenderer, markdown_bundle
-from acytoo_magic.render import Frame, ThrottledRenderer
+from acytoo_magic.render import FIRST_CHARS, Frame, ThrottledRenderer
 from acytoo_magic.untrusted import (
     CODE_INNER_STYLE,
     CODE_STYLE,
@@ -57,6 +60,54 @@ def test_the_second_draw_follows_the_first_soon_whatever_the_interval():
     clock.now = 0.021
     renderer.feed("llo")
     assert [frame.text for frame in frames] == ["He", "Hello"]
+
+
+def test_a_long_first_chunk_shows_a_screenful_at_once_and_the_rest_with_the_next_draw():
+    """A burst read at once (or an answer sent whole) is not rendered twice over: the first draw
+    shows FIRST_CHARS of it, the next draw the rest; nothing is lost or shown twice."""
+    clock, frames = FakeClock(), []
+    renderer = ThrottledRenderer(frames.append, interval=0.15, clock=clock)
+    text = "word " * 20_000
+    renderer.feed(text)
+    assert frames[0].text == text[:FIRST_CHARS] and frames[0].added == text[:FIRST_CHARS]
+    clock.now = 0.021
+    renderer.feed("end")
+    assert frames[1].text == text + "end" and frames[1].added == text[FIRST_CHARS:] + "end"
+    renderer.close(text + "end")
+    assert "".join(frame.added for frame in frames) == text + "end"
+    # An answer sent whole: the rest comes with the final draw.
+    frames.clear()
+    renderer = ThrottledRenderer(frames.append, interval=0.15, clock=clock)
+    renderer.feed(text)
+    renderer.close(text)
+    assert [frame.added for frame in frames] == [text[:FIRST_CHARS], text[FIRST_CHARS:]]
+    assert frames[-1] == Frame(text, final=True)
+
+
+async def test_the_rest_of_a_long_first_chunk_is_drawn_though_nothing_more_arrives():
+    frames: list[Frame] = []
+    second = asyncio.get_running_loop().create_future()
+
+    def draw(frame: Frame) -> None:
+        frames.append(frame)
+        if len(frames) == 2:
+            second.set_result(None)
+
+    renderer = ThrottledRenderer(draw, interval=0.15)
+    renderer.feed("x" * (FIRST_CHARS + 10))
+    assert [len(frame.text) for frame in frames] == [FIRST_CHARS]
+    await asyncio.wait_for(second, 5)  # the timer the first draw set
+    assert frames[1].text == "x" * (FIRST_CHARS + 10) and not frames[1].final
+
+
+def test_a_long_first_chunk_with_an_escape_sequence_is_drawn_whole():
+    """A terminal cleans each frame's new text on its own: a cut inside an escape sequence would
+    leave its rest on screen as text, so such a chunk is not cut."""
+    frames: list[Frame] = []
+    renderer = ThrottledRenderer(frames.append, interval=0.15, clock=FakeClock())
+    text = "y" * (FIRST_CHARS - 2) + "\x1b[31mred\x1b[0m" + "z" * 100
+    renderer.feed(text)
+    assert frames[0].text == text
 
 
 def test_text_of_a_failed_draw_is_new_again_in_the_next_frame():
@@ -354,6 +405,23 @@ def test_control_characters_and_ansi_escapes_are_stripped():
     waiting = markdown_bundle(Frame("", note="contacting \x1b[1mX\x1b[0m 0.1 s", waiting=True))
     assert waiting == {"text/plain": "… contacting X 0.1 s", "text/html": waiting["text/html"]}
     assert "<em>… contacting X 0.1 s</em>" in waiting["text/html"]
+
+
+# Each control character printable removes, its neighbours, and characters whose UTF-8 shares bytes
+# with them (0xC2 leads U+0080-U+00BF; 0x80-0x9F continue many others), a surrogate, an emoji.
+CONTROL_NEIGHBOURS = [
+    chr(c) for c in (*range(0x00, 0x21), 0x7E, 0x7F, 0x80, 0x85, 0x9B, 0x9F, 0xA0, 0xB7, 0xBF, 0xC0, 0xC2)
+] + ["\u2014", "\u2019", "\u0100", "\ud800", "\U0001f642", "a", " "]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(CONTROL_NEIGHBOURS) | st.characters()))
+def test_the_fast_control_scan_finds_what_the_pattern_finds(text):
+    """printable's first look (the UTF-8 bytes) decides as the pattern it cleans with would, so a
+    text is cleaned exactly when it was before (issue 30 made the look faster, not different)."""
+    assert untrusted._has_control(text) == (untrusted._CONTROL.search(text) is not None)
+    expected = untrusted._CONTROL.sub("", untrusted._ANSI.sub("", text.replace("\r\n", "\n")))
+    assert printable(text) == (expected if untrusted._CONTROL.search(text) else text)
 
 
 def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
