@@ -286,7 +286,7 @@ class AgentLoop:
                         break
                 self._steps += 1
                 # masked off the loop (a long history costs tens of ms); ``open`` masks again, from its cache
-                await asyncio.to_thread(self.request.outbound.mask_messages, sent)
+                await asyncio.to_thread(self.request.masked, sent)
                 reply = await self._ask(sent, session)
                 self._turn = None  # its text is the answer or a step from here on
                 if reply.error is not None:
@@ -365,7 +365,7 @@ class AgentLoop:
             self.episode.completion_tokens += completion
             self.episode.estimated |= estimated
             if request.spend is not None:
-                await to_thread_to_the_end(charge_spend, request, reply)
+                charge_spend(request, reply)  # queued for the ledger's own thread
                 self.episode.history_warning = self.episode.history_warning or reply.history_warning
         return reply
 

@@ -20,7 +20,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
 from . import providers
-from .budget import DailyBudget
+from .budget import DailyBudget, Ledger
 from .context import ErrorLog, NotebookContext
 from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
 from .conversation import default_history_path as _default_history_path
@@ -183,6 +183,7 @@ class Assistant(Configurable):
         self.identity = identity_for(shell)  # follows the notebook document (rename, reused names)
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
+        self._ledger = Ledger()  # this assistant's spend, written in order by a thread of its own
         super().__init__(**kwargs)
         # At interpreter exit (a kernel shutting down, a script ending): exchanges a lock held back
         # are written, the HTTP sessions closed. Bound to the parts, so the Assistant can still go.
@@ -333,6 +334,7 @@ class Assistant(Configurable):
             add=lambda tokens, cost: self.store.add_spend(self.notebook, tokens, cost),
             notebook_max_tokens=self.notebook_daily_max_tokens,
             notebook_max_cost=self.notebook_daily_max_cost,
+            ledger=self._ledger,
         )
 
     # -- asking ---------------------------------------------------------------------------------

@@ -11,11 +11,13 @@ the setting that raises it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import json
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BudgetExceeded, HistoryError
@@ -28,6 +30,34 @@ __all__ = ["BudgetExceeded", "DailyBudget", "start_of_today"]
 def start_of_today() -> float:
     """Local midnight as a Unix time: the day a daily budget counts."""
     return datetime.datetime.combine(datetime.date.today(), datetime.time()).timestamp()
+
+
+class Ledger:
+    """Where a finished request's spend is written: one thread of its own, in order, so an answer
+    does not wait for the write (a millisecond of SQLite after its final draw) and a later read
+    (``settled``) waits for every write queued before it."""
+
+    def __init__(self) -> None:
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._last: concurrent.futures.Future[None] | None = None
+        self._lock = threading.Lock()
+
+    def write(self, add: Callable[[int, float], None], tokens: int, cost: float) -> None:
+        with self._lock:
+            if self._writer is None:
+                self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="acytoo-ledger")
+            self._last = self._writer.submit(_write, add, tokens, cost)
+
+    def settled(self) -> None:
+        """Wait until every write queued so far is in the ledger (or has failed, which loses it)."""
+        last = self._last
+        if last is not None:
+            concurrent.futures.wait([last])
+
+
+def _write(add: Callable[[int, float], None], tokens: int, cost: float) -> None:
+    with contextlib.suppress(HistoryError):  # a locked file loses this entry rather than delaying anything
+        add(tokens, cost)
 
 
 @dataclass
@@ -46,6 +76,7 @@ class DailyBudget:
     add: Callable[[int, float], None]
     notebook_max_tokens: int = 0
     notebook_max_cost: float = 0.0
+    ledger: Ledger = field(default_factory=Ledger)
 
     @property
     def active(self) -> bool:
@@ -54,10 +85,12 @@ class DailyBudget:
 
     def today(self) -> tuple[int, float]:
         """What every notebook spent today (the user's budget counts this)."""
+        self.ledger.settled()
         return self.spent(start_of_today(), None)
 
     def notebook_today(self) -> tuple[int, float]:
         """What this notebook spent today."""
+        self.ledger.settled()
         return self.spent(start_of_today(), self.key())
 
     def check(self, prompt_chars: int, price: tuple[float, float] | None) -> None:
@@ -108,14 +141,14 @@ class DailyBudget:
         """Add a finished request's tokens and cost; one that got nothing back costs nothing (a reply
         whose text came back but could not be shown is failed too, and was billed).
 
-        A locked history file loses this one entry rather than delaying the answer.
+        Queued for the ledger's writer: nothing waits for it but a later reading of the ledger. A
+        locked history file loses this one entry rather than delaying anything.
         """
         if reply.status == FAILED and not reply.chunks and reply.usage is None and not reply.tool_calls:
             return
         prompt, completion, _estimated = reply.tokens()
         cost = (prompt * price[0] + completion * price[1]) / 1e6 if price is not None else 0.0
-        with contextlib.suppress(HistoryError):
-            self.add(prompt + completion, cost)
+        self.ledger.write(self.add, prompt + completion, cost)
 
 
 def _check(

@@ -81,6 +81,7 @@ _NAME_BEFORE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)['\"]?\]?\s*\Z")  # 
 _MARK = re.compile(r"\[secret: ([^\n]{1,200}?)\](?!\])")  # a name may end in "]": cfg['password']
 
 
+@functools.lru_cache(maxsize=8192)  # read again before every message: a notebook's names repeat
 def looks_secret(name: str, environment: bool = False) -> bool:
     """Whether a variable, key or environment name says its value is a secret."""
     parts = [p.lower() for p in _WORD.findall(name)]

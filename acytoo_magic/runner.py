@@ -31,6 +31,7 @@ from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+MASK_ON_LOOP_CHARS = 16_000  # a request this short is masked on the loop (under a ms); longer: in a thread
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text, used only when no counts are reported
 
 
@@ -111,8 +112,7 @@ class Request:
         """The provider's stream of ``messages`` (masked at the boundary) with this request's options."""
         tools = settings.pop("tools", None)
         options = {**self.options, **settings}
-        self.outbound.refresh()  # what approved code or a cell defined since counts too
-        sent = self.outbound.mask_messages(messages)
+        sent = self.masked(messages)  # what approved code or a cell defined since counts too
         return self.adapter.open(self.model, sent, self.proxy, options, session, tools)
 
     @property
@@ -166,8 +166,12 @@ class Request:
 
     def leaving(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
         """``messages`` as they leave the boundary (what ``open`` sends; Preview shows this)."""
+        return self.masked(self.messages(history, tools))
+
+    def masked(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``messages`` through the boundary, its secrets read again first (as ``open`` does)."""
         self.outbound.refresh()
-        return self.outbound.mask_messages(self.messages(history, tools))
+        return self.outbound.mask_messages(messages)
 
 
 async def stream_reply(
@@ -297,12 +301,20 @@ async def answer(
 
     try:
         renderer.start(request.label)
-        try:  # masked in the thread too: ``open`` masks again from the boundary's cache
-            messages = await asyncio.to_thread(request.leaving)
+        try:
+            if request.conversation is None:  # nothing to read: built here, no thread hop
+                messages = request.messages()
+            else:
+                messages = await asyncio.to_thread(request.messages)  # the history file, off the loop
         except Exception as exc:  # the file is locked or went away: answer without history
             reply.history_warning = history_problem(exc)
-            messages = request.leaving(history=False)
+            messages = request.messages(history=False)
         reply.prompt_chars = sum(len(m["content"] or "") for m in messages)
+        # Masked now (``open`` masks again, from the boundary's cache): a long text off the loop.
+        if reply.prompt_chars > MASK_ON_LOOP_CHARS:
+            await asyncio.to_thread(request.masked, messages)
+        else:
+            request.masked(messages)
         if request.outbound.found:  # said while waiting, and again under the answer
             renderer.notify(request.outbound.line())
         opened = lambda: request.open(messages, session, on_retry=on_retry)  # noqa: E731
@@ -315,7 +327,10 @@ async def answer(
     finally:
         reply.finished = reply.finished or time.monotonic()
         _close(request, renderer, reply)
-        await to_thread_to_the_end(_settle, request, reply)
+        if request.spend is not None:
+            charge_spend(request, reply)  # queued for the ledger's own thread: nothing waits for it
+        if request.conversation is not None:
+            await to_thread_to_the_end(_record, request, reply)
     return reply
 
 
@@ -333,14 +348,6 @@ async def to_thread_to_the_end(func: Callable[..., Any], *args: Any) -> None:
     if cancelled:
         raise asyncio.CancelledError
     done.result()
-
-
-def _settle(request: Request, reply: Reply) -> None:
-    """After the final draw: charge the budget, then record what the user last saw."""
-    if request.spend is not None:
-        charge_spend(request, reply)
-    if request.conversation is not None:
-        _record(request, reply)
 
 
 def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
