@@ -86,7 +86,7 @@ class LongAnswer:
         max_tokens: int | None = None,
         gone: Callable[[], bool] = lambda: False,
     ) -> AsyncIterator[str]:
-        from acytoo_magic.local_model import Generation
+        from acytoo_magic.providers.local_model import Generation
 
         record = Generation(started=time.monotonic())
         for start in range(0, len(self.text), self.chunk):
@@ -114,7 +114,7 @@ QUESTION = {question!r}
     async for piece in stream:
         text += piece
         handle.update(markdown_bundle(Frame(text)), raw=True)
-    handle.update(markdown_bundle(Frame(text, final=True, status="every chunk: done")), raw=True)
+    handle.update(markdown_bundle(Frame(text, final=True, status_line="every chunk: done")), raw=True)
 print("setup: done")
 """
 

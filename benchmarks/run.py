@@ -32,12 +32,13 @@ from browser import browser  # noqa: E402
 from peers import peers  # noqa: E402
 from table import Table, start_server  # noqa: E402
 
-from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
-from acytoo_magic.output import markdown_bundle  # noqa: E402
+from acytoo_magic.core.history.thread import Conversation, HistoryStore  # noqa: E402
+from acytoo_magic.core.request import Request  # noqa: E402
+from acytoo_magic.core.stream import answer  # noqa: E402
+from acytoo_magic.magic.output import markdown_bundle  # noqa: E402
+from acytoo_magic.present.throttle import SIZE_STEP, ThrottledRenderer  # noqa: E402
 from acytoo_magic.providers import Acytoo  # noqa: E402
 from acytoo_magic.providers.acytoo import create_header, create_payload  # noqa: E402
-from acytoo_magic.render import SIZE_STEP, ThrottledRenderer  # noqa: E402
-from acytoo_magic.runner import Request, answer  # noqa: E402
 
 # -- the kernel's message packer -----------------------------------------------------------------
 # jupyter_client's Session serialises every message a kernel sends with orjson when it is installed,
@@ -251,7 +252,7 @@ async def _raw_stream(session, prompt, floor=False):
     if floor:
         text = b"".join(chunks).decode()
         status = f"Acytoo · m · {len(text):,} characters in 0.0 s · ≈7 tokens in, ≈{len(text) // 4:,} out"
-        _display(_final_bundle(_render_markdown(text), text, status=status), raw=True, display_id=True)
+        _display(_final_bundle(_render_markdown(text), text, status_line=status), raw=True, display_id=True)
     return time.perf_counter() - started
 _raw_session = aiohttp.ClientSession()
 
@@ -349,7 +350,7 @@ def render_cost(
     the real time spent drawing. Returns (time drawing, draws, chunks, largest draw's time)."""
     from browser import long_markdown
 
-    from acytoo_magic.output import DisplayRenderer
+    from acytoo_magic.magic.output import DisplayRenderer
 
     simulated = [0.0]
     spent = [0.0]
@@ -454,7 +455,7 @@ def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
     frame, then sent whole again as the entry."""
     from browser import long_markdown
 
-    from acytoo_magic.widget import LiveAnswer, Transcript, live_html, message_html
+    from acytoo_magic.widget.chat import LiveAnswer, Transcript, live_html, message_html
 
     transcript, sizes = Transcript(), []
     transcript.send = lambda content, buffers=None: sizes.append(len(packed(content)))  # type: ignore
@@ -513,8 +514,8 @@ def linear(table: Table, smoke: bool) -> None:
     import io
 
     from acytoo_magic import Assistant
-    from acytoo_magic.output import TerminalRenderer
-    from acytoo_magic.untrusted import render_markdown, with_cursor
+    from acytoo_magic.magic.output import TerminalRenderer
+    from acytoo_magic.present.untrusted import render_markdown, with_cursor
 
     section = "linear time"
     spaces = [1_600, 16_000] if smoke else [16_000, 160_000]
@@ -638,7 +639,7 @@ def history(table: Table, smoke: bool) -> None:
 
 
 def conversation_message(i: int) -> Any:
-    from acytoo_magic.conversation import Message
+    from acytoo_magic.core.history.thread import Message
 
     return Message("user" if i % 2 == 0 else "assistant", f"message {i} " + "words " * 30)
 
@@ -679,7 +680,7 @@ def dataframe(table: Table, smoke: bool) -> None:
     import numpy as np
     import pandas as pd
 
-    from acytoo_magic.context import summarize
+    from acytoo_magic.core.context import summarize
 
     rows = 100_000 if smoke else 10_000_000
     rng = np.random.default_rng(0)

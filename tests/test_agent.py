@@ -12,15 +12,16 @@ import openai
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from acytoo_magic import Assistant, local_model
-from acytoo_magic.agent import AgentView, Decision, Episode
-from acytoo_magic.conversation import Conversation, HistoryStore, Message
-from acytoo_magic.errors import ToolsUnsupported
-from acytoo_magic.providers import OpenAICompatible
+from acytoo_magic import Assistant
+from acytoo_magic.core.agent import AgentView, Decision, Episode
+from acytoo_magic.core.errors import ToolsUnsupported
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.history.thread import Conversation, HistoryStore, Message
+from acytoo_magic.core.tools import TOOL_SPECS, NotebookTools, ToolError
+from acytoo_magic.present.throttle import ThrottledRenderer
+from acytoo_magic.providers import OpenAICompatible, local_model
 from acytoo_magic.providers.base import ToolCall, ToolCalls
-from acytoo_magic.render import Frame, ThrottledRenderer
 from acytoo_magic.server import LocalServer
-from acytoo_magic.tools import TOOL_SPECS, NotebookTools, ToolError
 
 
 @pytest.fixture
@@ -267,7 +268,7 @@ def test_episodes_are_sent_whole_to_providers_with_tools_and_as_answers_to_other
 async def test_daily_budget_refuses_before_sending_and_counts_every_request(
     assistant: Assistant, server: LocalServer
 ) -> None:
-    from acytoo_magic.budget import BudgetExceeded
+    from acytoo_magic.core.budget import BudgetExceeded
 
     assistant.prices = {"gpt-4o-mini": [1000.0, 1000.0]}
     first = await assistant.ask("hello there", history=False)  # not kept in history: still spent
@@ -356,7 +357,7 @@ async def test_a_turn_cut_mid_text_records_the_text_it_last_showed(
 
 
 def test_stored_steps_from_another_version_are_read_without_their_unknown_fields() -> None:
-    from acytoo_magic.agent import episode_steps
+    from acytoo_magic.core.agent import episode_steps
 
     meta = {
         "episode": {

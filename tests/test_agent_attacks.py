@@ -20,8 +20,8 @@ from conftest import notebook_env, notebook_kernel
 from kernels import Execution, Kernel
 from test_agent_kernel import agent_cell, decide, execute_clicking, sent
 
-from acytoo_magic.context import NotebookContext
-from acytoo_magic.errors import ContextError
+from acytoo_magic.core.context import NotebookContext
+from acytoo_magic.core.errors import ContextError
 from acytoo_magic.server import LocalServer
 
 pytestmark = pytest.mark.notebook

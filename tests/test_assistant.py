@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from acytoo_magic import AcytooError, Assistant, ProviderError
-from acytoo_magic.errors import ContextError, HistoryError, ProviderNotFound
+from acytoo_magic.core.errors import ContextError, HistoryError, ProviderNotFound
 
 
 def run_script(code: str, env: dict[str, str]) -> dict:
@@ -120,7 +120,7 @@ def test_a_foreign_provider_gets_a_key_only_for_the_host_it_is_sent_to(history_d
 
 
 def test_a_long_key_echoed_in_an_error_body_never_shows_in_part():
-    from acytoo_magic.providers.base import ProviderHTTPError
+    from acytoo_magic.core.errors import ProviderHTTPError
 
     key = "sk-proj-" + "a" * 160
     body = '{"error": {"message": "Incorrect API key provided: ' + key + '. \x1b]52;c;Zm9v\x07 See docs"}}'

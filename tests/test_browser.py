@@ -68,7 +68,7 @@ def draw_every_frame(text):
     renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
     for character in text:
         renderer.feed(character)
-    renderer.close(text, status=f"every frame drawn · {len(text)} characters in {len(text)} chunks")
+    renderer.close(text, status_line=f"every frame drawn · {len(text)} characters in {len(text)} chunks")
 """
 SPLIT_CELL = "draw_every_frame(text={!r})"
 

@@ -19,7 +19,7 @@ from lab import chromium_missing_reason, run_all_until
 from standin import StandInModel, StandInServer
 from test_browser import lab  # noqa: F401  # the same JupyterLab, stand-in model and browser
 
-from acytoo_magic.local_model import Generation
+from acytoo_magic.providers.local_model import Generation
 
 pytestmark = pytest.mark.browser
 

@@ -215,7 +215,7 @@ SETTLED = """(expected) => {
 
 
 def test_a_streamed_answer_holds_each_block_once_and_ends_as_one_render(page):
-    from acytoo_magic.widget import message_html
+    from acytoo_magic.widget.chat import message_html
 
     page.evaluate(WATCH_BLOCKS)
     page.locator(f"{CHAT} textarea").fill(QUESTION)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from kernels import kernel
 
-from acytoo_magic.codeblocks import extract_code, fenced_blocks
-from acytoo_magic.context import ContextError, ErrorLog, NotebookContext, summarize
+from acytoo_magic.core.context import ContextError, ErrorLog, NotebookContext, summarize
+from acytoo_magic.magic.codeblocks import extract_code, fenced_blocks
 
 
 def raise_in_function():

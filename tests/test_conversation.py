@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from acytoo_magic.conversation import Conversation, HistoryStore, Message, trim
-from acytoo_magic.errors import HistoryError
-from acytoo_magic.status import INTERRUPTED
+from acytoo_magic.core.errors import HistoryError
+from acytoo_magic.core.history.thread import Conversation, HistoryStore, Message, trim
+from acytoo_magic.core.outcome import INTERRUPTED
 
 
 def test_threads_are_per_notebook_and_survive_reopening(history_db):

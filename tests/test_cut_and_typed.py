@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from acytoo_magic.codeblocks import code_blocks
-from acytoo_magic.magics import cut_short
-from acytoo_magic.runner import Reply
-from acytoo_magic.status import INTERRUPTED, PARTIAL
+from acytoo_magic.core.outcome import INTERRUPTED, PARTIAL
+from acytoo_magic.core.request import Reply
+from acytoo_magic.magic.codeblocks import code_blocks
+from acytoo_magic.magic.magics import cut_short
 
 pytestmark = pytest.mark.notebook
 

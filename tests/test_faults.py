@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from standin import StandInServer
 
-from acytoo_magic.magics import INTERRUPTED_LINE
+from acytoo_magic.magic.magics import INTERRUPTED_LINE
 from acytoo_magic.server.scripted import filler
 
 pytestmark = pytest.mark.notebook

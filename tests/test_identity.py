@@ -254,7 +254,7 @@ def test_nbclient_runs_are_separate_notebooks_and_each_keeps_its_own_thread(
 
 def test_what_a_saved_document_says_about_its_cells(tmp_path):
     """Only a readable notebook with nbformat cell ids (or no cells yet) is evidence; else unknown."""
-    from acytoo_magic.notebook import cell_id_of, document_cells
+    from acytoo_magic.core.history.identity import cell_id_of, document_cells
 
     new, saved, old_format = tmp_path / "new.ipynb", tmp_path / "saved.ipynb", tmp_path / "old.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), new)

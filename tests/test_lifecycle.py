@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic.conversation import HistoryStore
+from acytoo_magic.core.history.thread import HistoryStore
 
 
 def run(code: str, server, history_db: Path) -> subprocess.CompletedProcess[str]:
@@ -116,8 +116,8 @@ def test_closing_while_still_locked_says_how_many_exchanges_were_lost(server, hi
     store.threads("")
     locker = sqlite3.connect(history_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    from acytoo_magic.conversation import Conversation
-    from acytoo_magic.errors import HistoryError, HistoryLocked
+    from acytoo_magic.core.errors import HistoryError, HistoryLocked
+    from acytoo_magic.core.history.thread import Conversation
 
     with pytest.raises(HistoryLocked):
         Conversation(store, "nb").record("q", "a")

@@ -17,11 +17,10 @@ import pytest
 from aiohttp import web
 from kernels import Kernel, kernel
 
-from acytoo_magic import local_model, model_files
-from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, resolve
+from acytoo_magic.core.stream import stream_reply
+from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, local_model, model_files, resolve
 from acytoo_magic.providers.base import FinishReason, Progress, Usage
 from acytoo_magic.providers.local import Local
-from acytoo_magic.runner import stream_reply
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.local_model
@@ -194,7 +193,7 @@ class Notes:
     def feed(self, chunk: str) -> None:
         self.text += chunk
 
-    def close(self, text: str, note: str = "", status: str = "") -> None: ...
+    def close(self, text: str, note: str = "", status_line: str = "") -> None: ...
 
 
 async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_read():

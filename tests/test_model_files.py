@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from acytoo_magic import local_model, model_files
-from acytoo_magic.loops import LoopThread
+from acytoo_magic.core.loops import LoopThread
+from acytoo_magic.providers import local_model, model_files
 
 CPU_WITHOUT_AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx fma\n"
 

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic import Assistant, Reply, errors, runner
-from acytoo_magic.conversation import Conversation, HistoryStore
-from acytoo_magic.migrations import SCHEMA_VERSION
-from acytoo_magic.render import Frame, ThrottledRenderer
+from acytoo_magic import Assistant, Reply
+from acytoo_magic.core import errors
+from acytoo_magic.core import stream as runner
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.history.migrations import SCHEMA_VERSION
+from acytoo_magic.core.history.thread import Conversation, HistoryStore
+from acytoo_magic.present.throttle import ThrottledRenderer
 
 # The statements the history code ran before the schema had a version (commit 73dffba and earlier):
 # a file they made has the ``cell`` column and ``user_version`` 0.
@@ -72,7 +75,7 @@ def test_a_file_made_by_the_unversioned_code_is_adopted_and_keeps_working(histor
 
 
 def test_a_file_at_version_2_gets_the_spend_ledger_and_keeps_its_exchanges(history_db):
-    from acytoo_magic.migrations import MIGRATIONS
+    from acytoo_magic.core.history.migrations import MIGRATIONS
 
     old = sqlite3.connect(history_db, isolation_level=None)
     for step in MIGRATIONS[:2]:  # the file as the release before the ledger made it
@@ -105,8 +108,8 @@ def test_a_file_from_a_newer_version_is_refused_with_one_line(history_db):
 
 
 def test_every_error_lives_in_errors_under_one_base():
-    from acytoo_magic import local_model, providers
-    from acytoo_magic.providers import base
+    from acytoo_magic import providers
+    from acytoo_magic.providers import base, local_model
 
     kinds = [
         errors.ProviderError,
@@ -155,8 +158,8 @@ class Screen:
         self._text += chunk
         self.draw(Frame(self._text))
 
-    def close(self, text: str, note: str = "", status: str = "") -> None:
-        self.draw(Frame(text, note=note, final=True, status=status))
+    def close(self, text: str, note: str = "", status_line: str = "") -> None:
+        self.draw(Frame(text, note=note, final=True, status_line=status_line))
 
     def draw(self, frame: Frame) -> None:
         self.calls += 1

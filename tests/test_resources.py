@@ -10,9 +10,11 @@ import os
 import tracemalloc
 import warnings
 
+from acytoo_magic.core.loops import Runner
+from acytoo_magic.core.request import Reply, Request
+from acytoo_magic.core.stream import answer
+from acytoo_magic.present.throttle import ThrottledRenderer
 from acytoo_magic.providers import Acytoo
-from acytoo_magic.render import ThrottledRenderer
-from acytoo_magic.runner import Reply, Request, Runner, answer
 
 PROMPTS = [
     "[[echo]]fine",

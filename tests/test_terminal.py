@@ -33,7 +33,7 @@ def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
 
 
 def test_terminal_error_is_one_line(shell):
-    from acytoo_magic.errors import AcytooError
+    from acytoo_magic.core.errors import AcytooError
 
     with pytest.raises(AcytooError) as info:
         shell.run_cell_magic("acytoo", "", "[[fault=503 retry_after=0]] x")

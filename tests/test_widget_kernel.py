@@ -118,7 +118,7 @@ def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
     sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
     [stored] = [m for m in k.history("shown") if m["role"] == "assistant"]
     assert stored["status"] == "interrupted" and 0 < len(stored["content"]) < 200_000
-    from acytoo_magic.widget import message_html
+    from acytoo_magic.widget.chat import message_html
 
     page = page_after(sent)  # the page's messages, applied as its script applies them
     assert page.entries[-1] == message_html("assistant", stored["content"], "interrupted")

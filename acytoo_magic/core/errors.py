@@ -38,7 +38,7 @@ class AcytooError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         # The message may quote a server: no control characters, no scheme JupyterLab would autolink.
-        from .untrusted import unlinkable
+        from ..present.untrusted import unlinkable
 
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {unlinkable(str(self))}"]
 
@@ -108,7 +108,7 @@ class ProviderError(AcytooError):
     def __init__(
         self, message: str, *, provider: str = "provider", url: str = "", secrets: Iterable[str] = ()
     ) -> None:
-        from .untrusted import printable  # imported here: untrusted.py is a front-end module
+        from ..present.untrusted import printable
 
         self.provider = provider
         self.url = redact(url)

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import HistoryError, HistoryLocked, StoreClosed
+from ..errors import HistoryError, HistoryLocked, StoreClosed
+from ..outcome import COMPLETE
 from .migrations import migrate
-from .status import COMPLETE
 
 T = TypeVar("T")
 

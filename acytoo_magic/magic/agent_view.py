@@ -19,11 +19,12 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-from .agent import AgentView, CodeRun, Decision, Preview, Step
-from .approval import WAITING, Approval
-from .errors import AcytooError, ToolsUnsupported
+from ..core.agent import AgentView, CodeRun, Decision, Step
+from ..core.errors import AcytooError, ToolsUnsupported
+from ..core.request import Preview
+from ..present.approval import WAITING, Approval
+from ..present.untrusted import escaped, listing_html, note_html, printable, render_markdown, status_html
 from .output import DisplayRenderer, TerminalRenderer
-from .untrusted import escaped, listing_html, note_html, printable, render_markdown, status_html
 
 # Words only: a symbol outside the fonts every front end has shows as an empty box.
 _DECIDED = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from .errors import HistoryError
+from ..errors import HistoryError
 
 Step = Callable[[sqlite3.Connection], None]
 

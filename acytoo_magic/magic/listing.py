@@ -16,10 +16,10 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .agent import episode_steps
-from .conversation import Message
-from .status import label
-from .untrusted import escaped, render_markdown, unlinkable
+from ..core.agent import episode_steps
+from ..core.history.thread import Message
+from ..core.outcome import label
+from ..present.untrusted import escaped, render_markdown, unlinkable
 
 PROMPT_CHARS = 60
 ANSWER_CHARS = 90

@@ -21,8 +21,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .agent import Decision
-from .loops import on_this_loop
+from ..core.agent import Decision
+from ..core.loops import on_this_loop
 
 ARM_SECONDS = 0.5
 WAITING = "waiting for your click: Run, Skip or Stop"

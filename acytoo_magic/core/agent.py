@@ -24,27 +24,19 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from ..present.untrusted import printable
+from ..providers.base import ToolCall
 from .coderun import CodeRun, run_approved
 from .context import clip
-from .conversation import stored_episode
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
+from .frames import NullRenderer, Renderer
+from .history.thread import stored_episode
 from .outbound import map_texts
-from .providers.base import ToolCall
+from .outcome import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .readable import unreadable
-from .render import Renderer
-from .runner import (
-    CHARS_PER_TOKEN,
-    Reply,
-    Request,
-    charge_spend,
-    close_shown,
-    feed,
-    history_problem,
-    to_thread_to_the_end,
-)
-from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL
+from .request import CHARS_PER_TOKEN, Reply, Request
+from .stream import charge_spend, close_shown, feed, history_problem, to_thread_to_the_end
 from .tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError
-from .untrusted import printable
 
 SHOWN_ARGUMENTS = 200  # characters of a tool call's arguments shown and kept with its step
 STORED_PART = 10_000  # characters of each step, message or argument the history keeps of an episode
@@ -214,13 +206,6 @@ class AgentView:
         recorded: a front end whose task was cancelled still learns what was done."""
 
 
-class _Silent:
-    def start(self, label: str) -> None: ...
-    def notify(self, note: str) -> None: ...
-    def feed(self, chunk: str) -> None: ...
-    def close(self, text: str, note: str = "", status: str = "") -> None: ...
-
-
 async def _decide(approve: Approve, code: str) -> Decision:
     answer = approve(code)
     if inspect.isawaitable(answer):
@@ -350,7 +335,7 @@ class AgentLoop:
 
     async def _ask(self, messages: list[dict[str, Any]], session: Any) -> Reply:
         request = self.request
-        renderer = self.view.renderer() or _Silent()
+        renderer = self.view.renderer() or NullRenderer()
         reply = Reply(prompt_chars=sum(len(json.dumps(m)) for m in messages))
         self._turn = reply
         renderer.start(request.label)
@@ -509,41 +494,6 @@ class AgentLoop:
             )
         except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
             episode.history_warning = history_problem(exc)
-
-
-@dataclass
-class Preview:
-    """What a request would send (``--dry-run``): the body as it leaves the boundary (secrets masked,
-    no credentials), its size, its tokens, and what was masked."""
-
-    body: dict[str, Any]
-    masked: str = ""  # the boundary's line ("masked 2 secrets before sending: ...")
-
-    @property
-    def text(self) -> str:
-        return json.dumps(self.body, indent=1, ensure_ascii=False)
-
-    @property
-    def chars(self) -> int:
-        return sum(len(json.dumps(m, ensure_ascii=False)) for m in self.body["messages"]) + len(
-            json.dumps(self.body.get("tools", []))
-        )
-
-    def summary(self) -> str:
-        count = len(self.body["messages"])
-        tokens = -(-self.chars // CHARS_PER_TOKEN)
-        return (
-            f"dry run: nothing sent · {count} messages · {self.chars:,} characters · ≈{tokens:,} tokens "
-            f"(≈{CHARS_PER_TOKEN} characters a token) to {self.body['model']}"
-        )
-
-
-def preview(request: Request, agent: bool = False) -> Preview:
-    """The exact messages (and tools) ``request`` would send; reads the history, sends nothing."""
-    body: dict[str, Any] = {"model": request.model, "messages": request.leaving(tools=agent)}
-    if agent:
-        body["tools"] = TOOL_SPECS
-    return Preview(body, request.outbound.line())
 
 
 def episode_steps(meta: Mapping[str, Any]) -> Sequence[Step]:

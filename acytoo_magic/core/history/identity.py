@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HistoryError
+from ..errors import HistoryError
 
 # Seconds one request to the local Jupyter server may take before the last known path is used.
 LOOKUP_TIMEOUT = 2.0

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BudgetExceeded, HistoryError
-from .runner import CHARS_PER_TOKEN, Reply, Request
-from .status import FAILED
+from .outcome import FAILED
+from .request import CHARS_PER_TOKEN, Reply, Request
 
 __all__ = ["BudgetExceeded", "DailyBudget", "start_of_today"]
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import AcytooError
+from ..core.errors import AcytooError
 
 SECTION = "Assistant"
 KEPT = ("provider", "url", "model")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .agent import AgentView, CodeRun, Episode, Step
-from .agent_output import step_html
-from .render import Frame, ThrottledRenderer
-from .untrusted import escaped, note_html
+from ..core.agent import AgentView, CodeRun, Episode, Step
+from ..core.frames import Frame
+from ..magic.agent_view import step_html
+from ..present.throttle import ThrottledRenderer
+from ..present.untrusted import escaped, note_html
 
 AGENT_CSS = """
 .acytoo-chat .acytoo-step { margin: 0.2rem 0; }

@@ -34,8 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ModelError, ModelNotFound, UnsupportedCPU
 from . import model_files
-from .errors import ModelError, ModelNotFound, UnsupportedCPU
 from .repetition import RepetitionGuard
 
 # Longest answer, in tokens. Measured at the defaults below on 20 data questions: the longest two

@@ -28,18 +28,18 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from .agent import Episode, Preview, episode_steps
-from .approval import Approval
-from .assistant import Assistant, shared_assistant
-from .conversation import Message, stored_episode
-from .errors import AcytooError, ContextError, ProviderNotFound
-from .loops import on_this_loop
-from .providers.base import redact
-from .render import Frame, ThrottledRenderer
-from .runner import Reply, Request
-from .status import FAILED, label
-from .untrusted import MarkdownStream, escaped, note_html, printable, render_markdown, with_cursor
-from .widget_agent import AGENT_CSS, WidgetAgentView, steps_html
+from ..core.agent import Episode, episode_steps
+from ..core.assistant import Assistant, shared_assistant
+from ..core.errors import AcytooError, ContextError, ProviderNotFound, redact
+from ..core.frames import Frame
+from ..core.history.thread import Message, stored_episode
+from ..core.loops import on_this_loop
+from ..core.outcome import FAILED, label
+from ..core.request import Preview, Reply, Request
+from ..present.approval import Approval
+from ..present.throttle import ThrottledRenderer
+from ..present.untrusted import MarkdownStream, escaped, note_html, printable, render_markdown, with_cursor
+from .agent_view import AGENT_CSS, WidgetAgentView, steps_html
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
@@ -216,7 +216,7 @@ def _typed_html(prompt: str, meta: dict[str, Any]) -> str:
 
 def preview_html(shown: Preview) -> str:
     """``Preview``: its one-line summary, and the request body as a JSON code block (the policy's)."""
-    from .agent_output import fenced
+    from ..magic.agent_view import fenced
 
     body = render_markdown(fenced(shown.text, "json"))
     return (
@@ -915,7 +915,7 @@ class ChatWidget(widgets.VBox):
         Skip / Stop are offered only where a person ran that cell (``allow_stdin``, as for
         ``%%acytoo --agent``); under nbclient or papermill a run is refused.
         """
-        from .agent_output import someone_can_click
+        from ..magic.agent_view import someone_can_click
 
         person = someone_can_click(getattr(self.assistant, "shell", None))
         return self._send_message(text, self.agent if agent is None else agent, person)
@@ -982,7 +982,7 @@ class ChatWidget(widgets.VBox):
     def preview(self, text: str) -> asyncio.Task[None] | None:
         """Show exactly what sending ``text`` would send (with the Agent switch's tools), its size and
         estimated tokens; nothing is sent or recorded. Reads the history off the loop."""
-        from .agent import preview
+        from ..core.request import preview
 
         text = (text or "").strip()
         if not text:  # Preview with an empty box puts the last preview away
@@ -1050,7 +1050,7 @@ class ChatWidget(widgets.VBox):
 
     async def _approve(self, code: str) -> Any:
         """Run / Skip / Stop above the input, with the code as the magic draws it."""
-        from .agent_output import ASKING, code_html
+        from ..magic.agent_view import ASKING, code_html
 
         return await self.approval.ask(code, code_html(code, ASKING))
 
@@ -1085,7 +1085,7 @@ class ChatWidget(widgets.VBox):
             self._local = [question, answer]
             self._own_answer = self._entries([answer])[0]
             frame = renderer.last_frame
-            status = frame.status if frame is not None else ""
+            status = frame.status_line if frame is not None else ""
             self._footer = _lines_html(status)
             self._show()
         if reply.error is not None:

@@ -19,18 +19,20 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
-from . import providers
+from .. import providers
+from ..providers.base import url_host
+from ..providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .budget import DailyBudget, Ledger
 from .context import ErrorLog, NotebookContext
-from .conversation import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
-from .conversation import default_history_path as _default_history_path
-from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound
-from .notebook import forget_identity, identity_for
+from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound, redact
+from .frames import Frame, NullRenderer, Renderer
+from .history.identity import forget_identity, identity_for
+from .history.thread import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
+from .history.thread import default_history_path as _default_history_path
+from .loops import Runner
 from .outbound import Outbound, Secret, environment_secrets, namespace_secrets, url_secrets
-from .providers.base import redact, url_host
-from .providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
-from .render import Frame, Renderer, ThrottledRenderer
-from .runner import Reply, Request, Runner, answer
+from .request import Reply, Request
+from .stream import answer
 
 if TYPE_CHECKING:
     from .agent import AgentView, Approve, Episode
@@ -358,7 +360,7 @@ class Assistant(Configurable):
         request = request or self.request(prompt, **options)
         if request.spend is not None and request.spend.active:  # BudgetExceeded: refused before sending
             await asyncio.to_thread(request.spend.check_request, request)
-        drawer = renderer or ThrottledRenderer(_ignore, interval=0.0)
+        drawer = renderer or NullRenderer()
         if on_chunk is not None:
             drawer = _Tee(drawer, on_chunk)
         async with self.session_lease() as session:
@@ -518,10 +520,6 @@ def _close_parts(runner: Runner, slot: _StoreSlot) -> None:
     _close_store(slot.release())
 
 
-def _ignore(_frame: Frame) -> None:
-    pass
-
-
 class _Tee:
     """A renderer that also hands each chunk to a callback (``ask(on_chunk=...)``)."""
 
@@ -547,8 +545,8 @@ class _Tee:
         except Exception as exc:  # the caller's code: one line, and the answer ends marked
             raise AnswerError.from_exception("the on_chunk callback", exc) from exc
 
-    def close(self, text: str, note: str = "", status: str = "") -> None:
-        self._renderer.close(text, note, status)
+    def close(self, text: str, note: str = "", status_line: str = "") -> None:
+        self._renderer.close(text, note, status_line)
 
 
 _shared: dict[int, Assistant] = {}

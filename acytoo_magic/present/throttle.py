@@ -1,11 +1,10 @@
-"""Throttled, in-place rendering of a streaming answer: the timing every front end shares.
+"""Throttled, in-place drawing of a streaming answer: the timing every front end shares.
 
 ``ThrottledRenderer`` holds the timing logic once (like ``tqdm``'s ``mininterval``): the first chunk
 is drawn at once, later ones are coalesced to one draw per ``interval``, a timer flushes text that
 arrived after the last draw, and ``close`` always draws the complete text. Front ends only supply a
 ``draw(frame)`` callable: a display handle in a notebook, stdout in a terminal, a widget.
-How a frame is shown safely is ``untrusted.py``'s one policy; the drawers live with their front end
-(``output.py`` for the magic, the widget draws itself).
+How a frame is shown safely is ``untrusted``'s one policy.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Protocol
+
+from ..core.frames import Frame, TextBuffer
 
 COST_FACTOR = 5.0
 SIZE_STEP = 16_000
@@ -25,80 +25,6 @@ FIRST_GAP = 0.02  # seconds from the first draw to the second, whatever the inte
 # 1 MB kernel row went to a 255 KB first frame that no one could read before the next).
 FIRST_CHARS = 4_000
 
-
-class Frame:
-    """What to show now: the answer so far, and a short note (waiting, interrupted, partial...).
-
-    ``added`` is the text that arrived since the last frame drawn, so a drawer can do work per new
-    text; ``text`` (the whole answer) is joined only when a drawer reads it.
-    """
-
-    __slots__ = ("_text", "added", "final", "note", "status", "waiting")
-
-    def __init__(
-        self,
-        text: str | tuple[TextBuffer, int] = "",
-        note: str = "",
-        final: bool = False,
-        waiting: bool = False,
-        status: str = "",
-        added: str | None = None,
-    ) -> None:
-        self._text = text
-        self.note, self.final, self.waiting, self.status = note, final, waiting, status
-        # The text since the last frame that was drawn: a draw that failed leaves its text new.
-        self.added = added if added is not None else self.text
-
-    @property
-    def text(self) -> str:
-        if not isinstance(self._text, str):  # (buffer, length): the text as it was at this frame
-            buffer, length = self._text
-            self._text = buffer.text[:length]
-        return self._text
-
-    @property
-    def length(self) -> int:
-        """How long the text is, without joining it."""
-        return len(self._text) if isinstance(self._text, str) else self._text[1]
-
-    def _key(self) -> tuple[str, str, bool, bool, str]:
-        return (self.text, self.note, self.final, self.waiting, self.status)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Frame) and self._key() == other._key()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        text, note, final, waiting, status = self._key()
-        return f"Frame({text!r}, note={note!r}, final={final}, waiting={waiting}, status={status!r})"
-
-
-class TextBuffer:
-    """Chunks joined only when the text is read: appending stays O(1), so many chunks stay linear."""
-
-    __slots__ = ("_parts", "_text")
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self._text = ""
-
-    def append(self, chunk: str) -> None:
-        self._parts.append(chunk)
-
-    @property
-    def text(self) -> str:
-        if self._parts:
-            self._text += "".join(self._parts)
-            self._parts.clear()
-        return self._text
-
-
-class Renderer(Protocol):
-    def start(self, label: str) -> None: ...
-    def notify(self, note: str) -> None: ...
-    def feed(self, chunk: str) -> None: ...
-    def close(self, text: str, note: str = "", status: str = "") -> None: ...
 
 
 class ThrottledRenderer:
@@ -234,7 +160,7 @@ class ThrottledRenderer:
         if self._has_text and not self.closed and self._added:
             self._emit(self._frame())
 
-    def close(self, text: str, note: str = "", status: str = "") -> None:
+    def close(self, text: str, note: str = "", status_line: str = "") -> None:
         """Draw the complete text, its interrupted/partial note and the status line; always draws."""
         self._cancel_timer()
         self.closed = True
@@ -243,4 +169,4 @@ class ThrottledRenderer:
         drawn = self._length - sum(map(len, self._added))
         added = text[drawn:] if drawn <= len(text) else text
         self._added.clear()
-        self._emit(Frame(text, note=note, final=True, status=status, added=added))
+        self._emit(Frame(text, note=note, final=True, status_line=status_line, added=added))

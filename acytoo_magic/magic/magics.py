@@ -16,17 +16,19 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser, argument, magic_arguments
 
-from . import choice, listing, local_model, providers
-from .assistant import Assistant, shared_assistant
+from .. import providers
+from ..core.assistant import Assistant, shared_assistant
+from ..core.errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
+from ..core.history.thread import DEFAULT_THREAD
+from ..core.loops import signals_wake_loop
+from ..core.outcome import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
+from ..core.request import Reply, Request
+from ..present.throttle import ThrottledRenderer
+from ..providers import local_model
+from ..providers.base import remote_host, url_host
+from . import choice, listing
 from .codeblocks import first_block
-from .conversation import DEFAULT_THREAD
-from .errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
-from .loops import signals_wake_loop
 from .output import DisplayRenderer, TerminalRenderer
-from .providers.base import remote_host, url_host
-from .render import ThrottledRenderer
-from .runner import Reply, Request
-from .status import COMPLETE, FAILED, INTERRUPTED, PARTIAL, label
 
 FORMATS = ("markdown", "text", "code")
 CELL_EXAMPLES = (
@@ -127,8 +129,8 @@ def _one_line(exc: BaseException) -> BaseException:
 class _InterruptSaidOnce:
     """A drawer that leaves the "interrupted" note out: the cell's one-line error says it."""
 
-    def close(self, text: str, note: str = "", status: str = "") -> None:
-        super().close(text, "" if note == INTERRUPTED else note, status)  # type: ignore[misc]
+    def close(self, text: str, note: str = "", status_line: str = "") -> None:
+        super().close(text, "" if note == INTERRUPTED else note, status_line)  # type: ignore[misc]
 
 
 class CellOutput(_InterruptSaidOnce, DisplayRenderer):
@@ -322,7 +324,7 @@ class AcytooMagics(Magics):
 
     async def _agent(self, args: Any, prompt: str, typed: str, on_loop: bool = True) -> None:
         """``--agent``: one episode drawn step by step; code runs only after Run (``agent_output``)."""
-        from .agent_output import run_agent_cell
+        from .agent_view import run_agent_cell
 
         request, _ = self._start(args, prompt, typed)
         try:
@@ -337,8 +339,8 @@ class AcytooMagics(Magics):
 
     def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
         """``--dry-run``: the messages (and tools, with ``--agent``) as they would be sent; nothing is."""
-        from .agent import preview
-        from .agent_output import show_preview
+        from ..core.request import preview
+        from .agent_view import show_preview
 
         request, _ = self._start(args, prompt, typed)
         show_preview(preview(request, args.agent), getattr(self.shell, "kernel", None) is not None)
@@ -644,7 +646,7 @@ class AcytooMagics(Magics):
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""
         from IPython.display import display
 
-        from .widget import ChatWidget
+        from ..widget.chat import ChatWidget
 
         parser = _subparser("chat", "open a chat widget")
         parser.add_argument("-c", "--thread", default=None)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .render import SIZE_STEP, Frame, ThrottledRenderer
-from .untrusted import (
+from ..core.frames import Frame
+from ..present.throttle import SIZE_STEP, ThrottledRenderer
+from ..present.untrusted import (
     Block,
     MarkdownStream,
     note_html,
@@ -57,29 +58,29 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
         return {"text/plain": printable(f"… {frame.note}"), "text/html": note_html(f"… {frame.note}")}
     if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
         # -f text has nothing else to show: the whole text, each time
-        return {"text/plain": unlinkable(_with_note(printable(frame.text), frame.note, frame.status))}
+        return {"text/plain": unlinkable(_with_note(printable(frame.text), frame.note, frame.status_line))}
     body = render_markdown(frame.text, unfinished=not frame.final)  # printable() inside
     if frame.final:
-        return final_bundle(body, printable(frame.text), frame.note, frame.status)
-    plain = _with_note(streaming_plain(frame.text), frame.note, frame.status)
+        return final_bundle(body, printable(frame.text), frame.note, frame.status_line)
+    plain = _with_note(streaming_plain(frame.text), frame.note, frame.status_line)
     html = with_cursor(body) + note_html(f"— {frame.note}" if frame.note else "")
-    return {"text/plain": plain, "text/html": html + status_html(frame.status)}
+    return {"text/plain": plain, "text/html": html + status_html(frame.status_line)}
 
 
-def final_bundle(html: str, plain: str, note: str = "", status: str = "") -> dict[str, Any]:
+def final_bundle(html: str, plain: str, note: str = "", status_line: str = "") -> dict[str, Any]:
     """The answer's final output, which the saved notebook keeps: its safe HTML and its clean text
     (``html`` and ``plain``), each with the note (partial, interrupted...) and the status line.
 
     Every final output of the magic is built here (``DisplayRenderer``'s last output,
     ``markdown_bundle``), so a form added to it is added once.
     """
-    html += note_html(f"— {note}" if note else "") + status_html(status)
-    return {"text/plain": _with_note(plain, note, status), "text/html": html}
+    html += note_html(f"— {note}" if note else "") + status_html(status_line)
+    return {"text/plain": _with_note(plain, note, status_line), "text/html": html}
 
 
-def _with_note(plain: str, note: str, status: str) -> str:
+def _with_note(plain: str, note: str, status_line: str) -> str:
     plain += f"\n[{printable(note)}]" if note else ""
-    return plain + (f"\n— {printable(status)}" if status else "")
+    return plain + (f"\n— {printable(status_line)}" if status_line else "")
 
 
 class DisplayRenderer(ThrottledRenderer):
@@ -148,7 +149,7 @@ class DisplayRenderer(ThrottledRenderer):
         pending = "".join(block.html for block in self._pending)
         sources = "".join(block.source for block in self._pending) + update.tail_source
         if frame.final:  # sources are clean
-            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.status))
+            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.status_line))
             self.segments.append((self.handle, self._pending))
             return
         html = with_cursor(pending + update.tail_html)
@@ -204,6 +205,6 @@ class TerminalRenderer(ThrottledRenderer):
         self.stream.write(printable(frame.added))
         if frame.final:
             self.stream.write(f"\n[{printable(frame.note)}]\n" if frame.note else "\n")
-            if frame.status:
-                self.stream.write(f"— {printable(frame.status)}\n")
+            if frame.status_line:
+                self.stream.write(f"— {printable(frame.status_line)}\n")
         self.stream.flush()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import FetchError
+from ..core.errors import FetchError
 
 Progress = Callable[[int, int], None]  # (bytes so far, total bytes)
 
