@@ -22,7 +22,8 @@ from .core.errors import (
     ProviderError,
     ProviderNotFound,
 )
-from .core.history.thread import Conversation, HistoryStore, Message
+from .core.history.store import HistoryStore, Message
+from .core.history.thread import Conversation
 from .core.loops import Runner
 from .core.request import Reply, Request
 from .core.stream import answer

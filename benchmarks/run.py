@@ -32,7 +32,8 @@ from browser import browser  # noqa: E402
 from peers import peers  # noqa: E402
 from table import Table, start_server  # noqa: E402
 
-from acytoo_magic.core.history.thread import Conversation, HistoryStore  # noqa: E402
+from acytoo_magic.core.history.store import HistoryStore  # noqa: E402
+from acytoo_magic.core.history.thread import Conversation  # noqa: E402
 from acytoo_magic.core.request import Request  # noqa: E402
 from acytoo_magic.core.stream import answer  # noqa: E402
 from acytoo_magic.magic.output import markdown_bundle  # noqa: E402
@@ -639,7 +640,7 @@ def history(table: Table, smoke: bool) -> None:
 
 
 def conversation_message(i: int) -> Any:
-    from acytoo_magic.core.history.thread import Message
+    from acytoo_magic.core.history.store import Message
 
     return Message("user" if i % 2 == 0 else "assistant", f"message {i} " + "words " * 30)
 

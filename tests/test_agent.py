@@ -16,7 +16,8 @@ from acytoo_magic import Assistant
 from acytoo_magic.core.agent import AgentView, Decision, Episode
 from acytoo_magic.core.errors import ToolsUnsupported
 from acytoo_magic.core.frames import Frame
-from acytoo_magic.core.history.thread import Conversation, HistoryStore, Message
+from acytoo_magic.core.history.store import HistoryStore, Message
+from acytoo_magic.core.history.thread import Conversation
 from acytoo_magic.core.tools import TOOL_SPECS, NotebookTools, ToolError
 from acytoo_magic.present.throttle import ThrottledRenderer
 from acytoo_magic.providers import OpenAICompatible, local_model

@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from acytoo_magic.core.errors import HistoryError
-from acytoo_magic.core.history.thread import Conversation, HistoryStore, Message, trim
+from acytoo_magic.core.history.store import HistoryStore, Message
+from acytoo_magic.core.history.thread import Conversation, trim
 from acytoo_magic.core.outcome import INTERRUPTED
 
 
@@ -154,7 +155,7 @@ def test_a_file_locked_while_opening_is_tried_again_not_given_up(history_db, mon
     HistoryStore(history_db).threads("")  # the file exists, in WAL mode
     locker = sqlite3.connect(history_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    monkeypatch.setattr("acytoo_magic.conversation.SETUP_TIMEOUT", 0.1)
+    monkeypatch.setattr("acytoo_magic.core.history.store.SETUP_TIMEOUT", 0.1)
     assistant = Assistant(history_path=str(history_db))
     with pytest.raises(HistoryError, match="locked by another process"):
         assistant.store  # noqa: B018

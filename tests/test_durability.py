@@ -90,7 +90,8 @@ def test_unusable_database_warns_and_the_magic_still_answers(server, tmp_path, k
 
 async def test_history_failing_mid_session_still_answers(server, tmp_path):
     """The database becomes unusable after the magic opened it: the answer still comes, with a warning."""
-    from acytoo_magic.core.history.thread import Conversation, HistoryStore
+    from acytoo_magic.core.history.store import HistoryStore
+    from acytoo_magic.core.history.thread import Conversation
     from acytoo_magic.core.request import Request
     from acytoo_magic.core.stream import answer
     from acytoo_magic.present.throttle import ThrottledRenderer

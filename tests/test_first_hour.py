@@ -9,7 +9,7 @@ import pytest
 from kernels import is_waiting
 
 from acytoo_magic.core.errors import AcytooError
-from acytoo_magic.present.untrusted import unlinkable
+from acytoo_magic.core.outbound import unlinkable
 
 pytestmark = pytest.mark.notebook
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic.core.history.thread import HistoryStore
+from acytoo_magic.core.history.store import HistoryStore
 
 
 def run(code: str, server, history_db: Path) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
-from acytoo_magic.core.errors import redact
+from acytoo_magic.core.outbound import redact
 from acytoo_magic.providers import (
     Acytoo,
     AsyncGeneratorProvider,

@@ -19,7 +19,8 @@ from acytoo_magic.core import errors
 from acytoo_magic.core import stream as runner
 from acytoo_magic.core.frames import Frame
 from acytoo_magic.core.history.migrations import SCHEMA_VERSION
-from acytoo_magic.core.history.thread import Conversation, HistoryStore
+from acytoo_magic.core.history.store import HistoryStore
+from acytoo_magic.core.history.thread import Conversation
 from acytoo_magic.present.throttle import ThrottledRenderer
 
 # The statements the history code ran before the schema had a version (commit 73dffba and earlier):

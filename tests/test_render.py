@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.outbound import printable
 from acytoo_magic.magic.output import TerminalRenderer, markdown_bundle
 from acytoo_magic.present import untrusted
 from acytoo_magic.present.throttle import FIRST_CHARS, ThrottledRenderer
@@ -20,7 +21,6 @@ from acytoo_magic.present.untrusted import (
     CODE_INNER_STYLE,
     CODE_STYLE,
     link_is_safe,
-    printable,
     render_markdown,
     with_cursor,
 )

@@ -24,14 +24,13 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from ..present.untrusted import printable
 from ..providers.base import ToolCall
 from .coderun import CodeRun, run_approved
 from .context import clip
 from .errors import AcytooError, AnswerError, BudgetExceeded, ToolsUnsupported
 from .frames import NullRenderer, Renderer
-from .history.thread import stored_episode
-from .outbound import map_texts
+from .history.store import stored_episode
+from .outbound import map_texts, printable
 from .outcome import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .readable import unreadable
 from .request import CHARS_PER_TOKEN, Reply, Request

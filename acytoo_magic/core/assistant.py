@@ -24,13 +24,14 @@ from ..providers.base import url_host
 from ..providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .budget import DailyBudget, Ledger
 from .context import ErrorLog, NotebookContext
-from .errors import AcytooError, AnswerError, HistoryLocked, ProviderNotFound, redact
+from .errors import AcytooError, AnswerError, HistoryError, HistoryLocked, ProviderNotFound
 from .frames import Frame, NullRenderer, Renderer
 from .history.identity import forget_identity, identity_for
-from .history.thread import DEFAULT_THREAD, Conversation, HistoryError, HistoryStore, MemoryStore
-from .history.thread import default_history_path as _default_history_path
+from .history.store import HistoryStore, MemoryStore
+from .history.store import default_history_path as _default_history_path
+from .history.thread import DEFAULT_THREAD, Conversation
 from .loops import Runner
-from .outbound import Outbound, Secret, environment_secrets, namespace_secrets, url_secrets
+from .outbound import Outbound, Secret, environment_secrets, namespace_secrets, redact, url_secrets
 from .request import Reply, Request
 from .stream import answer
 

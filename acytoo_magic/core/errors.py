@@ -9,22 +9,10 @@ that line, never a traceback. ``redact`` and ``one_line`` are how a message is m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove URL credentials, bearer tokens and any known secret value from ``text``."""
-    text = _USERINFO.sub("***@", text)
-    text = _BEARER.sub(r"\1***", text)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+from .outbound import printable, redact, unlinkable
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -38,8 +26,6 @@ class AcytooError(Exception):
 
     def _render_traceback_(self) -> list[str]:
         # The message may quote a server: no control characters, no scheme JupyterLab would autolink.
-        from ..present.untrusted import unlinkable
-
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {unlinkable(str(self))}"]
 
 
@@ -108,8 +94,6 @@ class ProviderError(AcytooError):
     def __init__(
         self, message: str, *, provider: str = "provider", url: str = "", secrets: Iterable[str] = ()
     ) -> None:
-        from ..present.untrusted import printable
-
         self.provider = provider
         self.url = redact(url)
         # Mask first, then cut: a secret that crossed the cut would no longer match and leak in part.

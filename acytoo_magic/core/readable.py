@@ -32,7 +32,7 @@ from collections import defaultdict
 
 from confusable_homoglyphs import categories, confusables
 
-from ..present.untrusted import printable
+from .outbound import printable
 
 # Default_Ignorable_Code_Point (Unicode's DerivedCoreProperties.txt): unicodedata has no such
 # property, and the list changes seldom. Format characters (Cf) among them are refused by category.

@@ -19,8 +19,9 @@ import aiohttp
 
 from ..providers import adapt, provider_name
 from ..providers.base import Progress, ToolCalls, Usage
-from .errors import AcytooError, AnswerError, ProviderError, one_line, redact
+from .errors import AcytooError, AnswerError, ProviderError, one_line
 from .frames import Renderer, TextBuffer
+from .outbound import redact
 from .outcome import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from .request import Reply, Request
 

@@ -13,7 +13,6 @@ so a saved notebook holds no live button at all.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import Any
 
@@ -21,86 +20,22 @@ from IPython.core.error import UsageError
 
 from ..core.agent import AgentView, CodeRun, Decision, Step
 from ..core.errors import AcytooError, ToolsUnsupported
+from ..core.outbound import printable
 from ..core.request import Preview
-from ..present.approval import WAITING, Approval
-from ..present.untrusted import escaped, listing_html, note_html, printable, render_markdown, status_html
-from .output import DisplayRenderer, TerminalRenderer
-
-# Words only: a symbol outside the fonts every front end has shows as an empty box.
-_DECIDED = {
-    "run": "run (approved by you)",
-    "auto": "run without asking (agent_auto_run)",
-    "skip": "skipped by you: not run",
-    "stop": "stopped by you: not run",
-    "refused": "not run: refused",
-    "interrupted": "interrupted: not run",
-    "gone": "not run: the buttons left the page undecided",
-}
-ASKING = "run_python: the model wants to run this code in your notebook"
-# MathJax 3 (JupyterLab, Notebook 7) skips elements of class mathjax_ignore, MathJax 2 (nbconvert's
-# HTML, nbviewer) tex2jax_ignore.
-NO_MATH = "mathjax_ignore tex2jax_ignore"
-_STEP_FRAME = (
-    "border:1px solid #d0d7de;border-left:4px solid #0969da;border-radius:4px;padding:2px 8px;margin:6px 0"
+from ..present.approval import WAITING, Approval, someone_can_click
+from ..present.steps import (
+    ASKING,
+    code_html,
+    decided_caption,
+    model_frame,
+    preview_html,
+    preview_plain,
+    result_caption,
+    step_html,
+    step_plain,
 )
-_STEP_HEAD = "font-size:12px;font-weight:600;color:#0969da;margin:2px 0"
-_MODEL_FRAME = "border-left:3px solid #8c959f;padding:0 0 0 10px;margin:4px 0"
-_MODEL_HEAD = "font-size:11px;color:#57606a;margin:2px 0"
-
-
-def fenced(text: str, info: str = "") -> str:
-    """``text`` as a Markdown code block whose fence no backtick run inside it can close."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{text}\n{fence}"
-
-
-def step_frame(caption: str, body: str) -> str:
-    """A step of ours: a bordered box with a caption, which no Markdown from a model can draw."""
-    return (
-        f'<div class="acytoo-run {NO_MATH}" style="{_STEP_FRAME}">'
-        f'<div class="acytoo-step-head" style="{_STEP_HEAD}">{escaped(caption)}</div>{body}</div>'
-    )
-
-
-def model_frame(html: str) -> str:
-    """Model text inside an episode: marked as the model's, MathJax off."""
-    head = f'<div class="acytoo-model-head" style="{_MODEL_HEAD}">the model wrote</div>'
-    return f'<div class="acytoo-model {NO_MATH}" style="{_MODEL_FRAME}">{head}{html}</div>'
-
-
-def code_html(code: str, caption: str, info: str = "python") -> str:
-    """Proposed code as a listing whose every character is on screen (``listing_html``); a result
-    (``info`` "") as the policy renders a reply's code block. In a step's frame, under ``caption``."""
-    body = listing_html(code, info) if info == "python" else render_markdown(fenced(code, info))
-    return step_frame(caption, body)
-
-
-def result_caption(step: Step) -> str:
-    return "result (failed)" if step.failed else "result"
-
-
-def decided_caption(decision: str) -> str:
-    return f"run_python: {_DECIDED.get(decision, decision)}"
-
-
-def step_html(step: Step) -> str:
-    """A finished step as safe HTML: the call (or the decided code) and its result as a code block."""
-    if step.kind == "run":
-        head = code_html(step.code, decided_caption(step.decision))
-        if step.decision in ("run", "auto") or step.failed:
-            return head + code_html(step.text, result_caption(step), "")
-        return head
-    if step.kind == "tool":
-        call = f"tool · {step.name}({step.arguments if step.arguments not in ('', '{}') else ''})"
-        return code_html(step.text, call, "")
-    if step.kind == "note":
-        return step_frame("acytoo", render_markdown(fenced(step.text, "")))
-    return model_frame(render_markdown(step.text))
-
-
-def step_plain(step: Step) -> str:
-    return f"[{step.summary()}]\n{step.text}"
+from ..present.untrusted import note_html, status_html
+from .output import DisplayRenderer, TerminalRenderer
 
 
 class ModelTextOutput(DisplayRenderer):
@@ -198,31 +133,12 @@ class TerminalAgentView(AgentView):
 
 def show_preview(shown: Preview, in_kernel: bool) -> None:
     """``--dry-run``: what would be sent, as a code block through the rendering policy."""
-    summary = "\n".join(line for line in (shown.summary(), shown.masked) if line)
     if not in_kernel:
-        print(printable(f"{shown.text}\n[{summary}]"))
+        print(preview_plain(shown))
         return
     from IPython.display import display
 
-    notes = "".join(note_html(line) for line in summary.splitlines())
-    html_text = notes + render_markdown(fenced(shown.text, "json"))
-    display({"text/plain": f"[{summary}]\n{printable(shown.text)}", "text/html": html_text}, raw=True)
-
-
-def someone_can_click(shell: Any) -> bool:
-    """Whether a person is at the frontend that ran this cell: it accepts input (``allow_stdin``).
-
-    JupyterLab, Notebook 7 and VS Code send ``allow_stdin: true``; nbclient and papermill send
-    false, and there a proposed run is refused (unless the user opted in to running unasked).
-    """
-    kernel = getattr(shell, "kernel", None)
-    if kernel is None:
-        return sys.stdin is not None and sys.stdin.isatty()
-    try:
-        parent = kernel.get_parent() or {}
-    except Exception:  # an older kernel without per-request parents
-        return False
-    return bool(parent.get("content", {}).get("allow_stdin", False))
+    display({"text/plain": preview_plain(shown), "text/html": preview_html(shown)}, raw=True)
 
 
 async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool, auto_run: bool) -> Any:

@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.agent import episode_steps
-from ..core.history.thread import Message
+from ..core.history.store import Message
+from ..core.outbound import unlinkable
 from ..core.outcome import label
-from ..present.untrusted import escaped, render_markdown, unlinkable
+from ..present.untrusted import escaped, render_markdown
 
 PROMPT_CHARS = 60
 ANSWER_CHARS = 90

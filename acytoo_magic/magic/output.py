@@ -9,17 +9,9 @@ import sys
 from typing import Any
 
 from ..core.frames import Frame
+from ..core.outbound import printable, unlinkable
 from ..present.throttle import SIZE_STEP, ThrottledRenderer
-from ..present.untrusted import (
-    Block,
-    MarkdownStream,
-    note_html,
-    printable,
-    render_markdown,
-    status_html,
-    unlinkable,
-    with_cursor,
-)
+from ..present.untrusted import Block, MarkdownStream, note_html, render_markdown, status_html, with_cursor
 
 # While an answer streams, text/plain carries at most its last this many characters: the frontends
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved

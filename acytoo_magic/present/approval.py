@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 from typing import Any
 
 import anywidget
@@ -185,3 +186,19 @@ class Approval(anywidget.AnyWidget):
                 self._settle(Decision.GONE)
         elif event == "decide":
             self.decide(str(content.get("token", "")), str(content.get("decision", "")))
+
+
+def someone_can_click(shell: Any) -> bool:
+    """Whether a person is at the frontend that ran this cell: it accepts input (``allow_stdin``).
+
+    JupyterLab, Notebook 7 and VS Code send ``allow_stdin: true``; nbclient and papermill send
+    false, and there a proposed run is refused (unless the user opted in to running unasked).
+    """
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        return sys.stdin is not None and sys.stdin.isatty()
+    try:
+        parent = kernel.get_parent() or {}
+    except Exception:  # an older kernel without per-request parents
+        return False
+    return bool(parent.get("content", {}).get("allow_stdin", False))

@@ -31,9 +31,9 @@ from ..core.errors import (
     ProviderProtocolError,
     ProviderTimeout,
     ResponseTooLarge,
-    redact,
 )
 from ..core.loops import iterate
+from ..core.outbound import redact
 
 Messages = Sequence[Mapping[str, Any]]  # tool calls and results carry lists and ids too
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ..core.agent import AgentView, CodeRun, Episode, Step
 from ..core.frames import Frame
-from ..magic.agent_view import step_html
+from ..present.steps import step_html
 from ..present.throttle import ThrottledRenderer
 from ..present.untrusted import escaped, note_html
 

@@ -30,15 +30,17 @@ import traitlets
 
 from ..core.agent import Episode, episode_steps
 from ..core.assistant import Assistant, shared_assistant
-from ..core.errors import AcytooError, ContextError, ProviderNotFound, redact
+from ..core.errors import AcytooError, ContextError, ProviderNotFound
 from ..core.frames import Frame
-from ..core.history.thread import Message, stored_episode
+from ..core.history.store import Message, stored_episode
 from ..core.loops import on_this_loop
+from ..core.outbound import printable, redact
 from ..core.outcome import FAILED, label
 from ..core.request import Preview, Reply, Request
 from ..present.approval import Approval
+from ..present.steps import preview_html
 from ..present.throttle import ThrottledRenderer
-from ..present.untrusted import MarkdownStream, escaped, note_html, printable, render_markdown, with_cursor
+from ..present.untrusted import MarkdownStream, escaped, render_markdown, with_cursor
 from .agent_view import AGENT_CSS, WidgetAgentView, steps_html
 
 WINDOW = 40  # messages shown when the widget opens (20 exchanges); "show earlier" adds as many
@@ -211,17 +213,6 @@ def _typed_html(prompt: str, meta: dict[str, Any]) -> str:
         f'<details class="acytoo-context"><summary>context: {escaped(shown)} · '
         '<span class="acytoo-show">show</span><span class="acytoo-hide">hide</span></summary>'
         f"<pre>{escaped(prompt)}</pre></details>"
-    )
-
-
-def preview_html(shown: Preview) -> str:
-    """``Preview``: its one-line summary, and the request body as a JSON code block (the policy's)."""
-    from ..magic.agent_view import fenced
-
-    body = render_markdown(fenced(shown.text, "json"))
-    return (
-        f'<div class="acytoo-preview">{note_html(shown.summary())}{note_html(shown.masked)}'
-        f"<details open><summary>the request</summary>{body}</details></div>"
     )
 
 
@@ -915,7 +906,7 @@ class ChatWidget(widgets.VBox):
         Skip / Stop are offered only where a person ran that cell (``allow_stdin``, as for
         ``%%acytoo --agent``); under nbclient or papermill a run is refused.
         """
-        from ..magic.agent_view import someone_can_click
+        from ..present.approval import someone_can_click
 
         person = someone_can_click(getattr(self.assistant, "shell", None))
         return self._send_message(text, self.agent if agent is None else agent, person)
@@ -1050,7 +1041,7 @@ class ChatWidget(widgets.VBox):
 
     async def _approve(self, code: str) -> Any:
         """Run / Skip / Stop above the input, with the code as the magic draws it."""
-        from ..magic.agent_view import ASKING, code_html
+        from ..present.steps import ASKING, code_html
 
         return await self.approval.ask(code, code_html(code, ASKING))
 
