@@ -141,6 +141,6 @@ async def widget_run(chat: Any, run: str, prompt: str, stop: bool) -> str:
             "text": reply.text,
             "status": str(reply.status),
             "transcript_has_it": bool(reply.text) and shown in added,
-            "error_line": chat.status.value,
+            "error_line": chat.error_area.value,
         }
     )

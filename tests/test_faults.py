@@ -163,7 +163,7 @@ def test_widget(k, fault):
         k.execute(f"w = ChatWidget({thread!r})\nw.send({fault.prompt!r})\nr = await w.wait()")
     finally:
         k.execute(restore)
-    status = k.execute("print(w.status.value)").stdout.strip()
+    status = k.execute("print(w.error_area.value)").stdout.strip()
     if fault.message:
         assert fault.message in status and "acytoo-error" in status and "\n" not in status
         message = html.unescape(status.split(">", 1)[1].rsplit("<", 1)[0]).split(": ", 1)[-1]

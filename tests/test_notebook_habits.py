@@ -255,7 +255,7 @@ def test_the_widget_recovers_from_any_failure(k):
         " w.transcript.value == before)"
     )
     assert state.stdout.strip() == "failed False True 'keep this text' True"
-    assert "RuntimeError: session exploded" in k.execute("print(w.status.value)").stdout
+    assert "RuntimeError: session exploded" in k.execute("print(w.error_area.value)").stdout
     k.execute("w.assistant.runner.session = real")
     assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.status)").stdout.strip() == "complete"
 
@@ -274,7 +274,7 @@ def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, standin, his
         standin.release()
         done = k.execute("r = await w.wait()\nprint(r.status, len(r.text))")
         assert done.stdout.split() == ["complete", "3000"]
-        assert "is locked by another process" in k.execute("print(w.status.value)").stdout
+        assert "is locked by another process" in k.execute("print(w.error_area.value)").stdout
         quick = k.execute("print('not blocked')")
         assert quick.stdout.strip() == "not blocked"
     finally:

@@ -128,7 +128,7 @@ def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
 
 def test_error_is_one_line_in_the_transcript_and_nothing_recorded(k):
     run(k, "w = ChatWidget('t1')\nw.send('[[fault=500]] boom')\nr = await w.wait()")
-    status = run(k, "print(w.status.value)")
+    status = run(k, "print(w.error_area.value)")
     assert "HTTP 500" in status and "acytoo-error" in status and status.count("\n") == 0
     assert run(k, "print(w.input.busy, r.status)") == "False failed"
     assert "is empty" in run(k, "%acytoo history -c t1")
@@ -144,7 +144,7 @@ def test_bad_reference_is_reported_before_sending(k, server):
         "w = ChatWidget('t1')\n"
         "w.input._handle_message(w.input, {'event': 'submit', 'value': 'about {no_such_var}'}, [])",
     )
-    assert "no variable &#x27;no_such_var&#x27;" in run(k, "print(w.status.value)")
+    assert "no variable &#x27;no_such_var&#x27;" in run(k, "print(w.error_area.value)")
     assert len(server.requests) == before
     assert run(k, "print(w.input.value)") == "about {no_such_var}"  # given back, nothing lost
 
@@ -334,5 +334,5 @@ def test_indicator_follows_the_settings_and_a_bad_provider_is_one_line(k):
     run(k, "%config AcytooMagics.model = 'other-model'\nw.send('hi')\nr = await w.wait()")
     assert "acytoo · other-model" in run(k, "print(w.indicator.value)")
     run(k, "%config AcytooMagics.provider = 'nope'\nw2 = ChatWidget('ind')\nw2.send('hi')")
-    assert "unknown provider &#x27;nope&#x27;" in run(k, "print(w2.status.value)")
+    assert "unknown provider &#x27;nope&#x27;" in run(k, "print(w2.error_area.value)")
     assert run(k, "print(w2.input.value)") == "hi"

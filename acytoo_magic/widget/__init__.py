@@ -1,1 +1,3 @@
-"""widget"""
+from .chat import ChatWidget
+
+__all__ = ["ChatWidget"]

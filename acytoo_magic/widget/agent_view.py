@@ -15,18 +15,6 @@ from ..present.steps import step_html
 from ..present.throttle import ThrottledRenderer
 from ..present.untrusted import escaped, note_html
 
-AGENT_CSS = """
-.acytoo-chat .acytoo-step { margin: 0.2rem 0; }
-.acytoo-chat .acytoo-step > summary { cursor: pointer; color: var(--jp-ui-font-color2, #777);
-  font-size: 85%; }
-.acytoo-chat .acytoo-preview { border: 1px dashed var(--jp-border-color1, #bdbdbd); border-radius: 6px;
-  padding: 0 0.7rem; margin: 0.4rem 0; }
-.acytoo-chat .acytoo-preview pre { max-height: 20rem; overflow: auto; }
-.acytoo-chat .acytoo-agent-switch.mod-active { background: var(--jp-brand-color1, #1976d2); color: white; }
-.acytoo-chat .acytoo-agent-switch.acytoo-auto-run { background: var(--jp-error-color1, #d32f2f);
-  color: white; }
-"""
-
 
 def steps_html(steps: Sequence[Step]) -> str:
     """A finished episode's steps, compact: one line each (``%acytoo history``'s), the whole step
