@@ -73,12 +73,19 @@ def load_ipython_extension(ipython: Any) -> None:
 
     if _magics is not None and _magics.shell is ipython:
         return
-    _magics = AcytooMagics(shell=ipython)
+    _magics = AcytooMagics(shell=ipython, chat=_chat_widget)
     ipython.register_magics(_magics)
     # The boundary's detectors load in half a second: now, beside the user's first cells, not in them.
     threading.Thread(target=_warm_boundary, name="acytoo-warm", daemon=True).start()
     # Decides per cell: only a top-level cell under ipykernel's asyncio runner is made awaited.
     ipython.input_transformers_post.append(_magics.transform_lines)
+
+
+def _chat_widget(thread: str, assistant: Assistant) -> Any:
+    """``%acytoo chat``'s widget; the loader joins the two front ends, neither imports the other."""
+    from .widget.chat import ChatWidget
+
+    return ChatWidget(thread, assistant=assistant)
 
 
 def _warm_boundary() -> None:

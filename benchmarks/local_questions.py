@@ -73,7 +73,7 @@ QUESTIONS = (
 ASK = """
 %load_ext acytoo_magic
 import json, time
-from acytoo_magic.assistant import shared_assistant
+from acytoo_magic.core.assistant import shared_assistant
 {frame}
 {settings}
 assistant = shared_assistant(get_ipython())

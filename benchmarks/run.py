@@ -236,9 +236,9 @@ def kernel_rows(table: Table, label: str, samples: dict[str, list[float]], goal:
 RAW_IN_KERNEL = """
 import aiohttp, time
 from IPython.display import display as _display
-from acytoo_magic.output import final_bundle as _final_bundle
+from acytoo_magic.magic.output import final_bundle as _final_bundle
 from acytoo_magic.providers.acytoo import create_header, create_payload
-from acytoo_magic.untrusted import render_markdown as _render_markdown
+from acytoo_magic.present.untrusted import render_markdown as _render_markdown
 async def _raw_stream(session, prompt, floor=False):
     # floor: then what any design must pay to show the answer: one render of it through the
     # rendering policy and one publish of the final output (the answer's HTML and text with the
@@ -266,7 +266,7 @@ for _thread in threading.enumerate():
 
 # The whole %%acytoo path, timed in the kernel: the cell's _ask_async, from building the request to the
 # final display update (_shown_time) and on to the record after it (_cell_time).
-from acytoo_magic import magics as _magics
+from acytoo_magic.magic import magics as _magics
 _cell_time, _shown_time, _started = [0.0], [0.0], [0.0]
 _ask_async = _magics.AcytooMagics._ask_async
 async def _timed_ask(self, *args):
@@ -456,7 +456,8 @@ def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
     frame, then sent whole again as the entry."""
     from browser import long_markdown
 
-    from acytoo_magic.widget.chat import LiveAnswer, Transcript, live_html, message_html
+    from acytoo_magic.widget.entries import live_html, message_html
+    from acytoo_magic.widget.transcript import LiveAnswer, Transcript
 
     transcript, sizes = Transcript(), []
     transcript.send = lambda content, buffers=None: sizes.append(len(packed(content)))  # type: ignore

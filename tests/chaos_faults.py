@@ -124,7 +124,7 @@ async def ask_with_callback(prompt: str, nth: int) -> None:
 
 async def widget_run(chat: Any, run: str, prompt: str, stop: bool) -> str:
     """Send ``prompt`` in ``chat``; with ``stop``, press Stop once text shows. What the widget shows."""
-    from acytoo_magic.widget.chat import message_html
+    from acytoo_magic.widget.entries import message_html
 
     arm(run)
     before = chat.transcript.value

@@ -240,7 +240,9 @@ def test_kernel_interrupt_stops_approved_code_in_the_chat(
     assert episode["status"] == "interrupted"
     assert "interrupted by the user" in episode["steps"][-1]
     # idle again: no episode and no run left for a later SIGINT to act on, and one is harmless
-    left = k.execute("from acytoo_magic import coderun\nprint(len(coderun._running), len(coderun._live))")
+    left = k.execute(
+        "from acytoo_magic.core import coderun\nprint(len(coderun._running), len(coderun._live))"
+    )
     assert left.stdout == "0 0\n"
     k.km.interrupt_kernel()
     assert k.execute("print('still here')").stdout == "still here\n"

@@ -63,7 +63,7 @@ CANARY = """<img src=x onerror="window.__canary = (window.__canary || 0) + 1">""
 # every prefix of every payload reaches the page (a half-streamed "[r]: javascript" before its ':'
 # included): deterministic, where a stream's frames depend on how the machine coalesces chunks.
 DRAW_EVERY_FRAME = """\
-from acytoo_magic.output import DisplayRenderer
+from acytoo_magic.magic.output import DisplayRenderer
 def draw_every_frame(text):
     renderer = DisplayRenderer(interval=0.0, cost_factor=0.0)
     for character in text:

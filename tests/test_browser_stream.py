@@ -113,7 +113,7 @@ def stream_notebook(path, url: str) -> None:
     cells = [
         # Segments of 1,000 characters, so a 5 KB answer goes out in several.
         nbformat.v4.new_code_cell(
-            "%load_ext acytoo_magic\nfrom acytoo_magic.output import DisplayRenderer\n"
+            "%load_ext acytoo_magic\nfrom acytoo_magic.magic.output import DisplayRenderer\n"
             "DisplayRenderer.commit_chars = 1_000"
         ),
         nbformat.v4.new_code_cell(f"%%acytoo --no-history --url {url}\nthe long answer, please"),

@@ -32,7 +32,7 @@ from markdown_it import MarkdownIt
 
 from acytoo_magic.present.untrusted import escaped, render_markdown
 from acytoo_magic.server import LocalServer, ServerConfig
-from acytoo_magic.widget.chat import _STATIC_STYLE
+from acytoo_magic.widget.saved_copy import _STATIC_STYLE
 
 NOTEBOOK = "exports.ipynb"
 QUESTION = "How do I sum sales per region?"

@@ -91,7 +91,7 @@ def test_without_the_bundled_runtime_the_first_question_says_how_to_choose_and_s
             k,
             AUDIT
             + FRAME
-            + "\nfrom acytoo_magic import local_model"
+            + "\nfrom acytoo_magic.providers import local_model"
             + f"\nlocal_model.CPUINFO = local_model.Path({str(cpuinfo)!r})",
         )
         ok(k, "%load_ext acytoo_magic")

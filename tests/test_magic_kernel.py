@@ -140,7 +140,7 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
 
 MANY_CHUNKS = """
 import asyncio, acytoo_magic
-from acytoo_magic.output import DisplayRenderer
+from acytoo_magic.magic.output import DisplayRenderer
 
 class Many:  # 2,000 chunks, as many as were sent: no TCP coalescing decides the count
     @staticmethod

@@ -24,7 +24,7 @@ CPU_WITHOUT_AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 
 
 FIRST_USE_ON_AN_OLD_CPU = """
 import asyncio, sys
-from acytoo_magic import local_model
+from acytoo_magic.providers import local_model
 from acytoo_magic.providers import ProviderError
 from acytoo_magic.providers.local import Local
 local_model.CPUINFO = local_model.Path(sys.argv[1])

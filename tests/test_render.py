@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from acytoo_magic.core import outbound
 from acytoo_magic.core.frames import Frame
 from acytoo_magic.core.outbound import printable
 from acytoo_magic.magic.output import TerminalRenderer, markdown_bundle
-from acytoo_magic.present import untrusted
 from acytoo_magic.present.throttle import FIRST_CHARS, ThrottledRenderer
 from acytoo_magic.present.untrusted import (
     CODE_INNER_STYLE,
@@ -24,7 +24,7 @@ from acytoo_magic.present.untrusted import (
     render_markdown,
     with_cursor,
 )
-from acytoo_magic.widget.chat import message_html
+from acytoo_magic.widget.entries import message_html
 
 PRE = f'<pre class="acytoo-code" style="{CODE_STYLE}">'
 CODE = f'<code style="{CODE_INNER_STYLE}">'
@@ -420,9 +420,9 @@ CONTROL_NEIGHBOURS = [
 def test_the_fast_control_scan_finds_what_the_pattern_finds(text):
     """printable's first look (the UTF-8 bytes) decides as the pattern it cleans with would, so a
     text is cleaned exactly when it was before (issue 30 made the look faster, not different)."""
-    assert untrusted._has_control(text) == (untrusted._CONTROL.search(text) is not None)
-    expected = untrusted._CONTROL.sub("", untrusted._ANSI.sub("", text.replace("\r\n", "\n")))
-    assert printable(text) == (expected if untrusted._CONTROL.search(text) else text)
+    assert outbound._has_control(text) == (outbound._CONTROL.search(text) is not None)
+    expected = outbound._CONTROL.sub("", outbound._ANSI.sub("", text.replace("\r\n", "\n")))
+    assert printable(text) == (expected if outbound._CONTROL.search(text) else text)
 
 
 def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():

@@ -118,7 +118,7 @@ def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
     sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
     [stored] = [m for m in k.history("shown") if m["role"] == "assistant"]
     assert stored["status"] == "interrupted" and 0 < len(stored["content"]) < 200_000
-    from acytoo_magic.widget.chat import message_html
+    from acytoo_magic.widget.entries import message_html
 
     page = page_after(sent)  # the page's messages, applied as its script applies them
     assert page.entries[-1] == message_html("assistant", stored["content"], "interrupted")
@@ -236,7 +236,7 @@ def test_history_reads_never_hold_up_the_kernel(k, history_db):
     (it used to wait on the loop for the lock, 30 s while the file is set up); the transcript
     shows once the lock is gone."""
     run(k, "%acytoo history")  # creates the file and its table
-    run(k, "from acytoo_magic.assistant import Assistant\nlocal = Assistant()")  # a store not yet opened
+    run(k, "from acytoo_magic.core.assistant import Assistant\nlocal = Assistant()")  # a store not yet opened
     other = sqlite3.connect(history_db, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")

@@ -19,7 +19,8 @@ from test_render import MARKDOWN_TEXT, FakeClock
 
 from acytoo_magic.present.throttle import ThrottledRenderer
 from acytoo_magic.present.untrusted import render_markdown
-from acytoo_magic.widget.chat import LiveAnswer, Transcript, live_html, message_html
+from acytoo_magic.widget.entries import live_html, message_html
+from acytoo_magic.widget.transcript import LiveAnswer, Transcript
 
 HEAD = '<div class="acytoo-msg acytoo-assistant">'
 TAIL = '<div class="acytoo-live-tail">'

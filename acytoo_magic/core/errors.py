@@ -1,8 +1,21 @@
 """One error family: everything the extension raises on purpose derives from ``AcytooError``.
 
-Callers catch the base, or a kind (``ProviderError`` and its subclasses, ``HistoryError``,
-``ContextError``, ``ProviderNotFound``, ``ModelNotFound``, ``AnswerError``, ``AcytooInterrupted``,
-``BudgetExceeded``, ``ToolsUnsupported``).
+    AcytooError
+    ├── AcytooInterrupted          an interrupt or Stop ended the answer (partial text kept)
+    ├── AnswerError                drawing it or an on_chunk callback ended it
+    ├── HistoryError (RuntimeError)
+    │   ├── HistoryLocked          another process holds the history file's lock
+    │   └── StoreClosed
+    ├── ContextError (ValueError)  a {name} or In/Out reference that cannot be expanded
+    ├── ProviderNotFound, ModelNotFound, ModelError, ToolsUnsupported (ValueError)
+    ├── UnsupportedCPU (RuntimeError), FetchError (OSError)
+    ├── BudgetExceeded             a request would pass a daily spending budget
+    └── ProviderError              what a provider failed at, naming it and the URL
+        ├── ProviderHTTPError      a non-2xx status (with a hint for the common ones)
+        ├── ProviderConnectionError, ProviderTimeout
+        ├── ProviderProtocolError  a reply that does not follow the protocol
+        └── ResponseTooLarge
+
 Each message is one line that says what failed and where, with credentials masked; front ends show
 that line, never a traceback. ``redact`` and ``one_line`` are how a message is made so.
 """
@@ -13,6 +26,31 @@ from collections.abc import Iterable
 from typing import Any
 
 from .outbound import printable, redact, unlinkable
+
+__all__ = [
+    "AcytooError",
+    "AcytooInterrupted",
+    "AnswerError",
+    "BudgetExceeded",
+    "ContextError",
+    "FetchError",
+    "HistoryError",
+    "HistoryLocked",
+    "ModelError",
+    "ModelNotFound",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderNotFound",
+    "ProviderProtocolError",
+    "ProviderTimeout",
+    "ResponseTooLarge",
+    "StoreClosed",
+    "ToolsUnsupported",
+    "UnsupportedCPU",
+    "one_line",
+    "redact",
+]
 
 
 def one_line(text: str, limit: int = 200) -> str:

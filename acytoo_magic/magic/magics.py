@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -105,9 +106,18 @@ class TerminalOutput(_InterruptSaidOnce, TerminalRenderer):
 class AcytooMagics(Subcommands, Magics):
     """Ask an LLM from a cell; the answer streams in place as Markdown. Settings: ``%config Assistant``."""
 
-    def __init__(self, shell: Any = None, assistant: Assistant | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        shell: Any = None,
+        assistant: Assistant | None = None,
+        chat: Callable[[str, Assistant], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(shell=shell, **kwargs)
         self.assistant = assistant if assistant is not None else shared_assistant(shell)
+        # what `%acytoo chat` displays: the extension loader passes the chat widget in (the magic
+        # does not import the other front end, docs/internals.md)
+        self.chat = chat
         self.last_reply: Reply | None = None
         self.last_renderer: ThrottledRenderer | None = None
         self._calls: tuple[str, int] = ("", 0)  # (execute request, answers it asked for so far)

@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class Subcommands:
 
     assistant: Any
     shell: Any
+    chat: Callable[[str, Any], Any] | None
 
     # -- line subcommands ------------------------------------------------------------------
     def _subcommand(self, line: str) -> None:
@@ -292,12 +294,12 @@ class Subcommands:
         """Open a chat widget on a thread of this notebook: %acytoo chat [-c THREAD]."""
         from IPython.display import display
 
-        from ..widget.chat import ChatWidget
-
         parser = _subparser("chat", "open a chat widget")
         parser.add_argument("-c", "--thread", default=None)
         args = self._parse(parser, rest)
-        display(ChatWidget(args.thread or DEFAULT_THREAD, assistant=self.assistant))
+        if self.chat is None:
+            raise UsageError("%acytoo chat: no chat widget here (%load_ext acytoo_magic adds it)")
+        display(self.chat(args.thread or DEFAULT_THREAD, self.assistant))
 
     def _export(self, rest: str) -> None:
         """Write a thread to a file, Markdown or JSON by extension: %acytoo export [-c THREAD] PATH."""
