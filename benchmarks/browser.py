@@ -114,7 +114,7 @@ QUESTION = {question!r}
     async for piece in stream:
         text += piece
         handle.update(markdown_bundle(Frame(text)), raw=True)
-    handle.update(markdown_bundle(Frame(text, final=True, status_line="every chunk: done")), raw=True)
+    handle.update(markdown_bundle(Frame(text, final=True, small_print="every chunk: done")), raw=True)
 print("setup: done")
 """
 

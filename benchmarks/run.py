@@ -253,7 +253,7 @@ async def _raw_stream(session, prompt, floor=False):
     if floor:
         text = b"".join(chunks).decode()
         status = f"Acytoo · m · {len(text):,} characters in 0.0 s · ≈7 tokens in, ≈{len(text) // 4:,} out"
-        _display(_final_bundle(_render_markdown(text), text, status_line=status), raw=True, display_id=True)
+        _display(_final_bundle(_render_markdown(text), text, small_print=status), raw=True, display_id=True)
     return time.perf_counter() - started
 _raw_session = aiohttp.ClientSession()
 
@@ -626,7 +626,7 @@ def history(table: Table, smoke: bool) -> None:
         samples = []
         for i in range(50):
             started = time.perf_counter()
-            conversation.to_send(f"question {i}", "system", budget=12_000)
+            conversation.to_send(f"question {i}", "system", history_chars=12_000)
             conversation.record(f"question {i}", "an answer " * 40)
             samples.append(time.perf_counter() - started)
         per_cell = statistics.median(samples) * 1000

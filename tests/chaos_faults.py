@@ -16,7 +16,7 @@ from typing import Any
 import acytoo_magic
 from acytoo_magic.core.errors import HistoryError, HistoryLocked
 from acytoo_magic.core.frames import Frame
-from acytoo_magic.core.history import thread as conversation
+from acytoo_magic.core.history import store as conversation
 from acytoo_magic.core.outcome import label
 from acytoo_magic.magic import output
 from acytoo_magic.providers import base
@@ -135,12 +135,12 @@ async def widget_run(chat: Any, run: str, prompt: str, stop: bool) -> str:
         chat.stop()
     reply = await chat.wait()
     added = chat.transcript.value[len(before) :]
-    shown = message_html("assistant", reply.text, label(reply.status))
+    shown = message_html("assistant", reply.answer, label(reply.outcome))
     return json.dumps(
         {
-            "text": reply.text,
-            "status": str(reply.status),
-            "transcript_has_it": bool(reply.text) and shown in added,
+            "text": reply.answer,
+            "status": str(reply.outcome),
+            "transcript_has_it": bool(reply.answer) and shown in added,
             "error_line": chat.error_area.value,
         }
     )

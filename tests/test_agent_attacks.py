@@ -210,7 +210,7 @@ def chat_runs(k: Kernel, server: LocalServer, started: Started) -> None:
 
 def chat_episode(k: Kernel) -> dict[str, Any]:
     shown = k.execute(
-        "ep = await w.wait()\nprint(json.dumps({'status': ep.status, 'note': ep.note,"
+        "ep = await w.wait()\nprint(json.dumps({'status': ep.outcome, 'note': ep.note,"
         " 'steps': [s.text for s in ep.steps], 'busy': w.input.busy}))",
         timeout=60,
     )

@@ -101,5 +101,5 @@ async def test_history_failing_mid_session_still_answers(server, tmp_path):
     broken = Conversation(HistoryStore(tmp_path / "gone"), "nb")  # a directory: every read fails
     request = Request("still there?", Acytoo, "m", conversation=broken, options={"url": server.url})
     reply = await answer(request, ThrottledRenderer(lambda frame: None, 0.05))
-    assert reply.status == "complete" and 'You said: "still there?"' in reply.text
+    assert reply.outcome == "complete" and 'You said: "still there?"' in reply.answer
     assert "history database" in reply.history_warning and "gone" in reply.history_warning

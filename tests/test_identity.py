@@ -183,7 +183,7 @@ def test_a_notebook_renamed_while_closed_finds_its_thread_and_its_copy_does_not_
     # A notebook that only asks from code (as its chat widget would): its rows carry no cell id,
     # only the cell that was running. Closed and renamed, its name taken by a new notebook:
     # the new one sees nothing of it.
-    code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask({!r})\nprint(reply.text)"
+    code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask({!r})\nprint(reply.answer)"
     for prompt in ("Hello?", "Anyone there?"):
         assert lab.new_notebook() == "Untitled.ipynb"
         with lab.session("Untitled.ipynb") as (session, fresh):

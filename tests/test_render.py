@@ -163,7 +163,7 @@ async def test_timer_flushes_text_that_arrived_after_the_last_draw():
 
 
 def test_markdown_bundle_is_html_and_plain_text_never_markdown():
-    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True, status_line="acytoo · m"))
+    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True, small_print="acytoo · m"))
     assert set(bundle) == {"text/plain", "text/html"}  # JupyterLab renders trusted Markdown's raw HTML
     assert bundle["text/html"].startswith("<h1>T</h1>")
     assert '<em>— interrupted</em>' in bundle["text/html"] and "<sub>acytoo · m</sub>" in bundle["text/html"]
@@ -300,7 +300,7 @@ def dangerous(html: str) -> list[str]:
 def test_a_payload_renders_to_nothing_that_runs(payload):
     reply = f"Here you go:\n\n{payload}\n\nmore text"
     assert dangerous(render_markdown(reply)) == []
-    for frame in (Frame(reply), Frame(reply, note="interrupted", final=True, status_line="s")):
+    for frame in (Frame(reply), Frame(reply, note="interrupted", final=True, small_print="s")):
         assert dangerous(markdown_bundle(frame)["text/html"]) == []
     assert dangerous(message_html("assistant", reply)) == []
     assert dangerous(message_html("user", reply)) == []
@@ -431,13 +431,13 @@ def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
     reply = "copy \x1b]52;c;ZXZpbA==\x07this\x1b[2J\x1b[31m red"
     for start in range(0, len(reply), 2):  # every sequence cut in two somewhere
         renderer.feed(reply[start : start + 2])
-    renderer.close(reply, note="partial\x1b[0m", status_line="s")
+    renderer.close(reply, note="partial\x1b[0m", small_print="s")
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
     assert out.getvalue().startswith("copy ") and "this" in out.getvalue() and "[partial]" in out.getvalue()
 
 
 def test_notes_and_status_are_escaped():
-    bundle = markdown_bundle(Frame("x", note="<b>partial</b>", final=True, status_line="<img src=x>"))
+    bundle = markdown_bundle(Frame("x", note="<b>partial</b>", final=True, small_print="<img src=x>"))
     assert dangerous(bundle["text/html"]) == []
     assert "&lt;b&gt;partial&lt;/b&gt;" in bundle["text/html"] and "&lt;img src=x&gt;" in bundle["text/html"]
 

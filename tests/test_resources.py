@@ -64,7 +64,7 @@ def test_two_hundred_requests_leave_no_sockets_tasks_or_warnings(server):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        statuses[reply.status] = statuses.get(reply.status, 0) + 1
+        statuses[reply.outcome] = statuses.get(reply.outcome, 0) + 1
 
     async def batch(count: int) -> None:
         for i in range(count):

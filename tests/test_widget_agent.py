@@ -60,7 +60,7 @@ def finished(k: Kernel) -> dict[str, Any]:
     shown = run(
         k,
         "ep = await w.wait()\n"
-        "print(json.dumps({'status': ep.status, 'answer': ep.answer, 'note': ep.note,"
+        "print(json.dumps({'status': ep.outcome, 'answer': ep.answer, 'note': ep.note,"
         " 'steps': [[s.kind, s.name, s.decision] for s in ep.steps], 'html': w.transcript.html,"
         " 'busy': w.input.busy, 'asking': w.approval.token}))",
     )

@@ -74,7 +74,7 @@ def run(k: Kernel, code: str) -> str:
 def test_send_streams_into_the_transcript_and_records(k):
     run(k, "w = ChatWidget('t1')\ntask = w.send('hello [[chunk=4 delay=0.005]]')")
     assert (
-        run(k, "r = await w.wait()\nprint(r.status, r.chunks > 5, w.renderer.draws > 1)")
+        run(k, "r = await w.wait()\nprint(r.outcome, r.chunks > 5, w.renderer.draws > 1)")
         == "complete True True"
     )
     transcript = run(k, "print(w.transcript.html)")
@@ -90,7 +90,7 @@ def test_a_cell_runs_while_the_widget_streams(gated):
     run(k, WAIT_FOR_TEXT)  # the first half is drawn; the rest waits for the gate
     # this cell runs and finishes while the answer is still streaming
     assert run(k, "print(w.streaming, w.input.busy, 6 * 7)") == "True True 42"
-    out = run(k, "gated.release()\nr = await w.wait()\nprint(r.status, repr(r.text), w.streaming)")
+    out = run(k, "gated.release()\nr = await w.wait()\nprint(r.outcome, repr(r.answer), w.streaming)")
     assert out == "complete 'one two three four' False"
 
 
@@ -100,12 +100,12 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(k, server, protocol):
         run(k, f"%config Assistant.provider = 'openai'\n%config Assistant.url = '{server.url}/v1'")
     run(k, f"w = ChatWidget('t1')\nw.send({SLOW!r})")
     run(k, WAIT_FOR_TEXT)
-    out = run(k, "w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 200000, w.input.busy)")
+    out = run(k, "w.stop()\nr = await w.wait()\nprint(r.outcome, 0 < len(r.answer) < 200000, w.input.busy)")
     assert out == "interrupted True False"
     assert "interrupted</div>" in run(k, "print(w.transcript.html)")
     assert "--- assistant [interrupted]" in k.execute("%acytoo history --full -c t1").shown
     # the widget (and the kernel's session) keep working
-    assert run(k, "w.send('after stop')\nr = await w.wait()\nprint(r.status)") == "complete"
+    assert run(k, "w.send('after stop')\nr = await w.wait()\nprint(r.outcome)") == "complete"
 
 
 def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
@@ -130,7 +130,7 @@ def test_error_is_one_line_in_the_transcript_and_nothing_recorded(k):
     run(k, "w = ChatWidget('t1')\nw.send('[[fault=500]] boom')\nr = await w.wait()")
     status = run(k, "print(w.error_area.value)")
     assert "HTTP 500" in status and "acytoo-error" in status and status.count("\n") == 0
-    assert run(k, "print(w.input.busy, r.status)") == "False failed"
+    assert run(k, "print(w.input.busy, r.outcome)") == "False failed"
     assert "is empty" in run(k, "%acytoo history -c t1")
     # the transcript matches the (empty) history, and the message is back in the box
     assert run(k, "print(repr(w.transcript.html), repr(w.input.value))") == "'' '[[fault=500]] boom'"
@@ -278,7 +278,7 @@ def test_two_widgets_stream_concurrently_without_mixing(gated):
     out = run(
         k,
         "gated.release()\nr1, r2 = await one.wait(), await two.wait()\n"
-        "print(r1.text == 'A' * 120, r2.text == 'B' * 120)",
+        "print(r1.answer == 'A' * 120, r2.answer == 'B' * 120)",
     )
     assert out == "True True"
     assert run(k, "print('B' in one.transcript.html, 'AAA' in two.transcript.html)") == "False False"

@@ -8,7 +8,7 @@ as one. Code that would not read as it runs (``readable``) is refused before any
 With ``approve=None`` (nobody can click: nbclient, papermill, a script) a run is refused and the
 model is told so, unless the user opted in (``auto_run``). Every tool result passes the outbound
 boundary before the model sees it. The episode is bounded by a step cap (model calls and tool
-calls), a token budget and a number of failed runs. Stop or a kernel interrupt ends it at once,
+calls), a token limit and a number of failed runs. Stop or a kernel interrupt ends it at once,
 approved code included (``coderun``), keeping what was done. The episode is the cell's exchange.
 """
 
@@ -103,7 +103,7 @@ class Episode:
     steps: list[Step] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)  # assistant tool_calls + tool results
     answer: str = ""
-    status: str = COMPLETE
+    outcome: str = COMPLETE
     note: str = ""  # why it ended before an answer
     error: AcytooError | None = None
     prompt_tokens: int = 0
@@ -120,24 +120,15 @@ class Episode:
     @property
     def content(self) -> str:
         """What the history stores as the answer: the model's answer, else why there is none."""
-        return self.answer or f"[{self.note or self.status}]"
+        return self.answer or f"[{self.note or self.outcome}]"
 
     def status_line(self, request: Request) -> str:
         """Small print under the episode, worded as an answer's; how an unfinished one ended is
         the note above it, not repeated here."""
-        about = "≈" if self.estimated else ""
-        parts = [
-            request.source(),
-            request.model,
-            f"{(self.finished or time.monotonic()) - self.started:.1f} s",
-            self.calls_line(),
-            f"{about}{self.prompt_tokens:,} tokens in, {about}{self.completion_tokens:,} out",
-            f"history keeps each part to {STORED_PART:,} characters" if self.shortened else "",
-        ]
-        if request.price is not None:
-            cost = (self.prompt_tokens * request.price[0] + self.completion_tokens * request.price[1]) / 1e6
-            parts.append(f"{about}{cost:.4f} cost")
-        return " · ".join(p for p in parts if p)
+        done = f"{(self.finished or time.monotonic()) - self.started:.1f} s · {self.calls_line()}"
+        shortened = f"history keeps each part to {STORED_PART:,} characters" if self.shortened else ""
+        tokens = (self.prompt_tokens, self.completion_tokens, self.estimated)
+        return request.build_status_line(done, tokens, shortened)
 
     def calls_line(self) -> str:
         """The tool calls and what became of the proposed runs ("3 tool calls: 1 run, 1 skipped")."""
@@ -275,11 +266,11 @@ class AgentLoop:
                 self._turn = None  # its text is the answer or a step from here on
                 if reply.error is not None:
                     episode.error = reply.error
-                    episode.answer = reply.text  # what the turn showed before it failed
-                    self._end(PARTIAL if episode.steps or reply.text else FAILED, str(reply.error))
+                    episode.answer = reply.answer  # what the turn showed before it failed
+                    self._end(PARTIAL if episode.steps or reply.answer else FAILED, str(reply.error))
                     break
                 if not reply.tool_calls:
-                    episode.answer = reply.text
+                    episode.answer = reply.answer
                     break
                 await self._take_calls(reply)
                 if self._stop:
@@ -299,7 +290,7 @@ class AgentLoop:
             self._answer_every_call()
             episode.finished = time.monotonic()
             try:  # a second interrupt while recording: recorded all the same, and the view still ends
-                if self.request.conversation is not None and episode.status != FAILED:
+                if self.request.conversation is not None and episode.outcome != FAILED:
                     await to_thread_to_the_end(self._record)
             finally:
                 self.view.ended(episode)
@@ -324,11 +315,11 @@ class AgentLoop:
 
     def _keep_turn(self) -> None:
         """A model turn cut short (a cancel, a failure) keeps the text its final draw showed."""
-        if self._turn is not None and self._turn.text:
-            self.episode.answer = self._turn.text
+        if self._turn is not None and self._turn.answer:
+            self.episode.answer = self._turn.answer
 
-    def _end(self, status: str, note: str) -> None:
-        self.episode.status = status
+    def _end(self, outcome: str, note: str) -> None:
+        self.episode.outcome = outcome
         self.episode.note = note
         self._stop = note
 
@@ -355,12 +346,12 @@ class AgentLoop:
 
     async def _take_calls(self, reply: Reply) -> None:
         episode = self.episode
-        if reply.text:
-            self._show(Step("text", reply.text))
+        if reply.answer:
+            self._show(Step("text", reply.answer))
         episode.messages.append(
             {
                 "role": "assistant",
-                "content": reply.text,
+                "content": reply.answer,
                 "tool_calls": [c.for_provider() for c in reply.tool_calls],
             }
         )
@@ -383,7 +374,7 @@ class AgentLoop:
 
     async def _call(self, call: ToolCall) -> str:
         """One tool call; what it returns is what the model is sent (through the boundary)."""
-        budget = self.tools.context.budget
+        limit = self.tools.context.summary_chars
         self.request.outbound.refresh()  # what the last run defined is masked too
         mask = self.request.outbound.mask
         # Our frame's caption shows the name: a model's free text there could pose as a step of ours.
@@ -398,7 +389,7 @@ class AgentLoop:
             self._show(Step("tool", result, name, shown, failed=True))
             return result
         if call.name == RUN_PYTHON:
-            return await self._run(arguments.get("code"), budget)
+            return await self._run(arguments.get("code"), limit)
         try:
             result = mask(self.tools.call(call.name, arguments))
             failed = False
@@ -407,7 +398,7 @@ class AgentLoop:
         self._show(Step("tool", result, name, shown, failed=failed))
         return result
 
-    async def _run(self, code: Any, budget: int) -> str:
+    async def _run(self, code: Any, limit: int) -> str:
         if not isinstance(code, str) or not code.strip():
             result = "error: run_python takes the code as a non-empty string"
             self._show(Step("run", result, RUN_PYTHON, code=str(code or ""), decision="refused", failed=True))
@@ -454,9 +445,9 @@ class AgentLoop:
             self._show(Step("run", result, RUN_PYTHON, code=code, decision="skip"))
             return result
         namespace = self.tools.context.namespace
-        run = await run_approved(code, namespace, self.shell, budget)  # type: ignore[arg-type]  # the user's dict
+        run = await run_approved(code, namespace, self.shell, limit)  # type: ignore[arg-type]  # the user's dict
         self.request.outbound.refresh()  # what the code just defined is masked in its own output
-        result = self.request.outbound.mask(run.for_model(budget))
+        result = self.request.outbound.mask(run.for_model(limit))
         self._show(Step("run", result, RUN_PYTHON, code=code, decision=shown_as, failed=run.failed), run)
         if run.cancelled:  # the interrupt goes on once the result is the call's (``_take_calls``)
             self._cancelled = True
@@ -486,7 +477,7 @@ class AgentLoop:
             request.conversation.record(
                 request.sent_prompt,
                 episode.content,
-                episode.status,
+                episode.outcome,
                 request.stored_meta(),
                 request.cell,
                 answer_meta=episode.meta(),

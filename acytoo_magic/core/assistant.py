@@ -298,7 +298,9 @@ class Assistant(Configurable):
             conversation=self.conversation(thread) if history else None,
             system=system,
             # a provider may cap it: a small local model reads history at ~100 tokens/s
-            budget=min(self.max_history_chars, getattr(adapter.provider, "max_history_chars", 1 << 62)),
+            history_chars=min(
+                self.max_history_chars, getattr(adapter.provider, "max_history_chars", 1 << 62)
+            ),
             proxy=str(proxy or self.proxy) or None,
             options=options,
             label=f"contacting {name} ({where})" if where else f"contacting {name}",
@@ -355,7 +357,7 @@ class Assistant(Configurable):
 
         ``options`` are ``request()``'s overrides (``thread``, ``model``, ``history=False``...).
         ``renderer`` draws the stream (a front end's), ``on_chunk`` receives each piece of text.
-        A failed request does not raise: the reply says ``status`` and ``error`` (``raise_for_status``
+        A failed request does not raise: the reply says its ``outcome`` and ``error`` (``raise_for_status``
         raises it). Cancelling the task keeps the partial text, marked interrupted.
         """
         request = request or self.request(prompt, **options)
@@ -546,8 +548,8 @@ class _Tee:
         except Exception as exc:  # the caller's code: one line, and the answer ends marked
             raise AnswerError.from_exception("the on_chunk callback", exc) from exc
 
-    def close(self, text: str, note: str = "", status_line: str = "") -> None:
-        self._renderer.close(text, note, status_line)
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        self._renderer.close(text, note, small_print)
 
 
 _shared: dict[int, Assistant] = {}

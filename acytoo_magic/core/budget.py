@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import BudgetExceeded, HistoryError
 from .outcome import FAILED
-from .request import CHARS_PER_TOKEN, Reply, Request
+from .request import CHARS_PER_TOKEN, Reply, Request, cost
 
 __all__ = ["BudgetExceeded", "DailyBudget", "start_of_today"]
 
@@ -98,7 +98,7 @@ class DailyBudget:
         if not self.active:
             return
         estimate = -(-prompt_chars // CHARS_PER_TOKEN)
-        more = estimate * price[0] / 1e6 if price is not None else 0.0
+        more = cost(estimate, 0, price)
         if self.max_tokens or self.max_cost:
             limits = (self.max_tokens, self.max_cost)
             _check(estimate, more, self.today(), limits, "daily", "in every notebook")
@@ -144,11 +144,10 @@ class DailyBudget:
         Queued for the ledger's writer: nothing waits for it but a later reading of the ledger. A
         locked history file loses this one entry rather than delaying anything.
         """
-        if reply.status == FAILED and not reply.chunks and reply.usage is None and not reply.tool_calls:
+        if reply.outcome == FAILED and not reply.chunks and reply.usage is None and not reply.tool_calls:
             return
         prompt, completion, _estimated = reply.tokens()
-        cost = (prompt * price[0] + completion * price[1]) / 1e6 if price is not None else 0.0
-        self.ledger.write(self.add, prompt + completion, cost)
+        self.ledger.write(self.add, prompt + completion, cost(prompt, completion, price))
 
 
 def _check(

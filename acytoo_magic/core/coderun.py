@@ -50,15 +50,15 @@ class CodeRun:
     def failed(self) -> bool:
         return bool(self.error)
 
-    def for_model(self, budget: int) -> str:
+    def for_model(self, limit: int) -> str:
         """The result as bounded text: stdout, stderr, value, traceback, a note for rich outputs."""
         parts = []
         if self.stdout:
-            parts.append(f"stdout:\n{clip(self.stdout, budget // 2)}")
+            parts.append(f"stdout:\n{clip(self.stdout, limit // 2)}")
         if self.stderr:
-            parts.append(f"stderr:\n{clip(self.stderr, budget // 4)}")
+            parts.append(f"stderr:\n{clip(self.stderr, limit // 4)}")
         if self.value is not None:
-            parts.append(f"value:\n{clip(self.value, budget // 2)}")
+            parts.append(f"value:\n{clip(self.value, limit // 2)}")
         if self.error:
             parts.append(f"error:\n{self.error}")
         if self.rich:
@@ -69,14 +69,14 @@ class CodeRun:
             )
         if self.interrupted:
             parts.append("interrupted by the user" + (" (it had not stopped yet)" if self.stuck else ""))
-        return clip("\n\n".join(parts) or "ran; no output", budget)
+        return clip("\n\n".join(parts) or "ran; no output", limit)
 
 
 _runs = 0
 
 
 async def run_approved(
-    code: str, namespace: MutableMapping[str, Any], shell: Any = None, budget: int = 2_000
+    code: str, namespace: MutableMapping[str, Any], shell: Any = None, limit: int = 2_000
 ) -> CodeRun:
     """Run ``code`` in ``namespace`` as a cell would (the last expression's value is kept).
 
@@ -98,7 +98,7 @@ async def run_approved(
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)  # tracebacks
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    run = _Run(code, filename, namespace, budget, loop)
+    run = _Run(code, filename, namespace, limit, loop)
     _live.add(run)
     with _captured(shell, run), _sigint_interrupts(loop, task):
         run.start()
@@ -129,9 +129,9 @@ class _Run:
     """One run on its own thread; ``interrupt`` raises ``KeyboardInterrupt`` in it while it runs."""
 
     def __init__(
-        self, code: str, filename: str, namespace: Any, budget: int, loop: asyncio.AbstractEventLoop
+        self, code: str, filename: str, namespace: Any, limit: int, loop: asyncio.AbstractEventLoop
     ) -> None:
-        self.code, self.filename, self.namespace, self.budget = code, filename, namespace, budget
+        self.code, self.filename, self.namespace, self.limit = code, filename, namespace, limit
         self.result = CodeRun()
         self.out, self.err = io.StringIO(), io.StringIO()
         self.done: asyncio.Future[None] = loop.create_future()
@@ -164,7 +164,7 @@ class _Run:
         except KeyboardInterrupt:
             result.interrupted = True
         except BaseException as exc:  # SystemExit too: the user's code, reported
-            result.error = format_error(exc, self.budget)
+            result.error = format_error(exc, self.limit)
         finally:
             _live.discard(self)
         result.stdout, result.stderr = self.out.getvalue(), self.err.getvalue()
@@ -178,7 +178,7 @@ class _Run:
         if last is not None:
             value = eval(compile(ast.Expression(last.value), self.filename, "eval"), self.namespace)
             if value is not None:
-                self.result.value = bounded_repr(value, self.budget)
+                self.result.value = bounded_repr(value, self.limit)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -2,7 +2,7 @@
 
 A DataFrame of up to 20 rows is shown whole; a larger one becomes its shape, dtypes, null counts,
 the values of low-cardinality columns, head, tail and describe(), not ten million rows;
-anything else becomes a repr cut to a budget. pandas and numpy are used only when already imported
+anything else becomes a repr cut to a limit. pandas and numpy are used only when already imported
 by the user (a variable of their type cannot exist otherwise), so neither is a dependency.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from .errors import ContextError
 from .outbound import looks_secret
 
-DEFAULT_BUDGET = 2_000
-MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its budget
+SUMMARY_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 50_000  # kept per failed cell; a prompt takes the end of it, within its limit
 SAMPLE_ROWS = 100_000
 WHOLE_ROWS = 20  # a frame or series this short is shown whole
 LOW_CARDINALITY = 20  # a column with at most this many distinct values lists them, with counts
@@ -81,11 +81,14 @@ class ErrorLog:
         return CellError(None, format_error(last, MAX_TRACEBACK_CHARS)) if last is not None else None
 
 
-def clip(text: str, budget: int) -> str:
-    """Cut ``text`` to ``budget`` characters, saying how much was left out."""
-    if len(text) <= budget:
+def clip(text: str, limit: int, keep_end: bool = False) -> str:
+    """Cut ``text`` to ``limit`` characters, saying how much was left out; ``keep_end`` keeps the
+    end instead of the start (a traceback's cause is at its end)."""
+    if len(text) <= limit:
         return text
-    keep = max(0, budget - 40)
+    keep = max(0, limit - 40)
+    if keep_end:
+        return f"… [{len(text) - keep:,} earlier characters not shown]\n{text[-keep:]}"
     return f"{text[:keep]}\n… [{len(text) - keep:,} more characters not shown]"
 
 
@@ -93,7 +96,7 @@ def _is_ipython_frame(filename: str) -> bool:
     return f"{os.sep}IPython{os.sep}" in filename
 
 
-def format_error(error: BaseException, budget: int = DEFAULT_BUDGET) -> str:
+def format_error(error: BaseException, limit: int = SUMMARY_CHARS) -> str:
     """The traceback as plain text; when too long, its end (where the cause is) is what is kept.
 
     IPython's own frames (running the cell, dispatching a magic such as ``%%time``) are left out:
@@ -102,15 +105,7 @@ def format_error(error: BaseException, budget: int = DEFAULT_BUDGET) -> str:
     report = traceback.TracebackException.from_exception(error)
     user_frames = [frame for frame in report.stack if not _is_ipython_frame(frame.filename)]
     report.stack = traceback.StackSummary.from_list(user_frames)
-    return clip_start("".join(report.format()).rstrip(), budget)
-
-
-def clip_start(text: str, budget: int) -> str:
-    """Cut a traceback to ``budget`` characters from its start: the cause is at the end."""
-    if len(text) <= budget:
-        return text
-    keep = max(0, budget - 40)
-    return f"… [{len(text) - keep:,} characters of traceback not shown]\n{text[-keep:]}"
+    return clip("".join(report.format()).rstrip(), limit, keep_end=True)
 
 
 def _module_of(obj: Any) -> str:
@@ -124,8 +119,8 @@ def _same(text: str) -> str:
 ENVIRONMENT = "<the process environment: not shown>"
 
 
-def summarize(obj: Any, budget: int = DEFAULT_BUDGET, mask: Callable[[str], str] = _same) -> str:
-    """A compact, budgeted description of a value for a prompt.
+def summarize(obj: Any, limit: int = SUMMARY_CHARS, mask: Callable[[str], str] = _same) -> str:
+    """A compact description, within ``limit`` characters, of a value for a prompt.
 
     ``mask`` (the outbound boundary's) is applied to the whole text before it is cut, and to each
     string before ``repr`` escapes or shortens it: a secret is never cut in part.
@@ -136,17 +131,17 @@ def summarize(obj: Any, budget: int = DEFAULT_BUDGET, mask: Callable[[str], str]
     if module == "pandas":
         pd = sys.modules["pandas"]
         if isinstance(obj, pd.DataFrame):
-            return clip(mask(_summarize_frame(obj, budget, mask)), budget)
+            return clip(mask(_summarize_frame(obj, limit, mask)), limit)
         if isinstance(obj, pd.Series):
-            return clip(mask(_summarize_series(obj, mask)), budget)
+            return clip(mask(_summarize_series(obj, mask)), limit)
     if module == "numpy" and hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return clip(mask(_summarize_array(obj)), budget)
+        return clip(mask(_summarize_array(obj)), limit)
     if isinstance(obj, str):
-        return clip(mask(obj), budget)
+        return clip(mask(obj), limit)
     if isinstance(obj, (dict, list, tuple, set, frozenset)):
-        shown = bounded_repr(obj, budget, 80, mask)
-        return clip(f"{type(obj).__name__} of length {len(obj)}: {shown}", budget)
-    return bounded_repr(obj, budget, mask=mask)
+        shown = bounded_repr(obj, limit, 80, mask)
+        return clip(f"{type(obj).__name__} of length {len(obj)}: {shown}", limit)
+    return bounded_repr(obj, limit, mask=mask)
 
 
 REPR_SECONDS = 1.0  # the Python time a user's __repr__ may take for a prompt or a tool result
@@ -196,9 +191,9 @@ class _Overtime(BaseException):
 
 
 def bounded_repr(
-    obj: Any, budget: int = DEFAULT_BUDGET, item: int | None = None, mask: Callable[[str], str] = _same
+    obj: Any, limit: int = SUMMARY_CHARS, item: int | None = None, mask: Callable[[str], str] = _same
 ) -> str:
-    """``repr(obj)``, cut to ``budget`` characters and stopped after ``REPR_SECONDS`` of Python code.
+    """``repr(obj)``, cut to ``limit`` characters and stopped after ``REPR_SECONDS`` of Python code.
 
     A ``__repr__`` is the user's code: one that loops or builds a gigabyte string must not hang the
     kernel's loop or flood a prompt. Containers show their first ten items (each ``item`` characters
@@ -207,7 +202,7 @@ def bounded_repr(
     short = _Short(mask)
     short.maxlist = short.maxdict = short.maxset = short.maxtuple = short.maxfrozenset = 10
     short.maxdeque = short.maxarray = 10
-    short.maxstring = short.maxother = item or budget
+    short.maxstring = short.maxother = item or limit
     deadline = time.monotonic() + REPR_SECONDS
 
     def trace(frame: Any, event: str, arg: Any) -> Any:
@@ -225,7 +220,7 @@ def bounded_repr(
         text = f"<{type(obj).__name__} (repr failed: {type(exc).__name__})>"
     finally:
         sys.settrace(previous)
-    return clip(mask(text), budget)
+    return clip(mask(text), limit)
 
 
 def _sample(data: Any) -> tuple[Any, str]:
@@ -279,10 +274,10 @@ def _columns(df: Any, sample: Any) -> list[str]:
     return lines
 
 
-def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -> str:
+def _summarize_frame(df: Any, limit: int, mask: Callable[[str], str] = _same) -> str:
     """A small frame whole, with its dtypes and null counts (a model can then answer "which region
     sells most" from it); a larger one by its columns (nulls, and the values of low-cardinality
-    ones), head, tail and describe(), dropping detail until it fits ``budget``. The rows shown are
+    ones), head, tail and describe(), dropping detail until it fits ``limit``. The rows shown are
     masked before pandas cuts them (``masked_rows``)."""
     rows, cols = df.shape
     title = f"pandas.DataFrame: {rows:,} rows × {cols} columns"
@@ -295,7 +290,7 @@ def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -
         more = f" (and {cols - len(shown)} more columns)" if cols > len(shown) else ""
         rows_shown = masked_rows(df, mask).to_string(**table)
         whole = "\n".join([title, f"dtypes: {dtypes}{more}", f"nulls: {missing}", rows_shown])
-        if len(whole) <= budget:
+        if len(whole) <= limit:
             return whole
     sample, note = _sample(df)
     columns = _columns(df, sample)
@@ -316,7 +311,7 @@ def _summarize_frame(df: Any, budget: int, mask: Callable[[str], str] = _same) -
         else:
             parts += [f"all {rows} rows:", masked_rows(df, mask).to_string(**table)]
         text = "\n".join([*parts, *extra])
-        if len(text) <= budget:
+        if len(text) <= limit:
             break
     return text
 
@@ -362,7 +357,7 @@ class NotebookContext:
 
     namespace: Mapping[str, Any]
     errors: ErrorLog = field(default_factory=ErrorLog)
-    budget: int = DEFAULT_BUDGET
+    summary_chars: int = SUMMARY_CHARS  # what one summary, source or tool result may take
     # What the user typed, by cell (IPython's ``input_hist_raw``); ``In`` holds the transformed
     # code (``get_ipython().run_line_magic(...)``), which is not what anyone wrote.
     raw_inputs: Sequence[str] | None = None
@@ -415,15 +410,15 @@ class NotebookContext:
         return self.summary(value)
 
     def summary(self, value: Any) -> str:
-        """``summarize`` within this context's budget, masked before anything is cut."""
-        return summarize(value, self.budget, self.mask)
+        """``summarize`` within this context's limit, masked before anything is cut."""
+        return summarize(value, self.summary_chars, self.mask)
 
     def _history(self, name: str, index: int) -> str:
         if name == "In":
             source = self.source(index)
             if source is None:
                 raise ContextError(f"{{In[{index}]}}: cell {index} has no input")
-            return clip(self.mask(source), self.budget)
+            return clip(self.mask(source), self.summary_chars)
         try:
             value = self.namespace.get("Out")[index]  # type: ignore[index]
         except (KeyError, IndexError, TypeError):
@@ -438,7 +433,7 @@ class NotebookContext:
         return found
 
     def error_text(self, count: int | None = None) -> str:
-        return clip_start(self.mask(self.error(count).text), self.budget)
+        return clip(self.mask(self.error(count).text), self.summary_chars, keep_end=True)
 
     def expand(self, text: str) -> str:
         """Replace every reference; ``{{``/``}}`` are literal braces, other braces are left alone."""
@@ -477,16 +472,17 @@ class NotebookContext:
     def explain_prompt(self, count: int | None = None) -> str:
         """A prompt asking for the cause and a fix of an error: the error, its cell's code, and
         summaries of the data that code uses (a ``KeyError: 'revenue'`` is answered by the frame's
-        columns), each within the budget."""
+        columns), each within the limit."""
         error = self.error(count)
         code = self.source(error.count) if error.count is not None else None
         parts = ["This code in my notebook raised an error. Explain the cause briefly and show a fix."]
         if code:
-            parts.append(f"Code (cell {error.count}):\n```python\n{clip(self.mask(code), self.budget)}\n```")
+            shown = clip(self.mask(code), self.summary_chars)
+            parts.append(f"Code (cell {error.count}):\n```python\n{shown}\n```")
         parts.append(f"Error:\n```\n{self.error_text(error.count)}\n```")
         names = data_used(code or "", self.namespace)
         for name in names[:MAX_EXPLAIN_VARIABLES]:
-            share = max(400, self.budget // min(len(names), MAX_EXPLAIN_VARIABLES))
+            share = max(400, self.summary_chars // min(len(names), MAX_EXPLAIN_VARIABLES))
             parts.append(f"`{name}` is:\n```\n{summarize(self.namespace[name], share, self.mask)}\n```")
         return "\n\n".join(parts)
 

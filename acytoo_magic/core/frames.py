@@ -18,7 +18,7 @@ class Frame:
     text; ``text`` (the whole answer) is joined only when a drawer reads it.
     """
 
-    __slots__ = ("_text", "added", "final", "note", "status_line", "waiting")
+    __slots__ = ("_text", "added", "final", "note", "small_print", "waiting")
 
     def __init__(
         self,
@@ -26,11 +26,11 @@ class Frame:
         note: str = "",
         final: bool = False,
         waiting: bool = False,
-        status_line: str = "",
+        small_print: str = "",
         added: str | None = None,
     ) -> None:
         self._text = text
-        self.note, self.final, self.waiting, self.status_line = note, final, waiting, status_line
+        self.note, self.final, self.waiting, self.small_print = note, final, waiting, small_print
         # The text since the last frame that was drawn: a draw that failed leaves its text new.
         self.added = added if added is not None else self.text
 
@@ -47,7 +47,7 @@ class Frame:
         return len(self._text) if isinstance(self._text, str) else self._text[1]
 
     def _key(self) -> tuple[str, str, bool, bool, str]:
-        return (self.text, self.note, self.final, self.waiting, self.status_line)
+        return (self.text, self.note, self.final, self.waiting, self.small_print)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Frame) and self._key() == other._key()
@@ -55,8 +55,8 @@ class Frame:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        text, note, final, waiting, status_line = self._key()
-        state = f"note={note!r}, final={final}, waiting={waiting}, status_line={status_line!r}"
+        text, note, final, waiting, small_print = self._key()
+        state = f"note={note!r}, final={final}, waiting={waiting}, small_print={small_print!r}"
         return f"Frame({text!r}, {state})"
 
 
@@ -84,7 +84,7 @@ class Renderer(Protocol):
     def start(self, label: str) -> None: ...
     def notify(self, note: str) -> None: ...
     def feed(self, chunk: str) -> None: ...
-    def close(self, text: str, note: str = "", status_line: str = "") -> None: ...
+    def close(self, text: str, note: str = "", small_print: str = "") -> None: ...
 
 
 class NullRenderer:
@@ -103,5 +103,5 @@ class NullRenderer:
     def feed(self, chunk: str) -> None:
         pass
 
-    def close(self, text: str, note: str = "", status_line: str = "") -> None:
-        self.last_frame = Frame(text, note=note, final=True, status_line=status_line)
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        self.last_frame = Frame(text, note=note, final=True, small_print=small_print)

@@ -76,16 +76,9 @@ class LoopThread:
 
 @contextlib.contextmanager
 def signals_wake_loop() -> Iterator[None]:
-    """While inside, a signal (a kernel interrupt) wakes the running loop at once.
-
-    ipykernel 7 interrupts an awaited cell from its SIGINT handler (``IPythonKernel._cancel_on_sigint``)
-    by ``io_loop.add_callback``; called on the loop's own thread that is a plain ``call_soon``, which
-    does not wake the selector, so the cancel waited for the loop's next event or timer (the next
-    chunk, or a 60 s read timeout; ipython/ipykernel#881). Python's C-level handler writes to the
-    wakeup fd (``signal.set_wakeup_fd``) before any Python handler runs, so a socket watched by the
-    loop ends its wait and the scheduled cancel runs. Nothing polls. A wakeup fd someone had set
-    still gets every byte. Main thread only (elsewhere it does nothing).
-    """
+    """While inside, a signal (a kernel interrupt) wakes the running loop at once: ipykernel 7's
+    cancel on SIGINT is a ``call_soon`` that would otherwise wait for the next chunk or timeout
+    (why and how: docs/internals.md, "Interrupts wake the loop"). Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Status(str, Enum):
+class Outcome(str, Enum):
     """Stored as its value in the history file; compares equal to that string."""
 
     COMPLETE = "complete"  # the provider finished the reply
@@ -17,13 +17,13 @@ class Status(str, Enum):
         return self.value
 
 
-COMPLETE, PARTIAL, INTERRUPTED, FAILED = Status.COMPLETE, Status.PARTIAL, Status.INTERRUPTED, Status.FAILED
+COMPLETE, PARTIAL, INTERRUPTED, FAILED = Outcome
 
 
-def label(status: str, reason: str = "") -> str:
+def label(outcome: str, reason: str = "") -> str:
     """What a user reads beside an answer that is not complete ("" for a complete one)."""
-    if status == COMPLETE:
+    if outcome == COMPLETE:
         return ""
-    if status == PARTIAL and reason:
+    if outcome == PARTIAL and reason:
         return f"partial: {reason}"
-    return str(Status(status))
+    return str(Outcome(outcome))

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..providers import Adapter, adapt
 from ..providers.base import ToolCall, Usage, remote_host
@@ -27,18 +27,33 @@ from .tools import TOOL_SPECS
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text, used only when no counts are reported
 
 
-def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float]) -> float:
-    """What tokens cost at ``price`` (per million prompt and completion tokens): the one formula of
-    status lines, episodes and daily budgets."""
+def cost(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None) -> float:
+    """What tokens cost at ``price`` (per million prompt and completion tokens; no price, nothing):
+    the one formula of status lines, episodes and daily budgets."""
+    if price is None:
+        return 0.0
     return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+
+
+class Finished(Protocol):
+    """An answer (``Reply``) or an agent episode (``agent.Episode``) once it is over."""
+
+    error: AcytooError | None
+    history_warning: str
+
+
+def problem(result: Finished) -> str:
+    """What a front end tells the user once an answer or episode is over: the error that ended it,
+    else why the history could not keep it ("" when neither)."""
+    return str(result.error) if result.error is not None else result.history_warning
 
 
 @dataclass
 class Reply:
-    """The outcome of one request: the text, how it ended, and figures for the status line."""
+    """One request's result: the answer, its outcome (how it ended), figures for the status line."""
 
     chunks: int = 0
-    status: str = COMPLETE
+    outcome: str = COMPLETE  # how it ended (``outcome.Outcome``)
     error: AcytooError | None = None  # a ProviderError, or an AnswerError (drawing, a callback)
     started: float = field(default_factory=time.monotonic)
     first_chunk: float | None = None
@@ -52,7 +67,8 @@ class Reply:
     tool_calls: tuple[ToolCall, ...] = ()  # the calls the reply ended with (agent mode)
 
     @property
-    def text(self) -> str:
+    def answer(self) -> str:
+        """What the model said (so far, while it streams)."""
         return self.buffer.text
 
     def tokens(self) -> tuple[int, int, bool]:
@@ -60,7 +76,7 @@ class Reply:
         usage = self.usage
         if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:
             return usage.prompt_tokens, usage.completion_tokens, False
-        return -(-self.prompt_chars // CHARS_PER_TOKEN), -(-len(self.text) // CHARS_PER_TOKEN), True
+        return -(-self.prompt_chars // CHARS_PER_TOKEN), -(-len(self.answer) // CHARS_PER_TOKEN), True
 
     @property
     def elapsed(self) -> float:
@@ -70,14 +86,14 @@ class Reply:
         """Raise the provider's error if the request failed or dropped, or ``AcytooInterrupted``."""
         if self.error is not None:
             raise self.error
-        if self.status == INTERRUPTED:
+        if self.outcome == INTERRUPTED:
             raise AcytooInterrupted("interrupted; the partial answer is kept, marked")
 
     @property
     def note(self) -> str:
         """What the output area says under the text when the answer is not complete."""
         reason = getattr(self.error, "message", str(self.error)) if self.error is not None else ""
-        return label(self.status, reason)
+        return label(self.outcome, reason)
 
 
 @dataclass
@@ -89,7 +105,7 @@ class Request:
     model: str
     conversation: Conversation | None = None
     system: str = ""
-    budget: int = 12_000
+    history_chars: int = 12_000  # how much of the thread goes with the prompt
     proxy: str | None = field(default=None, repr=False)  # may carry credentials
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # holds the API key
     label: str = "contacting provider"
@@ -125,9 +141,9 @@ class Request:
             meta["typed"] = self.outbound.mask(meta["typed"])
         return meta
 
-    def outcome_lines(self, status: str) -> str:
-        """What the small print under an answer says: what was masked, then ``status``."""
-        return "\n".join(line for line in (self.outbound.line(), status) if line)
+    def small_print(self, status_line: str) -> str:
+        """What is written under an answer: what the boundary masked, then the status line."""
+        return "\n".join(line for line in (self.outbound.line(), status_line) if line)
 
     def source(self) -> str:
         """The provider's label, with its host when that is not this machine: ``openai
@@ -136,7 +152,7 @@ class Request:
         host = remote_host(self.adapter.target(self.options.get("url")))  # "" on this machine
         return f"{name} ({host})" if host else name
 
-    def small_print(self, done: str, tokens: tuple[int, int, bool], *more: str) -> str:
+    def build_status_line(self, done: str, tokens: tuple[int, int, bool], *more: str) -> str:
         """The status line under an answer or an episode, built here only: provider (and its host),
         model, ``done`` (its size, time, calls), tokens and what they cost, then ``more``. How an
         unfinished one ended is not repeated here: the note above the line says it."""
@@ -148,18 +164,18 @@ class Request:
         return " · ".join(p for p in [*parts, *more] if p)
 
     def status_line(self, reply: Reply) -> str:
-        """The status line under a finished answer (``small_print``)."""
+        """The status line under a finished answer (``build_status_line``)."""
         at_limit = "stopped at the token limit" if reply.finish_reason == "length" else ""
         stopped = reply.finish_note or at_limit
-        done = f"{len(reply.text):,} characters in {reply.elapsed:.1f} s"
-        return self.small_print(done, reply.tokens(), stopped)
+        done = f"{len(reply.answer):,} characters in {reply.elapsed:.1f} s"
+        return self.build_status_line(done, reply.tokens(), stopped)
 
     def messages(self, history: bool = True, tools: bool = False) -> list[dict[str, Any]]:
         """What is to be sent (``open`` masks it on the way out): with ``history``, the thread's
         recent exchanges before the prompt; with ``tools`` (a request carrying tools), past
         episodes with their steps."""
         if history and self.conversation is not None:
-            return self.conversation.to_send(self.prompt, self.system, self.budget, self.cell, tools)
+            return self.conversation.to_send(self.prompt, self.system, self.history_chars, self.cell, tools)
         head = [{"role": "system", "content": self.system}] if self.system else []
         return [*head, {"role": "user", "content": self.prompt}]
 

@@ -81,7 +81,7 @@ async def feed(
                 except Exception as exc:
                     raise AnswerError.from_exception("drawing the answer", exc) from exc
     except asyncio.CancelledError:
-        reply.status = INTERRUPTED
+        reply.outcome = INTERRUPTED
         raise
     except Exception as exc:
         _fail(reply, exc, "streaming the answer")
@@ -93,7 +93,7 @@ async def feed(
 def _fail(reply: Reply, exc: Exception, where: str) -> None:
     """End ``reply`` with ``exc`` as its one-line error: partial if it has text, else failed."""
     reply.error = exc if isinstance(exc, AcytooError) else AnswerError.from_exception(where, exc)
-    reply.status = PARTIAL if reply.text else FAILED
+    reply.outcome = PARTIAL if reply.answer else FAILED
     if not isinstance(exc, AcytooError):  # ours, not the network's: the traceback is for a debug log
         log.debug("%s failed", where, exc_info=exc)
 
@@ -177,7 +177,7 @@ async def answer(
         opened = lambda: request.open(messages, session, on_retry=on_retry)  # noqa: E731
         await feed(opened, request.adapter.name, renderer, reply)
     except asyncio.CancelledError:  # also before the stream started (while reading the history)
-        reply.status = INTERRUPTED
+        reply.outcome = INTERRUPTED
         raise
     except Exception as exc:  # before the stream: starting the renderer, choosing keywords
         _fail(reply, exc, "preparing the request")
@@ -208,15 +208,15 @@ async def to_thread_to_the_end(func: Callable[..., Any], *args: Any) -> None:
 
 
 def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
-    """The final draw, with the status line (and what the boundary masked, always)."""
-    status = request.status_line(reply) if request.show_status and reply.status != FAILED else ""
-    close_shown(renderer, reply, request.outcome_lines(status))
+    """The final draw, with the small print: what the boundary masked (always), the status line."""
+    status_line = request.status_line(reply) if request.show_status and reply.outcome != FAILED else ""
+    close_shown(renderer, reply, request.small_print(status_line))
 
 
-def close_shown(renderer: Renderer, reply: Reply, status: str = "") -> None:
+def close_shown(renderer: Renderer, reply: Reply, small_print: str = "") -> None:
     """The final draw; if it fails, the reply becomes what the last successful draw showed."""
     try:
-        renderer.close(reply.text, reply.note, status)
+        renderer.close(reply.answer, reply.note, small_print)
     except Exception as exc:
         frame = getattr(renderer, "last_frame", None)
         shown = "" if frame is None or frame.waiting else frame.text
@@ -224,8 +224,8 @@ def close_shown(renderer: Renderer, reply: Reply, status: str = "") -> None:
         reply.buffer.append(shown)
         if reply.error is None:  # the first failure is the cause the user is told
             reply.error = AnswerError.from_exception("showing the answer", exc)
-        if reply.status != INTERRUPTED or not shown:
-            reply.status = PARTIAL if shown else FAILED
+        if reply.outcome != INTERRUPTED or not shown:
+            reply.outcome = PARTIAL if shown else FAILED
         log.debug("closing the renderer failed", exc_info=exc)
 
 
@@ -245,15 +245,15 @@ def history_problem(exc: Exception) -> str:
 
 
 def _record(request: Request, reply: Reply) -> None:
-    if request.conversation is None or reply.status == FAILED:
+    if request.conversation is None or reply.outcome == FAILED:
         return
-    if reply.status != COMPLETE and not reply.text:
+    if reply.outcome != COMPLETE and not reply.answer:
         return  # interrupted or dropped before any text: nothing worth keeping
     try:
         prompt, completion, estimated = reply.tokens()
         tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "tokens_estimated": estimated}
         sent, meta = request.sent_prompt, request.stored_meta()
-        request.conversation.record(sent, reply.text, reply.status, meta, request.cell, answer_meta=tokens)
+        request.conversation.record(sent, reply.answer, reply.outcome, meta, request.cell, answer_meta=tokens)
     except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
         reply.history_warning = history_problem(exc)
 

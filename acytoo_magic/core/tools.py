@@ -126,7 +126,7 @@ class NotebookTools:
             lines.append(f"{name}: {kind.__module__}.{kind.__qualname__}" + (f", {shape}" if shape else ""))
         if len(found) > MAX_VARIABLES:
             lines.append(f"… and {len(found) - MAX_VARIABLES:,} more")
-        return clip("\n".join(lines), self.context.budget)
+        return clip("\n".join(lines), self.context.summary_chars)
 
     def describe_variable(self, name: Any) -> str:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -156,7 +156,7 @@ class NotebookTools:
         error = self.context.errors.get(number)
         if error is not None:
             parts.append(f"Error:\n{mask(error.text)}")
-        return clip("\n\n".join(parts), self.context.budget)
+        return clip("\n\n".join(parts), self.context.summary_chars)
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> str:
         """Run the read-only tool ``name`` (``ToolError`` for anything else, including run_python)."""

@@ -13,13 +13,12 @@ so a saved notebook holds no live button at all.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from IPython.core.error import UsageError
 
 from ..core.agent import AgentView, CodeRun, Decision, Step
-from ..core.errors import AcytooError, ToolsUnsupported
+from ..core.errors import ToolsUnsupported
 from ..core.outbound import printable
 from ..core.request import Preview
 from ..present.approval import WAITING, Approval, someone_can_click
@@ -34,8 +33,8 @@ from ..present.steps import (
     step_html,
     step_plain,
 )
-from ..present.untrusted import note_html, status_html
-from .output import DisplayRenderer, TerminalRenderer
+from ..present.untrusted import note_html, small_print_html
+from .output import DisplayRenderer, TerminalRenderer, report
 
 
 class ModelTextOutput(DisplayRenderer):
@@ -92,13 +91,14 @@ class NotebookAgentView(AgentView):
             decided_bundle = {"text/plain": f"[{caption}]\n{code}", "text/html": code_html(code, caption)}
             shown.update(decided_bundle, raw=True)
 
-    def finish(self, note: str, status: str) -> None:
-        """The episode's last line: why it ended early (if it did), and the status line."""
+    def finish(self, note: str, small_print: str) -> None:
+        """The episode's last lines: why it ended early (if it did), and the small print."""
         plain = "\n".join(
-            part for part in (f"[{note}]" if note else "", f"— {status}" if status else "") if part
+            part for part in (f"[{note}]" if note else "", f"— {small_print}" if small_print else "") if part
         )
         if plain:
-            self._display({"text/plain": plain, "text/html": note_html(note) + status_html(status)}, raw=True)
+            html = note_html(note) + small_print_html(small_print)
+            self._display({"text/plain": plain, "text/html": html}, raw=True)
 
 
 class TerminalAgentView(AgentView):
@@ -125,8 +125,8 @@ class TerminalAgentView(AgentView):
             pass
         return keys[answer]
 
-    def finish(self, note: str, status: str) -> None:
-        for line in (f"[{note}]" if note else "", f"— {status}" if status else ""):
+    def finish(self, note: str, small_print: str) -> None:
+        for line in (f"[{note}]" if note else "", f"— {small_print}" if small_print else ""):
             if line:
                 print(printable(line))
 
@@ -158,10 +158,7 @@ async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool
         )
     except ToolsUnsupported as exc:
         raise UsageError(f"%%acytoo --agent: {exc}") from None
-    status = episode.status_line(request) if request.show_status else ""
-    view.finish(episode.note, request.outcome_lines(status))
-    if episode.history_warning:
-        print(f"acytoo: {episode.history_warning}", file=sys.stderr)
-    if episode.error is not None:
-        raise AcytooError(str(episode.error))
+    status_line = episode.status_line(request) if request.show_status else ""
+    view.finish(episode.note, request.small_print(status_line))
+    report(episode)
     return episode

@@ -37,7 +37,7 @@ class Listing:
         return {"text/plain": self.plain, "text/html": self.html}
 
 
-def exchanges(messages: Sequence[Message]) -> list[tuple[Message | None, Message | None]]:
+def paired(messages: Sequence[Message]) -> list[tuple[Message | None, Message | None]]:
     """The thread as (question, answer) pairs; a message without its partner pairs with None."""
     pairs: list[tuple[Message | None, Message | None]] = []
     for message in messages:
@@ -50,7 +50,7 @@ def exchanges(messages: Sequence[Message]) -> list[tuple[Message | None, Message
     return pairs
 
 
-def one_line(text: str, width: int) -> str:
+def first_line(text: str, width: int) -> str:
     """The first non-blank line of ``text``, cut to ``width`` characters (``…`` where cut)."""
     first = next((line for line in text.splitlines() if line.strip()), "")
     more = first.strip() != text.strip()
@@ -68,17 +68,17 @@ def typed(question: Message) -> str:
 def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message], str]) -> Listing:
     """One line an exchange: where it was asked, the question and the answer's first line."""
     rows = []
-    for question, answer in exchanges(messages):
+    for question, answer in paired(messages):
         asked = next(m for m in (question, answer) if m is not None)  # never both None
-        mark = label(answer.status) if answer is not None else "no answer"
+        mark = label(answer.outcome) if answer is not None else "no answer"
         if answer is not None and (count := len(episode_steps(answer.meta))):
             steps = f"agent: {count} step{'s' if count != 1 else ''}"
             mark = f"{steps}, {mark}" if mark else steps
         rows.append(
             (
                 origin(asked),
-                one_line(typed(question), PROMPT_CHARS) if question is not None else "",
-                one_line(answer.content, ANSWER_CHARS) if answer is not None else "",
+                first_line(typed(question), PROMPT_CHARS) if question is not None else "",
+                first_line(answer.content, ANSWER_CHARS) if answer is not None else "",
                 mark,
             )
         )
@@ -108,7 +108,7 @@ def full(thread: str, messages: Sequence[Message], origin: Callable[[Message], s
     """Every message whole: questions as preformatted text, answers rendered as the magic renders them."""
     plain, parts = [f"thread {thread!r}: {len(messages)} messages, oldest first"], []
     for message in messages:
-        mark = f" [{label(message.status)}]" if label(message.status) else ""
+        mark = f" [{label(message.outcome)}]" if label(message.outcome) else ""
         heading = f"{message.role}{mark} · {origin(message)}"
         steps = [step.summary() for step in episode_steps(message.meta)]  # an agent episode's
         asked = typed(message) if message.role == "user" else message.content

@@ -14,13 +14,13 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.assistant import Assistant, shared_assistant
-from ..core.errors import AcytooError, AcytooInterrupted, ContextError, ProviderNotFound
+from ..core.errors import AcytooInterrupted, ContextError, ProviderNotFound
 from ..core.loops import signals_wake_loop
 from ..core.outcome import COMPLETE, FAILED, INTERRUPTED, PARTIAL
 from ..core.request import Reply, Request
 from ..present.throttle import ThrottledRenderer
 from .codeblocks import first_block
-from .output import DisplayRenderer, TerminalRenderer
+from .output import DisplayRenderer, TerminalRenderer, report
 from .subcommands import Subcommands, split_args
 
 FORMATS = ("markdown", "text", "code")
@@ -74,14 +74,14 @@ def top_level_await_applies(shell: Any) -> bool:
 def cut_short(reply: Reply) -> str:
     """How an answer was cut before its end ("" if it was not): broken off, interrupted, or
     stopped by the backend (the token limit, repeating itself)."""
-    if reply.status in (PARTIAL, INTERRUPTED):
-        return reply.note or str(reply.status)
+    if reply.outcome in (PARTIAL, INTERRUPTED):
+        return reply.note or str(reply.outcome)
     if reply.finish_reason in ("length", "repetition"):
         return (reply.finish_note or "stopped at the token limit").split(" (raise it")[0]
     return ""
 
 
-def _one_line(exc: BaseException) -> BaseException:
+def _message_only(exc: BaseException) -> BaseException:
     """The exception shown by IPython as its message alone: no class name, no traceback."""
     exc._render_traceback_ = lambda: [str(exc)]  # type: ignore[attr-defined]  # IPython's hook
     return exc
@@ -90,8 +90,8 @@ def _one_line(exc: BaseException) -> BaseException:
 class _InterruptSaidOnce:
     """A drawer that leaves the "interrupted" note out: the cell's one-line error says it."""
 
-    def close(self, text: str, note: str = "", status_line: str = "") -> None:
-        super().close(text, "" if note == INTERRUPTED else note, status_line)  # type: ignore[misc]
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        super().close(text, "" if note == INTERRUPTED else note, small_print)  # type: ignore[misc]
 
 
 class CellOutput(_InterruptSaidOnce, DisplayRenderer):
@@ -261,7 +261,7 @@ class AcytooMagics(Subcommands, Magics):
         except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None
         if getattr(args, "alone", False):
-            request.budget = 0  # explain: this question alone is sent, and recorded in the thread
+            request.history_chars = 0  # explain: this question alone is sent, and recorded in the thread
         renderer: ThrottledRenderer
         if getattr(self.shell, "kernel", None) is not None:
             renderer = CellOutput(args.format, self.assistant.render_interval)
@@ -278,7 +278,7 @@ class AcytooMagics(Subcommands, Magics):
             try:
                 return self.assistant.runner.run(self._agent(args, prompt, typed, on_loop=False))
             except KeyboardInterrupt:
-                raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
+                raise _message_only(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         request, renderer = self._start(args, prompt, typed)
         reply = Reply()
         try:
@@ -297,10 +297,10 @@ class AcytooMagics(Subcommands, Magics):
             episode = await run_agent_cell(self.assistant, request, self.shell, on_loop, args.auto_run)
         except asyncio.CancelledError:  # a kernel interrupt: the episode recorded what was done
             # Still an error, so Run All stops here; one calm line, said once (as for an answer).
-            raise _one_line(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
+            raise _message_only(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         if args.output:
             self.shell.user_ns[args.output] = episode.answer
-        if args.format == "code" and episode.answer and episode.status == COMPLETE:  # not a cut-off answer
+        if args.format == "code" and episode.answer and episode.outcome == COMPLETE:  # not a cut-off answer
             self._place_code(episode.answer, typed)
 
     def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
@@ -328,21 +328,18 @@ class AcytooMagics(Subcommands, Magics):
     def _interrupted(self, args: Any, reply: Reply) -> AcytooInterrupted:
         """-o gets an interrupted answer's text too, as the history does."""
         self.last_reply = reply
-        if args.output and reply.text:
-            self.shell.user_ns[args.output] = reply.text
-        return _one_line(AcytooInterrupted(INTERRUPTED_LINE))
+        if args.output and reply.answer:
+            self.shell.user_ns[args.output] = reply.answer
+        return _message_only(AcytooInterrupted(INTERRUPTED_LINE))
 
     def _finish(self, args: Any, reply: Reply, typed: str = "") -> None:
         """After the stream: report, store ``-o``, create the code cell."""
         self.last_reply = reply
-        if reply.history_warning:
-            print(f"acytoo: {reply.history_warning}", file=sys.stderr)
-        if args.output and reply.status != FAILED:  # a partial answer too: what the user saw
-            self.shell.user_ns[args.output] = reply.text
-        if args.format == "code" and reply.status != FAILED:  # a cut answer's: refused, or marked
-            self._place_code(reply.text, typed, cut_short(reply), args.cut_code)
-        if reply.error is not None:
-            raise AcytooError(str(reply.error))
+        if args.output and reply.outcome != FAILED:  # a partial answer too: what the user saw
+            self.shell.user_ns[args.output] = reply.answer
+        if args.format == "code" and reply.outcome != FAILED:  # a cut answer's: refused, or marked
+            self._place_code(reply.answer, typed, cut_short(reply), args.cut_code)
+        report(reply)
 
     def _place_code(self, text: str, typed: str, cut: str = "", anyway: bool = False) -> None:
         """Put the answer's code into a new cell below, and say so; a re-run with the same code adds none.

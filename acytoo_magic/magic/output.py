@@ -8,26 +8,38 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..core.errors import AcytooError
 from ..core.frames import Frame
 from ..core.outbound import printable, unlinkable
+from ..core.request import Finished
 from ..present.throttle import SIZE_STEP, ThrottledRenderer
-from ..present.untrusted import Block, MarkdownStream, note_html, render_markdown, status_html, with_cursor
+from ..present.untrusted import (
+    Block,
+    MarkdownStream,
+    note_html,
+    render_markdown,
+    small_print_html,
+    with_cursor,
+)
 
 # While an answer streams, text/plain carries at most its last this many characters: the frontends
 # that show the answer draw text/html, and the whole text in text/plain, which is what the saved
 # notebook keeps for other frontends, goes once, with the final update.
 STREAMING_PLAIN_CHARS = 2_000
 SEGMENT_GROWTH = 0.2  # a segment is at least this share of the answer already committed
-# The least and, in effect, the usual gap between the magic's draws, in seconds. Profiled in
-# JupyterLab 4.6 (docs/streaming.md, benchmarks/browser_profile.py): its table of contents, live
-# even with its panel closed, re-sanitizes and re-parses every HTML output of a changed cell (the
-# whole answer so far) once the notebook has had no change for 200 ms (``RENDER_TIMEOUT`` in
-# toc/src/factory.ts). Draws 0.5 s apart (spaced by answer size, at 100 KB) let it run after each
-# one; 0.15 s apart, the page's scripting for a 100 KB answer fell from 471 ms to 129 ms in one run
-# (one render of it: 72 ms). Draws closer than that window never let it run while the answer streams;
-# each draw also has a fixed cost in the page (a forced layout in ``updatePromptOverlayIcon``,
-# MathJax's pass over the output), so not much closer: 0.08 s doubled the messages for no gain.
+# The least (and usual) gap between the magic's draws, in seconds: inside the 200 ms after which
+# JupyterLab's table of contents re-reads a changed cell, not so close that each draw's fixed cost
+# in the page adds up (measured: docs/internals.md, "Why draws are 0.15 s apart").
 PAGE_INTERVAL = 0.15
+
+
+def report(result: Finished) -> None:
+    """The magic's word after an answer or episode: the history's warning on stderr, then the error
+    that ended it as the cell's one-line error (the answer itself is already on screen)."""
+    if result.history_warning:
+        print(f"acytoo: {result.history_warning}", file=sys.stderr)
+    if result.error is not None:
+        raise AcytooError(str(result.error))
 
 
 def streaming_plain(text: str) -> str:
@@ -50,29 +62,29 @@ def markdown_bundle(frame: Frame, fmt: str = "markdown") -> dict[str, Any]:
         return {"text/plain": printable(f"… {frame.note}"), "text/html": note_html(f"… {frame.note}")}
     if fmt == "text":  # shown as text, which JupyterLab autolinks: no unsafe scheme left to link
         # -f text has nothing else to show: the whole text, each time
-        return {"text/plain": unlinkable(_with_note(printable(frame.text), frame.note, frame.status_line))}
+        return {"text/plain": unlinkable(_with_note(printable(frame.text), frame.note, frame.small_print))}
     body = render_markdown(frame.text, unfinished=not frame.final)  # printable() inside
     if frame.final:
-        return final_bundle(body, printable(frame.text), frame.note, frame.status_line)
-    plain = _with_note(streaming_plain(frame.text), frame.note, frame.status_line)
+        return final_bundle(body, printable(frame.text), frame.note, frame.small_print)
+    plain = _with_note(streaming_plain(frame.text), frame.note, frame.small_print)
     html = with_cursor(body) + note_html(f"— {frame.note}" if frame.note else "")
-    return {"text/plain": plain, "text/html": html + status_html(frame.status_line)}
+    return {"text/plain": plain, "text/html": html + small_print_html(frame.small_print)}
 
 
-def final_bundle(html: str, plain: str, note: str = "", status_line: str = "") -> dict[str, Any]:
+def final_bundle(html: str, plain: str, note: str = "", small_print: str = "") -> dict[str, Any]:
     """The answer's final output, which the saved notebook keeps: its safe HTML and its clean text
     (``html`` and ``plain``), each with the note (partial, interrupted...) and the status line.
 
     Every final output of the magic is built here (``DisplayRenderer``'s last output,
     ``markdown_bundle``), so a form added to it is added once.
     """
-    html += note_html(f"— {note}" if note else "") + status_html(status_line)
-    return {"text/plain": _with_note(plain, note, status_line), "text/html": html}
+    html += note_html(f"— {note}" if note else "") + small_print_html(small_print)
+    return {"text/plain": _with_note(plain, note, small_print), "text/html": html}
 
 
-def _with_note(plain: str, note: str, status_line: str) -> str:
+def _with_note(plain: str, note: str, small_print: str) -> str:
     plain += f"\n[{printable(note)}]" if note else ""
-    return plain + (f"\n— {printable(status_line)}" if status_line else "")
+    return plain + (f"\n— {printable(small_print)}" if small_print else "")
 
 
 class DisplayRenderer(ThrottledRenderer):
@@ -141,7 +153,7 @@ class DisplayRenderer(ThrottledRenderer):
         pending = "".join(block.html for block in self._pending)
         sources = "".join(block.source for block in self._pending) + update.tail_source
         if frame.final:  # sources are clean
-            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.status_line))
+            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.small_print))
             self.segments.append((self.handle, self._pending))
             return
         html = with_cursor(pending + update.tail_html)
@@ -197,6 +209,6 @@ class TerminalRenderer(ThrottledRenderer):
         self.stream.write(printable(frame.added))
         if frame.final:
             self.stream.write(f"\n[{printable(frame.note)}]\n" if frame.note else "\n")
-            if frame.status_line:
-                self.stream.write(f"— {printable(frame.status_line)}\n")
+            if frame.small_print:
+                self.stream.write(f"— {printable(frame.small_print)}\n")
         self.stream.flush()

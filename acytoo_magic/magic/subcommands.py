@@ -313,7 +313,7 @@ class Subcommands:
             text = json.dumps([m.to_json() for m in messages], indent=2, ensure_ascii=False)
         elif path.suffix.lower() in (".md", ".markdown"):
             text = "\n\n".join(
-                f"## {m.role}" + (f" ({label(m.status)})" if label(m.status) else "") + f"\n\n{m.content}"
+                f"## {m.role}" + (f" ({label(m.outcome)})" if label(m.outcome) else "") + f"\n\n{m.content}"
                 for m in messages
             )
         else:

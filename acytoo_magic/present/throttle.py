@@ -26,7 +26,6 @@ FIRST_GAP = 0.02  # seconds from the first draw to the second, whatever the inte
 FIRST_CHARS = 4_000
 
 
-
 class ThrottledRenderer:
     """Coalesce updates in time so a reply's rendering cost grows with its length, not its chunk count."""
 
@@ -160,7 +159,7 @@ class ThrottledRenderer:
         if self._has_text and not self.closed and self._added:
             self._emit(self._frame())
 
-    def close(self, text: str, note: str = "", status_line: str = "") -> None:
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
         """Draw the complete text, its interrupted/partial note and the status line; always draws."""
         self._cancel_timer()
         self.closed = True
@@ -169,4 +168,4 @@ class ThrottledRenderer:
         drawn = self._length - sum(map(len, self._added))
         added = text[drawn:] if drawn <= len(text) else text
         self._added.clear()
-        self._emit(Frame(text, note=note, final=True, status_line=status_line, added=added))
+        self._emit(Frame(text, note=note, final=True, small_print=small_print, added=added))

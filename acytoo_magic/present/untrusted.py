@@ -378,6 +378,7 @@ def note_html(note: str) -> str:
     return f'<p class="acytoo-note"><em>{escaped(note)}</em></p>' if note else ""
 
 
-def status_html(status: str) -> str:
-    """The status line under an answer as escaped HTML (a line each, when it has more than one)."""
-    return "".join(f'<p class="acytoo-status"><sub>{escaped(line)}</sub></p>' for line in status.splitlines())
+def small_print_html(small_print: str) -> str:
+    """The small print under an answer (what was masked, the status line) as escaped HTML, a line each."""
+    lines = small_print.splitlines()
+    return "".join(f'<p class="acytoo-status"><sub>{escaped(line)}</sub></p>' for line in lines)

@@ -30,14 +30,14 @@ from ..core.history.store import Message
 from ..core.loops import on_this_loop
 from ..core.outbound import redact
 from ..core.outcome import FAILED, label
-from ..core.request import Preview, Reply, Request
+from ..core.request import Finished, Preview, Reply, Request, problem
 from ..present.approval import Approval
 from ..present.steps import preview_html
 from ..present.throttle import ThrottledRenderer
 from ..present.untrusted import escaped
 from .agent_view import WidgetAgentView
 from .chatinput import ChatInput
-from .entries import bubble_note, entry_html, entry_key, live_html, status_lines_html
+from .entries import bubble_note, entry_html, entry_key, footer_html, live_html
 from .saved_copy import SavedCopy
 from .transcript import LiveAnswer, Transcript
 
@@ -391,21 +391,19 @@ class ChatWidget(widgets.VBox):
             self._set_busy(False)
         episode = self.last_episode = view.episode
         self._steps = []
-        if error or episode is None or episode.status == FAILED:  # nothing done, nothing recorded
+        if error or episode is None or episode.outcome == FAILED:  # nothing done, nothing recorded
             self._restore(typed)
             self._show_in_error_area(redact(error or str(episode.error if episode else "")), error=True)
             return episode
         meta = {**question.meta, **episode.meta()}
-        answer = Message("assistant", episode.content, episode.status, meta=meta)
+        answer = Message("assistant", episode.content, episode.outcome, meta=meta)
         self._local = [question, answer]
         self._own_answer = self._entries([answer])[0]
         note = bubble_note(episode.note)
-        status = request.outcome_lines(episode.status_line(request) if request.show_status else "")
-        self._footer = note + status_lines_html(status)
+        small_print = request.small_print(episode.status_line(request) if request.show_status else "")
+        self._footer = note + footer_html(small_print)
         self._show()
-        problem = str(episode.error) if episode.error is not None else episode.history_warning
-        if problem:
-            self._show_in_error_area(redact(problem), error=True)
+        self._report(episode)
         if request.conversation is not None and not episode.history_warning:
             await self._read(drop_local=True)  # the store has the episode now: it shows from there
         return episode
@@ -425,35 +423,37 @@ class ChatWidget(widgets.VBox):
                 await self.assistant.ask(request.prompt, request=request, renderer=renderer, reply=reply)
             self._show_reply(reply, renderer, typed, question)
         except Exception as exc:  # anything else: say it, and leave the widget usable
-            reply.status = FAILED
+            reply.outcome = FAILED
             self._restore(typed)
             self._show_in_error_area(f"acytoo: {type(exc).__name__}: {redact(str(exc))}", error=True)
         finally:
             self.last_reply = reply
             self.transcript.draw_live("")
             self._set_busy(False)
-        if reply.status != FAILED and request.conversation is not None and not reply.history_warning:
+        if reply.outcome != FAILED and request.conversation is not None and not reply.history_warning:
             await self._read(drop_local=True)  # the store has the exchange now: it shows from there
         return reply
 
     def _show_reply(self, reply: Reply, renderer: ThrottledRenderer, typed: str, question: Message) -> None:
-        if reply.status == FAILED or not reply.text:
+        if reply.outcome == FAILED or not reply.answer:
             self._restore(typed)
         else:
-            answer = Message("assistant", reply.text, reply.status, meta=dict(question.meta))
+            answer = Message("assistant", reply.answer, reply.outcome, meta=dict(question.meta))
             live = self._answer
-            if live.final and live.stream.fed == len(reply.text):  # the page shows all of it, rendered once
-                self._html[entry_key(answer)] = live.settle(label(answer.status))
+            if live.final and live.stream.fed == len(reply.answer):  # the page shows all of it, rendered once
+                self._html[entry_key(answer)] = live.settle(label(answer.outcome))
             self._local = [question, answer]
             self._own_answer = self._entries([answer])[0]
             frame = renderer.last_frame
-            status = frame.status_line if frame is not None else ""
-            self._footer = status_lines_html(status)
+            self._footer = footer_html(frame.small_print if frame is not None else "")
             self._show()
-        if reply.error is not None:
-            self._show_in_error_area(str(reply.error), error=True)
-        elif reply.history_warning:
-            self._show_in_error_area(reply.history_warning, error=True)
+        self._report(reply)
+
+    def _report(self, result: Finished) -> None:
+        """After an answer or episode: the error that ended it, or the history's warning, in the
+        error area (the answer itself is in the transcript)."""
+        if said := problem(result):
+            self._show_in_error_area(redact(said), error=True)
 
     def _restore(self, typed: str) -> None:
         """Nothing was answered or recorded: the transcript matches the history again, and the

@@ -35,8 +35,9 @@ def bubble(role: str, body: str, note: str, head: str = "") -> str:
     return f'<div class="acytoo-msg acytoo-{role}">{head}{body}{bubble_note(note)}</div>'
 
 
-def status_lines_html(text: str) -> str:
-    """The status line (and what was masked) under the last answer, a ``div`` a line."""
+def footer_html(text: str) -> str:
+    """The chat's footer: the small print (what was masked, the status line) under the last answer,
+    a ``div`` a line."""
     return "".join(f"<div>{escaped(line)}</div>" for line in text.splitlines())
 
 
@@ -53,7 +54,7 @@ def entry_html(message: Message) -> str:
     if message.role == "user" and isinstance(message.meta.get("typed"), str):
         html = f'<div class="acytoo-msg acytoo-user">{typed_html(message.content, message.meta)}</div>'
     else:
-        note = label(message.status) if message.role == "assistant" else ""
+        note = label(message.outcome) if message.role == "assistant" else ""
         steps = episode_steps(message.meta) if message.role == "assistant" else []
         html = message_html(message.role, message.content, note, head=steps_html(steps))
     if message.cell is None:
@@ -88,12 +89,10 @@ def live_html(frame: Frame) -> str:
     return message_html("assistant", frame.text, frame.note, streaming=not frame.final)
 
 
-
-
 def entry_key(message: Message) -> str:
     """What an entry's HTML depends on (not the row id: a message shows the same before it is stored)."""
     return json.dumps(
-        [message.role, message.content, str(message.status), message.cell, message.meta.get("typed"),
+        [message.role, message.content, str(message.outcome), message.cell, message.meta.get("typed"),
          message.meta.get("context"), message.meta.get("execution_count"),
          stored_episode(message.meta).get("steps")],
         ensure_ascii=False,

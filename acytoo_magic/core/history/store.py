@@ -44,7 +44,7 @@ def stored_episode(meta: Mapping[str, Any]) -> Mapping[str, Any]:
 class Message:
     role: str
     content: str
-    status: str = COMPLETE
+    outcome: str = COMPLETE  # the file's column keeps its first name, ``status``
     created: float = field(default_factory=time.time)
     meta: dict[str, Any] = field(default_factory=dict)
     cell: str | None = None  # the notebook cell the exchange came from; None for a chat message
@@ -57,22 +57,23 @@ class Message:
     def for_provider(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
-    def steps(self) -> list[dict[str, Any]]:
+    def tool_messages(self) -> list[dict[str, Any]]:
         """An agent episode's assistant tool calls and tool results (before this answer), if any."""
         messages = stored_episode(self.meta).get("messages")
         return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
     def provider_messages(self, tools: bool) -> list[dict[str, Any]]:
         """This message as sent; an episode's answer with its calls and results first (``tools``)."""
-        return [*(self.steps() if tools else []), self.for_provider()]
+        return [*(self.tool_messages() if tools else []), self.for_provider()]
 
     def size(self) -> int:
         """Characters it costs in a request: its text and an episode's steps."""
-        steps = self.steps()
+        steps = self.tool_messages()
         return len(self.content) + (len(json.dumps(steps)) if steps else 0)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As ``%acytoo export -f json`` writes it: the outcome under its stored name, ``status``."""
+        return {("status" if key == "outcome" else key): value for key, value in asdict(self).items()}
 
 
 def default_history_path() -> Path:
@@ -373,7 +374,7 @@ _INSERT = (
 
 
 def _row(notebook: str, thread: str, m: Message) -> tuple[Any, ...]:
-    return (notebook, thread, m.role, m.content, m.status, m.created, json.dumps(m.meta), m.cell)
+    return (notebook, thread, m.role, m.content, m.outcome, m.created, json.dumps(m.meta), m.cell)
 
 
 def _write_exchanges(db: sqlite3.Connection, exchanges: Iterable[tuple[str, str, Message, Message]]) -> None:
@@ -399,7 +400,7 @@ def _write_exchange(
         for message in (prompt, answer):
             db.execute(
                 "UPDATE messages SET content = ?, status = ?, created = ?, meta = ? WHERE id = ?",
-                (message.content, message.status, message.created, json.dumps(message.meta),
+                (message.content, message.outcome, message.created, json.dumps(message.meta),
                  ids[message.role]),
             )
         keep = set(ids.values())

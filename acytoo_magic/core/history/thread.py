@@ -45,16 +45,16 @@ def cut(message: Message, limit: int) -> Message:
 
 def without_steps(message: Message) -> Message:
     """The answer alone: an episode's steps are sent whole or not at all."""
-    if not message.steps():
+    if not message.tool_messages():
         return message
     return replace(message, meta={k: v for k, v in message.meta.items() if k != "episode"})
 
 
-def trim(messages: Sequence[Message], budget: int) -> list[Message]:
-    """The system prompt, the newest whole exchanges that fit ``budget`` characters, the prompt.
+def trim(messages: Sequence[Message], history_chars: int) -> list[Message]:
+    """The system prompt, the newest whole exchanges that fit ``history_chars`` characters, the prompt.
 
     The last message is the prompt being sent and is always kept. A past message longer than
-    ``budget // MESSAGE_SHARE`` is cut to that, so a very long answer costs at most its share and
+    ``history_chars // MESSAGE_SHARE`` is cut to that, so a very long answer costs at most its share and
     older exchanges still fit. What results alternates user/assistant and never starts with an
     answer, as chat templates (llama.cpp, vLLM) require.
     """
@@ -64,7 +64,7 @@ def trim(messages: Sequence[Message], budget: int) -> list[Message]:
         return system
     *past, prompt = rest
     used = sum(len(m.content) for m in system) + len(prompt.content)
-    limit = max(1, budget // MESSAGE_SHARE)
+    limit = max(1, history_chars // MESSAGE_SHARE)
     kept: list[Message] = []
     for question, answer in reversed(exchanges(past)):
         answer = cut(answer, limit)
@@ -72,7 +72,7 @@ def trim(messages: Sequence[Message], budget: int) -> list[Message]:
             answer = without_steps(answer)
         pair = [cut(question, limit), answer]
         size = sum(m.size() for m in pair)
-        if used + size > budget:
+        if used + size > history_chars:
             break  # only the newest run of exchanges: a gap would confuse the model more than help
         kept[:0] = pair
         used += size
@@ -123,7 +123,7 @@ class Conversation:
         self,
         prompt: str,
         system: str = "",
-        budget: int = 12_000,
+        history_chars: int = 12_000,
         cell: str | None = None,
         tools: bool = False,
     ) -> list[dict[str, Any]]:
@@ -137,20 +137,20 @@ class Conversation:
         def read(store: HistoryStore) -> list[Message]:
             before = store.position(self.notebook, self.thread, cell) if cell is not None else None
             # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
-            return store.load(self.notebook, self.thread, max(64, budget // 16), before)
+            return store.load(self.notebook, self.thread, max(64, history_chars // 16), before)
 
         past = self._with_store(read)
         head = [Message("system", system)] if system else []
         if not tools:
             past = [without_steps(m) for m in past]
-        chosen = trim([*head, *past, Message("user", prompt)], budget)
+        chosen = trim([*head, *past, Message("user", prompt)], history_chars)
         return [sent for m in chosen for sent in m.provider_messages(tools)]
 
     def record(
         self,
         prompt: str,
         answer: str,
-        status: str = COMPLETE,
+        outcome: str = COMPLETE,
         meta: dict[str, Any] | None = None,
         cell: str | None = None,
         answer_meta: dict[str, Any] | None = None,
@@ -158,7 +158,7 @@ class Conversation:
         """Store the exchange; ``meta`` goes with both messages, ``answer_meta`` (tokens) with the answer."""
         now = time.time()
         question = Message("user", prompt, COMPLETE, now, meta or {})
-        reply = Message("assistant", answer, status, now, {**(meta or {}), **(answer_meta or {})})
+        said = Message("assistant", answer, outcome, now, {**(meta or {}), **(answer_meta or {})})
         self._with_store(
-            lambda store: store.record_exchange(self.notebook, self.thread, question, reply, cell)
+            lambda store: store.record_exchange(self.notebook, self.thread, question, said, cell)
         )
