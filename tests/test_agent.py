@@ -403,7 +403,7 @@ async def test_a_second_interrupt_while_recording_still_records_and_ends_the_vie
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [e.status for e in view.ends] == ["interrupted"]
+    assert [e.outcome for e in view.ends] == ["interrupted"]
     _, answer = assistant.conversation().messages()
     assert answer.outcome == "interrupted" and answer.content == view.drawn[-1]
 
