@@ -41,6 +41,7 @@ $(DEMO_STAMP): pyproject.toml
 
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 # The browser tests need Debian's chromium; install it when missing and we are root (CI is).
 browser:

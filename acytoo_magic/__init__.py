@@ -11,9 +11,8 @@ import contextlib
 import threading
 from typing import Any
 
-from .assistant import Assistant, forget_shared_assistant, shared_assistant
-from .conversation import Conversation, HistoryStore, Message
-from .errors import (
+from .core.assistant import Assistant, forget_shared_assistant, shared_assistant
+from .core.errors import (
     AcytooError,
     AcytooInterrupted,
     AnswerError,
@@ -23,8 +22,12 @@ from .errors import (
     ProviderError,
     ProviderNotFound,
 )
+from .core.history.store import HistoryStore, Message
+from .core.history.thread import Conversation
+from .core.loops import Runner
+from .core.request import Reply, Request
+from .core.stream import answer
 from .providers import AsyncGeneratorProvider, resolve
-from .runner import Reply, Request, Runner, answer
 
 __version__ = "0.1.0"
 __all__ = [
@@ -57,7 +60,7 @@ _magics: Any = None
 
 def __getattr__(name: str) -> Any:
     if name == "ChatWidget":  # imported on first use: ipywidgets is not needed by the magic itself
-        from .widget import ChatWidget
+        from .widget.chat import ChatWidget
 
         return ChatWidget
     raise AttributeError(name)
@@ -66,11 +69,11 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics (``%load_ext acytoo_magic``); loading twice keeps one instance."""
     global _magics
-    from .magics import AcytooMagics
+    from .magic.magics import AcytooMagics
 
     if _magics is not None and _magics.shell is ipython:
         return
-    _magics = AcytooMagics(shell=ipython)
+    _magics = AcytooMagics(shell=ipython, chat=_chat_widget)
     ipython.register_magics(_magics)
     # The boundary's detectors load in half a second: now, beside the user's first cells, not in them.
     threading.Thread(target=_warm_boundary, name="acytoo-warm", daemon=True).start()
@@ -78,8 +81,15 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.input_transformers_post.append(_magics.transform_lines)
 
 
+def _chat_widget(thread: str, assistant: Assistant) -> Any:
+    """``%acytoo chat``'s widget; the loader joins the two front ends, neither imports the other."""
+    from .widget.chat import ChatWidget
+
+    return ChatWidget(thread, assistant=assistant)
+
+
 def _warm_boundary() -> None:
-    from .outbound import warm
+    from .core.outbound import warm
 
     with contextlib.suppress(Exception):  # it loads again on first use, and says why if it fails
         warm()

@@ -49,10 +49,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from acytoo_magic import local_model  # noqa: E402
-from acytoo_magic.coderun import run_approved  # noqa: E402
-from acytoo_magic.context import NotebookContext  # noqa: E402
-from acytoo_magic.tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError  # noqa: E402
+from acytoo_magic.core.coderun import run_approved  # noqa: E402
+from acytoo_magic.core.context import NotebookContext  # noqa: E402
+from acytoo_magic.core.tools import RUN_PYTHON, TOOL_SPECS, NotebookTools, ToolError  # noqa: E402
+from acytoo_magic.providers import local_model  # noqa: E402
 
 OUT = Path(__file__).with_suffix(".json")
 SEED = 1234
@@ -349,7 +349,7 @@ KEYS = ("well_formed", "right_tool", "ran", "answered", "guessed", "code_block",
 def run(
     models: list[str], tasks: list[Task], out: Path = OUT, conditions: tuple[str, ...] = CONDITIONS
 ) -> list[dict[str, Any]]:
-    from acytoo_magic import model_files
+    from acytoo_magic.providers import model_files
 
     rows = []
     for model in models:

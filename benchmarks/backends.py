@@ -55,7 +55,7 @@ print(json.dumps({{"answers": rows, "kernel_rss_mb": rss / 1024}}))
 
 GROWN = """
 import json
-from acytoo_magic import local_model
+from acytoo_magic.providers import local_model
 from acytoo_magic.providers.local import Local
 question = "How do I read a CSV file with pandas and parse the dates? "
 answer = "Use pd.read_csv(path, parse_dates=['date']) and check df.dtypes. "
@@ -118,7 +118,7 @@ def process(command: list[str], ready: str) -> Iterator[str]:
 
 LLAMA_SERVER = """
 import secrets, sys, threading, xllamacpp
-from acytoo_magic import local_model
+from acytoo_magic.providers import local_model
 params = xllamacpp.CommonParams()
 params.model.path = str(local_model.smollm2_path())
 params.n_ctx, params.n_parallel, params.verbosity = 4096, 1, -1

@@ -86,7 +86,7 @@ class LongAnswer:
         max_tokens: int | None = None,
         gone: Callable[[], bool] = lambda: False,
     ) -> AsyncIterator[str]:
-        from acytoo_magic.local_model import Generation
+        from acytoo_magic.providers.local_model import Generation
 
         record = Generation(started=time.monotonic())
         for start in range(0, len(self.text), self.chunk):
@@ -102,9 +102,9 @@ SETUP = """\
 import acytoo_magic, os
 from IPython.display import HTML, display
 from acytoo_magic import ChatWidget
-from acytoo_magic.output import markdown_bundle
+from acytoo_magic.magic.output import markdown_bundle
 from acytoo_magic.providers import Acytoo
-from acytoo_magic.render import Frame
+from acytoo_magic.core.frames import Frame
 QUESTION = {question!r}
 {packer}async def every_chunk():
     # The baseline: the same safe HTML, redrawn at every chunk (as chatlab redraws its Markdown).
@@ -114,7 +114,7 @@ QUESTION = {question!r}
     async for piece in stream:
         text += piece
         handle.update(markdown_bundle(Frame(text)), raw=True)
-    handle.update(markdown_bundle(Frame(text, final=True, status="every chunk: done")), raw=True)
+    handle.update(markdown_bundle(Frame(text, final=True, small_print="every chunk: done")), raw=True)
 print("setup: done")
 """
 
@@ -130,7 +130,7 @@ WARM_UP = f"%%acytoo --no-history\n{QUESTION}"
 def knobs(commit: object = 4_000, size_step: object = None, page_interval: float = 0.15) -> str:
     """A prep cell setting every drawing knob, so no mode depends on the one measured before it."""
     return (
-        "from acytoo_magic.output import DisplayRenderer\n"
+        "from acytoo_magic.magic.output import DisplayRenderer\n"
         f"DisplayRenderer.commit_chars = {commit}\n"
         f"DisplayRenderer.size_step = {size_step}\n"
         f"DisplayRenderer.page_interval = {page_interval}"

@@ -73,7 +73,7 @@ QUESTIONS = (
 ASK = """
 %load_ext acytoo_magic
 import json, time
-from acytoo_magic.assistant import shared_assistant
+from acytoo_magic.core.assistant import shared_assistant
 {frame}
 {settings}
 assistant = shared_assistant(get_ipython())
@@ -86,7 +86,7 @@ for number, question in enumerate({questions!r}):
     reply = await assistant.ask(prompt, thread=f"question-{{number}}", provider="local")
     prompt_tokens, completion_tokens, _ = reply.tokens()
     rows.append({{
-        "question": question, "answer": reply.text, "status": str(reply.status),
+        "question": question, "answer": reply.answer, "status": str(reply.outcome),
         "error": str(reply.error) if reply.error else "", "finish_reason": reply.finish_reason,
         "finish_note": reply.finish_note, "seconds": reply.elapsed,
         "first_token_s": (reply.first_chunk or reply.finished) - reply.started,

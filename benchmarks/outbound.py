@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from acytoo_magic.outbound import Outbound, Secret, environment_secrets
-from acytoo_magic.untrusted import render_markdown
+from acytoo_magic.core.outbound import Outbound, Secret, environment_secrets
+from acytoo_magic.present.untrusted import render_markdown
 
 ROOT = Path(__file__).resolve().parent
 SIZE = 100_000

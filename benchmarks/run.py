@@ -32,12 +32,14 @@ from browser import browser  # noqa: E402
 from peers import peers  # noqa: E402
 from table import Table, start_server  # noqa: E402
 
-from acytoo_magic.conversation import Conversation, HistoryStore  # noqa: E402
-from acytoo_magic.output import markdown_bundle  # noqa: E402
+from acytoo_magic.core.history.store import HistoryStore  # noqa: E402
+from acytoo_magic.core.history.thread import Conversation  # noqa: E402
+from acytoo_magic.core.request import Request  # noqa: E402
+from acytoo_magic.core.stream import answer  # noqa: E402
+from acytoo_magic.magic.output import markdown_bundle  # noqa: E402
+from acytoo_magic.present.throttle import SIZE_STEP, ThrottledRenderer  # noqa: E402
 from acytoo_magic.providers import Acytoo  # noqa: E402
 from acytoo_magic.providers.acytoo import create_header, create_payload  # noqa: E402
-from acytoo_magic.render import SIZE_STEP, ThrottledRenderer  # noqa: E402
-from acytoo_magic.runner import Request, answer  # noqa: E402
 
 # -- the kernel's message packer -----------------------------------------------------------------
 # jupyter_client's Session serialises every message a kernel sends with orjson when it is installed,
@@ -234,9 +236,9 @@ def kernel_rows(table: Table, label: str, samples: dict[str, list[float]], goal:
 RAW_IN_KERNEL = """
 import aiohttp, time
 from IPython.display import display as _display
-from acytoo_magic.output import final_bundle as _final_bundle
+from acytoo_magic.magic.output import final_bundle as _final_bundle
 from acytoo_magic.providers.acytoo import create_header, create_payload
-from acytoo_magic.untrusted import render_markdown as _render_markdown
+from acytoo_magic.present.untrusted import render_markdown as _render_markdown
 async def _raw_stream(session, prompt, floor=False):
     # floor: then what any design must pay to show the answer: one render of it through the
     # rendering policy and one publish of the final output (the answer's HTML and text with the
@@ -251,7 +253,7 @@ async def _raw_stream(session, prompt, floor=False):
     if floor:
         text = b"".join(chunks).decode()
         status = f"Acytoo · m · {len(text):,} characters in 0.0 s · ≈7 tokens in, ≈{len(text) // 4:,} out"
-        _display(_final_bundle(_render_markdown(text), text, status=status), raw=True, display_id=True)
+        _display(_final_bundle(_render_markdown(text), text, small_print=status), raw=True, display_id=True)
     return time.perf_counter() - started
 _raw_session = aiohttp.ClientSession()
 
@@ -264,7 +266,7 @@ for _thread in threading.enumerate():
 
 # The whole %%acytoo path, timed in the kernel: the cell's _ask_async, from building the request to the
 # final display update (_shown_time) and on to the record after it (_cell_time).
-from acytoo_magic import magics as _magics
+from acytoo_magic.magic import magics as _magics
 _cell_time, _shown_time, _started = [0.0], [0.0], [0.0]
 _ask_async = _magics.AcytooMagics._ask_async
 async def _timed_ask(self, *args):
@@ -349,7 +351,7 @@ def render_cost(
     the real time spent drawing. Returns (time drawing, draws, chunks, largest draw's time)."""
     from browser import long_markdown
 
-    from acytoo_magic.output import DisplayRenderer
+    from acytoo_magic.magic.output import DisplayRenderer
 
     simulated = [0.0]
     spent = [0.0]
@@ -454,7 +456,8 @@ def widget_sends(size: int, blocks: bool) -> tuple[list[int], float]:
     frame, then sent whole again as the entry."""
     from browser import long_markdown
 
-    from acytoo_magic.widget import LiveAnswer, Transcript, live_html, message_html
+    from acytoo_magic.widget.entries import live_html, message_html
+    from acytoo_magic.widget.transcript import LiveAnswer, Transcript
 
     transcript, sizes = Transcript(), []
     transcript.send = lambda content, buffers=None: sizes.append(len(packed(content)))  # type: ignore
@@ -513,8 +516,8 @@ def linear(table: Table, smoke: bool) -> None:
     import io
 
     from acytoo_magic import Assistant
-    from acytoo_magic.output import TerminalRenderer
-    from acytoo_magic.untrusted import render_markdown, with_cursor
+    from acytoo_magic.magic.output import TerminalRenderer
+    from acytoo_magic.present.untrusted import render_markdown, with_cursor
 
     section = "linear time"
     spaces = [1_600, 16_000] if smoke else [16_000, 160_000]
@@ -623,7 +626,7 @@ def history(table: Table, smoke: bool) -> None:
         samples = []
         for i in range(50):
             started = time.perf_counter()
-            conversation.to_send(f"question {i}", "system", budget=12_000)
+            conversation.to_send(f"question {i}", "system", history_chars=12_000)
             conversation.record(f"question {i}", "an answer " * 40)
             samples.append(time.perf_counter() - started)
         per_cell = statistics.median(samples) * 1000
@@ -638,7 +641,7 @@ def history(table: Table, smoke: bool) -> None:
 
 
 def conversation_message(i: int) -> Any:
-    from acytoo_magic.conversation import Message
+    from acytoo_magic.core.history.store import Message
 
     return Message("user" if i % 2 == 0 else "assistant", f"message {i} " + "words " * 30)
 
@@ -679,7 +682,7 @@ def dataframe(table: Table, smoke: bool) -> None:
     import numpy as np
     import pandas as pd
 
-    from acytoo_magic.context import summarize
+    from acytoo_magic.core.context import summarize
 
     rows = 100_000 if smoke else 10_000_000
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ BACKEND = os.environ.get("DEMO_BACKEND", "local")
 MODEL = os.environ.get("DEMO_MODEL", "smollm2")
 # Run in the kernel after the notebook (and removed from the saved copy): the figures of each answer.
 FIGURES_CELL = (
-    "from acytoo_magic import local_model\n"
+    "from acytoo_magic.providers import local_model\n"
     "for g in (local_model.loaded().generations if local_model.loaded() else []):\n"
     "    print('generation:', g.summary())"
 )

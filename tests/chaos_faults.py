@@ -14,11 +14,12 @@ import sqlite3
 from typing import Any
 
 import acytoo_magic
-from acytoo_magic import conversation, output
-from acytoo_magic.errors import HistoryError, HistoryLocked
+from acytoo_magic.core.errors import HistoryError, HistoryLocked
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.history import store as conversation
+from acytoo_magic.core.outcome import label
+from acytoo_magic.magic import output
 from acytoo_magic.providers import base
-from acytoo_magic.render import Frame
-from acytoo_magic.status import label
 
 ARMED: dict[str, int] = {}  # stage -> which call of it fails (0: every call)
 CALLS: dict[str, int] = {}
@@ -123,7 +124,7 @@ async def ask_with_callback(prompt: str, nth: int) -> None:
 
 async def widget_run(chat: Any, run: str, prompt: str, stop: bool) -> str:
     """Send ``prompt`` in ``chat``; with ``stop``, press Stop once text shows. What the widget shows."""
-    from acytoo_magic.widget import message_html
+    from acytoo_magic.widget.entries import message_html
 
     arm(run)
     before = chat.transcript.value
@@ -134,12 +135,12 @@ async def widget_run(chat: Any, run: str, prompt: str, stop: bool) -> str:
         chat.stop()
     reply = await chat.wait()
     added = chat.transcript.value[len(before) :]
-    shown = message_html("assistant", reply.text, label(reply.status))
+    shown = message_html("assistant", reply.answer, label(reply.outcome))
     return json.dumps(
         {
-            "text": reply.text,
-            "status": str(reply.status),
-            "transcript_has_it": bool(reply.text) and shown in added,
-            "error_line": chat.status.value,
+            "text": reply.answer,
+            "status": str(reply.outcome),
+            "transcript_has_it": bool(reply.answer) and shown in added,
+            "error_line": chat.error_area.value,
         }
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_client.manager import KernelManager, start_new_kernel
+from jupyter_client.manager import KernelManager
 
 
 def is_waiting(plain: str) -> bool:
@@ -140,11 +141,20 @@ class Kernel:
 
 @contextmanager
 def kernel(stderr: Any = None, **env: str) -> Iterator[Kernel]:
-    """A real kernel with ``env`` added to its environment, stopped on exit; ``stderr``: its log file."""
+    """A real kernel with ``env`` added to its environment, stopped on exit; ``stderr``: its log file.
+
+    Over IPC (files in a directory of its own), not TCP: jupyter_client picks five free ports and
+    closes them before the kernel binds, and another process can take one in between ("Address
+    already in use", seen when two suites ran at once); a socket file cannot be taken that way."""
     extra = {"stderr": stderr} if stderr is not None else {}
-    km, kc = start_new_kernel(env={**os.environ, **env}, **extra)
-    try:
-        yield Kernel(km, kc)
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    with tempfile.TemporaryDirectory(prefix="acytoo-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"))
+        km.start_kernel(env={**os.environ, **env}, **extra)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            yield Kernel(km, kc)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from acytoo_magic.local_model import Generation
+from acytoo_magic.providers.local_model import Generation
 from acytoo_magic.server import LocalServer, ServerConfig
 from acytoo_magic.server.scripted import (
     count_tokens,

@@ -12,19 +12,22 @@ import openai
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from acytoo_magic import Assistant, local_model
-from acytoo_magic.agent import AgentView, Decision, Episode
-from acytoo_magic.conversation import Conversation, HistoryStore, Message
-from acytoo_magic.errors import ToolsUnsupported
-from acytoo_magic.providers import OpenAICompatible
+from acytoo_magic import Assistant
+from acytoo_magic.core.agent import AgentView, Decision, Episode
+from acytoo_magic.core.errors import ToolsUnsupported
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.history.store import HistoryStore, Message
+from acytoo_magic.core.history.thread import Conversation
+from acytoo_magic.core.tools import TOOL_SPECS, NotebookTools, ToolError
+from acytoo_magic.present.throttle import ThrottledRenderer
+from acytoo_magic.providers import OpenAICompatible, local_model
 from acytoo_magic.providers.base import ToolCall, ToolCalls
-from acytoo_magic.render import Frame, ThrottledRenderer
 from acytoo_magic.server import LocalServer
-from acytoo_magic.tools import TOOL_SPECS, NotebookTools, ToolError
 
 
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
+    InteractiveShell.clear_instance()  # a fresh shell, none left behind
     shell = InteractiveShell.instance()
     yield shell
     InteractiveShell.clear_instance()
@@ -156,9 +159,9 @@ async def test_a_failure_inside_the_episode_ends_it_partial_and_is_recorded_so(
     ]
     episode = await assistant.agent("go", approve=lambda code: "yes")  # type: ignore[arg-type,return-value]
     assert "ran" not in shell.user_ns
-    assert episode.status == "partial" and str(episode.error).startswith("the episode failed: ValueError")
+    assert episode.outcome == "partial" and str(episode.error).startswith("the episode failed: ValueError")
     _, answer = assistant.conversation().messages()
-    assert answer.status == "partial" and [s["name"] for s in answer.meta["episode"]["steps"]] == [
+    assert answer.outcome == "partial" and [s["name"] for s in answer.meta["episode"]["steps"]] == [
         "list_variables"
     ]
 
@@ -211,7 +214,7 @@ async def test_token_budget_and_step_cap_end_the_episode_with_the_setting_to_rai
         "a question that is long enough to pass ten tokens with the system prompt"
     )
     assert chat_requests(server) == []  # refused before sending
-    assert episode.status == "partial" and "Assistant.agent_max_tokens" in episode.note
+    assert episode.outcome == "partial" and "Assistant.agent_max_tokens" in episode.note
 
     assistant.agent_max_tokens = 30_000
     assistant.agent_max_steps = 4  # a model call and a tool call are a step each
@@ -242,7 +245,7 @@ async def test_cancel_while_waiting_for_approval_keeps_the_steps_done(
         await task
     assert "never" not in shell.user_ns
     _, answer = assistant.conversation().messages()
-    assert answer.status == "interrupted" and answer.content.startswith("[interrupted")
+    assert answer.outcome == "interrupted" and answer.content.startswith("[interrupted")
     assert [s["name"] for s in answer.meta["episode"]["steps"]] == ["list_variables"]
 
 
@@ -259,7 +262,7 @@ def test_episodes_are_sent_whole_to_providers_with_tools_and_as_answers_to_other
     with_tools = conversation.to_send("next", tools=True)  # an agent request: it carries tools
     assert [m["role"] for m in with_tools] == ["user", "assistant", "tool", "assistant", "user"]
     assert [m["role"] for m in conversation.to_send("next")] == ["user", "assistant", "user"]
-    small = conversation.to_send("next", budget=2_000, tools=True)  # the steps do not fit its share
+    small = conversation.to_send("next", history_chars=2_000, tools=True)  # the steps do not fit its share
     assert [m["role"] for m in small] == ["user", "assistant", "user"]  # whole or not at all
     store.close()
 
@@ -267,7 +270,7 @@ def test_episodes_are_sent_whole_to_providers_with_tools_and_as_answers_to_other
 async def test_daily_budget_refuses_before_sending_and_counts_every_request(
     assistant: Assistant, server: LocalServer
 ) -> None:
-    from acytoo_magic.budget import BudgetExceeded
+    from acytoo_magic.core.budget import BudgetExceeded
 
     assistant.prices = {"gpt-4o-mini": [1000.0, 1000.0]}
     first = await assistant.ask("hello there", history=False)  # not kept in history: still spent
@@ -347,16 +350,16 @@ async def test_a_turn_cut_mid_text_records_the_text_it_last_showed(
             await task
     else:
         episode = await task
-        assert episode.status == "partial" and "the output area went away" in episode.note
+        assert episode.outcome == "partial" and "the output area went away" in episode.note
     shown = view.drawn[-1]  # the final draw: what the user last saw
     assert shown and full.startswith(shown) and shown != full
     _, answer = assistant.conversation().messages()
     assert answer.content == shown
-    assert answer.status == ("interrupted" if cut == "cancel" else "partial")
+    assert answer.outcome == ("interrupted" if cut == "cancel" else "partial")
 
 
 def test_stored_steps_from_another_version_are_read_without_their_unknown_fields() -> None:
-    from acytoo_magic.agent import episode_steps
+    from acytoo_magic.core.agent import episode_steps
 
     meta = {
         "episode": {
@@ -374,7 +377,8 @@ def test_stored_steps_from_another_version_are_read_without_their_unknown_fields
     for odd in (["not", "a", "mapping"], {"steps": None}, {"steps": 5, "messages": "x"}):
         assert episode_steps({"episode": odd}) == []
         message = Message("assistant", "a", meta={"episode": odd})
-        assert message.steps() == [] and message.provider_messages(tools=True) == [message.for_provider()]
+        assert message.tool_messages() == []
+        assert message.provider_messages(tools=True) == [message.for_provider()]
 
 
 async def test_a_second_interrupt_while_recording_still_records_and_ends_the_view(
@@ -399,9 +403,9 @@ async def test_a_second_interrupt_while_recording_still_records_and_ends_the_vie
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [e.status for e in view.ends] == ["interrupted"]
+    assert [e.outcome for e in view.ends] == ["interrupted"]
     _, answer = assistant.conversation().messages()
-    assert answer.status == "interrupted" and answer.content == view.drawn[-1]
+    assert answer.outcome == "interrupted" and answer.content == view.drawn[-1]
 
 
 @pytest.mark.parametrize(

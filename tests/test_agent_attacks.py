@@ -20,8 +20,8 @@ from conftest import notebook_env, notebook_kernel
 from kernels import Execution, Kernel
 from test_agent_kernel import agent_cell, decide, execute_clicking, sent
 
-from acytoo_magic.context import NotebookContext
-from acytoo_magic.errors import ContextError
+from acytoo_magic.core.context import NotebookContext
+from acytoo_magic.core.errors import ContextError
 from acytoo_magic.server import LocalServer
 
 pytestmark = pytest.mark.notebook
@@ -210,7 +210,7 @@ def chat_runs(k: Kernel, server: LocalServer, started: Started) -> None:
 
 def chat_episode(k: Kernel) -> dict[str, Any]:
     shown = k.execute(
-        "ep = await w.wait()\nprint(json.dumps({'status': ep.status, 'note': ep.note,"
+        "ep = await w.wait()\nprint(json.dumps({'status': ep.outcome, 'note': ep.note,"
         " 'steps': [s.text for s in ep.steps], 'busy': w.input.busy}))",
         timeout=60,
     )
@@ -240,7 +240,9 @@ def test_kernel_interrupt_stops_approved_code_in_the_chat(
     assert episode["status"] == "interrupted"
     assert "interrupted by the user" in episode["steps"][-1]
     # idle again: no episode and no run left for a later SIGINT to act on, and one is harmless
-    left = k.execute("from acytoo_magic import coderun\nprint(len(coderun._running), len(coderun._live))")
+    left = k.execute(
+        "from acytoo_magic.core import coderun\nprint(len(coderun._running), len(coderun._live))"
+    )
     assert left.stdout == "0 0\n"
     k.km.interrupt_kernel()
     assert k.execute("print('still here')").stdout == "still here\n"

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from acytoo_magic import AcytooError, Assistant, ProviderError
-from acytoo_magic.errors import ContextError, HistoryError, ProviderNotFound
+from acytoo_magic.core.errors import ContextError, HistoryError, ProviderNotFound
 
 
 def run_script(code: str, env: dict[str, str]) -> dict:
@@ -45,7 +45,7 @@ def test_a_script_asks_streams_and_keeps_history_without_ipython(server, history
         gc.collect()
         front_ends = ("IPython", "ipywidgets", "ipykernel")
         print(json.dumps({
-            "first": first.text, "status": first.status, "pieces": len(pieces), "joined": "".join(pieces),
+            "first": first.answer, "status": first.outcome, "pieces": len(pieces), "joined": "".join(pieces),
             "history": [m.content for m in assistant.conversation("script").messages()],
             "loaded": sorted(m for m in sys.modules if m.split(".")[0] in front_ends),
         }))
@@ -66,7 +66,7 @@ def test_a_script_asks_streams_and_keeps_history_without_ipython(server, history
 async def test_ask_reports_failures_in_the_reply_and_stream_raises_them(server, history_db):
     assistant = Assistant(url=server.url, history_path=str(history_db))
     reply = await assistant.ask("[[fault=500]] no")
-    assert reply.status == "failed" and isinstance(reply.error, ProviderError)
+    assert reply.outcome == "failed" and isinstance(reply.error, ProviderError)
     with pytest.raises(AcytooError, match="HTTP 500"):
         reply.raise_for_status()
     with pytest.raises(ProviderError, match="HTTP 500"):
@@ -120,7 +120,7 @@ def test_a_foreign_provider_gets_a_key_only_for_the_host_it_is_sent_to(history_d
 
 
 def test_a_long_key_echoed_in_an_error_body_never_shows_in_part():
-    from acytoo_magic.providers.base import ProviderHTTPError
+    from acytoo_magic.core.errors import ProviderHTTPError
 
     key = "sk-proj-" + "a" * 160
     body = '{"error": {"message": "Incorrect API key provided: ' + key + '. \x1b]52;c;Zm9v\x07 See docs"}}'

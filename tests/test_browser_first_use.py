@@ -55,7 +55,7 @@ def first_use_notebook(path: Path) -> None:
 def test_choose_the_bundled_model_restart_the_kernel_and_the_choice_holds(tmp_path):
     if reason := browser_unavailable():
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     first_use_notebook(tmp_path / NOTEBOOK)
     profile = tmp_path / "ipython" / "profile_default"
@@ -93,7 +93,8 @@ def test_choose_the_bundled_model_restart_the_kernel_and_the_choice_holds(tmp_pa
                 " && c.querySelector('.jp-OutputArea-output')?.innerText.includes('history'))",
                 timeout=60_000,
             )
-            assert cell.locator(".jp-InputPrompt").inner_text().strip() == "[1]:"  # a new kernel
+            # a new kernel; the prompt's number follows the output, so wait for it rather than race it
+            expect(cell.locator(".jp-InputPrompt")).to_have_text("[1]:", timeout=60_000)
             config = output.inner_text()
             kept = profile / "ipython_config.json"
             assert f"provider           'local' (chosen with %acytoo use, kept in {kept})" in config

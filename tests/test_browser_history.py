@@ -31,7 +31,7 @@ CELLS = {
     "compact": "%acytoo history",
     "full": "%acytoo history --full",
     "plain": (
-        "from acytoo_magic import listing, shared_assistant\n"
+        "from acytoo_magic import shared_assistant\nfrom acytoo_magic.magic import listing\n"
         "thread = shared_assistant(get_ipython()).conversation().messages()\n"
         "print(listing.full('default', thread, lambda m: 'cell').plain)  # what a text front end shows"
     ),

@@ -214,13 +214,13 @@ def test_enter_while_an_answer_streams_keeps_the_text_and_stop_keeps_the_answer(
     box.click()
     page.keyboard.type("[[echo]]asked while it streamed nb7-held")
     page.keyboard.press("Enter")
-    status = page.locator(f"{CHAT} .acytoo-status")
-    status.get_by_text("an answer is still streaming").wait_for(timeout=30_000)  # said why, at once
+    error_area = page.locator(f"{CHAT} .acytoo-error-area")
+    error_area.get_by_text("an answer is still streaming").wait_for(timeout=30_000)  # said why, at once
     assert box.input_value() == "[[echo]]asked while it streamed nb7-held"  # nothing typed is lost
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function(f"{LIVE_TEXT} === ''", timeout=60_000)
     assert "interrupted" in page.locator(LAST_ANSWER).last.inner_text()  # the partial answer is kept
-    status.get_by_text("the answer has ended: Enter sends your message").wait_for(timeout=30_000)
+    error_area.get_by_text("the answer has ended: Enter sends your message").wait_for(timeout=30_000)
     assert box.input_value() == "[[echo]]asked while it streamed nb7-held"
     assert page.evaluate(CELLS) == before
 

@@ -19,7 +19,7 @@ from lab import chromium_missing_reason, run_all_until
 from standin import StandInModel, StandInServer
 from test_browser import lab  # noqa: F401  # the same JupyterLab, stand-in model and browser
 
-from acytoo_magic.local_model import Generation
+from acytoo_magic.providers.local_model import Generation
 
 pytestmark = pytest.mark.browser
 
@@ -113,7 +113,7 @@ def stream_notebook(path, url: str) -> None:
     cells = [
         # Segments of 1,000 characters, so a 5 KB answer goes out in several.
         nbformat.v4.new_code_cell(
-            "%load_ext acytoo_magic\nfrom acytoo_magic.output import DisplayRenderer\n"
+            "%load_ext acytoo_magic\nfrom acytoo_magic.magic.output import DisplayRenderer\n"
             "DisplayRenderer.commit_chars = 1_000"
         ),
         nbformat.v4.new_code_cell(f"%%acytoo --no-history --url {url}\nthe long answer, please"),

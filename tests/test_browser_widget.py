@@ -33,7 +33,7 @@ NOTEBOOK = "long_chat.ipynb"
 EXCHANGES = 15  # 30 messages already in the thread when the chat opens
 SEED = f"""\
 from acytoo_magic import ChatWidget
-from acytoo_magic.assistant import shared_assistant
+from acytoo_magic.core.assistant import shared_assistant
 
 answers = {list(ANSWERS.values())!r}
 thread = shared_assistant(get_ipython()).conversation("long")
@@ -215,7 +215,7 @@ SETTLED = """(expected) => {
 
 
 def test_a_streamed_answer_holds_each_block_once_and_ends_as_one_render(page):
-    from acytoo_magic.widget import message_html
+    from acytoo_magic.widget.entries import message_html
 
     page.evaluate(WATCH_BLOCKS)
     page.locator(f"{CHAT} textarea").fill(QUESTION)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from kernels import Execution, Kernel, is_waiting, kernel
 
-from acytoo_magic.conversation import HistoryStore
+from acytoo_magic.core.history.store import HistoryStore
 
 pytestmark = pytest.mark.notebook
 NOTEBOOK = "chaos.ipynb"

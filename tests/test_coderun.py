@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import sys
 
-from acytoo_magic.coderun import run_approved
-from acytoo_magic.context import bounded_repr
+from acytoo_magic.core.coderun import run_approved
+from acytoo_magic.core.context import bounded_repr
 
 
 async def test_the_borrowed_stdout_is_a_stream_and_forwards_once_the_run_is_over() -> None:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from kernels import kernel
 
-from acytoo_magic.codeblocks import extract_code, fenced_blocks
-from acytoo_magic.context import ContextError, ErrorLog, NotebookContext, summarize
+from acytoo_magic.core.context import ContextError, ErrorLog, NotebookContext, summarize
+from acytoo_magic.magic.codeblocks import extract_code, fenced_blocks
 
 
 def raise_in_function():
@@ -18,7 +18,7 @@ def raise_in_function():
 def test_dataframe_summary_is_compact_and_complete():
     df = pd.DataFrame({"city": ["a", "b", None] * 400, "sales": np.arange(1200, dtype=float)})
     df.loc[3, "sales"] = np.nan
-    text = summarize(df, budget=5_000)
+    text = summarize(df, limit=5_000)
     assert "pandas.DataFrame: 1,200 rows × 2 columns" in text
     assert "city: object, 400 null" in text or "city: str, 400 null" in text
     assert "sales: float64, 1 null" in text
@@ -84,7 +84,7 @@ def test_series_array_collections_and_budget():
     text = summarize(array)
     assert "shape (2, 2), dtype float64" in text and "NaN 1" in text and "max 4" in text
     assert summarize(list(range(1000))).startswith("list of length 1000: [0, 1, 2")
-    long = summarize("x" * 10_000, budget=100)
+    long = summarize("x" * 10_000, limit=100)
     assert len(long) <= 100 + 60 and "more characters not shown" in long
 
     class BadRepr:

@@ -6,9 +6,10 @@ import sqlite3
 
 import pytest
 
-from acytoo_magic.conversation import Conversation, HistoryStore, Message, trim
-from acytoo_magic.errors import HistoryError
-from acytoo_magic.status import INTERRUPTED
+from acytoo_magic.core.errors import HistoryError
+from acytoo_magic.core.history.store import HistoryStore, Message
+from acytoo_magic.core.history.thread import Conversation, trim
+from acytoo_magic.core.outcome import INTERRUPTED
 
 
 def test_threads_are_per_notebook_and_survive_reopening(history_db):
@@ -21,7 +22,7 @@ def test_threads_are_per_notebook_and_survive_reopening(history_db):
     reopened = HistoryStore(history_db)
     a = Conversation(reopened, "a.ipynb")
     assert [(m.role, m.content) for m in a.messages()] == [("user", "q1"), ("assistant", "a1")]
-    assert [m.status for m in Conversation(reopened, "a.ipynb", "other").messages()] == [
+    assert [m.outcome for m in Conversation(reopened, "a.ipynb", "other").messages()] == [
         "complete",
         INTERRUPTED,
     ]
@@ -41,7 +42,7 @@ def test_to_send_trims_oldest_first_and_keeps_the_system_prompt(history_db):
     conversation = Conversation(HistoryStore(history_db), "nb")
     for i in range(10):
         conversation.record(f"question {i} " + "x" * 80, f"answer {i} " + "y" * 80)
-    sent = conversation.to_send("now", system="SYSTEM", budget=500)
+    sent = conversation.to_send("now", system="SYSTEM", history_chars=500)
     assert sent[0] == {"role": "system", "content": "SYSTEM"}
     assert sent[-1] == {"role": "user", "content": "now"}
     assert sum(len(m["content"]) for m in sent) <= 500
@@ -71,7 +72,7 @@ def test_a_cell_s_exchange_is_replaced_where_it_stands(history_db):
     conversation.record("q1 edited", "a1 again", INTERRUPTED, cell="c1")
     conversation.record("chat", "reply")  # no cell: appended
     conversation.record("chat", "reply")
-    assert [(m.content, m.status) for m in conversation.messages()] == [
+    assert [(m.content, m.outcome) for m in conversation.messages()] == [
         ("q1 edited", "complete"),
         ("a1 again", INTERRUPTED),
         ("q2 edited", "complete"),
@@ -154,7 +155,7 @@ def test_a_file_locked_while_opening_is_tried_again_not_given_up(history_db, mon
     HistoryStore(history_db).threads("")  # the file exists, in WAL mode
     locker = sqlite3.connect(history_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    monkeypatch.setattr("acytoo_magic.conversation.SETUP_TIMEOUT", 0.1)
+    monkeypatch.setattr("acytoo_magic.core.history.store.SETUP_TIMEOUT", 0.1)
     assistant = Assistant(history_path=str(history_db))
     with pytest.raises(HistoryError, match="locked by another process"):
         assistant.store  # noqa: B018

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from acytoo_magic.codeblocks import code_blocks
-from acytoo_magic.magics import cut_short
-from acytoo_magic.runner import Reply
-from acytoo_magic.status import INTERRUPTED, PARTIAL
+from acytoo_magic.core.outcome import INTERRUPTED, PARTIAL
+from acytoo_magic.core.request import Reply
+from acytoo_magic.magic.codeblocks import code_blocks
+from acytoo_magic.magic.magics import cut_short
 
 pytestmark = pytest.mark.notebook
 
@@ -78,8 +78,8 @@ def test_how_an_answer_was_cut_is_said_from_its_ending():
     assert cut_short(Reply(finish_reason="length")) == "stopped at the token limit"
     looping = Reply(finish_reason="repetition", finish_note="stopped: the model began repeating itself")
     assert cut_short(looping) == "stopped: the model began repeating itself"
-    assert cut_short(Reply(status=INTERRUPTED)) == "interrupted"
-    assert cut_short(Reply(status=PARTIAL)).startswith("partial")
+    assert cut_short(Reply(outcome=INTERRUPTED)) == "interrupted"
+    assert cut_short(Reply(outcome=PARTIAL)).startswith("partial")
 
 
 def test_code_blocks_know_whether_their_fence_was_closed():

@@ -90,14 +90,16 @@ def test_unusable_database_warns_and_the_magic_still_answers(server, tmp_path, k
 
 async def test_history_failing_mid_session_still_answers(server, tmp_path):
     """The database becomes unusable after the magic opened it: the answer still comes, with a warning."""
-    from acytoo_magic.conversation import Conversation, HistoryStore
+    from acytoo_magic.core.history.store import HistoryStore
+    from acytoo_magic.core.history.thread import Conversation
+    from acytoo_magic.core.request import Request
+    from acytoo_magic.core.stream import answer
+    from acytoo_magic.present.throttle import ThrottledRenderer
     from acytoo_magic.providers import Acytoo
-    from acytoo_magic.render import ThrottledRenderer
-    from acytoo_magic.runner import Request, answer
 
     (tmp_path / "gone").mkdir()
     broken = Conversation(HistoryStore(tmp_path / "gone"), "nb")  # a directory: every read fails
     request = Request("still there?", Acytoo, "m", conversation=broken, options={"url": server.url})
     reply = await answer(request, ThrottledRenderer(lambda frame: None, 0.05))
-    assert reply.status == "complete" and 'You said: "still there?"' in reply.text
+    assert reply.outcome == "complete" and 'You said: "still there?"' in reply.answer
     assert "history database" in reply.history_warning and "gone" in reply.history_warning

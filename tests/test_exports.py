@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DANGEROUS, CannedModel, browser_unavailable
 from markdown_it import MarkdownIt
 
+from acytoo_magic.present.untrusted import escaped, render_markdown
 from acytoo_magic.server import LocalServer, ServerConfig
-from acytoo_magic.untrusted import escaped, render_markdown
-from acytoo_magic.widget import _STATIC_STYLE
+from acytoo_magic.widget.saved_copy import _STATIC_STYLE
 
 NOTEBOOK = "exports.ipynb"
 QUESTION = "How do I sum sales per region?"

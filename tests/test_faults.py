@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from standin import StandInServer
 
-from acytoo_magic.magics import INTERRUPTED_LINE
+from acytoo_magic.magic.magics import INTERRUPTED_LINE
 from acytoo_magic.server.scripted import filler
 
 pytestmark = pytest.mark.notebook
@@ -163,7 +163,7 @@ def test_widget(k, fault):
         k.execute(f"w = ChatWidget({thread!r})\nw.send({fault.prompt!r})\nr = await w.wait()")
     finally:
         k.execute(restore)
-    status = k.execute("print(w.status.value)").stdout.strip()
+    status = k.execute("print(w.error_area.value)").stdout.strip()
     if fault.message:
         assert fault.message in status and "acytoo-error" in status and "\n" not in status
         message = html.unescape(status.split(">", 1)[1].rsplit("<", 1)[0]).split(": ", 1)[-1]
@@ -173,7 +173,7 @@ def test_widget(k, fault):
     assert k.execute("print(w.input.busy, w.stop_button.disabled)").stdout.strip() == "False True"
     history = check_history(k, thread, fault)
     k.execute("w.send('recovered?')\nr = await w.wait()")
-    assert k.execute("print(r.status)").stdout.strip() == "complete"
+    assert k.execute("print(r.outcome)").stdout.strip() == "complete"
     ROWS[(fault.name, "widget")] = (message, history, "next request answered")
 
 
@@ -196,8 +196,8 @@ def test_magic_kernel_interrupt_keeps_what_was_shown(k):
     assert out.error["traceback"] == [INTERRUPTED_LINE] and "no data for" not in out.shown
     _user, assistant = k.history(thread)
     assert shown == SHOWN and assistant["status"] == "interrupted" and assistant["content"] == SHOWN
-    text, _, status_line = out.final_display["text/plain"].partition("\n")
-    assert text == SHOWN and "interrupted" not in status_line  # the error line says it, once
+    text, _, small_print = out.final_display["text/plain"].partition("\n")
+    assert text == SHOWN and "interrupted" not in small_print  # the error line says it, once
     recovers(k, thread)
     ROWS[("kernel interrupt", "magic")] = (out.error["evalue"], KEPT, "next request answered")
 
@@ -209,7 +209,7 @@ def test_widget_stop_keeps_what_was_shown(k):
         k.execute(f"w = ChatWidget({thread!r})\nw.send({HELD!r})")
         k.execute(WAIT_FOR_TEXT)  # all the stand-in sends before its hold is on screen
         stopped = k.execute(
-            "w.stop()\nr = await w.wait()\nprint(r.status)\nprint(w.renderer.last_frame.note)"
+            "w.stop()\nr = await w.wait()\nprint(r.outcome)\nprint(w.renderer.last_frame.note)"
         )
     finally:  # the stream stays held until the module ends: only Stop can have ended it
         k.execute(f"m.url = {k.url!r}")
@@ -219,5 +219,5 @@ def test_widget_stop_keeps_what_was_shown(k):
     _user, assistant = k.history(thread)
     assert assistant["status"] == "interrupted" and assistant["content"] == SHOWN
     k.execute("w.send('recovered?')\nr = await w.wait()")
-    assert k.execute("print(r.status)").stdout.strip() == "complete"
+    assert k.execute("print(r.outcome)").stdout.strip() == "complete"
     ROWS[("Stop button", "widget")] = (f"(no error) {note}", KEPT, "next request answered")

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import pytest
 from kernels import is_waiting
 
-from acytoo_magic.errors import AcytooError
-from acytoo_magic.untrusted import unlinkable
+from acytoo_magic.core.errors import AcytooError
+from acytoo_magic.core.outbound import unlinkable
 
 pytestmark = pytest.mark.notebook
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from kernels import Kernel, kernel
 
-from acytoo_magic import choice
+from acytoo_magic.core.request import Reply, Request
+from acytoo_magic.magic import choice
 from acytoo_magic.providers import NoProviderChosen, choose
-from acytoo_magic.runner import Reply, Request
 
 pytestmark = pytest.mark.notebook
 
@@ -91,7 +91,7 @@ def test_without_the_bundled_runtime_the_first_question_says_how_to_choose_and_s
             k,
             AUDIT
             + FRAME
-            + "\nfrom acytoo_magic import local_model"
+            + "\nfrom acytoo_magic.providers import local_model"
             + f"\nlocal_model.CPUINFO = local_model.Path({str(cpuinfo)!r})",
         )
         ok(k, "%load_ext acytoo_magic")
@@ -175,7 +175,7 @@ def test_a_broken_config_file_is_said_and_left_alone(tmp_path):
 
 
 def test_choose_picks_a_set_url_else_the_bundled_model_else_nothing(monkeypatch):
-    from acytoo_magic import local_model
+    from acytoo_magic.providers import local_model
 
     assert choose("openai", "") == "openai" and choose("", "http://127.0.0.1:9/") == "acytoo"
     monkeypatch.setattr(local_model, "not_ready", lambda: "")

@@ -114,12 +114,14 @@ def test_acytoo_raw_bytes_never_raise_past_the_provider(body_server, payload, sp
 def magics(tmp_path_factory):
     import acytoo_magic
 
+    InteractiveShell.clear_instance()  # a fresh shell of its own, cleared again after
     shell = InteractiveShell.instance()
     acytoo_magic.load_ipython_extension(shell)
     acytoo_magic._magics.assistant.history_path = str(tmp_path_factory.mktemp("fuzz") / "h.sqlite3")
     shell.user_ns.update(df=[1, 2, 3], In=["", "x = 1"], Out={1: 2})
     yield acytoo_magic._magics
     acytoo_magic.unload_ipython_extension(shell)
+    InteractiveShell.clear_instance()
 
 
 OPTION_WORDS = st.sampled_from(

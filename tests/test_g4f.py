@@ -86,7 +86,9 @@ def test_the_widget_streams_from_g4f_custom_and_stop_keeps_the_partial_answer(k,
         "    await asyncio.sleep(0.02)\nprint(w.streaming)"
     )
     assert waited.stdout.strip() == "True"
-    stopped = k.execute("w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 2e5, w.input.busy)")
+    stopped = k.execute(
+        "w.stop()\nr = await w.wait()\nprint(r.outcome, 0 < len(r.answer) < 2e5, w.input.busy)"
+    )
     assert stopped.stdout.split() == ["interrupted", "True", "False"]
     assert "interrupted" in k.execute("%acytoo history -c 'g4f chat'").shown
 

@@ -183,7 +183,7 @@ def test_a_notebook_renamed_while_closed_finds_its_thread_and_its_copy_does_not_
     # A notebook that only asks from code (as its chat widget would): its rows carry no cell id,
     # only the cell that was running. Closed and renamed, its name taken by a new notebook:
     # the new one sees nothing of it.
-    code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask({!r})\nprint(reply.text)"
+    code = "import acytoo_magic\nreply = await acytoo_magic._magics.assistant.ask({!r})\nprint(reply.answer)"
     for prompt in ("Hello?", "Anyone there?"):
         assert lab.new_notebook() == "Untitled.ipynb"
         with lab.session("Untitled.ipynb") as (session, fresh):
@@ -254,7 +254,7 @@ def test_nbclient_runs_are_separate_notebooks_and_each_keeps_its_own_thread(
 
 def test_what_a_saved_document_says_about_its_cells(tmp_path):
     """Only a readable notebook with nbformat cell ids (or no cells yet) is evidence; else unknown."""
-    from acytoo_magic.notebook import cell_id_of, document_cells
+    from acytoo_magic.core.history.identity import cell_id_of, document_cells
 
     new, saved, old_format = tmp_path / "new.ipynb", tmp_path / "saved.ipynb", tmp_path / "old.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), new)

@@ -22,7 +22,7 @@ import pytest
 from ipykernel.ipkernel import IPythonKernel
 from tornado.ioloop import IOLoop
 
-from acytoo_magic.loops import signals_wake_loop
+from acytoo_magic.core.loops import signals_wake_loop
 
 HANG = 60.0  # a cancel that never comes fails the test instead of hanging the suite
 

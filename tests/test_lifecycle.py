@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic.conversation import HistoryStore
+from acytoo_magic.core.history.store import HistoryStore
 
 
 def run(code: str, server, history_db: Path) -> subprocess.CompletedProcess[str]:
@@ -41,7 +41,7 @@ def answers(history_db: Path) -> list[str]:
             """
             import asyncio
             from acytoo_magic import Assistant
-            print(asyncio.run(Assistant().ask("[[echo]]one")).status)
+            print(asyncio.run(Assistant().ask("[[echo]]one")).outcome)
             """,
             id="asyncio.run one-liner",
         ),
@@ -51,7 +51,7 @@ def answers(history_db: Path) -> list[str]:
             from acytoo_magic import Assistant
             assistant = Assistant()  # kept to the end of the script, never closed by hand
             asyncio.run(assistant.ask("[[echo]]one"))
-            print(asyncio.run(assistant.ask("[[echo]]two")).status)
+            print(asyncio.run(assistant.ask("[[echo]]two")).outcome)
             """,
             id="asyncio.run twice, one assistant",
         ),
@@ -65,7 +65,7 @@ def answers(history_db: Path) -> list[str]:
                     await assistant.ask("[[echo]]one")
                     return await assistant.ask("[[echo]]two")
 
-            print(asyncio.run(main()).status)
+            print(asyncio.run(main()).outcome)
             """,
             id="async with",
         ),
@@ -74,7 +74,7 @@ def answers(history_db: Path) -> list[str]:
             from acytoo_magic import Assistant
             assistant = Assistant()
             assistant.ask_sync("[[echo]]one")
-            print(assistant.ask_sync("[[echo]]two").status)
+            print(assistant.ask_sync("[[echo]]two").outcome)
             """,
             id="ask_sync",
         ),
@@ -99,7 +99,7 @@ def test_an_exchange_a_lock_held_back_is_written_when_the_script_ends(server, hi
         locker.execute("BEGIN EXCLUSIVE")
         reply = assistant.ask_sync("[[echo]]kept")
         locker.execute("ROLLBACK")
-        print(reply.status)
+        print(reply.outcome)
         print(reply.history_warning)
         """,
         server,
@@ -116,8 +116,8 @@ def test_closing_while_still_locked_says_how_many_exchanges_were_lost(server, hi
     store.threads("")
     locker = sqlite3.connect(history_db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
-    from acytoo_magic.conversation import Conversation
-    from acytoo_magic.errors import HistoryError, HistoryLocked
+    from acytoo_magic.core.errors import HistoryError, HistoryLocked
+    from acytoo_magic.core.history.thread import Conversation
 
     with pytest.raises(HistoryLocked):
         Conversation(store, "nb").record("q", "a")

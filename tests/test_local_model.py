@@ -17,11 +17,10 @@ import pytest
 from aiohttp import web
 from kernels import Kernel, kernel
 
-from acytoo_magic import local_model, model_files
-from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, resolve
+from acytoo_magic.core.stream import stream_reply
+from acytoo_magic.providers import Acytoo, OpenAICompatible, ProviderError, local_model, model_files, resolve
 from acytoo_magic.providers.base import FinishReason, Progress, Usage
 from acytoo_magic.providers.local import Local
-from acytoo_magic.runner import stream_reply
 from acytoo_magic.server import LocalServer, ServerConfig
 
 pytestmark = pytest.mark.local_model
@@ -194,7 +193,7 @@ class Notes:
     def feed(self, chunk: str) -> None:
         self.text += chunk
 
-    def close(self, text: str, note: str = "", status: str = "") -> None: ...
+    def close(self, text: str, note: str = "", small_print: str = "") -> None: ...
 
 
 async def test_prefill_progress_reaches_the_waiting_line_and_stop_ends_a_long_read():
@@ -332,7 +331,7 @@ def k(tmp_path_factory):
     with kernel(ACYTOO_HISTORY_DB=str(db), JPY_SESSION_NAME="local.ipynb") as running:
         setup = running.execute(
             '%load_ext acytoo_magic\n%config Assistant.provider = "local"\n'
-            "from acytoo_magic import ChatWidget, local_model"
+            "from acytoo_magic import ChatWidget\nfrom acytoo_magic.providers import local_model"
         )
         assert setup.status == "ok", setup.error
         yield running
@@ -382,14 +381,14 @@ def test_an_interrupt_stops_generation_at_the_next_token_and_the_next_cell_works
 
 
 def test_the_widget_streams_and_stop_ends_generation(k):
-    run(k, "w = ChatWidget('local')\nw.send('Say hello.')\nr = await w.wait()\nprint(r.status)")
-    assert run(k, "print(r.status, bool(r.text.strip()))") == "complete True"
+    run(k, "w = ChatWidget('local')\nw.send('Say hello.')\nr = await w.wait()\nprint(r.outcome)")
+    assert run(k, "print(r.outcome, bool(r.answer.strip()))") == "complete True"
     run(k, f"w.send({LONG!r})")
     run(k, WAIT_FOR_TEXT)
-    assert run(k, "w.stop()\nr = await w.wait()\nprint(r.status)") == "interrupted"
+    assert run(k, "w.stop()\nr = await w.wait()\nprint(r.outcome)") == "interrupted"
     generating, stopped, _, tokens = generation(k)
     assert (generating, stopped) == ("False", "True") and int(tokens) < 512
-    assert run(k, "w.send('Say hi.')\nr = await w.wait()\nprint(r.status)") == "complete"
+    assert run(k, "w.send('Say hi.')\nr = await w.wait()\nprint(r.outcome)") == "complete"
     assert generation(k, -2)[3] == tokens
 
 

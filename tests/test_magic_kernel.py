@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -139,8 +140,8 @@ def test_interrupt_cancels_the_stream_and_the_next_cell_works(k):
 
 
 MANY_CHUNKS = """
-import asyncio, acytoo_magic
-from acytoo_magic.output import DisplayRenderer
+import asyncio, json, time, acytoo_magic
+from acytoo_magic.magic.output import DisplayRenderer
 
 class Many:  # 2,000 chunks, as many as were sent: no TCP coalescing decides the count
     @staticmethod
@@ -149,21 +150,36 @@ class Many:  # 2,000 chunks, as many as were sent: no TCP coalescing decides the
             yield "word " * 4
             await asyncio.sleep(0.001)
 
+class Timed(DisplayRenderer):  # when each draw began, on the clock the throttle reads
+    def __init__(self, *args, **kwargs):
+        self.drawn = []
+        super().__init__(*args, **kwargs)
+
+    def _update(self, frame):
+        self.drawn.append((time.monotonic(), frame.waiting, frame.final))
+        super()._update(frame)
+
 a = acytoo_magic._magics.assistant
-r = DisplayRenderer("markdown", a.render_interval)
+r = Timed("markdown", a.render_interval)
 reply = await a.ask("q", provider=Many, renderer=r, history=False)
-print(reply.chunks, reply.elapsed, a.render_interval, r.draws, len(r.segments))
+print(json.dumps([reply.chunks, r.interval, r.draws, len(r.segments), r.drawn]))
 """
 
 
 def test_display_updates_are_bounded_by_time_not_chunks(k):
+    """Draws are spaced by the throttle's interval on its own clock, however many chunks arrive:
+    after the first text draw and the quick second one (``FIRST_GAP``), no two draws of text are
+    closer than the interval; only the final draw (always made) may come sooner."""
     out = k.execute(MANY_CHUNKS)
     assert out.status == "ok", out.error
-    chunks, elapsed, interval, draws, segments = out.stdout.split()
-    assert int(chunks) == 2_000
-    assert int(draws) <= float(elapsed) / float(interval) + 2  # bounded by time, not by the 2,000 chunks
+    chunks, interval, draws, segments, drawn = json.loads(out.stdout)
+    assert chunks == 2_000 and draws == len(drawn)
+    text = [at for at, waiting, final in drawn if not waiting and not final]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(text[1:])]
+    assert gaps and min(gaps) >= interval - 1e-3, (interval, gaps)
+    assert drawn[-1][2] and sum(final for _, _, final in drawn) == 1  # one final draw, the last
     # each draw sends one display message; a draw that closes a segment sends one more
-    assert len(out.of_type("display_data", "update_display_data")) <= int(draws) + int(segments)
+    assert len(out.of_type("display_data", "update_display_data")) <= draws + segments
 
 
 def test_bad_options_and_subcommands_are_one_line(k):

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from acytoo_magic import local_model, model_files
-from acytoo_magic.loops import LoopThread
+from acytoo_magic.core.loops import LoopThread
+from acytoo_magic.providers import local_model, model_files
 
 CPU_WITHOUT_AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx fma\n"
 
 FIRST_USE_ON_AN_OLD_CPU = """
 import asyncio, sys
-from acytoo_magic import local_model
+from acytoo_magic.providers import local_model
 from acytoo_magic.providers import ProviderError
 from acytoo_magic.providers.local import Local
 local_model.CPUINFO = local_model.Path(sys.argv[1])
@@ -156,10 +156,10 @@ def test_the_local_provider_gets_a_history_budget_a_small_model_can_read(tmp_pat
 
     assistant = Assistant(provider="local", history_path=str(tmp_path / "h.sqlite3"))
     try:
-        assert assistant.request("hi").budget == Local.max_history_chars < assistant.max_history_chars
-        assert assistant.request("hi", provider="openai").budget == assistant.max_history_chars
+        assert assistant.request("hi").history_chars == Local.max_history_chars < assistant.max_history_chars
+        assert assistant.request("hi", provider="openai").history_chars == assistant.max_history_chars
         assistant.max_history_chars = 1_000  # the smaller of the two wins
-        assert assistant.request("hi").budget == 1_000
+        assert assistant.request("hi").history_chars == 1_000
         shown = assistant.effective_config()
         assert shown["Local.max_tokens"] == Local.max_tokens and shown["Local.n_ctx"] == Local.n_ctx
         other = Assistant(provider="openai", history_path=str(tmp_path / "o.sqlite3"))

@@ -251,13 +251,13 @@ def test_the_widget_recovers_from_any_failure(k):
         "before = w.transcript.value\ntask = w.send('keep this text')\nr = await task"
     )
     state = k.execute(
-        "print(r.status, w.input.busy, w.stop_button.disabled, repr(w.input.value),"
+        "print(r.outcome, w.input.busy, w.stop_button.disabled, repr(w.input.value),"
         " w.transcript.value == before)"
     )
     assert state.stdout.strip() == "failed False True 'keep this text' True"
-    assert "RuntimeError: session exploded" in k.execute("print(w.status.value)").stdout
+    assert "RuntimeError: session exploded" in k.execute("print(w.error_area.value)").stdout
     k.execute("w.assistant.runner.session = real")
-    assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.status)").stdout.strip() == "complete"
+    assert k.execute("r = await w.send('[[echo]]works again')\nprint(r.outcome)").stdout.strip() == "complete"
 
 
 def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, standin, history_db):
@@ -272,9 +272,9 @@ def test_a_locked_database_delays_nothing_else_and_loses_nothing(k, standin, his
         standin.wait_held()  # the answer is streaming (its first chunk sent, the rest held back)
         assert k.execute("print(w.streaming, 6 * 7)").stdout.split() == ["True", "42"]
         standin.release()
-        done = k.execute("r = await w.wait()\nprint(r.status, len(r.text))")
+        done = k.execute("r = await w.wait()\nprint(r.outcome, len(r.answer))")
         assert done.stdout.split() == ["complete", "3000"]
-        assert "is locked by another process" in k.execute("print(w.status.value)").stdout
+        assert "is locked by another process" in k.execute("print(w.error_area.value)").stdout
         quick = k.execute("print('not blocked')")
         assert quick.stdout.strip() == "not blocked"
     finally:

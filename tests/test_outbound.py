@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from acytoo_magic.outbound import (
+from acytoo_magic.core.outbound import (
     Outbound,
     Secret,
     environment_secrets,

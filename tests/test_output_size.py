@@ -6,9 +6,10 @@ import itertools
 import json
 from typing import Any
 
-from acytoo_magic.output import PAGE_INTERVAL, STREAMING_PLAIN_CHARS, DisplayRenderer, markdown_bundle
-from acytoo_magic.render import Frame, ThrottledRenderer
-from acytoo_magic.untrusted import render_markdown, status_html
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.magic.output import PAGE_INTERVAL, STREAMING_PLAIN_CHARS, DisplayRenderer, markdown_bundle
+from acytoo_magic.present.throttle import ThrottledRenderer
+from acytoo_magic.present.untrusted import render_markdown, small_print_html
 
 ANSWER = "".join(
     f"## Part {i}\n\nSome text with `code` and a [link](https://example.org/{i}).\n\n" for i in range(2000)
@@ -25,7 +26,7 @@ def test_a_long_answer_streams_as_html_with_a_bounded_plain_text():
 
 
 def test_the_final_update_has_the_complete_text_in_both_types():
-    bundle = markdown_bundle(Frame(ANSWER, final=True, status="acytoo · m"))
+    bundle = markdown_bundle(Frame(ANSWER, final=True, small_print="acytoo · m"))
     assert bundle["text/plain"] == ANSWER + "\n— acytoo · m"  # what the saved notebook keeps
     assert "Part 1999" in bundle["text/html"] and "▌" not in bundle["text/html"]
 
@@ -94,9 +95,9 @@ def test_the_magic_sends_each_finished_block_once_and_ends_as_one_render():
     renderer.commit_chars = 500
     for start in range(0, len(answer), 16):
         renderer.feed(answer[start : start + 16])
-    renderer.close(answer, status="done")
+    renderer.close(answer, small_print="done")
     final_html = "".join(o["text/html"] for o in outputs.shown)
-    assert final_html == render_markdown(answer) + status_html("done")  # late [d] revised at the end
+    assert final_html == render_markdown(answer) + small_print_html("done")  # late [d] revised at the end
     assert "".join(o["text/plain"] for o in outputs.shown) == answer + "\n— done"
     assert len(outputs.shown) > 5  # segments, then the tail
     # A block is drawn while it is the growing tail, then once more when its segment is committed

@@ -10,6 +10,7 @@ import aiohttp
 import aiohttp.web
 import pytest
 
+from acytoo_magic.core.outbound import redact
 from acytoo_magic.providers import (
     Acytoo,
     AsyncGeneratorProvider,
@@ -24,7 +25,7 @@ from acytoo_magic.providers import (
     credentials,
     resolve,
 )
-from acytoo_magic.providers.base import redact, url_host
+from acytoo_magic.providers.base import url_host
 from acytoo_magic.providers.credentials import HiddenText, MaskedText, ScopedKey, key_for, origin
 from acytoo_magic.server import fingerprint
 

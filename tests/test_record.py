@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from acytoo_magic import Assistant, Reply, errors, runner
-from acytoo_magic.conversation import Conversation, HistoryStore
-from acytoo_magic.migrations import SCHEMA_VERSION
-from acytoo_magic.render import Frame, ThrottledRenderer
+from acytoo_magic import Assistant, Reply
+from acytoo_magic.core import errors
+from acytoo_magic.core import stream as runner
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.history.migrations import SCHEMA_VERSION
+from acytoo_magic.core.history.store import HistoryStore
+from acytoo_magic.core.history.thread import Conversation
+from acytoo_magic.present.throttle import ThrottledRenderer
 
 # The statements the history code ran before the schema had a version (commit 73dffba and earlier):
 # a file they made has the ``cell`` column and ``user_version`` 0.
@@ -60,7 +64,7 @@ def test_a_file_made_by_the_unversioned_code_is_adopted_and_keeps_working(histor
     conversation = Conversation(HistoryStore(history_db), "nb")
     conversation.record("new q", "new a", cell="id:c1#0")  # the same cell: replaced in place
     conversation.record("other q", "other a", cell="id:c2#0")
-    assert [(m.content, m.status) for m in conversation.messages()] == [
+    assert [(m.content, m.outcome) for m in conversation.messages()] == [
         ("new q", "complete"),
         ("new a", "complete"),
         ("other q", "complete"),
@@ -72,7 +76,7 @@ def test_a_file_made_by_the_unversioned_code_is_adopted_and_keeps_working(histor
 
 
 def test_a_file_at_version_2_gets_the_spend_ledger_and_keeps_its_exchanges(history_db):
-    from acytoo_magic.migrations import MIGRATIONS
+    from acytoo_magic.core.history.migrations import MIGRATIONS
 
     old = sqlite3.connect(history_db, isolation_level=None)
     for step in MIGRATIONS[:2]:  # the file as the release before the ledger made it
@@ -105,8 +109,8 @@ def test_a_file_from_a_newer_version_is_refused_with_one_line(history_db):
 
 
 def test_every_error_lives_in_errors_under_one_base():
-    from acytoo_magic import local_model, providers
-    from acytoo_magic.providers import base
+    from acytoo_magic import providers
+    from acytoo_magic.providers import base, local_model
 
     kinds = [
         errors.ProviderError,
@@ -155,8 +159,8 @@ class Screen:
         self._text += chunk
         self.draw(Frame(self._text))
 
-    def close(self, text: str, note: str = "", status: str = "") -> None:
-        self.draw(Frame(text, note=note, final=True, status=status))
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        self.draw(Frame(text, note=note, final=True, small_print=small_print))
 
     def draw(self, frame: Frame) -> None:
         self.calls += 1
@@ -186,7 +190,7 @@ class Words:
 
 
 def _stored(assistant: Assistant) -> list[tuple[str, str]]:
-    return [(m.content, m.status) for m in assistant.conversation().messages() if m.role == "assistant"]
+    return [(m.content, m.outcome) for m in assistant.conversation().messages() if m.role == "assistant"]
 
 
 @pytest.fixture
@@ -204,9 +208,9 @@ async def _ask(assistant: Assistant, screen: Screen, **options) -> Reply:
 async def test_a_draw_failing_mid_stream_is_partial_and_the_record_is_the_final_frame(assistant):
     screen = Screen(fail_on_draw=2)
     reply = await _ask(assistant, screen)
-    assert reply.status == "partial" and isinstance(reply.error, errors.AnswerError)
+    assert reply.outcome == "partial" and isinstance(reply.error, errors.AnswerError)
     assert str(reply.error) == "drawing the answer failed: RuntimeError: the output area went away"
-    assert screen.shown[-1].final and screen.text == reply.text == "one two"
+    assert screen.shown[-1].final and screen.text == reply.answer == "one two"
     assert _stored(assistant) == [(screen.text, "partial")]
 
 
@@ -220,9 +224,9 @@ async def test_an_on_chunk_callback_failing_is_partial_and_recorded_as_shown(ass
 
     screen = Screen()
     reply = await _ask(assistant, screen, on_chunk=on_chunk)
-    assert reply.status == "partial"
+    assert reply.outcome == "partial"
     assert str(reply.error) == "the on_chunk callback failed: ValueError: caller's bug"
-    assert screen.text == reply.text == "".join(seen) == "one two three"
+    assert screen.text == reply.answer == "".join(seen) == "one two three"
     assert _stored(assistant) == [(screen.text, "partial")]
     assert "partial: the on_chunk callback failed" in screen.shown[-1].note
 
@@ -231,14 +235,14 @@ async def test_a_final_draw_that_fails_records_the_frame_last_drawn(assistant):
     screen = Screen(fail_close=True)
     reply = await _ask(assistant, screen)
     assert not screen.shown[-1].final and screen.text == ANSWER  # the last draw had no status line
-    assert reply.status == "partial"
+    assert reply.outcome == "partial"
     assert str(reply.error).startswith("showing the answer failed: RuntimeError")
-    assert reply.text == screen.text and _stored(assistant) == [(screen.text, "partial")]
+    assert reply.answer == screen.text and _stored(assistant) == [(screen.text, "partial")]
 
 
 async def test_nothing_drawn_records_nothing_and_says_one_line(assistant):
     reply = await _ask(assistant, Screen(fail_from=1))
-    assert reply.status == "failed" and reply.text == "" and "\n" not in str(reply.error)
+    assert reply.outcome == "failed" and reply.answer == "" and "\n" not in str(reply.error)
     assert _stored(assistant) == []
     # The answer came back though nothing could show it: the provider billed it, so it is counted.
     assert reply.chunks >= 1 and assistant.daily_budget().today()[0] > 0
@@ -283,7 +287,7 @@ async def test_a_failed_history_read_still_records_the_exchange(assistant, monke
 
     monkeypatch.setattr(HistoryStore, "load", broken_load)
     reply = await assistant.ask("[[echo]]second")
-    assert reply.status == "complete" and reply.history_warning == "history database x: disk I/O error"
+    assert reply.outcome == "complete" and reply.history_warning == "history database x: disk I/O error"
     assert _stored(assistant) == [("first", "complete"), ("second", "complete")]
 
 

@@ -12,18 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acytoo_magic import untrusted
-from acytoo_magic.output import TerminalRenderer, markdown_bundle
-from acytoo_magic.render import FIRST_CHARS, Frame, ThrottledRenderer
-from acytoo_magic.untrusted import (
+from acytoo_magic.core import outbound
+from acytoo_magic.core.frames import Frame
+from acytoo_magic.core.outbound import printable
+from acytoo_magic.magic.output import TerminalRenderer, markdown_bundle
+from acytoo_magic.present.throttle import FIRST_CHARS, ThrottledRenderer
+from acytoo_magic.present.untrusted import (
     CODE_INNER_STYLE,
     CODE_STYLE,
     link_is_safe,
-    printable,
     render_markdown,
     with_cursor,
 )
-from acytoo_magic.widget import message_html
+from acytoo_magic.widget.entries import message_html
 
 PRE = f'<pre class="acytoo-code" style="{CODE_STYLE}">'
 CODE = f'<code style="{CODE_INNER_STYLE}">'
@@ -162,7 +163,7 @@ async def test_timer_flushes_text_that_arrived_after_the_last_draw():
 
 
 def test_markdown_bundle_is_html_and_plain_text_never_markdown():
-    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True, status="acytoo · m"))
+    bundle = markdown_bundle(Frame("# T", note="interrupted", final=True, small_print="acytoo · m"))
     assert set(bundle) == {"text/plain", "text/html"}  # JupyterLab renders trusted Markdown's raw HTML
     assert bundle["text/html"].startswith("<h1>T</h1>")
     assert '<em>— interrupted</em>' in bundle["text/html"] and "<sub>acytoo · m</sub>" in bundle["text/html"]
@@ -299,7 +300,7 @@ def dangerous(html: str) -> list[str]:
 def test_a_payload_renders_to_nothing_that_runs(payload):
     reply = f"Here you go:\n\n{payload}\n\nmore text"
     assert dangerous(render_markdown(reply)) == []
-    for frame in (Frame(reply), Frame(reply, note="interrupted", final=True, status="s")):
+    for frame in (Frame(reply), Frame(reply, note="interrupted", final=True, small_print="s")):
         assert dangerous(markdown_bundle(frame)["text/html"]) == []
     assert dangerous(message_html("assistant", reply)) == []
     assert dangerous(message_html("user", reply)) == []
@@ -419,9 +420,9 @@ CONTROL_NEIGHBOURS = [
 def test_the_fast_control_scan_finds_what_the_pattern_finds(text):
     """printable's first look (the UTF-8 bytes) decides as the pattern it cleans with would, so a
     text is cleaned exactly when it was before (issue 30 made the look faster, not different)."""
-    assert untrusted._has_control(text) == (untrusted._CONTROL.search(text) is not None)
-    expected = untrusted._CONTROL.sub("", untrusted._ANSI.sub("", text.replace("\r\n", "\n")))
-    assert printable(text) == (expected if untrusted._CONTROL.search(text) else text)
+    assert outbound._has_control(text) == (outbound._CONTROL.search(text) is not None)
+    expected = outbound._CONTROL.sub("", outbound._ANSI.sub("", text.replace("\r\n", "\n")))
+    assert printable(text) == (expected if outbound._CONTROL.search(text) else text)
 
 
 def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
@@ -430,13 +431,13 @@ def test_the_terminal_gets_no_escape_sequence_even_split_across_chunks():
     reply = "copy \x1b]52;c;ZXZpbA==\x07this\x1b[2J\x1b[31m red"
     for start in range(0, len(reply), 2):  # every sequence cut in two somewhere
         renderer.feed(reply[start : start + 2])
-    renderer.close(reply, note="partial\x1b[0m", status="s")
+    renderer.close(reply, note="partial\x1b[0m", small_print="s")
     assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
     assert out.getvalue().startswith("copy ") and "this" in out.getvalue() and "[partial]" in out.getvalue()
 
 
 def test_notes_and_status_are_escaped():
-    bundle = markdown_bundle(Frame("x", note="<b>partial</b>", final=True, status="<img src=x>"))
+    bundle = markdown_bundle(Frame("x", note="<b>partial</b>", final=True, small_print="<img src=x>"))
     assert dangerous(bundle["text/html"]) == []
     assert "&lt;b&gt;partial&lt;/b&gt;" in bundle["text/html"] and "&lt;img src=x&gt;" in bundle["text/html"]
 
@@ -462,7 +463,7 @@ def test_a_stream_split_mid_tag_never_draws_live_html(chunk):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from acytoo_magic.untrusted import MarkdownStream  # noqa: E402
+from acytoo_magic.present.untrusted import MarkdownStream  # noqa: E402
 
 # Pieces that make and break Markdown blocks: list markers that continue or restart a list, fences,
 # $$ blocks, table rows and delimiter rows, setext underlines, reference definitions and their uses,

@@ -10,9 +10,11 @@ import os
 import tracemalloc
 import warnings
 
+from acytoo_magic.core.loops import Runner
+from acytoo_magic.core.request import Reply, Request
+from acytoo_magic.core.stream import answer
+from acytoo_magic.present.throttle import ThrottledRenderer
 from acytoo_magic.providers import Acytoo
-from acytoo_magic.render import ThrottledRenderer
-from acytoo_magic.runner import Reply, Request, Runner, answer
 
 PROMPTS = [
     "[[echo]]fine",
@@ -62,7 +64,7 @@ def test_two_hundred_requests_leave_no_sockets_tasks_or_warnings(server):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        statuses[reply.status] = statuses.get(reply.status, 0) + 1
+        statuses[reply.outcome] = statuses.get(reply.outcome, 0) + 1
 
     async def batch(count: int) -> None:
         for i in range(count):

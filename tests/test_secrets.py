@@ -58,7 +58,7 @@ def test_secrets_appear_nowhere(server, history_db, tmp_path):
             f"%acytoo export {export}",
             "import acytoo_magic; print(acytoo_magic._magics.last_reply)",
             "from acytoo_magic import ChatWidget\nw = ChatWidget('default')\nw.send('[[fault=401]] widget')\n"
-            "r = await w.wait()\nprint(w.status.value)",
+            "r = await w.wait()\nprint(w.error_area.value)",
             "%config Assistant",  # 14: IPython's own listing, with current values
             "%config Assistant.api_key",  # 15: the value as a cell's Out
             "%config Assistant.proxy",

@@ -12,8 +12,8 @@ import aiohttp
 import openai
 import pytest
 
-from acytoo_magic.local_model import Generation
 from acytoo_magic.providers import Acytoo
+from acytoo_magic.providers.local_model import Generation
 from acytoo_magic.server import (
     LocalServer,
     ServerConfig,

@@ -13,10 +13,12 @@ def shell(server, history_db, monkeypatch):
     monkeypatch.setenv("ACYTOO_URL", server.url)
     monkeypatch.setenv("ACYTOO_HISTORY_DB", str(history_db))
     monkeypatch.setenv("JPY_SESSION_NAME", "terminal-test")
+    InteractiveShell.clear_instance()  # IPython's shell is a process-wide singleton: a fresh one here
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "acytoo_magic")
     yield ip
     ip.run_line_magic("unload_ext", "acytoo_magic")
+    InteractiveShell.clear_instance()  # and none left for the next test
 
 
 def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
@@ -33,7 +35,7 @@ def test_terminal_streams_to_stdout_and_keeps_history(shell, server, capsys):
 
 
 def test_terminal_error_is_one_line(shell):
-    from acytoo_magic.errors import AcytooError
+    from acytoo_magic.core.errors import AcytooError
 
     with pytest.raises(AcytooError) as info:
         shell.run_cell_magic("acytoo", "", "[[fault=503 retry_after=0]] x")

@@ -60,7 +60,7 @@ def finished(k: Kernel) -> dict[str, Any]:
     shown = run(
         k,
         "ep = await w.wait()\n"
-        "print(json.dumps({'status': ep.status, 'answer': ep.answer, 'note': ep.note,"
+        "print(json.dumps({'status': ep.outcome, 'answer': ep.answer, 'note': ep.note,"
         " 'steps': [[s.kind, s.name, s.decision] for s in ep.steps], 'html': w.transcript.html,"
         " 'busy': w.input.busy, 'asking': w.approval.token}))",
     )
@@ -260,7 +260,7 @@ def test_budgets_and_a_provider_without_tools_refuse_in_one_line_losing_nothing(
     run(k, "%config Assistant.daily_max_tokens = 10")
     before = len(server.requests)
     run(k, f"w.send({question!r})\nawait w.wait()")
-    status = run(k, "print(w.status.value)")
+    status = run(k, "print(w.error_area.value)")
     assert "acytoo-error" in status and "raise Assistant.daily_max_tokens" in status and "\n" not in status
     assert len(server.requests) == before and k.history("ag") == []  # not sent, not recorded
     assert run(k, "print(w.input.value)") == question  # back in the box
@@ -272,6 +272,6 @@ def test_budgets_and_a_provider_without_tools_refuse_in_one_line_losing_nothing(
     assert len(sent(server)) == 1
 
     run(k, "%config Assistant.provider = 'acytoo'\nw.send('hi')\nawait w.wait()")
-    status = run(k, "print(w.status.value)")
+    status = run(k, "print(w.error_area.value)")
     assert "agent mode needs a provider with tool calls" in status
     assert run(k, "print(w.input.value)") == "hi"

@@ -74,7 +74,7 @@ def run(k: Kernel, code: str) -> str:
 def test_send_streams_into_the_transcript_and_records(k):
     run(k, "w = ChatWidget('t1')\ntask = w.send('hello [[chunk=4 delay=0.005]]')")
     assert (
-        run(k, "r = await w.wait()\nprint(r.status, r.chunks > 5, w.renderer.draws > 1)")
+        run(k, "r = await w.wait()\nprint(r.outcome, r.chunks > 5, w.renderer.draws > 1)")
         == "complete True True"
     )
     transcript = run(k, "print(w.transcript.html)")
@@ -90,7 +90,7 @@ def test_a_cell_runs_while_the_widget_streams(gated):
     run(k, WAIT_FOR_TEXT)  # the first half is drawn; the rest waits for the gate
     # this cell runs and finishes while the answer is still streaming
     assert run(k, "print(w.streaming, w.input.busy, 6 * 7)") == "True True 42"
-    out = run(k, "gated.release()\nr = await w.wait()\nprint(r.status, repr(r.text), w.streaming)")
+    out = run(k, "gated.release()\nr = await w.wait()\nprint(r.outcome, repr(r.answer), w.streaming)")
     assert out == "complete 'one two three four' False"
 
 
@@ -100,12 +100,12 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(k, server, protocol):
         run(k, f"%config Assistant.provider = 'openai'\n%config Assistant.url = '{server.url}/v1'")
     run(k, f"w = ChatWidget('t1')\nw.send({SLOW!r})")
     run(k, WAIT_FOR_TEXT)
-    out = run(k, "w.stop()\nr = await w.wait()\nprint(r.status, 0 < len(r.text) < 200000, w.input.busy)")
+    out = run(k, "w.stop()\nr = await w.wait()\nprint(r.outcome, 0 < len(r.answer) < 200000, w.input.busy)")
     assert out == "interrupted True False"
     assert "interrupted</div>" in run(k, "print(w.transcript.html)")
     assert "--- assistant [interrupted]" in k.execute("%acytoo history --full -c t1").shown
     # the widget (and the kernel's session) keep working
-    assert run(k, "w.send('after stop')\nr = await w.wait()\nprint(r.status)") == "complete"
+    assert run(k, "w.send('after stop')\nr = await w.wait()\nprint(r.outcome)") == "complete"
 
 
 def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
@@ -118,7 +118,7 @@ def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
     sent = json.loads(run(k, "import json\nprint(json.dumps(sent))"))
     [stored] = [m for m in k.history("shown") if m["role"] == "assistant"]
     assert stored["status"] == "interrupted" and 0 < len(stored["content"]) < 200_000
-    from acytoo_magic.widget import message_html
+    from acytoo_magic.widget.entries import message_html
 
     page = page_after(sent)  # the page's messages, applied as its script applies them
     assert page.entries[-1] == message_html("assistant", stored["content"], "interrupted")
@@ -128,9 +128,9 @@ def test_stop_leaves_in_the_transcript_exactly_what_the_page_showed(k):
 
 def test_error_is_one_line_in_the_transcript_and_nothing_recorded(k):
     run(k, "w = ChatWidget('t1')\nw.send('[[fault=500]] boom')\nr = await w.wait()")
-    status = run(k, "print(w.status.value)")
+    status = run(k, "print(w.error_area.value)")
     assert "HTTP 500" in status and "acytoo-error" in status and status.count("\n") == 0
-    assert run(k, "print(w.input.busy, r.status)") == "False failed"
+    assert run(k, "print(w.input.busy, r.outcome)") == "False failed"
     assert "is empty" in run(k, "%acytoo history -c t1")
     # the transcript matches the (empty) history, and the message is back in the box
     assert run(k, "print(repr(w.transcript.html), repr(w.input.value))") == "'' '[[fault=500]] boom'"
@@ -144,7 +144,7 @@ def test_bad_reference_is_reported_before_sending(k, server):
         "w = ChatWidget('t1')\n"
         "w.input._handle_message(w.input, {'event': 'submit', 'value': 'about {no_such_var}'}, [])",
     )
-    assert "no variable &#x27;no_such_var&#x27;" in run(k, "print(w.status.value)")
+    assert "no variable &#x27;no_such_var&#x27;" in run(k, "print(w.error_area.value)")
     assert len(server.requests) == before
     assert run(k, "print(w.input.value)") == "about {no_such_var}"  # given back, nothing lost
 
@@ -236,7 +236,7 @@ def test_history_reads_never_hold_up_the_kernel(k, history_db):
     (it used to wait on the loop for the lock, 30 s while the file is set up); the transcript
     shows once the lock is gone."""
     run(k, "%acytoo history")  # creates the file and its table
-    run(k, "from acytoo_magic.assistant import Assistant\nlocal = Assistant()")  # a store not yet opened
+    run(k, "from acytoo_magic.core.assistant import Assistant\nlocal = Assistant()")  # a store not yet opened
     other = sqlite3.connect(history_db, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
@@ -278,7 +278,7 @@ def test_two_widgets_stream_concurrently_without_mixing(gated):
     out = run(
         k,
         "gated.release()\nr1, r2 = await one.wait(), await two.wait()\n"
-        "print(r1.text == 'A' * 120, r2.text == 'B' * 120)",
+        "print(r1.answer == 'A' * 120, r2.answer == 'B' * 120)",
     )
     assert out == "True True"
     assert run(k, "print('B' in one.transcript.html, 'AAA' in two.transcript.html)") == "False False"
@@ -334,5 +334,5 @@ def test_indicator_follows_the_settings_and_a_bad_provider_is_one_line(k):
     run(k, "%config AcytooMagics.model = 'other-model'\nw.send('hi')\nr = await w.wait()")
     assert "acytoo · other-model" in run(k, "print(w.indicator.value)")
     run(k, "%config AcytooMagics.provider = 'nope'\nw2 = ChatWidget('ind')\nw2.send('hi')")
-    assert "unknown provider &#x27;nope&#x27;" in run(k, "print(w2.status.value)")
+    assert "unknown provider &#x27;nope&#x27;" in run(k, "print(w2.error_area.value)")
     assert run(k, "print(w2.input.value)") == "hi"

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from lab import ANSWERS
 from test_render import MARKDOWN_TEXT, FakeClock
 
-from acytoo_magic.render import ThrottledRenderer
-from acytoo_magic.untrusted import render_markdown
-from acytoo_magic.widget import LiveAnswer, Transcript, live_html, message_html
+from acytoo_magic.present.throttle import ThrottledRenderer
+from acytoo_magic.present.untrusted import render_markdown
+from acytoo_magic.widget.entries import live_html, message_html
+from acytoo_magic.widget.transcript import LiveAnswer, Transcript
 
 HEAD = '<div class="acytoo-msg acytoo-assistant">'
 TAIL = '<div class="acytoo-live-tail">'

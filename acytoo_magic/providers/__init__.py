@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from .. import local_model
-from ..errors import (
+from ..core.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderHTTPError,
@@ -20,6 +19,7 @@ from ..errors import (
     ProviderTimeout,
     ResponseTooLarge,
 )
+from . import local_model
 from .acytoo import Acytoo
 from .base import AsyncGeneratorProvider, ToolCallParts
 from .local import Local

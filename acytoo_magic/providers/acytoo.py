@@ -10,14 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import (
-    AsyncGeneratorProvider,
-    HTTPStream,
-    Messages,
-    ProviderError,
-    Utf8Stream,
-    transport_options,
-)
+from ..core.errors import ProviderError
+from .base import AsyncGeneratorProvider, HTTPStream, Messages, Utf8Stream, transport_options
 
 DEFAULT_MODEL = "gpt-3.5-turbo"
 

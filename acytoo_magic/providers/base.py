@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import (  # one_line and ProviderError: also imported from here by providers.local
+from ..core.errors import (
     HTTP_STATUS_HINTS,
     ProviderConnectionError,
     ProviderError,
@@ -31,10 +31,9 @@ from ..errors import (  # one_line and ProviderError: also imported from here by
     ProviderProtocolError,
     ProviderTimeout,
     ResponseTooLarge,
-    one_line,  # noqa: F401
-    redact,
 )
-from ..loops import iterate
+from ..core.loops import iterate
+from ..core.outbound import redact
 
 Messages = Sequence[Mapping[str, Any]]  # tool calls and results carry lists and ids too
 

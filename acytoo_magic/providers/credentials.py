@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from traitlets import Unicode
 
-from ..errors import redact
+from ..core.outbound import redact
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -14,8 +14,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .. import local_model, model_files
-from .base import AsyncGeneratorProvider, FinishReason, Messages, Progress, ProviderError, Usage, one_line
+from ..core.errors import ProviderError, one_line
+from . import local_model, model_files
+from .base import AsyncGeneratorProvider, FinishReason, Messages, Progress, Usage
 
 # A question without history is said to be read only past this many new tokens (4 batches: a few
 # seconds on 2 busy cores); a shorter one is read before anyone would look at a note.

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ProviderError, ProviderHTTPError, ProviderProtocolError
+from ..core.errors import ProviderError, ProviderHTTPError, ProviderProtocolError
 from .base import (
     AsyncGeneratorProvider,
     FinishReason,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..loops import LoopThread
+from ..core.loops import LoopThread
 from .scripted import DIRECTIVES_HELP, ScriptConfig, ScriptedBackend
 
 
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def load_model(parser: argparse.ArgumentParser, name: str | None, n_ctx: int, max_tokens: int) -> Any:
     """The same loader the in-process ``local`` provider uses; a first fetch draws a bar on stderr."""
-    from .. import local_model, model_files
+    from ..providers import local_model, model_files
 
     def on_progress(done: int, total: int) -> None:
         end = "\n" if done >= total else ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..local_model import Generation, LocalModel, ModelError
+from ..providers.local_model import Generation, LocalModel, ModelError
 from .wire import (
     DONE,
     SSE,

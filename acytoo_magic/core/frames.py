@@ -1,0 +1,107 @@
+"""What a front end draws and what draws it: the frames of a streaming answer, and the drawer's shape.
+
+``Frame`` is one moment of an answer (its text so far, a note, the status line under it);
+``Renderer`` is what the core streams into (``start``, ``notify``, ``feed``, ``close``), whatever
+draws it: the throttled drawers of the front ends (``present.throttle``) or ``NullRenderer``, for a
+caller that shows nothing (a script, an agent turn nobody watches). No drawing happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Frame:
+    """What to show now: the answer so far, and a short note (waiting, interrupted, partial...).
+
+    ``added`` is the text that arrived since the last frame drawn, so a drawer can do work per new
+    text; ``text`` (the whole answer) is joined only when a drawer reads it.
+    """
+
+    __slots__ = ("_text", "added", "final", "note", "small_print", "waiting")
+
+    def __init__(
+        self,
+        text: str | tuple[TextBuffer, int] = "",
+        note: str = "",
+        final: bool = False,
+        waiting: bool = False,
+        small_print: str = "",
+        added: str | None = None,
+    ) -> None:
+        self._text = text
+        self.note, self.final, self.waiting, self.small_print = note, final, waiting, small_print
+        # The text since the last frame that was drawn: a draw that failed leaves its text new.
+        self.added = added if added is not None else self.text
+
+    @property
+    def text(self) -> str:
+        if not isinstance(self._text, str):  # (buffer, length): the text as it was at this frame
+            buffer, length = self._text
+            self._text = buffer.text[:length]
+        return self._text
+
+    @property
+    def length(self) -> int:
+        """How long the text is, without joining it."""
+        return len(self._text) if isinstance(self._text, str) else self._text[1]
+
+    def _key(self) -> tuple[str, str, bool, bool, str]:
+        return (self.text, self.note, self.final, self.waiting, self.small_print)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        text, note, final, waiting, small_print = self._key()
+        state = f"note={note!r}, final={final}, waiting={waiting}, small_print={small_print!r}"
+        return f"Frame({text!r}, {state})"
+
+
+class TextBuffer:
+    """Chunks joined only when the text is read: appending stays O(1), so many chunks stay linear."""
+
+    __slots__ = ("_parts", "_text")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._text = ""
+
+    def append(self, chunk: str) -> None:
+        self._parts.append(chunk)
+
+    @property
+    def text(self) -> str:
+        if self._parts:
+            self._text += "".join(self._parts)
+            self._parts.clear()
+        return self._text
+
+
+class Renderer(Protocol):
+    def start(self, label: str) -> None: ...
+    def notify(self, note: str) -> None: ...
+    def feed(self, chunk: str) -> None: ...
+    def close(self, text: str, note: str = "", small_print: str = "") -> None: ...
+
+
+class NullRenderer:
+    """A renderer that draws nothing, but keeps what its last frame would have shown (the record
+    reads ``last_frame`` when the final draw is all there is)."""
+
+    def __init__(self) -> None:
+        self.last_frame: Frame | None = None
+
+    def start(self, label: str) -> None:
+        pass
+
+    def notify(self, note: str) -> None:
+        pass
+
+    def feed(self, chunk: str) -> None:
+        pass
+
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        self.last_frame = Frame(text, note=note, final=True, small_print=small_print)

@@ -1,0 +1,164 @@
+"""A thread of a notebook: what it holds, and what of it is sent with a prompt.
+
+A thread is a sequence of exchanges (a prompt and its answer); an exchange that came from a
+notebook cell remembers the cell, and re-running the cell replaces it in place, so the thread reads
+like the notebook and Run All twice sends what the first run sent. What is sent to a provider is
+the system prompt plus the newest whole exchanges that fit a character allowance (``trim``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from ..errors import StoreClosed
+from ..outcome import COMPLETE
+from .store import HistoryStore, Message
+
+T = TypeVar("T")
+
+DEFAULT_THREAD = "default"
+# A past message longer than this share of the history allowance is cut (marked), so one huge
+# answer never pushes every older exchange out of what is sent.
+MESSAGE_SHARE = 4
+
+
+def exchanges(messages: Sequence[Message]) -> list[tuple[Message, Message]]:
+    """The (prompt, answer) pairs of a thread; a message without its partner is left out."""
+    return [(a, b) for a, b in itertools.pairwise(messages) if a.role == "user" and b.role == "assistant"]
+
+
+def cut(message: Message, limit: int) -> Message:
+    """The message cut to ``limit`` characters, its start and end kept, the cut marked in the text."""
+    text = message.content
+    if len(text) <= limit:
+        return message
+    marker = f"\n[… {len(text):,} characters, cut to {limit:,} for this request …]\n"
+    keep = max(0, limit - len(marker))
+    head = keep * 2 // 3
+    tail = keep - head
+    return replace(message, content=text[:head] + marker + (text[-tail:] if tail else ""))
+
+
+def without_steps(message: Message) -> Message:
+    """The answer alone: an episode's steps are sent whole or not at all."""
+    if not message.tool_messages():
+        return message
+    return replace(message, meta={k: v for k, v in message.meta.items() if k != "episode"})
+
+
+def trim(messages: Sequence[Message], history_chars: int) -> list[Message]:
+    """The system prompt, the newest whole exchanges that fit ``history_chars`` characters, the prompt.
+
+    The last message is the prompt being sent and is always kept. A past message longer than
+    ``history_chars // MESSAGE_SHARE`` is cut to that, so a very long answer costs at most its share and
+    older exchanges still fit. What results alternates user/assistant and never starts with an
+    answer, as chat templates (llama.cpp, vLLM) require.
+    """
+    system = [m for m in messages if m.role == "system"]
+    rest = [m for m in messages if m.role != "system"]
+    if not rest:
+        return system
+    *past, prompt = rest
+    used = sum(len(m.content) for m in system) + len(prompt.content)
+    limit = max(1, history_chars // MESSAGE_SHARE)
+    kept: list[Message] = []
+    for question, answer in reversed(exchanges(past)):
+        answer = cut(answer, limit)
+        if answer.size() > limit:  # an episode too big for its share goes as prompt and answer
+            answer = without_steps(answer)
+        pair = [cut(question, limit), answer]
+        size = sum(m.size() for m in pair)
+        if used + size > history_chars:
+            break  # only the newest run of exchanges: a gap would confuse the model more than help
+        kept[:0] = pair
+        used += size
+    return [*system, *kept, prompt]
+
+
+class Conversation:
+    """One notebook's named thread: what to send for a new prompt, and recording the exchange.
+
+    ``cell`` names the notebook cell a prompt came from: its exchange keeps its place in the
+    thread, and what is sent with it is only what stands before that place.
+    """
+
+    def __init__(
+        self,
+        store: HistoryStore | Callable[[], HistoryStore],
+        notebook: str | Callable[[], str],
+        thread: str = DEFAULT_THREAD,
+    ) -> None:
+        self._store = store  # or how to get it: opened on first use, off the event loop
+        self._notebook = notebook  # or how to find it: resolved on first use, then kept
+        self.thread = thread
+
+    @property
+    def store(self) -> HistoryStore:
+        return self._store if isinstance(self._store, HistoryStore) else self._store()
+
+    @property
+    def notebook(self) -> str:
+        """The notebook's key; found on first use (off the event loop) and the same for the exchange."""
+        if not isinstance(self._notebook, str):
+            self._notebook = self._notebook()
+        return self._notebook
+
+    def _with_store(self, work: Callable[[HistoryStore], T]) -> T:
+        """``work(store)``; if the store was replaced meanwhile (``history_path`` changed), on the new one."""
+        try:
+            return work(self.store)
+        except StoreClosed:
+            if isinstance(self._store, HistoryStore):
+                raise
+            return work(self.store)
+
+    def messages(self, limit: int | None = None, before: int | None = None) -> list[Message]:
+        return self._with_store(lambda store: store.load(self.notebook, self.thread, limit, before))
+
+    def to_send(
+        self,
+        prompt: str,
+        system: str = "",
+        history_chars: int = 12_000,
+        cell: str | None = None,
+        tools: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The provider's ``messages``: system prompt, as much recent history as fits, the prompt.
+
+        ``tools``: the request carries tools (agent mode), so a past agent episode is sent with its
+        assistant ``tool_calls`` and ``tool`` results (whole); otherwise as prompt and answer, which
+        every provider accepts (some refuse tool messages in a request without ``tools``).
+        """
+
+        def read(store: HistoryStore) -> list[Message]:
+            before = store.position(self.notebook, self.thread, cell) if cell is not None else None
+            # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
+            return store.load(self.notebook, self.thread, max(64, history_chars // 16), before)
+
+        past = self._with_store(read)
+        head = [Message("system", system)] if system else []
+        if not tools:
+            past = [without_steps(m) for m in past]
+        chosen = trim([*head, *past, Message("user", prompt)], history_chars)
+        return [sent for m in chosen for sent in m.provider_messages(tools)]
+
+    def record(
+        self,
+        prompt: str,
+        answer: str,
+        outcome: str = COMPLETE,
+        meta: dict[str, Any] | None = None,
+        cell: str | None = None,
+        answer_meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the exchange; ``meta`` goes with both messages, ``answer_meta`` (tokens) with the answer."""
+        now = time.time()
+        question = Message("user", prompt, COMPLETE, now, meta or {})
+        said = Message("assistant", answer, outcome, now, {**(meta or {}), **(answer_meta or {})})
+        self._with_store(
+            lambda store: store.record_exchange(self.notebook, self.thread, question, said, cell)
+        )
