@@ -257,6 +257,8 @@ class AcytooMagics(Subcommands, Magics):
                 # (ipykernel's execute_reply says the same)
                 meta=meta if cell else None,
                 send_secrets=args.send_secret,
+                # the cell as the frontend sent it: the saved document's source, until it is edited
+                source=str(self._parent().get("content", {}).get("code") or typed),
             )
         except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None

@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json is the fa
 
 def exchange_hash(parent: str, thread: str, prompt: str, answer: str, outcome: str) -> str:
     """The content hash that chains an exchange to the one before it."""
-    canonical = json.dumps([parent, thread, prompt, answer, outcome], ensure_ascii=False, separators=(",", ":"))
+    fields = [parent, thread, prompt, answer, outcome]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -61,11 +62,24 @@ class Recorded:
     hash: str
     parent: str = ""  # the exchange before it in its thread, when it was asked ("" for the first)
     parent_hash: str = ""
-    cell: str = ""  # the id of the cell whose output holds it
+    key: str = ""  # the asking cell as the kernel knew it ("id:<cell id>#0"; a re-run replaces it)
+    cell: str = ""  # the nbformat id of the cell whose output holds it
     index: int = 0  # the cell's place in the document
     stale: bool = False  # the cell's source was edited since the answer
     verified: bool = True  # its hash matches its content
     meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def sent(self) -> str:
+        """The prompt to send again: as it was sent (level "full"), else as it was typed."""
+        value = self.meta.get("sent")
+        return value if isinstance(value, str) and value else self.prompt
+
+    @property
+    def episode(self) -> Mapping[str, Any]:
+        """An agent episode's stored steps and messages ({} for an answer)."""
+        value = self.meta.get("episode")
+        return value if isinstance(value, Mapping) else {}
 
 
 def record(
@@ -75,8 +89,9 @@ def record(
     prompt: str,
     answer: str,
     outcome: str,
-    parent: Recorded | None = None,
+    parent: tuple[str, str] | None = None,
     source: str = "",
+    key: str = "",
     level: str = "provenance",
     **details: Any,
 ) -> dict[str, Any]:
@@ -84,23 +99,27 @@ def record(
 
     ``details``: provider, host, model, time, seconds, tokens, cost, and, at level "full", ``sent``
     (the prompt as it left the boundary) and an episode's ``episode`` (its steps, bounded).
+    ``parent``: (exchange id, hash) of the exchange before it in its thread, None for the first.
     """
     if level == "off":
         return {}
-    parent_hash = parent.hash if parent is not None else ""
+    parent_hash = parent[1] if parent is not None else ""
     entry: dict[str, Any] = {
         "v": VERSION,
         "exchange": exchange,
         "thread": thread,
-        "parent": {"exchange": parent.exchange, "hash": parent_hash} if parent is not None else None,
+        "parent": {"exchange": parent[0], "hash": parent_hash} if parent is not None else None,
         "hash": exchange_hash(parent_hash, thread, prompt, answer, outcome),
         "source": source_hash(source) if source else "",
+        "cell": key,
         "outcome": outcome,
         "prompt": prompt,
         "answer": answer,
     }
-    full_only = ("sent",)
-    entry.update({k: v for k, v in details.items() if v not in (None, "") and (level == "full" or k not in full_only)})
+    full_only = ("sent",)  # an episode's ``episode`` is bounded by the caller per level
+    kept = {k: v for k, v in details.items() if v not in (None, "")
+            and (level == "full" or k not in full_only)}
+    entry.update(kept)
     return {KEY: entry}
 
 
@@ -132,7 +151,8 @@ def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str) -> R
 
     parent = entry.get("parent") if isinstance(entry.get("parent"), Mapping) else {}
     parent_hash = str(parent.get("hash") or "")
-    thread, prompt, answer, outcome = text("thread") or "default", text("prompt"), text("answer"), text("outcome")
+    thread, prompt = text("thread") or "default", text("prompt")
+    answer, outcome = text("answer"), text("outcome")
     recorded_source = text("source")
     return Recorded(
         exchange=text("exchange"),
@@ -143,6 +163,7 @@ def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str) -> R
         hash=text("hash"),
         parent=str(parent.get("exchange") or ""),
         parent_hash=parent_hash,
+        key=text("cell"),
         cell=cell,
         index=index,
         stale=bool(recorded_source) and recorded_source != source_hash(source),
@@ -204,6 +225,30 @@ class DocumentRecord:
     def thread(self, name: str) -> list[Recorded] | None:
         found = self.records()
         return None if found is None else [entry for entry in found if entry.thread == name]
+
+    @property
+    def saved_at(self) -> float:
+        """When the file last read was saved (its modification time, in seconds; 0 before a read)."""
+        return self._seen[1] / 1e9 if self._seen is not None else 0.0
+
+
+class Documents:
+    """One ``DocumentRecord`` per notebook path, so each file is parsed once per change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, DocumentRecord] = {}
+
+    def for_key(self, key: str) -> DocumentRecord | None:
+        """The document behind a history key when the key is a notebook's path, else None (a
+        kernel's id, a terminal, a thread set aside as another notebook's)."""
+        if not key.endswith(".ipynb"):
+            return None
+        with self._lock:
+            found = self._known.get(key)
+            if found is None:
+                found = self._known[key] = DocumentRecord(key)
+            return found
 
 
 def threads(records: Iterable[Recorded]) -> list[str]:

@@ -84,6 +84,10 @@ class Conversation:
 
     ``cell`` names the notebook cell a prompt came from: its exchange keeps its place in the
     thread, and what is sent with it is only what stands before that place.
+
+    ``document`` finds the saved notebook behind a key (``document.Documents.for_key``): when it
+    is a readable file, the thread is rebuilt from it (``rebuild``) and the history file is its
+    cache; ``kernel`` is this kernel's id, whose exchanges newer than the save count too.
     """
 
     def __init__(
@@ -91,10 +95,16 @@ class Conversation:
         store: HistoryStore | Callable[[], HistoryStore],
         notebook: str | Callable[[], str],
         thread: str = DEFAULT_THREAD,
+        document: Callable[[str], Any] | None = None,
+        kernel: str | None = None,
     ) -> None:
         self._store = store  # or how to get it: opened on first use, off the event loop
         self._notebook = notebook  # or how to find it: resolved on first use, then kept
         self.thread = thread
+        self._document = document
+        self.kernel = kernel
+        # (id, hash) of the exchange the prompt follows, found by ``to_send``: the record's parent
+        self.parent: tuple[str, str] | None = None
 
     @property
     def store(self) -> HistoryStore:
@@ -134,10 +144,23 @@ class Conversation:
         every provider accepts (some refuse tool messages in a request without ``tools``).
         """
 
+        from .rebuild import before, from_rows, messages
+
         def read(store: HistoryStore) -> list[Message]:
-            before = store.position(self.notebook, self.thread, cell) if cell is not None else None
             # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
-            return store.load(self.notebook, self.thread, max(64, history_chars // 16), before)
+            window = max(64, history_chars // 16)
+            rebuilt = self.rebuilt(store, window)
+            if rebuilt is not None:
+                asked_after = before(rebuilt, cell)
+                last = asked_after[-1] if asked_after else None
+                self.parent = (last.exchange, last.hash) if last is not None and last.exchange else None
+                return messages(asked_after)
+            position = store.position(self.notebook, self.thread, cell) if cell is not None else None
+            rows = store.load(self.notebook, self.thread, window, position)
+            pairs = exchanges(rows)
+            last = from_rows(*pairs[-1], "") if pairs else None
+            self.parent = (last.exchange, last.hash) if last is not None and last.exchange else None
+            return rows
 
         past = self._with_store(read)
         head = [Message("system", system)] if system else []
@@ -145,6 +168,22 @@ class Conversation:
             past = [without_steps(m) for m in past]
         chosen = trim([*head, *past, Message("user", prompt)], history_chars)
         return [sent for m in chosen for sent in m.provider_messages(tools)]
+
+    def document(self) -> Any:
+        """The saved notebook this thread is rebuilt from (a ``DocumentRecord``), else None."""
+        return self._document(self.notebook) if self._document is not None else None
+
+    def rebuilt(self, store: HistoryStore, window: int | None = None) -> list[Any] | None:
+        """The thread as the document and this kernel make it (``rebuild.Exchange``s), None when no
+        readable document stands behind it (the history file's rows are the thread then)."""
+        from .rebuild import rebuild
+
+        document = self.document()
+        records = document.thread(self.thread) if document is not None else None
+        if records is None:
+            return None
+        rows = store.load(self.notebook, self.thread, window)
+        return rebuild(records, document.saved_at, rows, self.kernel)
 
     def record(
         self,

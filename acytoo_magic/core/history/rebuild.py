@@ -1,0 +1,126 @@
+"""The thread rebuilt from the saved notebook: what the document shows, plus what this kernel said since.
+
+When a thread's notebook is a known file (``document.Documents``), what a request sends is no
+longer the history file's rows but:
+
+* the exchanges the saved document records, in document order (a moved cell moves in the thread,
+  a deleted and saved cell leaves it, cleared outputs leave nothing; a copy carries them along);
+* then this kernel's own exchanges written after that save (the document cannot show them yet).
+  One from a cell the document already records takes that record's place: a re-run replaces.
+
+Rows of the history file that are neither (another kernel's, or older than the save and not in
+the document) are the *cache*: listed by ``%acytoo history`` as such, never sent.
+An answer whose cell was edited since is sent as it was asked and answered (the output still
+shows that answer), and marked stale in the listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .document import Recorded, exchange_hash
+from .store import Message
+from .thread import exchanges
+
+DOCUMENT, KERNEL, CACHE = "document", "this kernel", "cache"
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One exchange of a rebuilt thread, and where it came from."""
+
+    prompt: Message
+    answer: Message
+    origin: str  # DOCUMENT, KERNEL (newer than the save) or CACHE (the history file only: not sent)
+    exchange: str = ""  # its id ("" for a row written before exchanges had ids)
+    hash: str = ""
+    key: str = ""  # the asking cell as the kernel knew it
+    stale: bool = False
+    verified: bool = True
+    parent: tuple[str, str] = ("", "")  # (id, hash) of the exchange it followed when asked
+
+
+def from_record(entry: Recorded) -> Exchange:
+    """A document's record as the two messages it is sent as."""
+    episode = entry.episode
+    answer_meta: dict[str, Any] = {"episode": dict(episode)} if episode.get("messages") else {}
+    return Exchange(
+        Message("user", entry.sent, cell=entry.key or None),
+        Message("assistant", entry.answer, entry.outcome, meta=answer_meta, cell=entry.key or None),
+        DOCUMENT,
+        entry.exchange,
+        entry.hash,
+        entry.key,
+        entry.stale,
+        entry.verified,
+        (entry.parent, entry.parent_hash),
+    )
+
+
+def from_rows(prompt: Message, answer: Message, origin: str) -> Exchange:
+    """A pair of history rows; its chain fields as ``meta`` recorded them (new rows have them)."""
+    meta: Mapping[str, Any] = answer.meta
+    chain = meta.get("chain") if isinstance(meta.get("chain"), Mapping) else {}
+    parent = chain.get("parent") or ["", ""]
+    exchange, stored_hash = str(chain.get("exchange") or ""), str(chain.get("hash") or "")
+    verified = True
+    if stored_hash:
+        typed = prompt.meta.get("typed")  # the record hashes the prompt as typed
+        asked = typed if isinstance(typed, str) else prompt.content
+        verified = stored_hash == exchange_hash(str(parent[1]), str(chain.get("thread") or ""),
+                                                asked, answer.content, answer.outcome)
+    return Exchange(prompt, answer, origin, exchange, stored_hash, prompt.cell or "", False, verified,
+                    (str(parent[0]), str(parent[1])))
+
+
+def rebuild(
+    records: Sequence[Recorded], saved_at: float, rows: Sequence[Message], kernel: str | None
+) -> list[Exchange]:
+    """The thread to send: the document's records, then this kernel's exchanges newer than the save."""
+    thread = [from_record(entry) for entry in records]
+    recorded = {entry.exchange for entry in thread}
+    for prompt, answer in exchanges(rows):
+        if not newer(answer, saved_at, kernel):
+            continue
+        pair = from_rows(prompt, answer, KERNEL)
+        if pair.exchange and pair.exchange in recorded:
+            continue
+        at = next((i for i, entry in enumerate(thread) if pair.key and entry.key == pair.key), None)
+        if at is None:
+            thread.append(pair)
+        else:  # the same cell asked again since the save: its new exchange stands in its place
+            thread[at] = pair
+    return thread
+
+
+def newer(answer: Message, saved_at: float, kernel: str | None) -> bool:
+    """Whether a row is this kernel's and was written after the document was saved."""
+    return kernel is not None and answer.meta.get("kernel") == kernel and answer.created > saved_at
+
+
+def before(thread: Sequence[Exchange], cell: str | None) -> list[Exchange]:
+    """What stands before the asking cell's own exchange (all of it for a cell not in the thread)."""
+    if cell is None:
+        return list(thread)
+    at = next((i for i, entry in enumerate(thread) if entry.key == cell), None)
+    return list(thread if at is None else thread[:at])
+
+
+def messages(thread: Sequence[Exchange]) -> list[Message]:
+    """The thread as the alternating messages ``trim`` takes."""
+    return [message for entry in thread for message in (entry.prompt, entry.answer)]
+
+
+def cached(thread: Sequence[Exchange], rows: Sequence[Message]) -> list[Exchange]:
+    """The history file's exchanges that the rebuilt thread leaves out: the cache, not sent."""
+    used = {entry.exchange for entry in thread if entry.exchange}
+    used_rows = {entry.answer.id for entry in thread if entry.origin == KERNEL}
+    found = []
+    for prompt, answer in exchanges(rows):
+        pair = from_rows(prompt, answer, CACHE)
+        if answer.id in used_rows or (pair.exchange and pair.exchange in used):
+            continue
+        found.append(pair)
+    return found

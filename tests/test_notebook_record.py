@@ -1,0 +1,155 @@
+"""The notebook is the record: answers say where they came from, and a thread travels with its file.
+
+A notebook is run by nbclient with its launch path set (``JPY_SESSION_NAME``, as jupyter_server
+sets it) and saved with nbformat, as a frontend's save writes it. Then the saved file is copied,
+edited (a cell deleted, outputs cleared) and asked again by a new kernel; what the real local
+server received says which exchanges went out.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from kernels import kernel
+from nbclient import NotebookClient
+
+from acytoo_magic.core.history.document import KEY, chain_breaks, records_of
+
+pytestmark = pytest.mark.notebook
+
+SECRET = "sk-proj-Zq7VwT3nb9Xk2LmR8pYc4HdJ6aFe1GsQ"
+CELLS = ["%load_ext acytoo_magic", "%%acytoo\nWhich features matter?", "%%acytoo\nWhy those?"]
+
+
+def env(server: Any, history: Path, path: Path) -> dict[str, str]:
+    """An OpenAI-compatible backend on this machine with a key set: the key must never be saved."""
+    return {
+        "ACYTOO_PROVIDER": "openai",
+        "ACYTOO_URL": f"{server.url}/v1",
+        "ACYTOO_API_KEY": SECRET,
+        "ACYTOO_HISTORY_DB": str(history),
+        "JPY_SESSION_NAME": str(path),
+    }
+
+
+def run_and_save(path: Path, server: Any, history: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run ``CELLS`` with nbclient under ``path``'s launch name and save the result there."""
+    for name, value in env(server, history, path).items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    nbformat.write(notebook, path)
+    return notebook
+
+
+def ask_next(server: Any, history: Path, path: Path, prompt: str = "Anything else?") -> list[dict[str, Any]]:
+    """A new kernel for the saved file at ``path`` asks ``prompt``; the messages the server received."""
+    server.requests.clear()
+    with kernel(**env(server, history, path)) as k:
+        assert k.execute("%load_ext acytoo_magic").status == "ok"
+        out = k.execute(f"%%acytoo\n{prompt}")
+        assert out.status == "ok", out.error
+    [request] = [r for r in server.requests if r["path"].endswith("/chat/completions")]
+    return [m for m in request["json"]["messages"] if m["role"] != "system"]
+
+
+def shown(notebook: Any) -> list[tuple[str, str]]:
+    """(prompt, answer) of each recorded exchange, as the document shows them: the prompt in the
+    cell's source, the answer in its final output's text (before the small print)."""
+    pairs = []
+    for cell in notebook.cells:
+        final = cell.get("outputs", [])[-1:] if cell.cell_type == "code" else []
+        if final and KEY in final[0].get("metadata", {}):
+            answer = final[0]["data"]["text/plain"].rsplit("\n— ", 1)[0]
+            pairs.append((cell.source.split("\n", 1)[1], answer))
+    return pairs
+
+
+@pytest.fixture
+def saved(tmp_path: Path, server: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "analysis.ipynb"
+    run_and_save(path, server, tmp_path / "history.sqlite3", monkeypatch)
+    return path
+
+
+def test_a_saved_answer_records_model_provider_and_chain_but_never_the_key(saved: Path, server: Any):
+    notebook = nbformat.read(saved, as_version=4)
+    first, second = (cell.outputs[-1]["metadata"][KEY] for cell in notebook.cells[1:])
+    for record in (first, second):
+        assert record["provider"] == "openai" and record["model"] == "gpt-4o-mini"
+        assert record["host"] == server.url.split("//")[1] and record["outcome"] == "complete"
+        assert record["tokens"]["in"] > 0 and record["time"].endswith("Z")
+        assert "sent" not in record  # the default level keeps the prompt as typed only
+    assert (first["prompt"], second["prompt"]) == ("Which features matter?", "Why those?")
+    assert first["parent"] is None and second["parent"] == {"exchange": first["exchange"], "hash": first["hash"]}
+    assert chain_breaks(records_of(json.loads(saved.read_text()))) == []
+    text = saved.read_text()
+    assert SECRET not in text and SECRET[8:24] not in text  # the key, or any part of it
+
+
+def test_a_copy_with_an_empty_history_file_sends_what_the_document_shows(saved: Path, server: Any, tmp_path):
+    copy = tmp_path / "elsewhere" / "copy.ipynb"
+    copy.parent.mkdir()
+    shutil.copy(saved, copy)
+    empty = tmp_path / "empty-history.sqlite3"
+    sent = ask_next(server, empty, copy)
+    (q1, a1), (q2, a2) = shown(nbformat.read(copy, as_version=4))
+    assert sent == [
+        {"role": "user", "content": q1},
+        {"role": "assistant", "content": a1},
+        {"role": "user", "content": q2},
+        {"role": "assistant", "content": a2},
+        {"role": "user", "content": "Anything else?"},
+    ]
+
+
+def test_a_deleted_and_saved_cell_leaves_the_thread(saved: Path, server: Any, tmp_path):
+    notebook = nbformat.read(saved, as_version=4)
+    del notebook.cells[1]  # the first exchange's cell
+    nbformat.write(notebook, saved)
+    sent = ask_next(server, tmp_path / "history.sqlite3", saved)  # the same history file
+    [(question, answer)] = shown(notebook)
+    assert question == "Why those?"
+    assert sent == [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": "Anything else?"},
+    ]
+
+
+def test_cleared_outputs_send_none_of_the_exchanges(saved: Path, server: Any, tmp_path):
+    notebook = nbformat.read(saved, as_version=4)
+    for cell in notebook.cells:
+        cell.outputs = []  # Clear All Outputs, then save
+    nbformat.write(notebook, saved)
+    sent = ask_next(server, tmp_path / "history.sqlite3", saved)
+    assert sent == [{"role": "user", "content": "Anything else?"}]
+
+
+def test_a_moved_cell_moves_in_the_thread(saved: Path, server: Any, tmp_path):
+    notebook = nbformat.read(saved, as_version=4)
+    notebook.cells[1], notebook.cells[2] = notebook.cells[2], notebook.cells[1]
+    nbformat.write(notebook, saved)
+    sent = ask_next(server, tmp_path / "history.sqlite3", saved)
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Why those?", "Which features matter?",
+                                                                    "Anything else?"]
+
+
+def test_record_off_keeps_outputs_bare_and_the_history_file_is_the_thread(
+    tmp_path: Path, server: Any, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "private.ipynb"
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = tmp_path / "ipython" / "profile_default" / "ipython_config.py"
+    config.parent.mkdir(parents=True)
+    config.write_text('c.Assistant.notebook_record = "off"\n')
+    notebook = run_and_save(path, server, tmp_path / "history.sqlite3", monkeypatch)
+    assert not any(KEY in o.get("metadata", {}) for c in notebook.cells for o in c.get("outputs", []))
+    copy = tmp_path / "copy.ipynb"
+    shutil.copy(path, copy)
+    assert ask_next(server, tmp_path / "empty.sqlite3", copy) == [{"role": "user", "content": "Anything else?"}]
