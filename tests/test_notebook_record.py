@@ -86,7 +86,8 @@ def test_a_saved_answer_records_model_provider_and_chain_but_never_the_key(saved
         assert record["tokens"]["in"] > 0 and record["time"].endswith("Z")
         assert "sent" not in record  # the default level keeps the prompt as typed only
     assert (first["prompt"], second["prompt"]) == ("Which features matter?", "Why those?")
-    assert first["parent"] is None and second["parent"] == {"exchange": first["exchange"], "hash": first["hash"]}
+    assert first["parent"] is None
+    assert second["parent"] == {"exchange": first["exchange"], "hash": first["hash"]}
     assert chain_breaks(records_of(json.loads(saved.read_text()))) == []
     text = saved.read_text()
     assert SECRET not in text and SECRET[8:24] not in text  # the key, or any part of it
@@ -152,4 +153,44 @@ def test_record_off_keeps_outputs_bare_and_the_history_file_is_the_thread(
     assert not any(KEY in o.get("metadata", {}) for c in notebook.cells for o in c.get("outputs", []))
     copy = tmp_path / "copy.ipynb"
     shutil.copy(path, copy)
-    assert ask_next(server, tmp_path / "empty.sqlite3", copy) == [{"role": "user", "content": "Anything else?"}]
+    sent = ask_next(server, tmp_path / "empty.sqlite3", copy)
+    assert sent == [{"role": "user", "content": "Anything else?"}]
+
+
+def listing(server: Any, history: Path, path: Path) -> str:
+    """``%acytoo history`` in a new kernel for the saved file at ``path``, as text."""
+    with kernel(**env(server, history, path)) as k:
+        assert k.execute("%load_ext acytoo_magic").status == "ok"
+        out = k.execute("%acytoo history")
+        assert out.status == "ok", out.error
+        return out.shown
+
+
+def test_history_says_where_each_exchange_came_from_and_whether_the_chain_verifies(
+    saved: Path, server: Any, tmp_path
+):
+    history = tmp_path / "history.sqlite3"
+    whole = listing(server, history, saved)
+    assert "chain: verifies" in whole and whole.count("· document") == 2
+    notebook = nbformat.read(saved, as_version=4)
+    del notebook.cells[1]
+    nbformat.write(notebook, saved)
+    shown = listing(server, history, saved)
+    assert "(1 more in the history file only, not sent)" in shown
+    assert "chain: does not verify" in shown  # the exchange "Why those?" followed is gone
+    [document] = [line for line in shown.splitlines() if "· document" in line]
+    [cache] = [line for line in shown.splitlines() if "· cache: not sent" in line]
+    assert "Why those?" in document and "Which features matter?" in cache
+
+
+def test_an_edited_cell_is_stale_and_sent_as_it_was_asked(saved: Path, server: Any, tmp_path):
+    notebook = nbformat.read(saved, as_version=4)
+    notebook.cells[2].source = "%%acytoo\nWhy those, in one line?"  # edited, not run again
+    nbformat.write(notebook, saved)
+    history = tmp_path / "history.sqlite3"
+    [stale] = [line for line in listing(server, history, saved).splitlines() if "stale" in line]
+    assert "Why those?" in stale
+    sent = ask_next(server, history, saved)
+    assert [m["content"] for m in sent if m["role"] == "user"] == [
+        "Which features matter?", "Why those?", "Anything else?"
+    ]

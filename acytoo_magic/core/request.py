@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..providers import Adapter, adapt
@@ -169,7 +170,7 @@ class Request:
             "provider": self.provider_label or self.adapter.name,
             "host": url_host(self.adapter.target(self.options.get("url"))) or "this machine",
             "model": self.model,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "seconds": round(seconds, 3),
             "tokens": {"in": prompt, "out": completion, "estimated": estimated},
             "cost": round(cost(prompt, completion, self.price), 6) if self.price is not None else None,

@@ -51,11 +51,28 @@ def split_args(line: str) -> list[str]:
 
 
 def _origin(message: Any) -> str:
-    """Where an exchange came from, for ``%acytoo history``: the cell (execution count) or a chat."""
+    """Where an exchange came from, for ``%acytoo history``: the document, this kernel or the
+    cache (``rebuild``) after the cell (execution count) or chat, and whether it is stale."""
+    where = message.meta.get("_from", "")
     if message.cell is None:
-        return "chat"
-    count = message.meta.get("execution_count")
-    return f"cell In [{count}]" if count is not None else "cell"
+        asked = "chat"
+    else:
+        count = message.meta.get("execution_count")
+        asked = f"cell In [{count}]" if count is not None else "cell"
+    return " · ".join(part for part in (asked, where) if part)
+
+
+def _labelled(entries: Any, note: str = "") -> list[Any]:
+    """A rebuilt thread's exchanges as the listing's messages, each saying where it came from."""
+    from dataclasses import replace
+
+    found = []
+    for entry in entries:
+        marks = [entry.origin + note] + (["stale: its cell was edited since"] if entry.stale else [])
+        marks += [] if entry.verified else ["edited since it was recorded"]
+        where = {"_from": ", ".join(marks)}
+        found += [replace(m, meta={**m.meta, **where}) for m in (entry.prompt, entry.answer)]
+    return found
 
 
 def _subparser(name: str, help_text: str) -> SubcommandParser:
@@ -122,11 +139,19 @@ class Subcommands:
         parser.add_argument("-c", "--thread", default=None)
         parser.add_argument("--full", action="store_true")
         args = self._parse(parser, rest)
+        from ..core.history.rebuild import chain_problems
+
         thread = args.thread or DEFAULT_THREAD
-        messages = self.assistant.conversation(args.thread).messages()
+        sent, cache, documented = self.assistant.conversation(args.thread).sources()
+        messages = _labelled(sent) + _labelled(cache, ": not sent")
         if not messages:
             print(f"(thread {thread!r} is empty)")
             return
+        problems = chain_problems(sent)
+        if documented:
+            left = f"{len(cache)} more in the history file only, not sent"
+            print(f"thread rebuilt from the saved notebook ({left})")
+        print("chain: verifies" if not problems else "chain: does not verify: " + "; ".join(problems))
         shown = (listing.full if args.full else listing.compact)(thread, messages, _origin)
         display(shown.bundle(), raw=True)  # a reply is shown through the one policy, stored or live
 

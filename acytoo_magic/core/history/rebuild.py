@@ -6,7 +6,10 @@ longer the history file's rows but:
 * the exchanges the saved document records, in document order (a moved cell moves in the thread,
   a deleted and saved cell leaves it, cleared outputs leave nothing; a copy carries them along);
 * then this kernel's own exchanges written after that save (the document cannot show them yet).
-  One from a cell the document already records takes that record's place: a re-run replaces.
+  One from a cell the document already records takes that record's place: a re-run replaces;
+* and, in time order among them, the exchanges no cell's output can show (asked from code, or in
+  the chat widget) kept in the history file under this notebook: the document has no place for
+  them, so the file stays their record (a copy, under another name, does not carry them).
 
 Rows of the history file that are neither (another kernel's, or older than the save and not in
 the document) are the *cache*: listed by ``%acytoo history`` as such, never sent.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .document import Recorded, exchange_hash
@@ -25,6 +29,8 @@ from .store import Message
 from .thread import exchanges
 
 DOCUMENT, KERNEL, CACHE = "document", "this kernel", "cache"
+UNDRAWN = "history file (asked from code or the chat)"
+STORED = "history file"  # no saved document behind the thread: the file is the record
 
 
 @dataclass(frozen=True)
@@ -79,10 +85,12 @@ def rebuild(
     records: Sequence[Recorded], saved_at: float, rows: Sequence[Message], kernel: str | None
 ) -> list[Exchange]:
     """The thread to send: the document's records, then this kernel's exchanges newer than the save."""
-    thread = [from_record(entry) for entry in records]
+    pairs = exchanges(rows)
+    undrawn = [from_rows(prompt, answer, UNDRAWN) for prompt, answer in pairs if prompt.cell is None]
+    thread = _by_time([from_record(entry) for entry in records], records, undrawn)
     recorded = {entry.exchange for entry in thread}
-    for prompt, answer in exchanges(rows):
-        if not newer(answer, saved_at, kernel):
+    for prompt, answer in pairs:
+        if prompt.cell is None or not newer(answer, saved_at, kernel):
             continue
         pair = from_rows(prompt, answer, KERNEL)
         if pair.exchange and pair.exchange in recorded:
@@ -93,6 +101,28 @@ def rebuild(
         else:  # the same cell asked again since the save: its new exchange stands in its place
             thread[at] = pair
     return thread
+
+
+def _by_time(
+    documented: list[Exchange], records: Sequence[Recorded], undrawn: list[Exchange]
+) -> list[Exchange]:
+    """The document's exchanges in document order, each undrawn one before the first recorded later."""
+    merged: list[Exchange] = []
+    waiting = sorted(undrawn, key=lambda entry: entry.answer.created)
+    for entry, recorded in zip(documented, records, strict=True):
+        when = _seconds(recorded.meta.get("time"))
+        while waiting and when is not None and waiting[0].answer.created < when:
+            merged.append(waiting.pop(0))
+        merged.append(entry)
+    return merged + waiting
+
+
+def _seconds(stamp: Any) -> float | None:
+    """A record's ISO time as seconds since the epoch (None when it has none readable)."""
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def newer(answer: Message, saved_at: float, kernel: str | None) -> bool:
@@ -124,3 +154,25 @@ def cached(thread: Sequence[Exchange], rows: Sequence[Message]) -> list[Exchange
             continue
         found.append(pair)
     return found
+
+
+def chain_problems(thread: Sequence[Exchange]) -> list[str]:
+    """Where the thread's chain does not verify, one line each (an empty list: it verifies).
+
+    Each exchange must hash to its own content and name as its parent the exchange before it; an
+    exchange without an id (written before exchanges had one) is not judged. A deleted, moved or
+    edited exchange shows here: the thread is still sent as the document has it.
+    """
+    problems: list[str] = []
+    last: Exchange | None = None
+    for entry in thread:
+        if entry.exchange:
+            if not entry.verified:
+                problems.append(f"{entry.exchange[:8]}: its content does not match its hash (edited?)")
+            expected = (last.exchange, last.hash) if last is not None else ("", "")
+            if last is not None and not last.exchange:
+                expected = entry.parent  # the exchange before it has no id: nothing to compare
+            if entry.parent != expected:
+                problems.append(f"{entry.exchange[:8]}: it followed another exchange than the one before it")
+        last = entry
+    return problems

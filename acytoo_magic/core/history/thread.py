@@ -185,6 +185,21 @@ class Conversation:
         rows = store.load(self.notebook, self.thread, window)
         return rebuild(records, document.saved_at, rows, self.kernel)
 
+    def sources(self) -> tuple[list[Any], list[Any], bool]:
+        """For ``%acytoo history``: the thread as it is sent (``rebuild.Exchange``s, each saying
+        where it came from), the history file's exchanges left out of it (the cache, not sent), and
+        whether a saved document stands behind it."""
+        from .rebuild import STORED, cached, from_rows
+
+        def work(store: HistoryStore) -> tuple[list[Any], list[Any], bool]:
+            rows = store.load(self.notebook, self.thread)
+            rebuilt = self.rebuilt(store)
+            if rebuilt is None:
+                return [from_rows(q, a, STORED) for q, a in exchanges(rows)], [], False
+            return rebuilt, cached(rebuilt, rows), True
+
+        return self._with_store(work)
+
     def record(
         self,
         prompt: str,
