@@ -327,3 +327,23 @@ def test_daily_budget_refuses_a_cell_with_one_line_and_threads_shows_spend(
     assert len(server.requests) == before
     shown = k.execute("%acytoo threads").stdout
     assert "(today: " in shown and " tokens of 10)" in shown
+
+
+def test_an_episode_records_itself_in_its_last_output(k: Kernel, server: LocalServer) -> None:
+    """The episode's last output carries its record: provider, answer, and each step's decision
+    and code, without results at the default level (docs/notebook-record.md)."""
+    server.config.script[:] = [
+        {"calls": [{"name": "list_variables", "arguments": {}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "recorded_ran = True"}}]},
+        {"text": "Left it alone."},
+    ]
+    out = execute_clicking(k, agent_cell(server, "Set a flag"), ["Skip"])
+    assert out.status == "ok", out.error
+    record = out.of_type("display_data")[-1]["metadata"]["acytoo_magic"]
+    assert (record["provider"], record["answer"]) == ("openai", "Left it alone.")
+    assert record["outcome"] == "complete"
+    assert record["prompt"] == "Set a flag" and record["tokens"]["in"] > 0
+    steps = [(s["kind"], s["name"], s["decision"], s["code"]) for s in record["episode"]["steps"]]
+    assert ("run", "run_python", "skip", "recorded_ran = True") in steps
+    assert ("tool", "list_variables", "", "") in steps
+    assert all("text" not in s for s in record["episode"]["steps"])  # no results: they can hold data

@@ -1,0 +1,137 @@
+"""An answer's record, read back: what the core writes into the final output, what a saved document
+gives back, and how the thread is rebuilt from it (the kernels' side: test_notebook_record.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from acytoo_magic.core.assistant import Assistant
+from acytoo_magic.core.frames import NullRenderer
+from acytoo_magic.core.history.document import KEY, DocumentRecord, Documents, record
+from acytoo_magic.core.history.rebuild import DOCUMENT, KERNEL, UNDRAWN, rebuild
+from acytoo_magic.core.history.store import HistoryStore, Message
+from acytoo_magic.core.history.thread import Conversation
+
+SECRET = "ghp_" + "R3cordN0tK3pt" * 3  # a GitHub token's format, 4 + 36 characters
+
+
+class Output(NullRenderer):
+    """A front end's output that keeps the record handed to it, as the magic's final output does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metadata: dict[str, Any] = {}
+
+    def keep_record(self, metadata: dict[str, Any]) -> None:
+        self.metadata = dict(metadata)
+
+
+async def asked(server: Any, history_db: Path, level: str, prompt: str, **options: Any) -> dict[str, Any]:
+    assistant = Assistant(url=server.url, history_path=str(history_db), notebook_record=level, api_key=SECRET)
+    try:
+        output = Output()
+        await assistant.ask(prompt, renderer=output, **options)
+        return output.metadata.get(KEY, {})
+    finally:
+        await assistant.aclose()
+
+
+async def test_full_keeps_the_prompt_as_sent_masked_and_provenance_does_not(server, history_db):
+    full = await asked(server, history_db, "full", f"Is {SECRET} a token?")
+    assert SECRET not in json.dumps(full) and "[secret" in full["sent"] and "[secret" in full["prompt"]
+    plain = await asked(server, history_db, "provenance", "And now?")
+    assert "sent" not in plain and plain["prompt"] == "And now?"
+    assert plain["parent"] == {"exchange": full["exchange"], "hash": full["hash"]}  # the thread's chain
+    assert await asked(server, history_db, "off", "Quiet?") == {}
+    assert await asked(server, history_db, "provenance", "Alone?", history=False) == {}  # no thread keeps it
+
+
+def saved(path: Path, cells: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    """A notebook of asked cells: (id, source, answer, record)."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(source, id=cell_id, outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/plain": answer, "text/html": f"<p>{answer}</p>"}, metadata=meta
+        )])
+        for cell_id, source, answer, meta in cells
+    ])
+    nbformat.write(notebook, path)
+
+
+def chained(*asked: tuple[str, str, str]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Cells (id, prompt, answer) recorded one after the other in thread "default"."""
+    cells, parent = [], None
+    for cell_id, prompt, answer in asked:
+        source = f"%%acytoo\n{prompt}"
+        meta = record(exchange=f"x-{cell_id}", thread="default", prompt=prompt, answer=answer,
+                      outcome="complete", parent=parent, source=source, key=f"id:{cell_id}#0",
+                      time="2026-12-07T04:00:00.000Z")
+        parent = (meta[KEY]["exchange"], meta[KEY]["hash"])
+        cells.append((cell_id, source, answer, meta))
+    return cells
+
+
+def test_the_document_is_read_once_per_save(tmp_path):
+    path = tmp_path / "a.ipynb"
+    saved(path, chained(("c1", "One?", "1")))
+    reader = Documents().for_key(str(path))
+    assert reader is not None and Documents().for_key("kernel:abc") is None
+    for _ in range(3):
+        assert [r.prompt for r in reader.records() or []] == ["One?"]
+    assert reader.reads == 1
+    saved(path, chained(("c1", "One?", "1"), ("c2", "Two?", "2")))
+    later = os.stat(path).st_mtime_ns + 1_000_000_000
+    os.utime(path, ns=(later, later))  # a later save, whatever the clock's grain
+    assert [r.prompt for r in reader.records() or []] == ["One?", "Two?"] and reader.reads == 2
+
+
+def test_nbconvert_shows_the_answer_and_never_its_record(tmp_path):
+    from nbconvert import HTMLExporter
+
+    path = tmp_path / "shared.ipynb"
+    saved(path, chained(("c1", "What is <b>this</b>?", "The answer.")))
+    html, _ = HTMLExporter().from_filename(str(path))
+    assert "The answer." in html and "x-c1" not in html and KEY not in html
+
+
+def rows(store: HistoryStore, *pairs: tuple[str, str, str | None, str, float]) -> None:
+    """Store exchanges (prompt, answer, cell key, kernel, created) as the core does."""
+    for prompt, answer, cell, kernel, created in pairs:
+        store.record_exchange("nb.ipynb", "default", Message("user", prompt, created=created),
+                              Message("assistant", answer, created=created, meta={"kernel": kernel}), cell)
+
+
+def test_the_thread_is_the_document_then_this_kernels_newer_exchanges(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    saved(path, chained(("c1", "One?", "1"), ("c2", "Two?", "2")))
+    document = DocumentRecord(str(path))
+    records, saved_at = document.records() or [], document.saved_at
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    rows(
+        store,
+        ("Before the save, deleted since?", "gone", "id:c0#0", "me", saved_at - 10),
+        ("From code", "coded", None, "other", saved_at - 5),  # no cell can show it: kept, in time order
+        ("Two, asked again?", "2 again", "id:c2#0", "me", saved_at + 1),  # a re-run since the save
+        ("Another kernel's, unsaved", "not shown", "id:c9#0", "other", saved_at + 2),
+        ("Three?", "3", "id:c3#0", "me", saved_at + 3),
+    )
+    thread = rebuild(records, saved_at, store.load("nb.ipynb", "default"), "me")
+    assert [(e.prompt.content, e.origin) for e in thread] == [
+        ("One?", DOCUMENT),
+        ("Two, asked again?", KERNEL),  # in the place of the document's "Two?"
+        ("From code", UNDRAWN),
+        ("Three?", KERNEL),
+    ]
+    store.close()
+
+
+def test_no_document_behind_a_key_means_the_history_file_is_the_thread(tmp_path):
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    conversation = Conversation(store, "kernel:abc", "default", Documents().for_key, "abc")
+    conversation.record("Kept?", "yes")
+    assert [m["content"] for m in conversation.to_send("Next?")] == ["Kept?", "yes", "Next?"]
+    store.close()
