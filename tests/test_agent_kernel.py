@@ -347,3 +347,21 @@ def test_an_episode_records_itself_in_its_last_output(k: Kernel, server: LocalSe
     assert ("run", "run_python", "skip", "recorded_ran = True") in steps
     assert ("tool", "list_variables", "", "") in steps
     assert all("text" not in s for s in record["episode"]["steps"])  # no results: they can hold data
+
+
+def test_format_code_places_the_approved_runs_in_order_as_one_cell(k: Kernel, server: LocalServer) -> None:
+    """``-f code`` on an agent cell: these steps, without the model (a skipped run is left out)."""
+    server.config.script[:] = [
+        {"calls": [{"name": "run_python", "arguments": {"code": "first = 1"}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "import os  # skipped"}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "second = first + 1"}}]},
+        {"text": "Both set."},
+    ]
+    out = execute_clicking(k, agent_cell(server, "Set two values", "-f code"), ["Run", "Skip", "Run"])
+    assert out.status == "ok", out.error
+    [placed] = [p for p in out.payload if p.get("source") == "set_next_input"]
+    assert placed["text"] == (
+        "# acytoo: the 2 runs approved in this episode, in order, without the model\n"
+        "first = 1\n\nsecond = first + 1"
+    )
+    assert "the episode's approved code (4 lines) is in a new cell below" in out.stdout

@@ -131,7 +131,7 @@ def test_the_thread_is_the_document_then_this_kernels_newer_exchanges(tmp_path):
 
 def test_no_document_behind_a_key_means_the_history_file_is_the_thread(tmp_path):
     store = HistoryStore(tmp_path / "h.sqlite3")
-    conversation = Conversation(store, "kernel:abc", "default", Documents().for_key, "abc")
+    conversation = Conversation(store, "kernel:abc", "default", Documents(), "abc")
     conversation.record("Kept?", "yes")
     assert [m["content"] for m in conversation.to_send("Next?")] == ["Kept?", "yes", "Next?"]
     store.close()

@@ -47,6 +47,9 @@ def run_and_save(path: Path, server: Any, history: Path, monkeypatch: pytest.Mon
     return notebook
 
 
+SHOWN: list[str] = []  # what the last ``ask_next`` answer showed as text
+
+
 def ask_next(server: Any, history: Path, path: Path, prompt: str = "Anything else?") -> list[dict[str, Any]]:
     """A new kernel for the saved file at ``path`` asks ``prompt``; the messages the server received."""
     server.requests.clear()
@@ -54,6 +57,7 @@ def ask_next(server: Any, history: Path, path: Path, prompt: str = "Anything els
         assert k.execute("%load_ext acytoo_magic").status == "ok"
         out = k.execute(f"%%acytoo\n{prompt}")
         assert out.status == "ok", out.error
+    SHOWN[:] = [out.final_display["text/plain"]]
     [request] = [r for r in server.requests if r["path"].endswith("/chat/completions")]
     return [m for m in request["json"]["messages"] if m["role"] != "system"]
 
@@ -130,6 +134,8 @@ def test_cleared_outputs_send_none_of_the_exchanges(saved: Path, server: Any, tm
     nbformat.write(notebook, saved)
     sent = ask_next(server, tmp_path / "history.sqlite3", saved)
     assert sent == [{"role": "user", "content": "Anything else?"}]
+    # The history file still has them: said under the answer, not sent, not brought back.
+    assert "2 earlier exchanges of this thread in the history file, not in the saved notebook" in SHOWN[0]
 
 
 def test_a_moved_cell_moves_in_the_thread(saved: Path, server: Any, tmp_path):

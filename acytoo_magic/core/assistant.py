@@ -238,7 +238,7 @@ class Assistant(Configurable):
         """A thread of this notebook; the history file is opened when it is first read or written
         (in a thread, during an answer), never while a request is being built on the loop."""
         # With a record kept in outputs, a notebook's saved document is its thread (``rebuild``).
-        documents = self._documents.for_key if self.notebook_record != "off" else None
+        documents = self._documents if self.notebook_record != "off" else None
         return Conversation(
             lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD,
             documents, self.identity.kernel,

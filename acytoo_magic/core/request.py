@@ -204,7 +204,8 @@ class Request:
 
     def small_print(self, status_line: str) -> str:
         """What is written under an answer: what the boundary masked, then the status line."""
-        return "\n".join(line for line in (self.outbound.line(), status_line) if line)
+        unsent = self.conversation.unsent_note if self.conversation is not None else ""
+        return "\n".join(line for line in (self.outbound.line(), unsent, status_line) if line)
 
     def source(self) -> str:
         """The provider's label, with its host when that is not this machine: ``openai

@@ -238,6 +238,15 @@ class Documents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known: dict[str, DocumentRecord] = {}
+        self._told: dict[tuple[str, str], int] = {}  # (key, thread) -> exchanges left out, as last said
+
+    def news(self, key: str, thread: str, left_out: int) -> bool:
+        """Whether ``left_out`` (a thread's history-file exchanges the document leaves out) is worth
+        saying: said once when it changes, not under every answer."""
+        with self._lock:
+            before = self._told.get((key, thread), 0)
+            self._told[(key, thread)] = left_out
+            return left_out > 0 and left_out != before
 
     def for_key(self, key: str) -> DocumentRecord | None:
         """The document behind a history key when the key is a notebook's path, else None (a

@@ -85,8 +85,8 @@ class Conversation:
     ``cell`` names the notebook cell a prompt came from: its exchange keeps its place in the
     thread, and what is sent with it is only what stands before that place.
 
-    ``document`` finds the saved notebook behind a key (``document.Documents.for_key``): when it
-    is a readable file, the thread is rebuilt from it (``rebuild``) and the history file is its
+    ``documents`` (a ``document.Documents``) finds the saved notebook behind a key: when it is a
+    readable file, the thread is rebuilt from it (``rebuild``) and the history file is its
     cache; ``kernel`` is this kernel's id, whose exchanges newer than the save count too.
     """
 
@@ -95,14 +95,17 @@ class Conversation:
         store: HistoryStore | Callable[[], HistoryStore],
         notebook: str | Callable[[], str],
         thread: str = DEFAULT_THREAD,
-        document: Callable[[str], Any] | None = None,
+        documents: Any = None,
         kernel: str | None = None,
     ) -> None:
         self._store = store  # or how to get it: opened on first use, off the event loop
         self._notebook = notebook  # or how to find it: resolved on first use, then kept
         self.thread = thread
-        self._document = document
+        self._documents = documents
         self.kernel = kernel
+        # Said under the answer when the document leaves history-file exchanges out (once a change)
+        self.unsent_note = ""
+        self.left_out: list[Any] = []  # the history file's exchanges a rebuilt thread leaves out
         # (id, hash) of the exchange the prompt follows, found by ``to_send``: the record's parent
         self.parent: tuple[str, str] | None = None
 
@@ -151,6 +154,12 @@ class Conversation:
             window = max(64, history_chars // 16)
             rebuilt = self.rebuilt(store, window)
             if rebuilt is not None:
+                left_out = len(self.left_out)
+                if self._documents.news(self.notebook, self.thread, left_out):
+                    self.unsent_note = (
+                        f"{left_out} earlier exchange{'s' if left_out != 1 else ''} of this thread "
+                        "in the history file, not in the saved notebook: not sent (%acytoo history)"
+                    )
                 asked_after = before(rebuilt, cell)
                 last = asked_after[-1] if asked_after else None
                 self.parent = (last.exchange, last.hash) if last is not None and last.exchange else None
@@ -171,32 +180,34 @@ class Conversation:
 
     def document(self) -> Any:
         """The saved notebook this thread is rebuilt from (a ``DocumentRecord``), else None."""
-        return self._document(self.notebook) if self._document is not None else None
+        return self._documents.for_key(self.notebook) if self._documents is not None else None
 
     def rebuilt(self, store: HistoryStore, window: int | None = None) -> list[Any] | None:
         """The thread as the document and this kernel make it (``rebuild.Exchange``s), None when no
         readable document stands behind it (the history file's rows are the thread then)."""
-        from .rebuild import rebuild
+        from .rebuild import cached, rebuild
 
         document = self.document()
         records = document.thread(self.thread) if document is not None else None
         if records is None:
             return None
         rows = store.load(self.notebook, self.thread, window)
-        return rebuild(records, document.saved_at, rows, self.kernel)
+        thread = rebuild(records, document.saved_at, rows, self.kernel)
+        self.left_out = cached(thread, rows)  # the cache: in the history file, not sent
+        return thread
 
     def sources(self) -> tuple[list[Any], list[Any], bool]:
         """For ``%acytoo history``: the thread as it is sent (``rebuild.Exchange``s, each saying
         where it came from), the history file's exchanges left out of it (the cache, not sent), and
         whether a saved document stands behind it."""
-        from .rebuild import STORED, cached, from_rows
+        from .rebuild import STORED, from_rows
 
         def work(store: HistoryStore) -> tuple[list[Any], list[Any], bool]:
-            rows = store.load(self.notebook, self.thread)
             rebuilt = self.rebuilt(store)
             if rebuilt is None:
+                rows = store.load(self.notebook, self.thread)
                 return [from_rows(q, a, STORED) for q, a in exchanges(rows)], [], False
-            return rebuilt, cached(rebuilt, rows), True
+            return rebuilt, self.left_out, True
 
         return self._with_store(work)
 
