@@ -70,7 +70,7 @@ def measure(smoke: bool = False) -> dict[str, float]:
         unchanged = median(2001, reader.records)
         documents = Documents()
         conversation = Conversation(HistoryStore(Path(tmp) / "h.sqlite3"), str(path), "default",
-                                    documents.for_key, "kernel-id")
+                                    documents, "kernel-id")
         sent = len(conversation.to_send("And now?", "system", 12_000))
         question = median(51, lambda: conversation.to_send("And now?", "system", 12_000))
         assert documents.for_key(str(path)).reads == 1 and sent > 1  # read once, whatever is asked
