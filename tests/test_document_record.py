@@ -13,7 +13,7 @@ import nbformat
 from acytoo_magic.core.assistant import Assistant
 from acytoo_magic.core.frames import NullRenderer
 from acytoo_magic.core.history.document import KEY, DocumentRecord, Documents, record
-from acytoo_magic.core.history.rebuild import DOCUMENT, KERNEL, UNDRAWN, rebuild
+from acytoo_magic.core.history.rebuild import DOCUMENT, KERNEL, UNDRAWN, cached, rebuild
 from acytoo_magic.core.history.store import HistoryStore, Message
 from acytoo_magic.core.history.thread import Conversation
 
@@ -125,6 +125,10 @@ def test_the_thread_is_the_document_then_this_kernels_newer_exchanges(tmp_path):
         ("Two, asked again?", KERNEL),  # in the place of the document's "Two?"
         ("From code", UNDRAWN),
         ("Three?", KERNEL),
+    ]
+    left_out = cached(thread, store.load("nb.ipynb", "default"))  # the cache: listed, never sent
+    assert [e.prompt.content for e in left_out] == [
+        "Before the save, deleted since?", "Another kernel's, unsaved"
     ]
     store.close()
 

@@ -146,7 +146,7 @@ def messages(thread: Sequence[Exchange]) -> list[Message]:
 def cached(thread: Sequence[Exchange], rows: Sequence[Message]) -> list[Exchange]:
     """The history file's exchanges that the rebuilt thread leaves out: the cache, not sent."""
     used = {entry.exchange for entry in thread if entry.exchange}
-    used_rows = {entry.answer.id for entry in thread if entry.origin == KERNEL}
+    used_rows = {entry.answer.id for entry in thread if entry.origin in (KERNEL, UNDRAWN)}
     found = []
     for prompt, answer in exchanges(rows):
         pair = from_rows(prompt, answer, CACHE)
