@@ -177,13 +177,13 @@ def test_history_says_where_each_exchange_came_from_and_whether_the_chain_verifi
 ):
     history = tmp_path / "history.sqlite3"
     whole = listing(server, history, saved)
-    assert "chain: verifies" in whole and whole.count("· document") == 2
+    assert "chain verifies" in whole and whole.count("· document") == 2
     notebook = nbformat.read(saved, as_version=4)
     del notebook.cells[1]
     nbformat.write(notebook, saved)
     shown = listing(server, history, saved)
-    assert "(1 more in the history file only, not sent)" in shown
-    assert "chain: does not verify" in shown  # the exchange "Why those?" followed is gone
+    assert "rebuilt from the saved notebook, 1 more in the history file only (not sent)" in shown
+    assert "chain does not verify" in shown  # the exchange "Why those?" followed is gone
     [document] = [line for line in shown.splitlines() if "· document" in line]
     [cache] = [line for line in shown.splitlines() if "· cache: not sent" in line]
     assert "Why those?" in document and "Which features matter?" in cache
@@ -200,3 +200,32 @@ def test_an_edited_cell_is_stale_and_sent_as_it_was_asked(saved: Path, server: A
     assert [m["content"] for m in sent if m["role"] == "user"] == [
         "Which features matter?", "Why those?", "Anything else?"
     ]
+
+
+def test_the_chat_widgets_saved_copy_records_its_thread_and_a_copy_sends_it(server: Any, tmp_path: Path):
+    path = tmp_path / "chatted.ipynb"
+    history = tmp_path / "history.sqlite3"
+    with kernel(**env(server, history, path)) as k:
+        assert k.execute("%load_ext acytoo_magic").status == "ok"
+        opened = k.execute("from acytoo_magic import ChatWidget\nw = ChatWidget()\ndisplay(w)")
+        asked = k.execute("w.send('Chat question')\nr = await w.wait()\nprint(r.outcome)")
+        assert asked.stdout == "complete\n", asked.error
+    [copy_id] = [m["transient"]["display_id"] for m in opened.of_type("display_data") if m.get("transient")]
+    [last] = [m for m in asked.of_type("update_display_data") if m["transient"]["display_id"] == copy_id][-1:]
+    chat = last["metadata"][KEY]["chat"]
+    assert [(e["prompt"], e["provider"], e["thread"]) for e in chat] == [
+        ("Chat question", "openai", "default")
+    ]
+    saved_copy = nbformat.v4.new_output("display_data", data=last["data"], metadata=last["metadata"])
+    cells = [nbformat.v4.new_code_cell("%load_ext acytoo_magic"),
+             nbformat.v4.new_code_cell("%acytoo chat", outputs=[saved_copy])]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    copy = tmp_path / "copy.ipynb"
+    shutil.copy(path, copy)
+    assert ask_next(server, tmp_path / "empty.sqlite3", copy) == [
+        {"role": "user", "content": "Chat question"},
+        {"role": "assistant", "content": chat[0]["answer"]},
+        {"role": "user", "content": "Anything else?"},
+    ]
+    # The original, with its history file: the chat's exchange once, not again from the file.
+    assert len(ask_next(server, history, path)) == 3

@@ -66,11 +66,14 @@ def _labelled(entries: Any, note: str = "") -> list[Any]:
     """A rebuilt thread's exchanges as the listing's messages, each saying where it came from."""
     from dataclasses import replace
 
+    from ..core.history.rebuild import STORED
+
     found = []
     for entry in entries:
         marks = [entry.origin + note] + (["stale: its cell was edited since"] if entry.stale else [])
         marks += [] if entry.verified else ["edited since it was recorded"]
-        where = {"_from": ", ".join(marks)}
+        # no saved document: every exchange is the history file's, said by no mark
+        where = {"_from": ", ".join(marks) if entry.origin != STORED else ""}
         found += [replace(m, meta={**m.meta, **where}) for m in (entry.prompt, entry.answer)]
     return found
 
@@ -148,11 +151,10 @@ class Subcommands:
             print(f"(thread {thread!r} is empty)")
             return
         problems = chain_problems(sent)
-        if documented:
-            left = f"{len(cache)} more in the history file only, not sent"
-            print(f"thread rebuilt from the saved notebook ({left})")
-        print("chain: verifies" if not problems else "chain: does not verify: " + "; ".join(problems))
-        shown = (listing.full if args.full else listing.compact)(thread, messages, _origin)
+        about = [f"rebuilt from the saved notebook, {len(cache)} more in the history file only (not sent)"]
+        about = about if documented else []
+        about.append("chain verifies" if not problems else "chain does not verify: " + "; ".join(problems))
+        shown = (listing.full if args.full else listing.compact)(thread, messages, _origin, "; ".join(about))
         display(shown.bundle(), raw=True)  # a reply is shown through the one policy, stored or live
 
     def _reset(self, rest: str) -> None:

@@ -67,6 +67,7 @@ class Recorded:
     index: int = 0  # the cell's place in the document
     stale: bool = False  # the cell's source was edited since the answer
     verified: bool = True  # its hash matches its content
+    chat: bool = False  # recorded by the chat widget's saved copy, not by a cell's answer
     meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -128,7 +129,8 @@ def _text(source: Any) -> str:
 
 
 def records_of(notebook: Mapping[str, Any]) -> list[Recorded]:
-    """Every recorded exchange in a notebook (its JSON), in document order."""
+    """Every recorded exchange in a notebook (its JSON), in document order; a chat widget's saved
+    copy records its thread's exchanges as a list (``{"chat": [...]}``), in the order made."""
     found: list[Recorded] = []
     cells = notebook.get("cells")
     for index, cell in enumerate(cells if isinstance(cells, list) else []):
@@ -139,12 +141,14 @@ def records_of(notebook: Mapping[str, Any]) -> list[Recorded]:
         for output in outputs if isinstance(outputs, list) else []:
             meta = output.get("metadata") if isinstance(output, Mapping) else None
             entry = meta.get(KEY) if isinstance(meta, Mapping) else None
-            if isinstance(entry, Mapping) and isinstance(entry.get("exchange"), str) and "answer" in entry:
-                found.append(_recorded(entry, str(cell.get("id") or ""), index, source))
+            chat = entry.get("chat") if isinstance(entry, Mapping) else None
+            for item, in_chat in [(e, True) for e in chat] if isinstance(chat, list) else [(entry, False)]:
+                if isinstance(item, Mapping) and isinstance(item.get("exchange"), str) and "answer" in item:
+                    found.append(_recorded(item, str(cell.get("id") or ""), index, source, in_chat))
     return found
 
 
-def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str) -> Recorded:
+def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str, chat: bool = False) -> Recorded:
     def text(name: str) -> str:
         value = entry.get(name)
         return value if isinstance(value, str) else ""
@@ -166,8 +170,9 @@ def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str) -> R
         key=text("cell"),
         cell=cell,
         index=index,
-        stale=bool(recorded_source) and recorded_source != source_hash(source),
+        stale=not chat and bool(recorded_source) and recorded_source != source_hash(source),
         verified=text("hash") == exchange_hash(parent_hash, thread, prompt, answer, outcome),
+        chat=chat,
         meta=entry,
     )
 

@@ -7,9 +7,10 @@ longer the history file's rows but:
   a deleted and saved cell leaves it, cleared outputs leave nothing; a copy carries them along);
 * then this kernel's own exchanges written after that save (the document cannot show them yet).
   One from a cell the document already records takes that record's place: a re-run replaces;
-* and, in time order among them, the exchanges no cell's output can show (asked from code, or in
-  the chat widget) kept in the history file under this notebook: the document has no place for
-  them, so the file stays their record (a copy, under another name, does not carry them).
+* and, in time order among them, the exchanges no cell's answer shows: the chat widget's, as its
+  saved copy records them, and those the history file keeps under this notebook that the document
+  does not (asked from code, or in a chat whose copy was not saved since; a copy of the notebook,
+  under another name, carries only the recorded ones).
 
 Rows of the history file that are neither (another kernel's, or older than the save and not in
 the document) are the *cache*: listed by ``%acytoo history`` as such, never sent.
@@ -30,6 +31,7 @@ from .thread import exchanges
 
 DOCUMENT, KERNEL, CACHE = "document", "this kernel", "cache"
 UNDRAWN = "history file (asked from code or the chat)"
+CHAT = "document (the chat's saved copy)"
 STORED = "history file"  # no saved document behind the thread: the file is the record
 
 
@@ -52,10 +54,11 @@ def from_record(entry: Recorded) -> Exchange:
     """A document's record as the two messages it is sent as."""
     episode = entry.episode
     answer_meta: dict[str, Any] = {"episode": dict(episode)} if episode.get("messages") else {}
+    created, cell = _seconds(entry.meta.get("time")) or 0.0, entry.key or None
     return Exchange(
-        Message("user", entry.sent, cell=entry.key or None),
-        Message("assistant", entry.answer, entry.outcome, meta=answer_meta, cell=entry.key or None),
-        DOCUMENT,
+        Message("user", entry.sent, created=created, cell=cell),
+        Message("assistant", entry.answer, entry.outcome, created=created, meta=answer_meta, cell=cell),
+        CHAT if entry.chat else DOCUMENT,
         entry.exchange,
         entry.hash,
         entry.key,
@@ -86,9 +89,15 @@ def rebuild(
 ) -> list[Exchange]:
     """The thread to send: the document's records, then this kernel's exchanges newer than the save."""
     pairs = exchanges(rows)
-    undrawn = [from_rows(prompt, answer, UNDRAWN) for prompt, answer in pairs if prompt.cell is None]
-    thread = _by_time([from_record(entry) for entry in records], records, undrawn)
-    recorded = {entry.exchange for entry in thread}
+    recorded = {entry.exchange for entry in records}
+    undrawn = [from_record(entry) for entry in records if entry.chat]
+    for prompt, answer in pairs:
+        if prompt.cell is None:
+            pair = from_rows(prompt, answer, UNDRAWN)
+            if not pair.exchange or pair.exchange not in recorded:
+                undrawn.append(pair)
+    cells = [entry for entry in records if not entry.chat]
+    thread = _by_time([from_record(entry) for entry in cells], cells, undrawn)
     for prompt, answer in pairs:
         if prompt.cell is None or not newer(answer, saved_at, kernel):
             continue
