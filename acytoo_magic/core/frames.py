@@ -84,6 +84,10 @@ class TextBuffer:
 
 
 class Renderer(Protocol):
+    """What the core streams into. A renderer whose final output is saved with a notebook may also
+    have ``keep_record(metadata)``: called before ``close`` with the answer's record, which that
+    final output carries (``stream.keep_record``; docs/notebook-record.md)."""
+
     def start(self, label: str) -> None: ...
     def notify(self, note: str) -> None: ...
     def feed(self, chunk: str) -> None: ...
