@@ -168,7 +168,9 @@ class Request:
         prompt, completion, estimated = tokens
         details: dict[str, Any] = {
             "provider": self.provider_label or self.adapter.name,
-            "host": url_host(self.adapter.target(self.options.get("url"))) or "this machine",
+            # no URL: the bundled model answers here; a foreign provider posts where it knows
+            "host": url_host(self.adapter.target(self.options.get("url")))
+            or ("this machine" if self.adapter.builtin else "not known"),
             "model": self.model,
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "seconds": round(seconds, 3),
