@@ -208,28 +208,34 @@ class DocumentRecord:
 
     def records(self) -> list[Recorded] | None:
         """The document's exchanges, or None when there is no readable notebook at ``path``."""
+        found = self.snapshot()
+        return None if found is None else found[0]
+
+    def snapshot(self) -> tuple[list[Recorded], float] | None:
+        """The document's exchanges and when that version was saved (one read, so the two agree),
+        or None when there is no readable notebook at ``path``."""
         try:
             stat = os.stat(self.path)
         except OSError:
             return None
         seen = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            if seen == self._seen:
-                return self._records
-            try:
-                with open(self.path, "rb") as file:
-                    notebook = _loads(file.read())
-            except (OSError, ValueError):
-                self._seen, self._records = seen, None
-                return None
-            self.reads += 1
-            self._seen = seen
-            self._records = records_of(notebook) if isinstance(notebook, Mapping) else None
-            return self._records
+            if seen != self._seen:
+                try:
+                    with open(self.path, "rb") as file:
+                        notebook = _loads(file.read())
+                except (OSError, ValueError):
+                    notebook = None
+                else:
+                    self.reads += 1
+                self._seen = seen
+                self._records = records_of(notebook) if isinstance(notebook, Mapping) else None
+            return None if self._records is None else (self._records, seen[1] / 1e9)
 
-    def thread(self, name: str) -> list[Recorded] | None:
-        found = self.records()
-        return None if found is None else [entry for entry in found if entry.thread == name]
+    def thread(self, name: str) -> tuple[list[Recorded], float] | None:
+        """The exchanges of thread ``name`` and when the document was saved, or None (unreadable)."""
+        found = self.snapshot()
+        return None if found is None else ([e for e in found[0] if e.thread == name], found[1])
 
     @property
     def saved_at(self) -> float:

@@ -188,11 +188,12 @@ class Conversation:
         from .rebuild import cached, rebuild
 
         document = self.document()
-        records = document.thread(self.thread) if document is not None else None
-        if records is None:
+        found = document.thread(self.thread) if document is not None else None
+        if found is None:
             return None
+        records, saved_at = found
         rows = store.load(self.notebook, self.thread, window)
-        thread = rebuild(records, document.saved_at, rows, self.kernel)
+        thread = rebuild(records, saved_at, rows, self.kernel)
         self.left_out = cached(thread, rows)  # the cache: in the history file, not sent
         return thread
 
