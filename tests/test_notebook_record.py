@@ -229,3 +229,14 @@ def test_the_chat_widgets_saved_copy_records_its_thread_and_a_copy_sends_it(serv
     ]
     # The original, with its history file: the chat's exchange once, not again from the file.
     assert len(ask_next(server, history, path)) == 3
+
+
+def test_run_all_again_on_the_saved_file_sends_what_the_first_run_sent(saved: Path, server: Any):
+    """Papermill's habit: the saved notebook run again in place. Each cell replaces its own
+    exchange where the document has it, so nothing is sent twice."""
+    notebook = nbformat.read(saved, as_version=4)
+    server.requests.clear()
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()  # the same env as `saved`
+    sent = [[m["content"] for m in r["json"]["messages"] if m["role"] == "user"] for r in server.requests
+            if r["path"].endswith("/chat/completions")]
+    assert sent == [["Which features matter?"], ["Which features matter?", "Why those?"]]
