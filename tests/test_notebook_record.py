@@ -189,6 +189,16 @@ def test_history_says_where_each_exchange_came_from_and_whether_the_chain_verifi
     assert "Why those?" in document and "Which features matter?" in cache
 
 
+def test_reset_empties_the_history_file_and_says_what_the_document_still_records(
+    saved: Path, server: Any, tmp_path: Path
+):
+    with kernel(**env(server, tmp_path / "history.sqlite3", saved)) as k:
+        assert k.execute("%load_ext acytoo_magic").status == "ok"
+        said = k.execute("%acytoo reset").stdout
+    assert said.startswith("removed 4 messages from 'default'")
+    assert "the saved notebook still records 2 exchanges of it, sent as the thread" in said
+
+
 def test_an_edited_cell_is_stale_and_sent_as_it_was_asked(saved: Path, server: Any, tmp_path):
     notebook = nbformat.read(saved, as_version=4)
     notebook.cells[2].source = "%%acytoo\nWhy those, in one line?"  # edited, not run again

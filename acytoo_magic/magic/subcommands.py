@@ -168,6 +168,13 @@ class Subcommands:
         thread = None if args.all else (args.thread or DEFAULT_THREAD)
         removed = self.assistant.store.reset(notebook, thread)
         print(f"removed {removed} messages from {'all threads' if thread is None else repr(thread)}")
+        # The saved notebook is the record (docs/notebook-record.md): what it shows is still sent.
+        document = self.assistant.conversation(thread).document()
+        recorded = (document.records() or []) if document is not None else []
+        kept = [r for r in recorded if thread is None or r.thread == thread]
+        if kept:
+            print(f"the saved notebook still records {len(kept)} exchange{'s' if len(kept) != 1 else ''} "
+                  "of it, sent as the thread until their outputs are cleared and the notebook saved")
 
     def _threads(self, rest: str) -> None:
         """List this notebook's threads, or take over a renamed one's: %acytoo threads [--adopt OLD]."""
