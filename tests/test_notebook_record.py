@@ -18,7 +18,8 @@ import pytest
 from kernels import kernel
 from nbclient import NotebookClient
 
-from acytoo_magic.core.history.document import KEY, chain_breaks, records_of
+from acytoo_magic.core.history.document import KEY, records_of
+from acytoo_magic.core.history.rebuild import chain_problems, rebuild
 
 pytestmark = pytest.mark.notebook
 
@@ -92,7 +93,9 @@ def test_a_saved_answer_records_model_provider_and_chain_but_never_the_key(saved
     assert (first["prompt"], second["prompt"]) == ("Which features matter?", "Why those?")
     assert first["parent"] is None
     assert second["parent"] == {"exchange": first["exchange"], "hash": first["hash"]}
-    assert chain_breaks(records_of(json.loads(saved.read_text()))) == []
+    records = records_of(json.loads(saved.read_text()))
+    assert [r.problem for r in records] == ["", ""]  # each matches what its cell shows
+    assert chain_problems(rebuild(records, 0.0, [], None)) == []
     text = saved.read_text()
     assert SECRET not in text and SECRET[8:24] not in text  # the key, or any part of it
 
@@ -182,7 +185,7 @@ def test_history_says_where_each_exchange_came_from_and_whether_the_chain_verifi
     del notebook.cells[1]
     nbformat.write(notebook, saved)
     shown = listing(server, history, saved)
-    assert "rebuilt from the saved notebook, 1 more in the history file only (not sent)" in shown
+    assert "rebuilt from the saved notebook, 1 more not sent" in shown
     assert "chain does not verify" in shown  # the exchange "Why those?" followed is gone
     [document] = [line for line in shown.splitlines() if "· document" in line]
     [cache] = [line for line in shown.splitlines() if "· cache: not sent" in line]
@@ -199,20 +202,22 @@ def test_reset_empties_the_history_file_and_says_what_the_document_still_records
     assert "the saved notebook still records 2 exchanges of it, sent as the thread" in said
 
 
-def test_an_edited_cell_is_stale_and_sent_as_it_was_asked(saved: Path, server: Any, tmp_path):
+def test_an_edited_cell_is_stale_and_not_sent(saved: Path, server: Any, tmp_path):
+    """The cell no longer shows the prompt its answer answered: the exchange is listed, not sent."""
     notebook = nbformat.read(saved, as_version=4)
     notebook.cells[2].source = "%%acytoo\nWhy those, in one line?"  # edited, not run again
     nbformat.write(notebook, saved)
     history = tmp_path / "history.sqlite3"
     [stale] = [line for line in listing(server, history, saved).splitlines() if "stale" in line]
-    assert "Why those?" in stale
+    assert "Why those?" in stale and "its cell was edited since): not sent" in stale
     sent = ask_next(server, history, saved)
-    assert [m["content"] for m in sent if m["role"] == "user"] == [
-        "Which features matter?", "Why those?", "Anything else?"
-    ]
+    assert [m["content"] for m in sent if m["role"] == "user"] == ["Which features matter?", "Anything else?"]
 
 
-def test_the_chat_widgets_saved_copy_records_its_thread_and_a_copy_sends_it(server: Any, tmp_path: Path):
+def test_the_chat_widgets_saved_copy_records_its_thread_a_copy_lists_it_unsent(server: Any, tmp_path: Path):
+    """The copy shows rendered HTML (its newest messages), which a record cannot be checked
+    against: a document's chat records are listed, never sent; the history file that made them
+    still sends them (docs/notebook-record.md)."""
     path = tmp_path / "chatted.ipynb"
     history = tmp_path / "history.sqlite3"
     with kernel(**env(server, history, path)) as k:
@@ -232,13 +237,15 @@ def test_the_chat_widgets_saved_copy_records_its_thread_and_a_copy_sends_it(serv
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
     copy = tmp_path / "copy.ipynb"
     shutil.copy(path, copy)
-    assert ask_next(server, tmp_path / "empty.sqlite3", copy) == [
-        {"role": "user", "content": "Chat question"},
-        {"role": "assistant", "content": chat[0]["answer"]},
-        {"role": "user", "content": "Anything else?"},
+    assert "sent" not in chat[0] and "episode" not in chat[0]  # what the copy shows, no more
+    sent = ask_next(server, tmp_path / "empty.sqlite3", copy)
+    assert sent == [{"role": "user", "content": "Anything else?"}]
+    listed = listing(server, tmp_path / "empty.sqlite3", copy)
+    assert "Chat question" in listed and "chat's saved copy" in listed and "not sent" in listed
+    # The original, with its history file: the chat's exchange once, from the file.
+    assert [m["content"] for m in ask_next(server, history, path)] == [
+        "Chat question", chat[0]["answer"], "Anything else?"
     ]
-    # The original, with its history file: the chat's exchange once, not again from the file.
-    assert len(ask_next(server, history, path)) == 3
 
 
 def test_run_all_again_on_the_saved_file_sends_what_the_first_run_sent(saved: Path, server: Any):

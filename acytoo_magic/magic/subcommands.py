@@ -145,14 +145,15 @@ class Subcommands:
         from ..core.history.rebuild import chain_problems
 
         thread = args.thread or DEFAULT_THREAD
-        sent, cache, documented = self.assistant.conversation(args.thread).sources()
+        conversation = self.assistant.conversation(args.thread)
+        sent, cache, documented = conversation.sources()
         messages = _labelled(sent) + _labelled(cache, ": not sent")
         if not messages:
             print(f"(thread {thread!r} is empty)")
             return
         problems = chain_problems(sent)
-        about = [f"rebuilt from the saved notebook, {len(cache)} more in the history file only (not sent)"]
-        about = about if documented else []
+        about = [f"rebuilt from the saved notebook, {len(cache)} more not sent"]
+        about = about if documented else [conversation.problem] if conversation.problem else []
         about.append("chain verifies" if not problems else "chain does not verify: " + "; ".join(problems))
         shown = (listing.full if args.full else listing.compact)(thread, messages, _origin, "; ".join(about))
         display(shown.bundle(), raw=True)  # a reply is shown through the one policy, stored or live

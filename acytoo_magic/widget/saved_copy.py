@@ -26,7 +26,8 @@ from ..present.untrusted import escaped
 
 STATIC = Path(__file__).parent / "static"
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
-RECORDED = 200  # exchanges of a thread the copy's metadata records at most (the newest)
+# Exchanges of a thread the copy's metadata records at most (the newest): no more than it shows.
+RECORDED = STATIC_MESSAGES // 2
 _STATIC_BOX = (  # as tall as the live transcript; column-reverse opens it scrolled to the newest message
     "max-height:32rem;overflow-y:auto;display:flex;flex-direction:column-reverse;"
     "border:1px solid rgba(127,127,127,0.35);border-radius:6px;padding:0 0.6rem"
@@ -94,7 +95,11 @@ class SavedCopy:
         metadata carries the thread's, so the saved notebook holds the chat's exchanges too."""
         entry = metadata.get(KEY)
         if isinstance(entry, dict):
-            self._records = [*self._records, entry][-4 * RECORDED :]
+            # Provenance only: the copy shows prompts and answers, not the prompt as sent nor an
+            # episode's steps, so it records neither (and stays small at "full" too). A thread
+            # rebuilt from a document sends none of it (docs/notebook-record.md).
+            kept = {k: v for k, v in entry.items() if k not in ("sent", "episode")}
+            self._records = [*self._records, kept][-4 * RECORDED :]
 
     def metadata(self) -> dict[str, Any]:
         """What the copy's output records: this thread's exchanges, in the order they were made."""

@@ -18,9 +18,12 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..outbound import printable, unlinkable
+from ..outcome import COMPLETE, Outcome
 
 KEY = "acytoo_magic"
 VERSION = 1
@@ -52,7 +55,13 @@ def source_hash(source: str) -> str:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One exchange as the document records it, in document order."""
+    """One exchange as the document records it, in document order.
+
+    A notebook you receive is input to the model: what a thread rebuilt from it sends for an
+    exchange is what the document visibly shows (``prompt``: the cell's text after its ``%%acytoo``
+    line; ``answer``: as its outputs show it), never text only the metadata holds. A record whose
+    prompt or answer does not match what is shown says why in ``problem`` and is not sent.
+    """
 
     exchange: str
     thread: str
@@ -68,19 +77,9 @@ class Recorded:
     stale: bool = False  # the cell's source was edited since the answer
     verified: bool = True  # its hash matches its content
     chat: bool = False  # recorded by the chat widget's saved copy, not by a cell's answer
+    problem: str = ""  # why it is not sent ("" : it matches what the document shows)
+    legacy: bool = False  # a cell with outputs but no record (saved before records, or "off")
     meta: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def sent(self) -> str:
-        """The prompt to send again: as it was sent (level "full"), else as it was typed."""
-        value = self.meta.get("sent")
-        return value if isinstance(value, str) and value else self.prompt
-
-    @property
-    def episode(self) -> Mapping[str, Any]:
-        """An agent episode's stored steps and messages ({} for an answer)."""
-        value = self.meta.get("episode")
-        return value if isinstance(value, Mapping) else {}
 
 
 def record(
@@ -125,75 +124,127 @@ def record(
 
 
 def _text(source: Any) -> str:
-    return "".join(source) if isinstance(source, list) else str(source or "")
+    """A cell's source or an output's text as nbformat keeps it (a string, or a list of them)."""
+    if isinstance(source, list):
+        return "".join(part for part in source if isinstance(part, str))
+    return source if isinstance(source, str) else ""
+
+
+def _normal(text: str) -> str:
+    """Text compared as the magic wrote it: printable (``outbound.printable``), ends stripped."""
+    return printable(text.replace("\r\n", "\n")).strip()
+
+
+def asked(source: str) -> str | None:
+    """The prompt a cell visibly asks: its text after the ``%%acytoo ...`` line (None: no such cell)."""
+    first, _, rest = source.lstrip().partition("\n")
+    return rest if first.startswith("%%acytoo") else None
+
+
+def shown(output: Mapping[str, Any]) -> str:
+    """What an output visibly shows as text: its ``text/plain`` (a stream: its text)."""
+    if output.get("output_type") == "stream":
+        return _text(output.get("text"))
+    data = output.get("data")
+    return _text(data.get("text/plain")) if isinstance(data, Mapping) else ""
+
+
+OUTCOMES = frozenset(o.value for o in Outcome if o != Outcome.FAILED)  # what a record may say
 
 
 def records_of(notebook: Mapping[str, Any]) -> list[Recorded]:
     """Every recorded exchange in a notebook (its JSON), in document order; a chat widget's saved
-    copy records its thread's exchanges as a list (``{"chat": [...]}``), in the order made."""
+    copy records its thread's exchanges as a list (``{"chat": [...]}``), in the order made.
+
+    Each record is checked against what its cell shows (``_checked``); one that cannot be read is
+    left out, the others kept. A cell that asked (``%%acytoo``) and shows outputs but holds no
+    record is listed as ``legacy`` (saved before records, or with ``notebook_record = "off"``).
+    """
     found: list[Recorded] = []
     cells = notebook.get("cells")
     for index, cell in enumerate(cells if isinstance(cells, list) else []):
         if not isinstance(cell, Mapping) or cell.get("cell_type") != "code":
             continue
-        source = _text(cell.get("source"))
-        outputs = cell.get("outputs")
-        for output in outputs if isinstance(outputs, list) else []:
-            meta = output.get("metadata") if isinstance(output, Mapping) else None
+        source, cell_id = _text(cell.get("source")), cell.get("id")
+        cell_id = cell_id if isinstance(cell_id, str) else ""
+        listed = cell.get("outputs")
+        outputs = [o for o in listed if isinstance(o, Mapping)] if isinstance(listed, list) else []
+        start, before = 0, len(found)
+        for at, output in enumerate(outputs):
+            meta = output.get("metadata")
             entry = meta.get(KEY) if isinstance(meta, Mapping) else None
-            chat = entry.get("chat") if isinstance(entry, Mapping) else None
-            for item, in_chat in [(e, True) for e in chat] if isinstance(chat, list) else [(entry, False)]:
+            if not isinstance(entry, Mapping):
+                continue
+            chat = entry.get("chat")
+            items = [(e, True) for e in chat] if isinstance(chat, list) else [(entry, False)]
+            text = "".join(shown(o) for o in outputs[start : at + 1])  # the outputs since the last record
+            start = at + 1
+            for item, in_chat in items:
                 if isinstance(item, Mapping) and isinstance(item.get("exchange"), str) and "answer" in item:
-                    found.append(_recorded(item, str(cell.get("id") or ""), index, source, in_chat))
+                    try:
+                        found.append(_recorded(item, cell_id, index, source, text, in_chat))
+                    except Exception:  # one unreadable record is left out, the others used
+                        continue
+        if len(found) == before and outputs and cell_id and asked(source) is not None:
+            found.append(Recorded("", "", "", "", COMPLETE, "", key=f"id:{cell_id}#", cell=cell_id,
+                                  index=index, legacy=True))
     return found
 
 
-def _recorded(entry: Mapping[str, Any], cell: str, index: int, source: str, chat: bool = False) -> Recorded:
-    def text(name: str) -> str:
+def _recorded(
+    entry: Mapping[str, Any], cell: str, index: int, source: str, text: str, chat: bool = False
+) -> Recorded:
+    def field_(name: str) -> str:
         value = entry.get(name)
         return value if isinstance(value, str) else ""
 
     parent = entry.get("parent") if isinstance(entry.get("parent"), Mapping) else {}
     parent_hash = str(parent.get("hash") or "")
-    thread, prompt = text("thread") or "default", text("prompt")
-    answer, outcome = text("answer"), text("outcome")
-    recorded_source = text("source")
+    thread, prompt = field_("thread") or "default", field_("prompt")
+    answer, outcome = field_("answer"), field_("outcome") or COMPLETE
+    recorded_source = field_("source")
+    stale = not chat and bool(recorded_source) and recorded_source != source_hash(source)
+    verified = field_("hash") == exchange_hash(parent_hash, thread, prompt, answer, outcome)
+    problem = ""
+    if outcome not in OUTCOMES:
+        problem, outcome = f"its outcome {outcome[:20]!r} is not one this extension writes", COMPLETE
+    elif chat:  # the copy shows rendered HTML, the newest messages: nothing to compare a record with
+        problem = "recorded by the chat's saved copy, which cannot be checked against what it shows"
+    else:
+        problem, shown_answer = _checked(prompt, answer, source, text)
+        answer = shown_answer if not problem else answer
+        problem = "its cell was edited since" if problem and stale else problem
     return Recorded(
-        exchange=text("exchange"),
+        exchange=field_("exchange"),
         thread=thread,
         prompt=prompt,
         answer=answer,
-        outcome=outcome or "complete",
-        hash=text("hash"),
+        outcome=outcome,
+        hash=field_("hash"),
         parent=str(parent.get("exchange") or ""),
         parent_hash=parent_hash,
-        key=text("cell"),
+        key=field_("cell"),
         cell=cell,
         index=index,
-        stale=not chat and bool(recorded_source) and recorded_source != source_hash(source),
-        verified=text("hash") == exchange_hash(parent_hash, thread, prompt, answer, outcome),
+        stale=stale,
+        verified=verified,
         chat=chat,
+        problem=problem,
         meta=entry,
     )
 
 
-def chain_breaks(records: Sequence[Recorded]) -> list[str]:
-    """Where a thread's chain does not verify, one line each ("" problems: an empty list).
-
-    Each exchange must hash to its own content, and name as parent the exchange before it in its
-    thread (by id and hash). A deleted cell, an edited output or a moved cell shows here.
-    """
-    problems: list[str] = []
-    last: dict[str, Recorded] = {}
-    for entry in records:
-        if not entry.verified:
-            problems.append(f"{entry.exchange[:8]}: its content does not match its hash (edited?)")
-        before = last.get(entry.thread)
-        expected = (before.exchange, before.hash) if before is not None else ("", "")
-        if (entry.parent, entry.parent_hash) != expected:
-            problems.append(f"{entry.exchange[:8]}: the exchange it followed is not the one before it here")
-        last[entry.thread] = entry
-    return problems
+def _checked(prompt: str, answer: str, source: str, text: str) -> tuple[str, str]:
+    """Whether a record's prompt is the cell's visible prompt and its answer is shown by the
+    outputs since the cell's previous record (their text joined, as the magic writes it: printable,
+    and with ``-f text`` no live link): ("", the answer as shown), else (why not, "")."""
+    typed = asked(source)
+    if typed is None or _normal(prompt) != _normal(typed):
+        return "record does not match its cell's prompt", ""
+    for form in (printable(answer), unlinkable(answer)):
+        if form.strip() in text:
+            return "", form
+    return "record does not match its output", ""
 
 
 class DocumentRecord:
@@ -204,6 +255,7 @@ class DocumentRecord:
         self._lock = threading.Lock()
         self._seen: tuple[int, int] | None = None  # (size, mtime in ns) of the file last read
         self._records: list[Recorded] | None = None
+        self.problem = ""  # why the file at ``path`` is no notebook that can be read ("": it is)
         self.reads = 0  # how many times the file was parsed (for tests and the bench)
 
     def records(self) -> list[Recorded] | None:
@@ -213,7 +265,7 @@ class DocumentRecord:
 
     def snapshot(self) -> tuple[list[Recorded], float] | None:
         """The document's exchanges and when that version was saved (one read, so the two agree),
-        or None when there is no readable notebook at ``path``."""
+        or None when there is no readable notebook at ``path`` (``problem`` says why, if it exists)."""
         try:
             stat = os.stat(self.path)
         except OSError:
@@ -221,21 +273,28 @@ class DocumentRecord:
         seen = (stat.st_size, stat.st_mtime_ns)
         with self._lock:
             if seen != self._seen:
+                self._records, self._seen = None, None
                 try:
                     with open(self.path, "rb") as file:
                         notebook = _loads(file.read())
-                except (OSError, ValueError):
+                except OSError:
+                    return None
+                except (ValueError, RecursionError):
                     notebook = None
-                else:
-                    self.reads += 1
-                self._seen = seen
-                self._records = records_of(notebook) if isinstance(notebook, Mapping) else None
+                self.reads += 1
+                if not isinstance(notebook, Mapping):
+                    self.problem = (f"the saved {os.path.basename(self.path)} could not be read as a "
+                                    "notebook: the history file is the thread")
+                    return None
+                # kept only once parsed: a file caught half-written is read again next time
+                self._records, self._seen, self.problem = records_of(notebook), seen, ""
             return None if self._records is None else (self._records, seen[1] / 1e9)
 
     def thread(self, name: str) -> tuple[list[Recorded], float] | None:
-        """The exchanges of thread ``name`` and when the document was saved, or None (unreadable)."""
+        """The exchanges of thread ``name`` (with every cell that holds no record: the history file
+        says its thread) and when the document was saved, or None (unreadable)."""
         found = self.snapshot()
-        return None if found is None else ([e for e in found[0] if e.thread == name], found[1])
+        return None if found is None else ([e for e in found[0] if e.legacy or e.thread == name], found[1])
 
     @property
     def saved_at(self) -> float:

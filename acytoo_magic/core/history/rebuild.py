@@ -33,6 +33,7 @@ DOCUMENT, KERNEL, CACHE = "document", "this kernel", "cache"
 UNDRAWN = "history file (asked from code or the chat)"
 CHAT = "document (the chat's saved copy)"
 STORED = "history file"  # no saved document behind the thread: the file is the record
+LEGACY = "history file (its output was saved without a record)"
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,15 @@ class Exchange:
     parent: tuple[str, str] = ("", "")  # (id, hash) of the exchange it followed when asked
 
 
-def from_record(entry: Recorded) -> Exchange:
-    """A document's record as the two messages it is sent as."""
-    episode = entry.episode
-    answer_meta: dict[str, Any] = {"episode": dict(episode)} if episode.get("messages") else {}
+def from_record(entry: Recorded, origin: str = DOCUMENT) -> Exchange:
+    """A document's record as the two messages it is sent as: the prompt and the answer as the
+    document shows them (``document._checked``), nothing else: no prompt "as sent", no episode's
+    tool calls or results, no other role (a notebook you receive is input to the model)."""
     created, cell = _seconds(entry.meta.get("time")) or 0.0, entry.key or None
     return Exchange(
-        Message("user", entry.sent, created=created, cell=cell),
-        Message("assistant", entry.answer, entry.outcome, created=created, meta=answer_meta, cell=cell),
-        CHAT if entry.chat else DOCUMENT,
+        Message("user", entry.prompt, created=created, cell=cell),
+        Message("assistant", entry.answer, entry.outcome, created=created, cell=cell),
+        origin,
         entry.exchange,
         entry.hash,
         entry.key,
@@ -84,22 +85,56 @@ def from_rows(prompt: Message, answer: Message, origin: str) -> Exchange:
                     (str(parent[0]), str(parent[1])))
 
 
+def unsent(records: Sequence[Recorded]) -> list[Exchange]:
+    """The document's records that are not sent (``Recorded.problem``), for the listing."""
+    return [from_record(entry, f"document ({entry.problem})") for entry in records if entry.problem]
+
+
+def _documented(entry: Recorded, mine: Mapping[str, tuple[Message, Message]]) -> Exchange:
+    """A record the document shows; this kernel's own rows for the same exchange when it has them
+    (the prompt as it was sent, data summaries included): a save changes nothing it sends."""
+    rows = mine.get(entry.exchange) if entry.exchange else None
+    if rows is None:
+        return from_record(entry)
+    pair = from_rows(*rows, DOCUMENT)
+    return Exchange(pair.prompt, pair.answer, DOCUMENT, entry.exchange, entry.hash, entry.key,
+                    entry.stale, entry.verified, (entry.parent, entry.parent_hash))
+
+
+def _legacy(entry: Recorded, pairs: Sequence[tuple[Message, Message]]) -> Exchange | None:
+    """A cell whose outputs hold no record (saved before records, or at "off"): its newest
+    exchange in the history file, sent as it was before the notebook was the record."""
+    for prompt, answer in reversed(pairs):
+        if prompt.cell is not None and prompt.cell.startswith(entry.key):
+            return from_rows(prompt, answer, LEGACY)
+    return None
+
+
 def rebuild(
     records: Sequence[Recorded], saved_at: float, rows: Sequence[Message], kernel: str | None
 ) -> list[Exchange]:
     """The thread to send: the document's records, then this kernel's exchanges newer than the save."""
     pairs = exchanges(rows)
-    recorded = {entry.exchange for entry in records}
-    undrawn = [from_record(entry) for entry in records if entry.chat]
+    mine = {pair.exchange: (q, a) for q, a in pairs if (pair := from_rows(q, a, "")).exchange}
+    recorded = {entry.exchange for entry in records if entry.exchange and not entry.chat}
+    undrawn = []
     for prompt, answer in pairs:
         if prompt.cell is None:
             pair = from_rows(prompt, answer, UNDRAWN)
             if not pair.exchange or pair.exchange not in recorded:
                 undrawn.append(pair)
-    cells = [entry for entry in records if not entry.chat]
-    thread = _by_time([from_record(entry) for entry in cells], cells, undrawn)
+    cells, documented = [], []
+    for entry in records:
+        if entry.chat or entry.problem:
+            continue  # listed (``unsent``), never sent
+        made = _legacy(entry, pairs) if entry.legacy else _documented(entry, mine)
+        if made is not None:
+            cells.append(entry)
+            documented.append(made)
+    thread = _by_time(documented, cells, undrawn)
+    used = {entry.answer.id for entry in thread if entry.answer.id is not None}
     for prompt, answer in pairs:
-        if prompt.cell is None or not newer(answer, saved_at, kernel):
+        if prompt.cell is None or not newer(answer, saved_at, kernel) or answer.id in used:
             continue
         pair = from_rows(prompt, answer, KERNEL)
         if pair.exchange and pair.exchange in recorded:
@@ -152,10 +187,13 @@ def messages(thread: Sequence[Exchange]) -> list[Message]:
     return [message for entry in thread for message in (entry.prompt, entry.answer)]
 
 
-def cached(thread: Sequence[Exchange], rows: Sequence[Message]) -> list[Exchange]:
-    """The history file's exchanges that the rebuilt thread leaves out: the cache, not sent."""
-    used = {entry.exchange for entry in thread if entry.exchange}
-    used_rows = {entry.answer.id for entry in thread if entry.origin in (KERNEL, UNDRAWN)}
+def cached(
+    thread: Sequence[Exchange], rows: Sequence[Message], listed: Sequence[Exchange] = ()
+) -> list[Exchange]:
+    """The history file's exchanges that the rebuilt thread leaves out: the cache, not sent
+    (``listed``: the document's records not sent, listed already, so their rows are not again)."""
+    used = {entry.exchange for entry in [*thread, *listed] if entry.exchange}
+    used_rows = {entry.answer.id for entry in thread if entry.answer.id is not None}
     found = []
     for prompt, answer in exchanges(rows):
         pair = from_rows(prompt, answer, CACHE)
@@ -169,19 +207,22 @@ def chain_problems(thread: Sequence[Exchange]) -> list[str]:
     """Where the thread's chain does not verify, one line each (an empty list: it verifies).
 
     Each exchange must hash to its own content and name as its parent the exchange before it; an
-    exchange without an id (written before exchanges had one) is not judged. A deleted, moved or
-    edited exchange shows here: the thread is still sent as the document has it.
+    exchange without an id (written before exchanges had one) is not judged. A break says the
+    thread changed since an exchange was asked: one before it was re-run, moved or removed, or
+    its record was changed. The hash catches accidents, not tampering (anyone can recompute a
+    sha256): what is sent is what the document shows, checked there (``document._checked``).
     """
     problems: list[str] = []
     last: Exchange | None = None
     for entry in thread:
         if entry.exchange:
             if not entry.verified:
-                problems.append(f"{entry.exchange[:8]}: its content does not match its hash (edited?)")
+                problems.append(f"{entry.exchange[:8]}: its record changed after it was written")
             expected = (last.exchange, last.hash) if last is not None else ("", "")
             if last is not None and not last.exchange:
                 expected = entry.parent  # the exchange before it has no id: nothing to compare
             if entry.parent != expected:
-                problems.append(f"{entry.exchange[:8]}: it followed another exchange than the one before it")
+                problems.append(f"{entry.exchange[:8]}: asked after another exchange (one before it "
+                                "was re-run, moved or removed since)")
         last = entry
     return problems

@@ -106,6 +106,8 @@ class Conversation:
         # Said under the answer when the document leaves history-file exchanges out (once a change)
         self.unsent_note = ""
         self.left_out: list[Any] = []  # the history file's exchanges a rebuilt thread leaves out
+        self.unsent: list[Any] = []  # the document's records it leaves out (they match nothing shown)
+        self.problem = ""  # why the saved notebook could not be read ("" : it could, or there is none)
         # (id, hash) of the exchange the prompt follows, found by ``to_send``: the record's parent
         self.parent: tuple[str, str] | None = None
 
@@ -153,6 +155,8 @@ class Conversation:
             # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
             window = max(64, history_chars // 16)
             rebuilt = self.rebuilt(store, window)
+            if rebuilt is None and self.problem and self._documents.news(self.notebook, self.problem, 1):
+                self.unsent_note = self.problem  # once: said under the answer, the file is the thread
             if rebuilt is not None:
                 left_out = len(self.left_out)
                 if self._documents.news(self.notebook, self.thread, left_out):
@@ -185,22 +189,25 @@ class Conversation:
     def rebuilt(self, store: HistoryStore, window: int | None = None) -> list[Any] | None:
         """The thread as the document and this kernel make it (``rebuild.Exchange``s), None when no
         readable document stands behind it (the history file's rows are the thread then)."""
-        from .rebuild import cached, rebuild
+        from .rebuild import cached, rebuild, unsent
 
         document = self.document()
         found = document.thread(self.thread) if document is not None else None
         if found is None:
+            self.problem = document.problem if document is not None else ""
             return None
         records, saved_at = found
         rows = store.load(self.notebook, self.thread, window)
         thread = rebuild(records, saved_at, rows, self.kernel)
-        self.left_out = cached(thread, rows)  # the cache: in the history file, not sent
+        self.unsent = unsent(records)  # the document's records that do not match what it shows
+        self.left_out = cached(thread, rows, self.unsent)  # the cache: in the history file, not sent
         return thread
 
     def sources(self) -> tuple[list[Any], list[Any], bool]:
         """For ``%acytoo history``: the thread as it is sent (``rebuild.Exchange``s, each saying
-        where it came from), the history file's exchanges left out of it (the cache, not sent), and
-        whether a saved document stands behind it."""
+        where it came from), what is left out of it (the document's records that match nothing it
+        shows, then the history file's exchanges: the cache; none sent), and whether a saved
+        document stands behind it (``problem`` says why one that exists could not be read)."""
         from .rebuild import STORED, from_rows
 
         def work(store: HistoryStore) -> tuple[list[Any], list[Any], bool]:
@@ -208,7 +215,7 @@ class Conversation:
             if rebuilt is None:
                 rows = store.load(self.notebook, self.thread)
                 return [from_rows(q, a, STORED) for q, a in exchanges(rows)], [], False
-            return rebuilt, self.left_out, True
+            return rebuilt, [*self.unsent, *self.left_out], True
 
         return self._with_store(work)
 
