@@ -51,6 +51,19 @@ async def test_full_keeps_the_prompt_as_sent_masked_and_provenance_does_not(serv
     assert await asked(server, history_db, "provenance", "Alone?", history=False) == {}  # no thread keeps it
 
 
+async def test_a_secret_sent_with_send_secret_is_still_masked_in_the_record(server, history_db, monkeypatch):
+    """``--send-secret`` lets a secret leave for the provider; the record travels with the
+    notebook, so it masks without that allow-list: at "full" the prompt as sent too."""
+    token = "Vq8mZ2rT5wK9pLx3"
+    monkeypatch.setenv("SERVICE_TOKEN", token)  # found by its name, as a notebook's would be
+    kept = await asked(server, history_db, "full", f"Is {token} right?", send_secrets=["SERVICE_TOKEN"])
+    [request] = [r for r in server.requests if "messages" in (r.get("json") or {})]
+    assert any(token in m["content"] for m in request["json"]["messages"])  # sent, as asked
+    # the answer is kept as the output shows it (the server echoes the prompt): the rest masks it
+    assert token not in json.dumps({k: v for k, v in kept.items() if k != "answer"})
+    assert "[secret: SERVICE_TOKEN]" in kept["sent"] and "[secret: SERVICE_TOKEN]" in kept["prompt"]
+
+
 def saved(path: Path, cells: list[tuple[str, str, str, dict[str, Any]]]) -> None:
     """A notebook of asked cells: (id, source, answer, record)."""
     notebook = nbformat.v4.new_notebook(cells=[

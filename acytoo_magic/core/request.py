@@ -152,9 +152,10 @@ class Request:
         return meta
 
     def typed_prompt(self) -> str:
-        """The prompt as typed (before ``{name}`` expansion), masked at the boundary."""
+        """The prompt as typed (before ``{name}`` expansion), masked at the boundary without its
+        allow-list: a secret sent with ``--send-secret`` is never kept in the notebook's record."""
         typed = self.meta.get("typed")
-        return self.outbound.mask(typed if isinstance(typed, str) else self.prompt)
+        return self.outbound.strict().mask(typed if isinstance(typed, str) else self.prompt)
 
     def notebook_record(
         self, answer: str, outcome: str, tokens: tuple[int, int, bool], seconds: float,
@@ -176,8 +177,9 @@ class Request:
             "seconds": round(seconds, 3),
             "tokens": {"in": prompt, "out": completion, "estimated": estimated},
             "cost": round(cost(prompt, completion, self.price), 6) if self.price is not None else None,
-            "sent": self.sent_prompt if self.record_level == "full" else None,
-            "episode": dict(episode) if episode else None,
+            # masked again without the allow-list: ``--send-secret`` sends, the record keeps nothing
+            "sent": self.outbound.strict().mask(self.sent_prompt) if self.record_level == "full" else None,
+            "episode": _each_text(dict(episode), self.outbound.strict().mask) if episode else None,
         }
         return record(
             exchange=self.exchange,
@@ -286,3 +288,14 @@ def preview(request: Request, agent: bool = False) -> Preview:
     if agent:
         body["tools"] = TOOL_SPECS
     return Preview(body, request.outbound.line())
+
+
+def _each_text(value: Any, change: Any) -> Any:
+    """``value`` (JSON-like: an episode's record) with ``change`` applied to every string in it."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, Mapping):
+        return {k: _each_text(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_each_text(v, change) for v in value]
+    return value
