@@ -55,7 +55,8 @@ def from_record(entry: Recorded, origin: str = DOCUMENT) -> Exchange:
     """A document's record as the two messages it is sent as: the prompt and the answer as the
     document shows them (``document._checked``), nothing else: no prompt "as sent", no episode's
     tool calls or results, no other role (a notebook you receive is input to the model)."""
-    created, cell = _seconds(entry.meta.get("time")) or 0.0, entry.key or None
+    created = _seconds(entry.meta.get("time")) or 0.0
+    cell = entry.key or (f"id:{entry.cell}" if entry.cell and not entry.chat else None)  # None: a chat
     return Exchange(
         Message("user", entry.prompt, created=created, cell=cell),
         Message("assistant", entry.answer, entry.outcome, created=created, cell=cell),
@@ -165,7 +166,7 @@ def _seconds(stamp: Any) -> float | None:
     """A record's ISO time as seconds since the epoch (None when it has none readable)."""
     try:
         return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # a received notebook's time may be anything
         return None
 
 
