@@ -152,3 +152,75 @@ def test_no_document_behind_a_key_means_the_history_file_is_the_thread(tmp_path)
     conversation.record("Kept?", "yes")
     assert [m["content"] for m in conversation.to_send("Next?")] == ["Kept?", "yes", "Next?"]
     store.close()
+
+
+def test_a_malformed_record_is_left_out_and_the_others_used(tmp_path):
+    """A received notebook may hold anything: each record is judged alone, none raises."""
+    path = tmp_path / "odd.ipynb"
+    cells = chained(("c1", "One?", "1"), ("c2", "Two?", "2"))
+    saved(path, cells)
+    notebook = json.loads(path.read_text())
+    notebook["cells"][0]["outputs"][0]["metadata"][KEY]["outcome"] = "bogus"
+    notebook["cells"][1]["source"] = ["%%acytoo\n", 7, "Two?"]  # a non-string in a source list
+    notebook["cells"][1]["outputs"][0]["metadata"][KEY]["time"] = 10**30
+    notebook["cells"].append({"cell_type": "code", "source": "", "outputs": [
+        {"metadata": {KEY: {"exchange": "x", "answer": "a", "parent": [1, 2]}}}, 5, None]})
+    path.write_text(json.dumps(notebook))
+    records = DocumentRecord(str(path)).records() or []
+    assert [(r.prompt, r.problem) for r in records] == [
+        ("One?", "its outcome 'bogus' is not one this extension writes"),
+        ("Two?", ""),  # its source reads as "%%acytoo\nTwo?"
+        ("", "record does not match its cell's prompt"),
+    ]
+    sent = [(e.prompt.content, e.answer.content) for e in rebuild(records, 0.0, [], None)]
+    assert sent == [("Two?", "2")]
+
+
+def test_a_file_that_is_no_notebook_is_said_and_read_again_once_it_is(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    saved(path, chained(("c1", "One?", "1")))
+    good = path.read_bytes()
+    stamp = os.stat(path).st_mtime_ns
+    reader = DocumentRecord(str(path))
+    for broken in (b"{" + b" " * (len(good) - 1), b"[" + b" " * (len(good) - 2) + b"]"):  # not JSON, a list
+        path.write_bytes(broken)
+        os.utime(path, ns=(stamp, stamp))  # the size and time the good file will have
+        assert reader.records() is None and "could not be read as a notebook" in reader.problem
+    path.write_bytes(good)  # the save completed: same size, same time
+    os.utime(path, ns=(stamp, stamp))
+    assert [r.prompt for r in reader.records() or []] == ["One?"] and reader.problem == ""
+
+
+def test_an_unreadable_notebook_is_said_once_and_the_history_file_is_the_thread(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    path.write_text("not json at all")
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    documents = Documents()
+    conversation = Conversation(store, str(path), "default", documents, "me")
+    conversation.record("Kept?", "yes")
+    assert [m["content"] for m in conversation.to_send("Next?")] == ["Kept?", "yes", "Next?"]
+    assert "could not be read as a notebook: the history file is the thread" in conversation.unsent_note
+    again = Conversation(store, str(path), "default", documents, "me")
+    again.to_send("And?")
+    assert again.unsent_note == ""  # said once
+    assert "could not be read as a notebook" in again.problem  # the history listing's head says it
+    store.close()
+
+
+def test_outputs_saved_without_a_record_send_their_cells_history_rows(tmp_path):
+    """An upgrade: answers saved before records (or at "off") show outputs and hold no record;
+    their cells' rows in the history file are sent, as before, in document order."""
+    path = tmp_path / "nb.ipynb"
+    cells = [nbformat.v4.new_code_cell(f"%%acytoo\n{q}", id=c, outputs=[
+        nbformat.v4.new_output("display_data", data={"text/plain": a})]) for c, q, a in
+        (("c2", "Two?", "2"), ("c1", "One?", "1"))]  # moved since
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    store.record_exchange(str(path), "default", Message("user", "One?", created=1.0),
+                          Message("assistant", "1", created=1.0, meta={"kernel": "old"}), "id:c1#0")
+    store.record_exchange(str(path), "default", Message("user", "Two?", created=2.0),
+                          Message("assistant", "2", created=2.0, meta={"kernel": "old"}), "id:c2#0")
+    conversation = Conversation(store, str(path), "default", Documents(), "new")
+    assert [m["content"] for m in conversation.to_send("Three?")] == ["Two?", "2", "One?", "1", "Three?"]
+    assert conversation.unsent_note == ""  # nothing left out
+    store.close()

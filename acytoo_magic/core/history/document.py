@@ -282,12 +282,16 @@ class DocumentRecord:
                 except (ValueError, RecursionError):
                     notebook = None
                 self.reads += 1
-                if not isinstance(notebook, Mapping):
+                try:
+                    found = records_of(notebook) if isinstance(notebook, Mapping) else None
+                except Exception:  # whatever a received file holds: said, never a traceback
+                    found = None
+                if found is None:
                     self.problem = (f"the saved {os.path.basename(self.path)} could not be read as a "
                                     "notebook: the history file is the thread")
                     return None
                 # kept only once parsed: a file caught half-written is read again next time
-                self._records, self._seen, self.problem = records_of(notebook), seen, ""
+                self._records, self._seen, self.problem = found, seen, ""
             return None if self._records is None else (self._records, seen[1] / 1e9)
 
     def thread(self, name: str) -> tuple[list[Recorded], float] | None:
