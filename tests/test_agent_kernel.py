@@ -15,6 +15,8 @@ import pytest
 from kernels import Execution, Kernel
 from nbclient import NotebookClient
 
+from acytoo_magic.core.history.document import records_of
+from acytoo_magic.core.history.rebuild import rebuild
 from acytoo_magic.server import LocalServer
 
 NOTEBOOK = "agent.ipynb"
@@ -347,6 +349,15 @@ def test_an_episode_records_itself_in_its_last_output(k: Kernel, server: LocalSe
     assert ("run", "run_python", "skip", "recorded_ran = True") in steps
     assert ("tool", "list_variables", "", "") in steps
     assert all("text" not in s for s in record["episode"]["steps"])  # no results: they can hold data
+    # Saved, the record matches what the episode's outputs show: a thread rebuilt from the
+    # document sends the prompt and the answer, and none of the steps nor their results.
+    cell = nbformat.v4.new_code_cell(agent_cell(server, "Set a flag"), id="a1", outputs=out.saved_outputs)
+    [read] = records_of(nbformat.v4.new_notebook(cells=[cell]))
+    assert read.problem == "" and read.answer == "Left it alone."
+    [sent] = rebuild([read], 0.0, [], None)
+    assert [m.provider_messages(True) for m in (sent.prompt, sent.answer)] == [
+        [{"role": "user", "content": "Set a flag"}], [{"role": "assistant", "content": "Left it alone."}]
+    ]
 
 
 def test_format_code_places_the_approved_runs_in_order_as_one_cell(k: Kernel, server: LocalServer) -> None:
