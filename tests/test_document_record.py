@@ -224,3 +224,22 @@ def test_outputs_saved_without_a_record_send_their_cells_history_rows(tmp_path):
     assert [m["content"] for m in conversation.to_send("Three?")] == ["Two?", "2", "One?", "1", "Three?"]
     assert conversation.unsent_note == ""  # nothing left out
     store.close()
+
+
+def test_the_kernel_that_asked_sends_its_own_rows_for_the_documents_exchanges(tmp_path):
+    """The prompt as it was sent (``{df}`` expanded to a summary) stays what is sent after a save;
+    another kernel's history file has no such row and sends the prompt as the cell shows it."""
+    path = tmp_path / "nb.ipynb"
+    cells = chained(("c1", "Describe {df}", "It has 3 rows."))
+    saved(path, cells)
+    records = DocumentRecord(str(path)).records() or []
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    chain = {"exchange": "x-c1", "hash": records[0].hash, "thread": "default", "parent": ["", ""]}
+    asked_ = Message("user", "Describe df (3 rows x 2 columns)", meta={"typed": "Describe {df}"})
+    answered = Message("assistant", "It has 3 rows.", meta={"kernel": "me", "chain": chain})
+    store.record_exchange("nb.ipynb", "default", asked_, answered, "id:c1#0")
+    [mine] = rebuild(records, 0.0, store.load("nb.ipynb", "default"), "me")
+    assert (mine.prompt.content, mine.origin) == ("Describe df (3 rows x 2 columns)", DOCUMENT)
+    [theirs] = rebuild(records, 0.0, [], "other")
+    assert theirs.prompt.content == "Describe {df}"
+    store.close()
