@@ -243,3 +243,19 @@ def test_the_kernel_that_asked_sends_its_own_rows_for_the_documents_exchanges(tm
     [theirs] = rebuild(records, 0.0, [], "other")
     assert theirs.prompt.content == "Describe {df}"
     store.close()
+
+
+def test_the_chat_copy_records_no_more_than_it_shows(tmp_path):
+    """At "full" a chat's records would carry each episode's steps (up to 500,000 characters
+    each) and the prompt as sent: the copy shows neither, so it keeps neither, and keeps only
+    as many exchanges as it shows."""
+    from acytoo_magic.widget.saved_copy import RECORDED, STATIC_MESSAGES, SavedCopy
+
+    copy = SavedCopy(lambda: "default", lambda: ([], "", False))
+    for n in range(3 * RECORDED):
+        made = record(exchange=f"x{n}", thread="default", prompt=f"Q{n}", answer="A", outcome="complete",
+                      level="full", sent="x" * 100_000, episode={"steps": [{"text": "y" * 100_000}]})
+        copy.keep(made)
+    chat = copy.metadata()[KEY]["chat"]
+    assert len(chat) == RECORDED == STATIC_MESSAGES // 2 and chat[-1]["prompt"] == f"Q{3 * RECORDED - 1}"
+    assert len(json.dumps(chat)) < 20_000 and not any("sent" in e or "episode" in e for e in chat)
