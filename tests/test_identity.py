@@ -161,7 +161,10 @@ def test_a_renamed_notebook_keeps_its_thread_and_a_new_untitled_sees_none_of_it(
             ]
 
             # Renamed again while open: the thread follows at once.
-            lab.save("churn_model.ipynb", {"b-1": "%%acytoo\nWhat drives churn?", "b-2": "%%acytoo\n..."})
+            # (saved as asked: a cell whose text differs from its answer's prompt is not sent)
+            cells = {"b-1": "%%acytoo\nWhat drives churn?",
+                     "b-2": "%%acytoo\nAnd which customers leave first?"}
+            lab.save("churn_model.ipynb", cells)
             lab.rename("churn_model.ipynb", "churn_final.ipynb", b_session)
             shown = ask(b, "b-3", "Summarise.")
             assert "(4 from you)" in shown
