@@ -259,3 +259,18 @@ def test_the_chat_copy_records_no_more_than_it_shows(tmp_path):
     chat = copy.metadata()[KEY]["chat"]
     assert len(chat) == RECORDED == STATIC_MESSAGES // 2 and chat[-1]["prompt"] == f"Q{3 * RECORDED - 1}"
     assert len(json.dumps(chat)) < 20_000 and not any("sent" in e or "episode" in e for e in chat)
+
+
+def test_a_cell_without_a_record_whose_output_shows_another_answer_sends_nothing(tmp_path):
+    """A cell run again since its row and failed (its output shows the error, no record): its
+    old row is not what it shows, so it is not sent."""
+    path = tmp_path / "nb.ipynb"
+    failed = nbformat.v4.new_output("display_data", data={"text/plain": "acytoo: the provider refused"})
+    cell = nbformat.v4.new_code_cell("%%acytoo\nOne?", id="c1", outputs=[failed])
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    store.record_exchange(str(path), "default", Message("user", "One?", created=1.0),
+                          Message("assistant", "1", created=1.0, meta={"kernel": "old"}), "id:c1#0")
+    conversation = Conversation(store, str(path), "default", Documents(), "new")
+    assert [m["content"] for m in conversation.to_send("Two?")] == ["Two?"]
+    store.close()

@@ -172,7 +172,9 @@ class Subcommands:
         # The saved notebook is the record (docs/notebook-record.md): what it shows is still sent.
         document = self.assistant.conversation(thread).document()
         recorded = (document.records() or []) if document is not None else []
-        kept = [r for r in recorded if thread is None or r.thread == thread]
+        # what is sent from it: the records that match what it shows (not a chat copy's)
+        kept = [r for r in recorded if (thread is None or r.thread == thread)
+                and not (r.problem or r.chat or r.legacy)]
         if kept:
             print(f"the saved notebook still records {len(kept)} exchange{'s' if len(kept) != 1 else ''} "
                   "of it, sent as the thread until their outputs are cleared and the notebook saved")

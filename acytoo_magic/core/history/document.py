@@ -186,7 +186,8 @@ def records_of(notebook: Mapping[str, Any]) -> list[Recorded]:
                     except Exception:  # one unreadable record is left out, the others used
                         continue
         if len(found) == before and outputs and cell_id and asked(source) is not None:
-            found.append(Recorded("", "", "", "", COMPLETE, "", key=f"id:{cell_id}#", cell=cell_id,
+            shown_text = "".join(shown(o) for o in outputs)  # what its history row must show
+            found.append(Recorded("", "", "", shown_text, COMPLETE, "", key=f"id:{cell_id}#", cell=cell_id,
                                   index=index, legacy=True))
     return found
 
@@ -234,6 +235,15 @@ def _recorded(
     )
 
 
+def shows(text: str, answer: str) -> str | None:
+    """The answer as ``text`` shows it (printable; or, as ``-f text`` draws it, without live
+    links), None when it does not show it."""
+    for form in (printable(answer), unlinkable(answer)):
+        if form.strip() in text:
+            return form
+    return None
+
+
 def _checked(prompt: str, answer: str, source: str, text: str) -> tuple[str, str]:
     """Whether a record's prompt is the cell's visible prompt and its answer is shown by the
     outputs since the cell's previous record (their text joined, as the magic writes it: printable,
@@ -241,10 +251,8 @@ def _checked(prompt: str, answer: str, source: str, text: str) -> tuple[str, str
     typed = asked(source)
     if typed is None or _normal(prompt) != _normal(typed):
         return "record does not match its cell's prompt", ""
-    for form in (printable(answer), unlinkable(answer)):
-        if form.strip() in text:
-            return "", form
-    return "record does not match its output", ""
+    form = shows(text, answer)
+    return ("", form) if form is not None else ("record does not match its output", "")
 
 
 class DocumentRecord:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .document import Recorded, exchange_hash
+from .document import Recorded, exchange_hash, shows
 from .store import Message
 from .thread import exchanges
 
@@ -104,10 +104,12 @@ def _documented(entry: Recorded, mine: Mapping[str, tuple[Message, Message]]) ->
 
 def _legacy(entry: Recorded, pairs: Sequence[tuple[Message, Message]]) -> Exchange | None:
     """A cell whose outputs hold no record (saved before records, or at "off"): its newest
-    exchange in the history file, sent as it was before the notebook was the record."""
+    exchange in the history file, sent as it was before the notebook was the record, when its
+    outputs show that answer (not, say, the error of a failed run since)."""
     for prompt, answer in reversed(pairs):
         if prompt.cell is not None and prompt.cell.startswith(entry.key):
-            return from_rows(prompt, answer, LEGACY)
+            shown = shows(entry.answer, answer.content) is not None
+            return from_rows(prompt, answer, LEGACY) if shown else None
     return None
 
 
