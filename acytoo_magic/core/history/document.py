@@ -321,6 +321,7 @@ class Documents:
         self._lock = threading.Lock()
         self._known: dict[str, DocumentRecord] = {}
         self._told: dict[tuple[str, str], int] = {}  # (key, thread) -> exchanges left out, as last said
+        self._said: set[tuple[str, str]] = set()  # (key, line): a reading problem already said
 
     def news(self, key: str, thread: str, left_out: int) -> bool:
         """Whether ``left_out`` (a thread's history-file exchanges the document leaves out) is worth
@@ -329,6 +330,14 @@ class Documents:
             before = self._told.get((key, thread), 0)
             self._told[(key, thread)] = left_out
             return left_out > 0 and left_out != before
+
+    def once(self, key: str, line: str) -> bool:
+        """Whether ``line`` (why the notebook at ``key`` could not be read) is still to be said:
+        true the first time only, so it is said under one answer, not under every one."""
+        with self._lock:
+            first = (key, line) not in self._said
+            self._said.add((key, line))
+            return first
 
     def for_key(self, key: str) -> DocumentRecord | None:
         """The document behind a history key when the key is a notebook's path, else None (a

@@ -155,7 +155,7 @@ class Conversation:
             # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
             window = max(64, history_chars // 16)
             rebuilt = self.rebuilt(store, window)
-            if rebuilt is None and self.problem and self._documents.news(self.notebook, self.problem, 1):
+            if rebuilt is None and self.problem and self._documents.once(self.notebook, self.problem):
                 self.unsent_note = self.problem  # once: said under the answer, the file is the thread
             if rebuilt is not None:
                 left_out = len(self.left_out)
