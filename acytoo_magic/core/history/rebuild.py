@@ -7,15 +7,15 @@ longer the history file's rows but:
   a deleted and saved cell leaves it, cleared outputs leave nothing; a copy carries them along);
 * then this kernel's own exchanges written after that save (the document cannot show them yet).
   One from a cell the document already records takes that record's place: a re-run replaces;
-* and, in time order among them, the exchanges no cell's answer shows: the chat widget's, as its
-  saved copy records them, and those the history file keeps under this notebook that the document
-  does not (asked from code, or in a chat whose copy was not saved since; a copy of the notebook,
-  under another name, carries only the recorded ones).
+* and, in time order among them, the exchanges no cell's answer shows that the history file keeps
+  under this notebook (asked from code or the chat; a copy of the notebook, under another name,
+  does not carry them).
 
-Rows of the history file that are neither (another kernel's, or older than the save and not in
-the document) are the *cache*: listed by ``%acytoo history`` as such, never sent.
-An answer whose cell was edited since is sent as it was asked and answered (the output still
-shows that answer), and marked stale in the listing.
+A record is sent only as the document visibly shows it (``document._checked``): its prompt is the
+cell's text and its answer is in the cell's outputs. One that does not match (an edited cell, an
+output changed by hand, a crafted file) and the chat's saved copy's records are listed, never
+sent. Rows of the history file that are none of the above (another kernel's, or older than the
+save and not in the document) are the *cache*: listed by ``%acytoo history`` as such, never sent.
 """
 
 from __future__ import annotations
