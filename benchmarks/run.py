@@ -30,6 +30,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.g
 
 from browser import browser  # noqa: E402
 from peers import peers  # noqa: E402
+from record import rows as record_rows  # noqa: E402
 from table import Table, start_server  # noqa: E402
 
 from acytoo_magic.core.history.store import HistoryStore  # noqa: E402
@@ -724,6 +725,7 @@ def sections(url: str, smoke: bool) -> list[tuple[str, Callable[[Table], Any]]]:
         ("first visible chunk", lambda table: first_visible_rows(table, url, smoke)),
         ("connection reuse", lambda table: reuse(table, url, smoke)),
         ("history store", lambda table: history(table, smoke)),
+        ("notebook record", lambda table: record_rows(table, smoke)),
         ("kernel responsiveness", lambda table: responsiveness(table, url, smoke)),
         ("context", lambda table: dataframe(table, smoke)),
     ]

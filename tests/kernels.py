@@ -47,6 +47,26 @@ class Execution:
         return "".join(parts)
 
     @property
+    def saved_outputs(self) -> list[dict[str, Any]]:
+        """The outputs a save writes: each display as its last update left it (with its metadata),
+        printed text as streams; the display ids themselves are not saved."""
+        outputs: list[dict[str, Any]] = []
+        shown: dict[str, dict[str, Any]] = {}
+        for m in self.messages:
+            kind, content = m["msg_type"], m["content"]
+            display_id = (content.get("transient") or {}).get("display_id")
+            if kind == "stream":
+                outputs.append({"output_type": "stream", "name": content["name"], "text": content["text"]})
+            elif kind == "display_data":
+                output = {"output_type": kind, "data": content["data"], "metadata": content["metadata"]}
+                outputs.append(output)
+                if display_id:
+                    shown[display_id] = output
+            elif kind == "update_display_data" and display_id in shown:
+                shown[display_id].update(data=content["data"], metadata=content["metadata"])
+        return outputs
+
+    @property
     def error(self) -> dict[str, Any] | None:
         errors = self.of_type("error")
         return errors[0] if errors else None

@@ -15,6 +15,8 @@ import pytest
 from kernels import Execution, Kernel
 from nbclient import NotebookClient
 
+from acytoo_magic.core.history.document import records_of
+from acytoo_magic.core.history.rebuild import rebuild
 from acytoo_magic.server import LocalServer
 
 NOTEBOOK = "agent.ipynb"
@@ -327,3 +329,50 @@ def test_daily_budget_refuses_a_cell_with_one_line_and_threads_shows_spend(
     assert len(server.requests) == before
     shown = k.execute("%acytoo threads").stdout
     assert "(today: " in shown and " tokens of 10)" in shown
+
+
+def test_an_episode_records_itself_in_its_last_output(k: Kernel, server: LocalServer) -> None:
+    """The episode's last output carries its record: provider, answer, and each step's decision
+    and code, without results at the default level (docs/notebook-record.md)."""
+    server.config.script[:] = [
+        {"calls": [{"name": "list_variables", "arguments": {}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "recorded_ran = True"}}]},
+        {"text": "Left it alone."},
+    ]
+    out = execute_clicking(k, agent_cell(server, "Set a flag"), ["Skip"])
+    assert out.status == "ok", out.error
+    record = out.of_type("display_data")[-1]["metadata"]["acytoo_magic"]
+    assert (record["provider"], record["answer"]) == ("openai", "Left it alone.")
+    assert record["outcome"] == "complete"
+    assert record["prompt"] == "Set a flag" and record["tokens"]["in"] > 0
+    steps = [(s["kind"], s["name"], s["decision"], s["code"]) for s in record["episode"]["steps"]]
+    assert ("run", "run_python", "skip", "recorded_ran = True") in steps
+    assert ("tool", "list_variables", "", "") in steps
+    assert all("text" not in s for s in record["episode"]["steps"])  # no results: they can hold data
+    # Saved, the record matches what the episode's outputs show: a thread rebuilt from the
+    # document sends the prompt and the answer, and none of the steps nor their results.
+    cell = nbformat.v4.new_code_cell(agent_cell(server, "Set a flag"), id="a1", outputs=out.saved_outputs)
+    [read] = records_of(nbformat.v4.new_notebook(cells=[cell]))
+    assert read.problem == "" and read.answer == "Left it alone."
+    [sent] = rebuild([read], 0.0, [], None)
+    assert [m.provider_messages(True) for m in (sent.prompt, sent.answer)] == [
+        [{"role": "user", "content": "Set a flag"}], [{"role": "assistant", "content": "Left it alone."}]
+    ]
+
+
+def test_format_code_places_the_approved_runs_in_order_as_one_cell(k: Kernel, server: LocalServer) -> None:
+    """``-f code`` on an agent cell: these steps, without the model (a skipped run is left out)."""
+    server.config.script[:] = [
+        {"calls": [{"name": "run_python", "arguments": {"code": "first = 1"}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "import os  # skipped"}}]},
+        {"calls": [{"name": "run_python", "arguments": {"code": "second = first + 1"}}]},
+        {"text": "Both set."},
+    ]
+    out = execute_clicking(k, agent_cell(server, "Set two values", "-f code"), ["Run", "Skip", "Run"])
+    assert out.status == "ok", out.error
+    [placed] = [p for p in out.payload if p.get("source") == "set_next_input"]
+    assert placed["text"] == (
+        "# acytoo: the 2 runs approved in this episode, in order, without the model\n"
+        "first = 1\n\nsecond = first + 1"
+    )
+    assert "the episode's approved code (4 lines) is in a new cell below" in out.stdout

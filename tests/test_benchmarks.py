@@ -32,6 +32,7 @@ def test_benchmark_smoke_run_produces_every_section(tmp_path):
         "first visible chunk",
         "connection reuse",
         "history store",
+        "notebook record",
         "kernel responsiveness",
         "context",
         "peers",

@@ -73,9 +73,13 @@ class Lab:
         self.api("DELETE", f"/api/sessions/{session_id}")
 
     def save(self, path: str, cells: dict[str, str]) -> None:
-        """Save the document: these cells (id -> source), as the frontend's save writes them."""
+        """Save the document: these cells (id -> source), each with the output its answer last
+        showed (``ask``), as the frontend's save writes them."""
         notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(source, id=cell_id) for cell_id, source in cells.items()]
+            cells=[
+                nbformat.v4.new_code_cell(source, id=cell_id, outputs=SHOWN.get(cell_id, []))
+                for cell_id, source in cells.items()
+            ]
         )
         self.api("PUT", f"/api/contents/{path}", {"type": "notebook", "format": "json", "content": notebook})
 
@@ -95,11 +99,22 @@ def lab(tmp_path: Path, server: LocalServer, history_db: Path) -> Iterator[Lab]:
         yield Lab(address, root)
 
 
+# The final output each cell's answer showed (with its metadata), what a save of that cell writes.
+SHOWN: dict[str, list[Any]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_shown_yet() -> None:
+    SHOWN.clear()
+
+
 def ask(k: Kernel, cell_id: str, prompt: str) -> str:
     """Run ``%%acytoo`` in the cell ``cell_id``; the answer as shown (the scripted server's echo of
     what it was sent: how many messages, and the question before this one)."""
     out = k.execute(f"%%acytoo\n{prompt}", cell_id=cell_id)
     assert out.status == "ok", out.error
+    final = out.of_type("display_data", "update_display_data")[-1]
+    SHOWN[cell_id] = [nbformat.v4.new_output("display_data", data=final["data"], metadata=final["metadata"])]
     return out.final_display["text/plain"]
 
 
@@ -146,7 +161,10 @@ def test_a_renamed_notebook_keeps_its_thread_and_a_new_untitled_sees_none_of_it(
             ]
 
             # Renamed again while open: the thread follows at once.
-            lab.save("churn_model.ipynb", {"b-1": "%%acytoo\nWhat drives churn?", "b-2": "%%acytoo\n..."})
+            # (saved as asked: a cell whose text differs from its answer's prompt is not sent)
+            cells = {"b-1": "%%acytoo\nWhat drives churn?",
+                     "b-2": "%%acytoo\nAnd which customers leave first?"}
+            lab.save("churn_model.ipynb", cells)
             lab.rename("churn_model.ipynb", "churn_final.ipynb", b_session)
             shown = ask(b, "b-3", "Summarise.")
             assert "(4 from you)" in shown
@@ -175,11 +193,13 @@ def test_a_notebook_renamed_while_closed_finds_its_thread_and_its_copy_does_not_
     with lab.session("plan.ipynb") as (_session, k):
         k.execute("%load_ext acytoo_magic", cell_id="x-load")
         assert 'Before that you said: "Plan the analysis."' in ask(k, "x-2", "Go on.")
-    # A copy keeps the cell ids: it is another document, and the original keeps the thread.
+    # A copy keeps the cell ids: it is another document, and the original keeps the thread. The
+    # copy continues from what it shows (the exchange saved in it; "Go on." was never saved).
     lab.api("POST", "/api/contents", {"copy_from": "plan.ipynb"})
     with lab.session("plan-Copy1.ipynb") as (_copy_session, copy):
         copy.execute("%load_ext acytoo_magic", cell_id="x-load")
-        assert "(1 from you)" in ask(copy, "y-1", "Another plan?")
+        shown = ask(copy, "y-1", "Another plan?")
+        assert 'Before that you said: "Plan the analysis."' in shown and "(2 from you)" in shown
     # A notebook that only asks from code (as its chat widget would): its rows carry no cell id,
     # only the cell that was running. Closed and renamed, its name taken by a new notebook:
     # the new one sees nothing of it.
@@ -218,11 +238,14 @@ def test_vs_code_rename_keeps_the_thread_and_a_new_file_at_the_old_path_sees_non
     with kernel(**env) as k:
         start(k, old)
         ask(k, uri(old, "W1sZmlsZQ=="), "Which features matter?")
-        cell = nbformat.v4.new_code_cell("%%acytoo\nWhich features matter?", id="a1b2c3")
+        shown = SHOWN[uri(old, "W1sZmlsZQ==")]  # VS Code saves the output with the cell
+        cell = nbformat.v4.new_code_cell("%%acytoo\nWhich features matter?", id="a1b2c3", outputs=shown)
         nbformat.write(nbformat.v4.new_notebook(cells=[cell]), old)
         old.rename(new)
         k.execute(f"__vsc_ipynb_file__ = {str(new)!r}", cell_id=uri(new, "W2sZmlsZQ=="))
         assert 'Before that you said: "Which features matter?"' in ask(k, uri(new, "W3sZmlsZQ=="), "Why?")
+        why = nbformat.v4.new_code_cell("%%acytoo\nWhy?", id="d4e5f6", outputs=SHOWN[uri(new, "W3sZmlsZQ==")])
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell, why]), new)  # saved before closing
     nbformat.write(nbformat.v4.new_notebook(), old)  # a new, empty notebook at the old path
     with kernel(**env) as fresh:
         start(fresh, old)

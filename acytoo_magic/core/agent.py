@@ -112,6 +112,7 @@ class Episode:
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     history_warning: str = ""
+    record: dict[str, Any] = field(default_factory=dict, repr=False)  # its last output's metadata
 
     @property
     def tokens(self) -> int:
@@ -162,6 +163,16 @@ class Episode:
         if cut:
             episode["shortened"] = STORED_PART
         return episode, cut
+
+    def recorded(self, level: str) -> dict[str, Any]:
+        """The episode as its output records it: at "full" what the history keeps (steps and
+        results, each part bounded), else each step's kind, tool, decision and code (bounded), no
+        results: a later turn from the document then sends it as prompt and answer."""
+        if level == "full":
+            return self._stored()[0]
+        keys = ("kind", "name", "decision", "failed")
+        steps = [{**{k: getattr(s, k) for k in keys}, "code": clip(s.code, STORED_PART)} for s in self.steps]
+        return {"steps": steps[:200], "left_out": max(0, len(steps) - 200)}
 
     def meta(self) -> dict[str, Any]:
         """Stored with the answer: the steps (for ``history``) and the messages (for later turns),
@@ -473,6 +484,10 @@ class AgentLoop:
         episode, request = self.episode, self.request
         if request.conversation is None:
             return
+        seconds = (episode.finished or time.monotonic()) - episode.started
+        tokens = (episode.prompt_tokens, episode.completion_tokens, episode.estimated)
+        steps = episode.recorded(request.record_level)
+        episode.record = request.notebook_record(episode.content, episode.outcome, tokens, seconds, steps)
         try:
             request.conversation.record(
                 request.sent_prompt,
@@ -480,7 +495,7 @@ class AgentLoop:
                 episode.outcome,
                 request.stored_meta(),
                 request.cell,
-                answer_meta=episode.meta(),
+                answer_meta={**episode.meta(), "chain": request.chain(episode.content, episode.outcome)},
             )
         except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write
             episode.history_warning = history_problem(exc)

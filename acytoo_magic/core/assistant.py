@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default, observe
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default, observe
 from traitlets.config import Configurable
 
 from .. import providers
@@ -24,8 +24,9 @@ from ..providers.base import url_host
 from ..providers.credentials import MaskedUnicode, ScopedKey, configured_keys, key_for, shown_origin
 from .budget import DailyBudget, Ledger
 from .context import ErrorLog, NotebookContext
-from .errors import AcytooError, AnswerError, HistoryError, HistoryLocked, ProviderNotFound
-from .frames import Frame, NullRenderer, Renderer
+from .errors import AcytooError, HistoryError, HistoryLocked, ProviderNotFound
+from .frames import NullRenderer, Renderer, Tee
+from .history.document import LEVELS, Documents
 from .history.identity import forget_identity, identity_for
 from .history.store import HistoryStore, MemoryStore
 from .history.store import default_history_path as _default_history_path
@@ -142,6 +143,15 @@ class Assistant(Configurable):
     notebook_daily_max_cost = Float(
         0.0, help="Cost (by `prices`) this notebook may spend per day, as well (0: no limit)."
     ).tag(config=True)
+    notebook_record = Enum(
+        LEVELS,
+        "provenance",
+        help="What each answer's output records in the saved notebook (docs/notebook-record.md), and so "
+        "what a copy or a colleague's kernel sends again: 'provenance' (the prompt as typed, the answer, "
+        "provider, host, model, tokens, cost; an episode's steps without their results), 'full' (also "
+        "the prompt as sent, data summaries included, masked, and an episode's results), 'off' (nothing; "
+        "the history file alone is the thread).",
+    ).tag(config=True)
     agent_max_steps = Int(
         20, help="Agent mode: steps per episode at most; a model call is a step, and so is each tool call."
     ).tag(config=True)
@@ -187,6 +197,7 @@ class Assistant(Configurable):
         self.errors = errors if errors is not None else ErrorLog()
         self.runner = Runner()
         self._ledger = Ledger()  # this assistant's spend, written in order by a thread of its own
+        self._documents = Documents()  # saved notebooks threads are rebuilt from, each read once per save
         super().__init__(**kwargs)
         # At interpreter exit (a kernel shutting down, a script ending): exchanges a lock held back
         # are written, the HTTP sessions closed. Bound to the parts, so the Assistant can still go.
@@ -226,7 +237,12 @@ class Assistant(Configurable):
     def conversation(self, thread: str | None = None) -> Conversation:
         """A thread of this notebook; the history file is opened when it is first read or written
         (in a thread, during an answer), never while a request is being built on the loop."""
-        return Conversation(lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD)
+        # With a record kept in outputs, a notebook's saved document is its thread (``rebuild``).
+        documents = self._documents if self.notebook_record != "off" else None
+        return Conversation(
+            lambda: self.store, lambda: self.notebook, thread or DEFAULT_THREAD,
+            documents, self.identity.kernel,
+        )
 
     def context(self, mask: Callable[[str], str] | None = None) -> NotebookContext:
         """What ``{name}``, ``{In[n]}``, ``{Err}`` refer to: the notebook's namespace (empty in a
@@ -260,10 +276,12 @@ class Assistant(Configurable):
         cell: str | None = None,
         meta: Mapping[str, Any] | None = None,
         send_secrets: Sequence[str] = (),
+        source: str = "",
     ) -> Request:
         """Everything one answer needs, from the settings and these overrides (``ProviderNotFound``).
 
         ``send_secrets``: names the boundary would mask (as its line lists them) to send as they are.
+        ``source``: the asking cell's text, so its output's record can tell when it was edited since.
         """
         url = str(url or self.url) or None
         adapter = providers.adapt(provider or self.chosen_provider())
@@ -311,6 +329,8 @@ class Assistant(Configurable):
             price=tuple(self.prices[model]) if model in self.prices else None,  # type: ignore[arg-type]
             spend=self.daily_budget(),
             outbound=self.outbound(send_secrets, url=url, proxy=proxy),
+            record_level=self.notebook_record,
+            cell_source=source,
         )
 
     def outbound(
@@ -365,7 +385,7 @@ class Assistant(Configurable):
             await asyncio.to_thread(request.spend.check_request, request)
         drawer = renderer or NullRenderer()
         if on_chunk is not None:
-            drawer = _Tee(drawer, on_chunk)
+            drawer = Tee(drawer, on_chunk)
         async with self.session_lease() as session:
             return await answer(request, drawer, session, reply)
 
@@ -521,35 +541,6 @@ def _close_store(store: HistoryStore | None) -> None:
 def _close_parts(runner: Runner, slot: _StoreSlot) -> None:
     runner.close()
     _close_store(slot.release())
-
-
-class _Tee:
-    """A renderer that also hands each chunk to a callback (``ask(on_chunk=...)``)."""
-
-    def __init__(self, renderer: Renderer, on_chunk: Callable[[str], Any]) -> None:
-        self._renderer = renderer
-        self._on_chunk = on_chunk
-
-    def start(self, label: str) -> None:
-        self._renderer.start(label)
-
-    def notify(self, note: str) -> None:
-        self._renderer.notify(note)
-
-    @property
-    def last_frame(self) -> Frame | None:
-        """What the wrapped renderer last drew (the record falls back to it if closing fails)."""
-        return getattr(self._renderer, "last_frame", None)
-
-    def feed(self, chunk: str) -> None:
-        self._renderer.feed(chunk)
-        try:
-            self._on_chunk(chunk)
-        except Exception as exc:  # the caller's code: one line, and the answer ends marked
-            raise AnswerError.from_exception("the on_chunk callback", exc) from exc
-
-    def close(self, text: str, note: str = "", small_print: str = "") -> None:
-        self._renderer.close(text, note, small_print)
 
 
 _shared: dict[int, Assistant] = {}

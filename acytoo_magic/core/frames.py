@@ -8,7 +8,10 @@ caller that shows nothing (a script, an agent turn nobody watches). No drawing h
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .errors import AnswerError
 
 
 class Frame:
@@ -81,6 +84,10 @@ class TextBuffer:
 
 
 class Renderer(Protocol):
+    """What the core streams into. A renderer whose final output is saved with a notebook may also
+    have ``keep_record(metadata)``: called before ``close`` with the answer's record, which that
+    final output carries (``stream.keep_record``; docs/notebook-record.md)."""
+
     def start(self, label: str) -> None: ...
     def notify(self, note: str) -> None: ...
     def feed(self, chunk: str) -> None: ...
@@ -105,3 +112,38 @@ class NullRenderer:
 
     def close(self, text: str, note: str = "", small_print: str = "") -> None:
         self.last_frame = Frame(text, note=note, final=True, small_print=small_print)
+
+
+class Tee:
+    """A renderer that also hands each chunk to a callback (``ask(on_chunk=...)``)."""
+
+    def __init__(self, renderer: Renderer, on_chunk: Callable[[str], Any]) -> None:
+        self._renderer = renderer
+        self._on_chunk = on_chunk
+
+    def start(self, label: str) -> None:
+        self._renderer.start(label)
+
+    def notify(self, note: str) -> None:
+        self._renderer.notify(note)
+
+    @property
+    def last_frame(self) -> Frame | None:
+        """What the wrapped renderer last drew (the record falls back to it if closing fails)."""
+        return getattr(self._renderer, "last_frame", None)
+
+    def feed(self, chunk: str) -> None:
+        self._renderer.feed(chunk)
+        try:
+            self._on_chunk(chunk)
+        except Exception as exc:  # the caller's code: one line, and the answer ends marked
+            raise AnswerError.from_exception("the on_chunk callback", exc) from exc
+
+    def keep_record(self, metadata: Mapping[str, Any]) -> None:
+        """The final output's metadata, for a wrapped renderer that draws one."""
+        keep = getattr(self._renderer, "keep_record", None)
+        if keep is not None:
+            keep(metadata)
+
+    def close(self, text: str, note: str = "", small_print: str = "") -> None:
+        self._renderer.close(text, note, small_print)

@@ -345,6 +345,13 @@ class Outbound:
         self._values = re.compile("|".join(map(re.escape, names))) if names else None
         self._cache: dict[str, tuple[str, tuple[str, ...]]] = {}
 
+    def strict(self) -> Outbound:
+        """The same boundary without the allow-list (``--send-secret``): for what is kept rather
+        than sent, such as a notebook's record, which travels with the file."""
+        if not self.allow:
+            return self
+        return Outbound(list(self._known or ()))
+
     def mask(self, text: str) -> str:
         """``text`` with every secret replaced by ``[secret: NAME]``."""
         if not text:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..providers import Adapter, adapt
-from ..providers.base import ToolCall, Usage, remote_host
+from ..providers.base import ToolCall, Usage, remote_host, url_host
 from .errors import AcytooError, AcytooInterrupted
 from .frames import TextBuffer
+from .history.document import KEY, record
 from .history.thread import Conversation
 from .outbound import Outbound
 from .outcome import COMPLETE, INTERRUPTED, label
@@ -65,6 +68,8 @@ class Reply:
     finish_note: str = ""  # what the backend says about it ("stopped at the 512-token limit (raise ...)")
     prompt_chars: int = 0  # what was sent, for an estimate when no usage is reported
     tool_calls: tuple[ToolCall, ...] = ()  # the calls the reply ended with (agent mode)
+    # its final output's metadata (``Request.notebook_record``)
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def answer(self) -> str:
@@ -117,6 +122,11 @@ class Request:
     spend: Any = None  # a budget.DailyBudget: checked before sending (Assistant), charged after
     # The boundary every message passes on its way out (secrets masked, ``outbound.py``).
     outbound: Outbound = field(default_factory=Outbound, repr=False)
+    # How much the answer's final output records of itself (``Assistant.notebook_record``), and the
+    # source of the asking cell (an edit since marks the answer stale).
+    record_level: str = "off"
+    cell_source: str = ""
+    exchange: str = field(default_factory=lambda: uuid.uuid4().hex)
     adapter: Adapter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,9 +151,65 @@ class Request:
             meta["typed"] = self.outbound.mask(meta["typed"])
         return meta
 
+    def typed_prompt(self) -> str:
+        """The prompt as typed (before ``{name}`` expansion), masked at the boundary without its
+        allow-list: a secret sent with ``--send-secret`` is never kept in the notebook's record."""
+        typed = self.meta.get("typed")
+        return self.outbound.strict().mask(typed if isinstance(typed, str) else self.prompt)
+
+    def notebook_record(
+        self, answer: str, outcome: str, tokens: tuple[int, int, bool], seconds: float,
+        episode: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What the answer's final output carries under ``document.KEY`` (no key, no secret: the
+        host without credentials, prompts masked), at ``record_level``; {} when "off" or for an
+        answer no thread keeps (``--no-history``)."""
+        if self.conversation is None:
+            return {}
+        prompt, completion, estimated = tokens
+        details: dict[str, Any] = {
+            "provider": self.provider_label or self.adapter.name,
+            # no URL: the bundled model answers here; a foreign provider posts where it knows
+            "host": url_host(self.adapter.target(self.options.get("url")))
+            or ("this machine" if self.adapter.builtin else "not known"),
+            "model": self.model,
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "seconds": round(seconds, 3),
+            "tokens": {"in": prompt, "out": completion, "estimated": estimated},
+            "cost": round(cost(prompt, completion, self.price), 6) if self.price is not None else None,
+            # masked again without the allow-list: ``--send-secret`` sends, the record keeps nothing
+            "sent": self.outbound.strict().mask(self.sent_prompt) if self.record_level == "full" else None,
+            "episode": _each_text(dict(episode), self.outbound.strict().mask) if episode else None,
+        }
+        return record(
+            exchange=self.exchange,
+            thread=self.conversation.thread,
+            prompt=self.typed_prompt(),
+            answer=answer,
+            outcome=str(outcome),
+            parent=self.conversation.parent,
+            source=self.cell_source,
+            key=self.cell or "",
+            level=self.record_level,
+            **details,
+        )
+
+    def chain(self, answer: str, outcome: str) -> dict[str, Any]:
+        """What the history file keeps of the record's chain (with the answer's row), at any level,
+        so an exchange newer than the save takes its place in a thread rebuilt from the document."""
+        made = record(
+            exchange=self.exchange, thread=self.conversation.thread if self.conversation else "",
+            prompt=self.typed_prompt(), answer=answer, outcome=str(outcome),
+            parent=self.conversation.parent if self.conversation else None, level="provenance",
+        )[KEY]
+        parent = made["parent"] or {}
+        return {"exchange": self.exchange, "hash": made["hash"], "thread": made["thread"],
+                "parent": [parent.get("exchange", ""), parent.get("hash", "")]}
+
     def small_print(self, status_line: str) -> str:
         """What is written under an answer: what the boundary masked, then the status line."""
-        return "\n".join(line for line in (self.outbound.line(), status_line) if line)
+        unsent = self.conversation.unsent_note if self.conversation is not None else ""
+        return "\n".join(line for line in (self.outbound.line(), unsent, status_line) if line)
 
     def source(self) -> str:
         """The provider's label, with its host when that is not this machine: ``openai
@@ -222,3 +288,14 @@ def preview(request: Request, agent: bool = False) -> Preview:
     if agent:
         body["tools"] = TOOL_SPECS
     return Preview(body, request.outbound.line())
+
+
+def _each_text(value: Any, change: Any) -> Any:
+    """``value`` (JSON-like: an episode's record) with ``change`` applied to every string in it."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, Mapping):
+        return {k: _each_text(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_each_text(v, change) for v in value]
+    return value

@@ -208,9 +208,27 @@ async def to_thread_to_the_end(func: Callable[..., Any], *args: Any) -> None:
 
 
 def _close(request: Request, renderer: Renderer, reply: Reply) -> None:
-    """The final draw, with the small print: what the boundary masked (always), the status line."""
+    """The final draw, with the small print: what the boundary masked (always), the status line,
+    and, for an answer the thread keeps, its record (the output's metadata: the saved notebook
+    drops the display id, so only the final update can carry it)."""
     status_line = request.status_line(reply) if request.show_status and reply.outcome != FAILED else ""
+    if _kept(reply):
+        reply.record = request.notebook_record(reply.answer, reply.outcome, reply.tokens(), reply.elapsed)
+        keep_record(renderer, reply.record)
     close_shown(renderer, reply, request.small_print(status_line))
+
+
+def keep_record(renderer: Any, metadata: Mapping[str, Any]) -> None:
+    """Hand the final output's metadata to a renderer that draws one (``keep_record``); others
+    (a terminal, a script) have nowhere to keep it."""
+    keep = getattr(renderer, "keep_record", None)
+    if metadata and keep is not None:
+        keep(metadata)
+
+
+def _kept(reply: Reply) -> bool:
+    """Whether the history keeps this answer: not a failure, not an interruption before any text."""
+    return reply.outcome != FAILED and (reply.outcome == COMPLETE or bool(reply.answer))
 
 
 def close_shown(renderer: Renderer, reply: Reply, small_print: str = "") -> None:
@@ -245,13 +263,12 @@ def history_problem(exc: Exception) -> str:
 
 
 def _record(request: Request, reply: Reply) -> None:
-    if request.conversation is None or reply.outcome == FAILED:
-        return
-    if reply.outcome != COMPLETE and not reply.answer:
-        return  # interrupted or dropped before any text: nothing worth keeping
+    if request.conversation is None or not _kept(reply):
+        return  # failed, or interrupted or dropped before any text: nothing worth keeping
     try:
         prompt, completion, estimated = reply.tokens()
-        tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "tokens_estimated": estimated}
+        tokens = {"prompt_tokens": prompt, "completion_tokens": completion, "tokens_estimated": estimated,
+                  "chain": request.chain(reply.answer, reply.outcome)}
         sent, meta = request.sent_prompt, request.stored_meta()
         request.conversation.record(sent, reply.answer, reply.outcome, meta, request.cell, answer_meta=tokens)
     except Exception as exc:  # said, one line; a locked file keeps the exchange for the next write

@@ -91,14 +91,16 @@ class NotebookAgentView(AgentView):
             decided_bundle = {"text/plain": f"[{caption}]\n{code}", "text/html": code_html(code, caption)}
             shown.update(decided_bundle, raw=True)
 
-    def finish(self, note: str, small_print: str) -> None:
-        """The episode's last lines: why it ended early (if it did), and the small print."""
+    def finish(self, note: str, small_print: str, record: dict[str, Any] | None = None) -> None:
+        """The episode's last lines: why it ended early (if it did), and the small print; this last
+        output carries the episode's record (``document.record``) as its metadata."""
         plain = "\n".join(
             part for part in (f"[{note}]" if note else "", f"— {small_print}" if small_print else "") if part
         )
-        if plain:
+        if plain or record:
             html = note_html(note) + small_print_html(small_print)
-            self._display({"text/plain": plain, "text/html": html}, raw=True)
+            extra = {"metadata": record} if record else {}
+            self._display({"text/plain": plain, "text/html": html}, raw=True, **extra)
 
 
 class TerminalAgentView(AgentView):
@@ -125,7 +127,7 @@ class TerminalAgentView(AgentView):
             pass
         return keys[answer]
 
-    def finish(self, note: str, small_print: str) -> None:
+    def finish(self, note: str, small_print: str, record: dict[str, Any] | None = None) -> None:
         for line in (f"[{note}]" if note else "", f"— {small_print}" if small_print else ""):
             if line:
                 print(printable(line))
@@ -159,6 +161,6 @@ async def run_agent_cell(assistant: Any, request: Any, shell: Any, on_loop: bool
     except ToolsUnsupported as exc:
         raise UsageError(f"%%acytoo --agent: {exc}") from None
     status_line = episode.status_line(request) if request.show_status else ""
-    view.finish(episode.note, request.small_print(status_line))
+    view.finish(episode.note, request.small_print(status_line), episode.record)
     report(episode)
     return episode

@@ -65,8 +65,11 @@ def typed(question: Message) -> str:
     return shown if isinstance(shown, str) else question.content
 
 
-def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message], str]) -> Listing:
-    """One line an exchange: where it was asked, the question and the answer's first line."""
+def compact(
+    thread: str, messages: Sequence[Message], origin: Callable[[Message], str], about: str = ""
+) -> Listing:
+    """One line an exchange: where it was asked, the question and the answer's first line.
+    ``about``: what the head adds (where the thread came from, whether its chain verifies)."""
     rows = []
     for question, answer in paired(messages):
         asked = next(m for m in (question, answer) if m is not None)  # never both None
@@ -86,7 +89,8 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
     option = "" if thread == "default" else f" -c {shlex.quote(thread)}"
     hint = f"%acytoo history --full{option} shows them whole"
     width = max((len(where) for where, *_ in rows), default=0)
-    lines = [f"{head} ({hint})"]
+    tail = f" · {about}" if about else ""
+    lines = [f"{head} ({hint}){tail}"]
     for where, prompt, reply, mark in rows:
         lines.append(f"  {where:<{width}}  {prompt} → {reply}" + (f"  [{mark}]" if mark else ""))
     # Inline alignment (JupyterLab right-aligns table cells); no style sheet, as for answers.
@@ -100,13 +104,16 @@ def compact(thread: str, messages: Sequence[Message], origin: Callable[[Message]
         f'<table class="acytoo-history"><thead><tr><th {keep}>asked in</th><th {left}>question</th>'
         f"<th {left}>answer</th><th></th></tr></thead><tbody>{cells}</tbody></table>"
     )
-    page = f"<p>{escaped(head)} (<code>{escaped(hint)}</code>)</p>{table}"
+    page = f"<p>{escaped(head)} (<code>{escaped(hint)}</code>){escaped(tail)}</p>{table}"
     return Listing(unlinkable("\n".join(lines)), page)
 
 
-def full(thread: str, messages: Sequence[Message], origin: Callable[[Message], str]) -> Listing:
+def full(
+    thread: str, messages: Sequence[Message], origin: Callable[[Message], str], about: str = ""
+) -> Listing:
     """Every message whole: questions as preformatted text, answers rendered as the magic renders them."""
-    plain, parts = [f"thread {thread!r}: {len(messages)} messages, oldest first"], []
+    tail = f" · {about}" if about else ""
+    plain, parts = [f"thread {thread!r}: {len(messages)} messages, oldest first{tail}"], []
     for message in messages:
         mark = f" [{label(message.outcome)}]" if label(message.outcome) else ""
         heading = f"{message.role}{mark} · {origin(message)}"

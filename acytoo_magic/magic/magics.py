@@ -257,6 +257,8 @@ class AcytooMagics(Subcommands, Magics):
                 # (ipykernel's execute_reply says the same)
                 meta=meta if cell else None,
                 send_secrets=args.send_secret,
+                # the cell as the frontend sent it: the saved document's source, until it is edited
+                source=str(self._parent().get("content", {}).get("code") or typed),
             )
         except ProviderNotFound as exc:  # NoProviderChosen too: one line on how to choose, nothing sent
             raise UsageError(str(exc)) from None
@@ -300,8 +302,8 @@ class AcytooMagics(Subcommands, Magics):
             raise _message_only(AcytooInterrupted(AGENT_INTERRUPTED_LINE)) from None
         if args.output:
             self.shell.user_ns[args.output] = episode.answer
-        if args.format == "code" and episode.answer and episode.outcome == COMPLETE:  # not a cut-off answer
-            self._place_code(episode.answer, typed)
+        if args.format == "code":
+            self._place_episode(episode, typed)
 
     def _dry_run(self, args: Any, prompt: str, typed: str) -> None:
         """``--dry-run``: the messages (and tools, with ``--agent``) as they would be sent; nothing is."""
@@ -341,6 +343,21 @@ class AcytooMagics(Subcommands, Magics):
             self._place_code(reply.answer, typed, cut_short(reply), args.cut_code)
         report(reply)
 
+    def _place_episode(self, episode: Any, typed: str) -> None:
+        """``-f code`` on an agent cell: the runs you approved, in order, as one new cell below
+        (these steps, without the model); an episode that ran nothing places its answer's code,
+        when it ended complete."""
+        runs = [s.code for s in episode.steps if s.kind == "run" and s.decision in ("run", "auto")]
+        if runs:
+            count = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
+            head = f"# acytoo: the {count} approved in this episode, in order, without the model\n"
+            code = head + "\n\n".join(code.rstrip() for code in runs)
+            self._place(code, typed, "the episode's approved code")
+        elif episode.answer and episode.outcome == COMPLETE:  # not a cut-off answer
+            self._place_code(episode.answer, typed)
+        else:
+            print("acytoo: no cell was added: the episode ran no approved code and has no complete answer")
+
     def _place_code(self, text: str, typed: str, cut: str = "", anyway: bool = False) -> None:
         """Put the answer's code into a new cell below, and say so; a re-run with the same code adds none.
 
@@ -363,22 +380,26 @@ class AcytooMagics(Subcommands, Magics):
                       "incomplete; -f code --cut-code places it anyway")
                 return
             code = f"# acytoo: from a cut answer ({why}): may be incomplete\n{code}"
+        self._place(code, typed)
+
+    def _place(self, code: str, typed: str, what: str = "the answer's code") -> None:
+        """Insert ``code`` as a new cell below, once per distinct code (see ``_place_code``)."""
         lines = f"{len(code.splitlines())} line{'s' if len(code.splitlines()) != 1 else ''}"
         in_kernel = getattr(self.shell, "kernel", None) is not None
         key = self._cell_base(typed)
         digest = hashlib.sha256(code.encode()).hexdigest()
         if in_kernel and self._placed.get(key) == digest:
-            print(f"acytoo: the answer's code ({lines}) is the same as last run's, already in the cell below")
+            print(f"acytoo: {what} ({lines}) is the same as last run's, already in the cell below")
             return
         before = self._placed.get(key) if in_kernel else None
         self._placed[key] = digest
         self.shell.set_next_input(code, replace=False)
         if not in_kernel:
-            print(f"acytoo: the answer's code ({lines}) is in your next prompt")
+            print(f"acytoo: {what} ({lines}) is in your next prompt")
         elif before is None:
-            print(f"acytoo: the answer's code ({lines}) is in a new cell below")
+            print(f"acytoo: {what} ({lines}) is in a new cell below")
         else:
-            print(f"acytoo: the answer's code ({lines}) changed: a new cell below has it, last run's follows")
+            print(f"acytoo: {what} ({lines}) changed: a new cell below has it, last run's follows")
 
     def options(self, argv: list[str] | None = None) -> Any:
         """The cell magic's options parsed from ``argv`` (defaults when empty)."""

@@ -124,6 +124,7 @@ class DisplayRenderer(ThrottledRenderer):
         self._pending_chars = 0
         self._committed_chars = 0
         self.segments: list[tuple[Any, list[Block]]] = []  # (output, its blocks), in order
+        self.metadata: dict[str, Any] = {}  # what the final output records of the answer (keep_record)
         throttle.setdefault("size_step", self.size_step if fmt != "text" else SIZE_STEP)
         super().__init__(self._update, interval, **throttle)
 
@@ -131,16 +132,22 @@ class DisplayRenderer(ThrottledRenderer):
         """Every bundle this renderer sends, as it is sent (an agent's model text is framed)."""
         return bundle
 
-    def _show(self, bundle: dict[str, Any]) -> None:
+    def keep_record(self, metadata: dict[str, Any]) -> None:
+        """The answer's record (``document.record``): its final output carries it as metadata,
+        which the saved notebook keeps (the display id does not survive a save)."""
+        self.metadata = dict(metadata)
+
+    def _show(self, bundle: dict[str, Any], final: bool = False) -> None:
         bundle = self._framed(bundle)
+        extra = {"metadata": self.metadata} if final and self.metadata else {}
         if self.handle is None:  # the first frame creates the output area; later ones replace it
-            self.handle = self._display(bundle, raw=True, display_id=True)
+            self.handle = self._display(bundle, raw=True, display_id=True, **extra)
         else:
-            self.handle.update(bundle, raw=True)
+            self.handle.update(bundle, raw=True, **extra)
 
     def _update(self, frame: Frame) -> None:
         if frame.waiting or self.fmt == "text":
-            self._show(markdown_bundle(frame, self.fmt))
+            self._show(markdown_bundle(frame, self.fmt), final=frame.final)
             return
         self.stream.feed_through(frame.added, frame.length)  # ``added`` starts at the last frame drawn
         update = self.stream.update(final=frame.final)
@@ -153,7 +160,7 @@ class DisplayRenderer(ThrottledRenderer):
         pending = "".join(block.html for block in self._pending)
         sources = "".join(block.source for block in self._pending) + update.tail_source
         if frame.final:  # sources are clean
-            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.small_print))
+            self._show(final_bundle(pending + update.tail_html, sources, frame.note, frame.small_print), True)
             self.segments.append((self.handle, self._pending))
             return
         html = with_cursor(pending + update.tail_html)

@@ -51,11 +51,31 @@ def split_args(line: str) -> list[str]:
 
 
 def _origin(message: Any) -> str:
-    """Where an exchange came from, for ``%acytoo history``: the cell (execution count) or a chat."""
+    """Where an exchange came from, for ``%acytoo history``: the document, this kernel or the
+    cache (``rebuild``) after the cell (execution count) or chat, and whether it is stale."""
+    where = message.meta.get("_from", "")
     if message.cell is None:
-        return "chat"
-    count = message.meta.get("execution_count")
-    return f"cell In [{count}]" if count is not None else "cell"
+        asked = "chat"
+    else:
+        count = message.meta.get("execution_count")
+        asked = f"cell In [{count}]" if count is not None else "cell"
+    return " · ".join(part for part in (asked, where) if part)
+
+
+def _labelled(entries: Any, note: str = "") -> list[Any]:
+    """A rebuilt thread's exchanges as the listing's messages, each saying where it came from."""
+    from dataclasses import replace
+
+    from ..core.history.rebuild import STORED
+
+    found = []
+    for entry in entries:
+        marks = [entry.origin + note] + (["stale: its cell was edited since"] if entry.stale else [])
+        marks += [] if entry.verified else ["edited since it was recorded"]
+        # no saved document: every exchange is the history file's, said by no mark
+        where = {"_from": ", ".join(marks) if entry.origin != STORED else ""}
+        found += [replace(m, meta={**m.meta, **where}) for m in (entry.prompt, entry.answer)]
+    return found
 
 
 def _subparser(name: str, help_text: str) -> SubcommandParser:
@@ -122,12 +142,20 @@ class Subcommands:
         parser.add_argument("-c", "--thread", default=None)
         parser.add_argument("--full", action="store_true")
         args = self._parse(parser, rest)
+        from ..core.history.rebuild import chain_problems
+
         thread = args.thread or DEFAULT_THREAD
-        messages = self.assistant.conversation(args.thread).messages()
+        conversation = self.assistant.conversation(args.thread)
+        sent, cache, documented = conversation.sources()
+        messages = _labelled(sent) + _labelled(cache, ": not sent")
         if not messages:
             print(f"(thread {thread!r} is empty)")
             return
-        shown = (listing.full if args.full else listing.compact)(thread, messages, _origin)
+        problems = chain_problems(sent)
+        about = [f"rebuilt from the saved notebook, {len(cache)} more not sent"]
+        about = about if documented else [conversation.problem] if conversation.problem else []
+        about.append("chain verifies" if not problems else "chain does not verify: " + "; ".join(problems))
+        shown = (listing.full if args.full else listing.compact)(thread, messages, _origin, "; ".join(about))
         display(shown.bundle(), raw=True)  # a reply is shown through the one policy, stored or live
 
     def _reset(self, rest: str) -> None:
@@ -141,6 +169,15 @@ class Subcommands:
         thread = None if args.all else (args.thread or DEFAULT_THREAD)
         removed = self.assistant.store.reset(notebook, thread)
         print(f"removed {removed} messages from {'all threads' if thread is None else repr(thread)}")
+        # The saved notebook is the record (docs/notebook-record.md): what it shows is still sent.
+        document = self.assistant.conversation(thread).document()
+        recorded = (document.records() or []) if document is not None else []
+        # what is sent from it: the records that match what it shows (not a chat copy's)
+        kept = [r for r in recorded if (thread is None or r.thread == thread)
+                and not (r.problem or r.chat or r.legacy)]
+        if kept:
+            print(f"the saved notebook still records {len(kept)} exchange{'s' if len(kept) != 1 else ''} "
+                  "of it, sent as the thread until their outputs are cleared and the notebook saved")
 
     def _threads(self, rest: str) -> None:
         """List this notebook's threads, or take over a renamed one's: %acytoo threads [--adopt OLD]."""

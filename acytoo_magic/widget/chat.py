@@ -391,6 +391,8 @@ class ChatWidget(widgets.VBox):
             self._set_busy(False)
         episode = self.last_episode = view.episode
         self._steps = []
+        if episode is not None:
+            self.saved.keep(episode.record)
         if error or episode is None or episode.outcome == FAILED:  # nothing done, nothing recorded
             self._restore(typed)
             self._show_in_error_area(redact(error or str(episode.error if episode else "")), error=True)
@@ -421,6 +423,7 @@ class ChatWidget(widgets.VBox):
         try:
             with contextlib.suppress(asyncio.CancelledError):  # Stop: marked interrupted, recorded
                 await self.assistant.ask(request.prompt, request=request, renderer=renderer, reply=reply)
+            self.saved.keep(reply.record)  # the saved copy records it (docs/notebook-record.md)
             self._show_reply(reply, renderer, typed, question)
         except Exception as exc:  # anything else: say it, and leave the widget usable
             reply.outcome = FAILED

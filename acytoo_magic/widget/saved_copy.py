@@ -18,12 +18,16 @@ import shlex
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from ..core.history.document import KEY
 from ..core.outbound import printable
 from ..present.untrusted import escaped
 
 STATIC = Path(__file__).parent / "static"
 STATIC_MESSAGES = 40  # messages in the copy saved with the notebook
+# Exchanges of a thread the copy's metadata records at most (the newest): no more than it shows.
+RECORDED = STATIC_MESSAGES // 2
 _STATIC_BOX = (  # as tall as the live transcript; column-reverse opens it scrolled to the newest message
     "max-height:32rem;overflow-y:auto;display:flex;flex-direction:column-reverse;"
     "border:1px solid rgba(127,127,127,0.35);border-radius:6px;padding:0 0.6rem"
@@ -84,6 +88,24 @@ class SavedCopy:
         # exchange (the question, each agent step, the answer) only once, at its end.
         self._held = False
         self._dirty = False
+        self._records: list[dict[str, Any]] = []  # the records of the answers this chat made (keep)
+
+    def keep(self, metadata: dict[str, Any]) -> None:
+        """An answer's or episode's record (``document.record``; {} when none is kept): the copy's
+        metadata carries the thread's, so the saved notebook holds the chat's exchanges too."""
+        entry = metadata.get(KEY)
+        if isinstance(entry, dict):
+            # Provenance only: the copy shows prompts and answers, not the prompt as sent nor an
+            # episode's steps, so it records neither (and stays small at "full" too). A thread
+            # rebuilt from a document sends none of it (docs/notebook-record.md).
+            kept = {k: v for k, v in entry.items() if k not in ("sent", "episode")}
+            self._records = [*self._records, kept][-4 * RECORDED :]
+
+    def metadata(self) -> dict[str, Any]:
+        """What the copy's output records: this thread's exchanges, in the order they were made."""
+        thread = self._thread()
+        mine = [entry for entry in self._records if entry.get("thread") == thread][-RECORDED:]
+        return {KEY: {"chat": mine, "thread": thread}} if mine else {}
 
     def display(self) -> None:
         """Show the copy (before the chat it stands for), to be updated in place from now on."""
@@ -91,7 +113,7 @@ class SavedCopy:
 
         display_id = uuid.uuid4().hex
         self._ids.append(display_id)
-        display(self.bundle(), raw=True, display_id=display_id)
+        display(self.bundle(), raw=True, display_id=display_id, metadata=self.metadata())
 
     def command(self) -> str:
         thread = self._thread()
@@ -146,6 +168,6 @@ class SavedCopy:
             return
         from IPython.display import update_display
 
-        bundle = self.bundle()
+        bundle, metadata = self.bundle(), self.metadata()
         for display_id in self._ids:
-            update_display(bundle, raw=True, display_id=display_id)
+            update_display(bundle, raw=True, display_id=display_id, metadata=metadata)

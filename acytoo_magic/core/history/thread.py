@@ -84,6 +84,10 @@ class Conversation:
 
     ``cell`` names the notebook cell a prompt came from: its exchange keeps its place in the
     thread, and what is sent with it is only what stands before that place.
+
+    ``documents`` (a ``document.Documents``) finds the saved notebook behind a key: when it is a
+    readable file, the thread is rebuilt from it (``rebuild``) and the history file is its
+    cache; ``kernel`` is this kernel's id, whose exchanges newer than the save count too.
     """
 
     def __init__(
@@ -91,10 +95,21 @@ class Conversation:
         store: HistoryStore | Callable[[], HistoryStore],
         notebook: str | Callable[[], str],
         thread: str = DEFAULT_THREAD,
+        documents: Any = None,
+        kernel: str | None = None,
     ) -> None:
         self._store = store  # or how to get it: opened on first use, off the event loop
         self._notebook = notebook  # or how to find it: resolved on first use, then kept
         self.thread = thread
+        self._documents = documents
+        self.kernel = kernel
+        # Said under the answer when the document leaves history-file exchanges out (once a change)
+        self.unsent_note = ""
+        self.left_out: list[Any] = []  # the history file's exchanges a rebuilt thread leaves out
+        self.unsent: list[Any] = []  # the document's records it leaves out (they match nothing shown)
+        self.problem = ""  # why the saved notebook could not be read ("" : it could, or there is none)
+        # (id, hash) of the exchange the prompt follows, found by ``to_send``: the record's parent
+        self.parent: tuple[str, str] | None = None
 
     @property
     def store(self) -> HistoryStore:
@@ -134,10 +149,31 @@ class Conversation:
         every provider accepts (some refuse tool messages in a request without ``tools``).
         """
 
+        from .rebuild import before, from_rows, messages
+
         def read(store: HistoryStore) -> list[Message]:
-            before = store.position(self.notebook, self.thread, cell) if cell is not None else None
             # Only the recent tail can fit; loading a bounded window keeps a long thread cheap.
-            return store.load(self.notebook, self.thread, max(64, history_chars // 16), before)
+            window = max(64, history_chars // 16)
+            rebuilt = self.rebuilt(store, window)
+            if rebuilt is None and self.problem and self._documents.once(self.notebook, self.problem):
+                self.unsent_note = self.problem  # once: said under the answer, the file is the thread
+            if rebuilt is not None:
+                left_out = len(self.left_out)
+                if self._documents.news(self.notebook, self.thread, left_out):
+                    self.unsent_note = (
+                        f"{left_out} earlier exchange{'s' if left_out != 1 else ''} of this thread "
+                        "in the history file, not in the saved notebook: not sent (%acytoo history)"
+                    )
+                asked_after = before(rebuilt, cell)
+                last = asked_after[-1] if asked_after else None
+                self.parent = (last.exchange, last.hash) if last is not None and last.exchange else None
+                return messages(asked_after)
+            position = store.position(self.notebook, self.thread, cell) if cell is not None else None
+            rows = store.load(self.notebook, self.thread, window, position)
+            pairs = exchanges(rows)
+            last = from_rows(*pairs[-1], "") if pairs else None
+            self.parent = (last.exchange, last.hash) if last is not None and last.exchange else None
+            return rows
 
         past = self._with_store(read)
         head = [Message("system", system)] if system else []
@@ -145,6 +181,43 @@ class Conversation:
             past = [without_steps(m) for m in past]
         chosen = trim([*head, *past, Message("user", prompt)], history_chars)
         return [sent for m in chosen for sent in m.provider_messages(tools)]
+
+    def document(self) -> Any:
+        """The saved notebook this thread is rebuilt from (a ``DocumentRecord``), else None."""
+        return self._documents.for_key(self.notebook) if self._documents is not None else None
+
+    def rebuilt(self, store: HistoryStore, window: int | None = None) -> list[Any] | None:
+        """The thread as the document and this kernel make it (``rebuild.Exchange``s), None when no
+        readable document stands behind it (the history file's rows are the thread then)."""
+        from .rebuild import cached, rebuild, unsent
+
+        document = self.document()
+        found = document.thread(self.thread) if document is not None else None
+        if found is None:
+            self.problem = document.problem if document is not None else ""
+            return None
+        records, saved_at = found
+        rows = store.load(self.notebook, self.thread, window)
+        thread = rebuild(records, saved_at, rows, self.kernel)
+        self.unsent = unsent(records)  # the document's records that do not match what it shows
+        self.left_out = cached(thread, rows, self.unsent)  # the cache: in the history file, not sent
+        return thread
+
+    def sources(self) -> tuple[list[Any], list[Any], bool]:
+        """For ``%acytoo history``: the thread as it is sent (``rebuild.Exchange``s, each saying
+        where it came from), what is left out of it (the document's records that match nothing it
+        shows, then the history file's exchanges: the cache; none sent), and whether a saved
+        document stands behind it (``problem`` says why one that exists could not be read)."""
+        from .rebuild import STORED, from_rows
+
+        def work(store: HistoryStore) -> tuple[list[Any], list[Any], bool]:
+            rebuilt = self.rebuilt(store)
+            if rebuilt is None:
+                rows = store.load(self.notebook, self.thread)
+                return [from_rows(q, a, STORED) for q, a in exchanges(rows)], [], False
+            return rebuilt, [*self.unsent, *self.left_out], True
+
+        return self._with_store(work)
 
     def record(
         self,
