@@ -122,7 +122,7 @@ def test_the_thread_is_the_document_then_this_kernels_newer_exchanges(tmp_path):
     path = tmp_path / "nb.ipynb"
     saved(path, chained(("c1", "One?", "1"), ("c2", "Two?", "2")))
     document = DocumentRecord(str(path))
-    records, saved_at = document.records() or [], document.saved_at
+    records, saved_at = document.snapshot() or ([], 0.0)
     store = HistoryStore(tmp_path / "h.sqlite3")
     rows(
         store,

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,11 +309,6 @@ class DocumentRecord:
         found = self.snapshot()
         return None if found is None else ([e for e in found[0] if e.legacy or e.thread == name], found[1])
 
-    @property
-    def saved_at(self) -> float:
-        """When the file last read was saved (its modification time, in seconds; 0 before a read)."""
-        return self._seen[1] / 1e9 if self._seen is not None else 0.0
-
 
 class Documents:
     """One ``DocumentRecord`` per notebook path, so each file is parsed once per change."""
@@ -350,8 +345,3 @@ class Documents:
             if found is None:
                 found = self._known[key] = DocumentRecord(key)
             return found
-
-
-def threads(records: Iterable[Recorded]) -> list[str]:
-    """The threads the records hold, in order of first appearance."""
-    return list(dict.fromkeys(entry.thread for entry in records))
