@@ -138,7 +138,7 @@ def peer_kernel(python: str, env: dict[str, str]) -> Iterator[Any]:
     """A fresh kernel started with ``python`` (a kernelspec in a temporary directory)."""
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
-    from kernels import Kernel
+    from kernels import running
 
     with tempfile.TemporaryDirectory() as specs:
         spec = Path(specs) / "bench-peer"
@@ -150,15 +150,8 @@ def peer_kernel(python: str, env: dict[str, str]) -> Iterator[Any]:
         km = KernelManager(
             kernel_name="bench-peer", kernel_spec_manager=KernelSpecManager(kernel_dirs=[specs])
         )
-        km.start_kernel(env=env, stderr=subprocess.DEVNULL)
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=120)
-            yield Kernel(km, kc)
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+        with running(km, env=env, stderr=subprocess.DEVNULL) as started:
+            yield started
 
 
 @dataclass

@@ -169,12 +169,19 @@ def kernel(stderr: Any = None, **env: str) -> Iterator[Kernel]:
     extra = {"stderr": stderr} if stderr is not None else {}
     with tempfile.TemporaryDirectory(prefix="acytoo-kernel-") as sockets:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "k"))
-        km.start_kernel(env={**os.environ, **env}, **extra)
-        kc = km.client()
-        kc.start_channels()
-        try:
-            kc.wait_for_ready(timeout=120)
-            yield Kernel(km, kc)
-        finally:
-            kc.stop_channels()
-            km.shutdown_kernel(now=True)
+        with running(km, env={**os.environ, **env}, **extra) as started:
+            yield started
+
+
+@contextmanager
+def running(km: KernelManager, **start: Any) -> Iterator[Kernel]:
+    """``km``'s kernel started (``start``: ``start_kernel``'s arguments), ready, and stopped on exit."""
+    km.start_kernel(**start)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        yield Kernel(km, kc)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
