@@ -21,7 +21,7 @@ save and not in the document) are the *cache*: listed by ``%acytoo history`` as 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -91,13 +91,12 @@ def unsent(records: Sequence[Recorded]) -> list[Exchange]:
     return [from_record(entry, f"document ({entry.problem})") for entry in records if entry.problem]
 
 
-def _documented(entry: Recorded, mine: Mapping[str, tuple[Message, Message]]) -> Exchange:
+def _documented(entry: Recorded, mine: Mapping[str, Exchange]) -> Exchange:
     """A record the document shows; this kernel's own rows for the same exchange when it has them
     (the prompt as it was sent, data summaries included): a save changes nothing it sends."""
-    rows = mine.get(entry.exchange) if entry.exchange else None
-    if rows is None:
+    pair = mine.get(entry.exchange) if entry.exchange else None
+    if pair is None:
         return from_record(entry)
-    pair = from_rows(*rows, DOCUMENT)
     return Exchange(pair.prompt, pair.answer, DOCUMENT, entry.exchange, entry.hash, entry.key,
                     entry.stale, entry.verified, (entry.parent, entry.parent_hash))
 
@@ -118,14 +117,14 @@ def rebuild(
 ) -> list[Exchange]:
     """The thread to send: the document's records, then this kernel's exchanges newer than the save."""
     pairs = exchanges(rows)
-    mine = {pair.exchange: (q, a) for q, a in pairs if (pair := from_rows(q, a, "")).exchange}
+    read = [from_rows(q, a, "") for q, a in pairs]  # each row's chain checked once, its origin set below
+    mine = {pair.exchange: pair for pair in read if pair.exchange}
     recorded = {entry.exchange for entry in records if entry.exchange and not entry.chat}
-    undrawn = []
-    for prompt, answer in pairs:
-        if prompt.cell is None:
-            pair = from_rows(prompt, answer, UNDRAWN)
-            if not pair.exchange or pair.exchange not in recorded:
-                undrawn.append(pair)
+    undrawn = [
+        replace(pair, origin=UNDRAWN)
+        for pair in read
+        if pair.prompt.cell is None and (not pair.exchange or pair.exchange not in recorded)
+    ]
     cells, documented = [], []
     for entry in records:
         if entry.chat or entry.problem:
@@ -136,12 +135,12 @@ def rebuild(
             documented.append(made)
     thread = _by_time(documented, cells, undrawn)
     used = {entry.answer.id for entry in thread if entry.answer.id is not None}
-    for prompt, answer in pairs:
-        if prompt.cell is None or not newer(answer, saved_at, kernel) or answer.id in used:
+    for pair in read:
+        if pair.prompt.cell is None or not newer(pair.answer, saved_at, kernel) or pair.answer.id in used:
             continue
-        pair = from_rows(prompt, answer, KERNEL)
         if pair.exchange and pair.exchange in recorded:
             continue
+        pair = replace(pair, origin=KERNEL)
         at = next((i for i, entry in enumerate(thread) if pair.key and entry.key == pair.key), None)
         if at is None:
             thread.append(pair)
